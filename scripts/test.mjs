@@ -1,0 +1,170 @@
+#!/usr/bin/env node
+/**
+ * `npm test`: the one command that sets up and runs every test on a fresh clone.
+ *
+ *   1. Debian packages the tests need (installed when root, else the exact apt-get line).
+ *   2. `npm ci` when node_modules is missing or older than package-lock.json.
+ *   3. `tsc` → dist/ (workers load compiled JS).
+ *   4. Guest fixtures (scripts/guest-fixtures.sh, cached outside the repo).
+ *   5. Unit tier (test/unit), then the KVM tier (test/kvm): directly when /dev/kvm opens,
+ *      otherwise inside the QEMU sandbox (test/sandbox) — never skipped.
+ *   6. One closing line `N passed, N failed` over both tiers; non-zero exit on any failure.
+ *
+ * Flags: --unit / --kvm run one tier; other arguments are test files (test/kvm/x.test.ts).
+ * Env: KINDLING_SANDBOX=always|never|auto (default auto), KINDLING_QEMU, KINDLING_SANDBOX_KERNEL.
+ */
+import { spawnSync, spawn } from 'node:child_process';
+import { existsSync, statSync, readFileSync, openSync, closeSync, mkdtempSync, constants } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
+const t0 = performance.now();
+const secs = (from) => ((performance.now() - from) / 1000).toFixed(1);
+const argv = process.argv.slice(2);
+const onlyUnit = argv.includes('--unit');
+const onlyKvm = argv.includes('--kvm');
+const files = argv.filter((a) => !a.startsWith('--'));
+const unitFiles = files.filter((f) => f.includes('/unit/'));
+const kvmFiles = files.filter((f) => f.includes('/kvm/'));
+const wantUnit = !onlyKvm && (files.length === 0 || unitFiles.length > 0);
+const wantKvm = !onlyUnit && (files.length === 0 || kvmFiles.length > 0);
+
+function die(msg) {
+  console.error(`\nnpm test: ${msg}`);
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+}
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: repo, ...opts });
+  if (r.error) die(`${cmd} could not start: ${r.error.message}`);
+  return r.status ?? 1;
+}
+
+// 1. Debian packages: command → package.
+const needed = {
+  'qemu-system-x86_64': 'qemu-system-x86', cpio: 'cpio', mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs',
+  depmod: 'kmod', modprobe: 'kmod', curl: 'curl',
+};
+const which = (c) => spawnSync('sh', ['-c', `command -v ${c}`], { stdio: 'ignore' }).status === 0;
+const missing = new Set(Object.entries(needed).filter(([c]) => !which(c)).map(([, p]) => p));
+if (!existsSync('/bin/busybox') || spawnSync('/bin/busybox', ['--list'], { encoding: 'utf8' }).stdout?.includes('insmod') !== true) {
+  missing.add('busybox-static');
+}
+if (missing.size) {
+  const line = `apt-get install -y ${[...missing].sort().join(' ')}`;
+  if (process.getuid?.() !== 0) die(`missing Debian packages; run as root:\n  apt-get update && ${line}`);
+  console.log(`npm test: installing ${[...missing].join(' ')}`);
+  if (run('apt-get', ['update', '-qq']) !== 0 || run('sh', ['-c', `DEBIAN_FRONTEND=noninteractive ${line} -qq`]) !== 0) {
+    die(`apt-get failed; try: apt-get update && ${line}`);
+  }
+}
+
+// 2. npm ci when needed.
+const lock = join(repo, 'package-lock.json');
+const installed = join(repo, 'node_modules', '.package-lock.json');
+if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lock).mtimeMs) {
+  console.log('npm test: npm ci');
+  if (run('npm', ['ci', '--no-audit', '--no-fund']) !== 0) die('npm ci failed');
+}
+
+// 3. Build.
+const tb = performance.now();
+if (run(process.execPath, [join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']) !== 0) die('tsc failed');
+console.log(`npm test: build ${secs(tb)} s`);
+
+// 4. Fixtures.
+const tf = performance.now();
+const fx = spawnSync('bash', [join(repo, 'scripts', 'guest-fixtures.sh')], { cwd: repo, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+if (fx.status !== 0) die('guest fixtures could not be built (scripts/guest-fixtures.sh)');
+const fixtures = fx.stdout.trim().split('\n').pop();
+console.log(`npm test: guest fixtures ${fixtures} (${secs(tf)} s)`);
+process.env.KINDLING_FIXTURES = fixtures;
+
+const results = [];
+const resultFile = (dir) => join(dir, 'result.json');
+const readResult = (file, tier) => {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    return { tier, passed: 0, failed: 1, skipped: 0, seconds: 0, note: 'tier ended without a result' };
+  }
+};
+
+/** Runs a tier in a child node; resolves with its result. */
+function runTier(tier, tierFiles, timeoutMs) {
+  const dir = mkdtempSync(join(tmpdir(), `kindling-${tier}-`));
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(repo, 'dist', 'test', 'harness', 'tier.js'), tier, ...tierFiles], {
+      cwd: repo, stdio: 'inherit', env: { ...process.env, KINDLING_TIER_RESULT: resultFile(dir) },
+    });
+    const timer = setTimeout(() => { console.error(`\nnpm test: ${tier} tier passed its ${timeoutMs / 1000} s deadline`); child.kill('SIGKILL'); }, timeoutMs);
+    child.on('close', () => { clearTimeout(timer); resolve(readResult(resultFile(dir), tier)); });
+  });
+}
+
+/**
+ * Native KVM counts only with hardware virtualization (vmx/svm in /proc/cpuinfo), which is
+ * what Firecracker-class VMMs need. Some machines here expose a /dev/kvm backed by kvm_pvm
+ * (PVM, page-table based virtualization without VMX/SVM): it runs tiny real-mode code but not
+ * stock Linux guests, so the tier goes to the sandbox there. Returns a reason when unusable.
+ */
+function kvmUnusableReason() {
+  try {
+    closeSync(openSync('/dev/kvm', constants.O_RDWR));
+  } catch (e) {
+    return `/dev/kvm cannot be opened (${e.code})`;
+  }
+  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  if (!/^flags\s*:.*\b(vmx|svm)\b/m.test(cpuinfo)) {
+    const pvm = existsSync('/sys/module/kvm_pvm') ? ' (it is kvm_pvm)' : '';
+    return `/dev/kvm exists${pvm} but the CPU offers no VMX/SVM`;
+  }
+  return '';
+}
+
+// 5. Tiers.
+if (wantUnit) results.push(await runTier('unit', unitFiles, 5 * 60_000));
+if (wantKvm) {
+  const mode = process.env.KINDLING_SANDBOX ?? 'auto';
+  const why = kvmUnusableReason();
+  if (mode !== 'always' && !why) {
+    console.log('npm test: /dev/kvm is usable here: KVM tier runs natively');
+    results.push(await runTier('kvm', kvmFiles, 20 * 60_000));
+  } else if (mode === 'never') {
+    die(`${why} and KINDLING_SANDBOX=never`);
+  } else {
+    console.log(`npm test: ${why || 'KINDLING_SANDBOX=always'}: KVM tier runs inside the QEMU sandbox`);
+    const { runInSandbox } = await import('../dist/test/sandbox/sandbox.js');
+    const env = {
+      HOME: process.env.HOME ?? '/root', PATH: process.env.PATH, KINDLING_FIXTURES: fixtures,
+      KINDLING_IN_SANDBOX: '1', KINDLING_CACHE: process.env.KINDLING_CACHE ?? '',
+    };
+    const exports = Object.entries(env).filter(([, v]) => v).map(([k, v]) => `export ${k}='${v}'`).join('\n');
+    try {
+      const res = await runInSandbox({
+        fixtures,
+        timeoutMs: 25 * 60_000,
+        script: `${exports}\nexport KINDLING_TIER_RESULT="$(dirname "$0")/result.json"\ncd '${repo}' || exit 97\nexec '${process.execPath}' dist/test/harness/tier.js kvm ${kvmFiles.map((f) => `'${f}'`).join(' ')}`,
+      });
+      const r = readResult(resultFile(res.outDir), 'kvm');
+      r.sandbox = { bootSeconds: res.bootSeconds, totalSeconds: res.totalSeconds, status: res.status };
+      if (res.status !== 0 && r.failed === 0) r.failed = 1;
+      console.log(`npm test: sandbox boot ${res.bootSeconds.toFixed(1)} s, sandbox total ${res.totalSeconds.toFixed(1)} s`);
+      results.push(r);
+    } catch (e) {
+      console.error(`\n${e.message}`);
+      results.push({ tier: 'kvm', passed: 0, failed: 1, skipped: 0, seconds: 0 });
+    }
+  }
+}
+
+// 6. Summary.
+const passed = results.reduce((n, r) => n + r.passed, 0);
+const failed = results.reduce((n, r) => n + r.failed, 0);
+for (const r of results) console.log(`npm test: ${r.tier} tier ${r.passed} passed, ${r.failed} failed in ${Number(r.seconds).toFixed(1)} s`);
+console.log(`npm test: total ${secs(t0)} s`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed > 0 || passed === 0 ? 1 : 0);

@@ -1,0 +1,71 @@
+/**
+ * x86_64 guest physical memory layout, Firecracker's (facts §3.2, firecracker
+ * src/vmm/src/arch/x86_64/layout.rs). Every fixed guest address Kindling uses is here.
+ */
+import type { RamRange } from '../../memory/guest-memory.js';
+
+export const KiB = 1024;
+export const MiB = 1024 * KiB;
+export const GiB = 1024 * MiB;
+
+/** GDT (4 entries) and IDT (one zero entry) used at boot. */
+export const BOOT_GDT_START = 0x500;
+export const BOOT_IDT_START = 0x520;
+/** PVH start info, its module list and memory map. */
+export const PVH_INFO_START = 0x6000;
+export const MODLIST_START = 0x6040;
+export const MEMMAP_START = 0x7000;
+/** Linux zero page (struct boot_params). */
+export const ZERO_PAGE_START = 0x7000;
+/** Boot stack pointer (RSP = RBP). */
+export const BOOT_STACK_POINTER = 0x8ff0;
+/** Identity page tables for the 64-bit Linux entry. */
+export const PML4_START = 0x9000;
+export const PDPTE_START = 0xa000;
+export const PDE_START = 0xb000;
+/** Kernel command line and its maximum size including the NUL. */
+export const CMDLINE_START = 0x20000;
+export const CMDLINE_MAX_SIZE = 2048;
+/** MP table + ACPI tables live in [SYSTEM_MEM_START, SYSTEM_MEM_START + SYSTEM_MEM_SIZE). */
+export const SYSTEM_MEM_START = 0x9fc00;
+export const SYSTEM_MEM_SIZE = 0xe0000 - SYSTEM_MEM_START;
+/** ACPI RSDP, fixed. */
+export const RSDP_ADDR = 0xe0000;
+/** Lowest address a kernel may be loaded at. */
+export const HIMEM_START = 0x100000;
+/** The 32-bit MMIO gap: no RAM in [MMIO32_MEM_START, 4 GiB). */
+export const MMIO32_MEM_START = 0xc000_0000;
+export const MMIO32_MEM_SIZE = 4 * GiB - MMIO32_MEM_START;
+/** The boot-timer device (with --boot-timer) and the first virtio-mmio device slot. */
+export const BOOT_DEVICE_MEM_START = MMIO32_MEM_START;
+export const VIRTIO_MMIO_START = MMIO32_MEM_START + 0x1000;
+export const VIRTIO_MMIO_SIZE = 0x1000;
+/** PCI MMCONFIG (ECAM), always reserved in e820. */
+export const PCI_MMCONFIG_START = 0xeec0_0000;
+export const PCI_MMCONFIG_SIZE = 256 * MiB;
+/** IOAPIC and LAPIC register pages. */
+export const IOAPIC_ADDR = 0xfec0_0000;
+export const APIC_ADDR = 0xfee0_0000;
+/** The 64-bit MMIO gap [256 GiB, 512 GiB): RAM beyond 256 GiB resumes at 512 GiB. */
+export const MMIO64_MEM_START = 256 * GiB;
+export const MMIO64_MEM_SIZE = 256 * GiB;
+/** The TSS address KVM_SET_TSS_ADDR gets (three pages below 4 GiB). */
+export const KVM_TSS_ADDRESS = 0xfffb_d000;
+
+/**
+ * The RAM ranges for a guest of `bytes` bytes: [0, min(bytes, 3 GiB)), the rest from 4 GiB
+ * up to 256 GiB, then from 512 GiB (facts §3.2).
+ */
+export function ramRanges(bytes: number): RamRange[] {
+  const out: RamRange[] = [];
+  const low = Math.min(bytes, MMIO32_MEM_START);
+  out.push({ gpa: 0, size: low });
+  let rest = bytes - low;
+  if (rest > 0) {
+    const mid = Math.min(rest, MMIO64_MEM_START - 4 * GiB);
+    out.push({ gpa: 4 * GiB, size: mid });
+    rest -= mid;
+  }
+  if (rest > 0) out.push({ gpa: MMIO64_MEM_START + MMIO64_MEM_SIZE, size: rest });
+  return out;
+}

@@ -1,0 +1,67 @@
+/**
+ * The vCPU kick: how another thread gets a vCPU worker out of KVM_RUN within milliseconds.
+ *
+ * A worker blocked in a synchronous koffi call to ioctl(KVM_RUN) runs no JavaScript and sees
+ * no messages until the ioctl returns, which for a guest spinning in `jmp $` is never. KVM
+ * leaves KVM_RUN with EINTR (exit reason KVM_EXIT_INTR) when a signal is pending for the
+ * thread, and refuses to enter when kvm_run.immediate_exit is 1
+ * (https://docs.kernel.org/virt/kvm/api.html, "immediate_exit"). The kick uses both:
+ *
+ *   kicker thread                          vCPU worker thread
+ *   1. Atomics.store(cmd slot, request)    loop:
+ *   2. kvm_run.immediate_exit = 1            a. kvm_run.immediate_exit = 0
+ *   3. pthread_kill(worker, KICK_SIGNAL)     b. full fence (Atomics RMW)
+ *                                            c. read cmd slot → handle request
+ *                                            d. KVM_RUN
+ *
+ * Invariant (no lost kick): if the worker's read (c) misses the request, then the kicker's
+ * store (2) came after the worker's clear (a) — the kicker's stores are ordered 1 → 2, and the
+ * fence (b) orders a → c — so immediate_exit is 1 at (d) and KVM_RUN returns at once. The
+ * signal covers the other case, a worker already inside KVM_RUN. A signal that lands while the
+ * worker runs JavaScript is harmless: its handler does nothing.
+ *
+ * The handler. A signal with the default disposition would kill the process (real-time
+ * signals terminate), and SIG_IGN would discard it without interrupting KVM_RUN, so a handler
+ * must be installed. It has to be native and async-signal-safe; calling into JavaScript from
+ * a signal is not. libc's `getpid` is used as that no-op handler: it takes no arguments (the
+ * signal number in %rdi is ignored), touches no memory and is async-signal-safe (signal-safety(7)).
+ * SA_RESTART keeps other syscalls of the worker (epoll_wait, futex) from seeing EINTR;
+ * KVM_RUN's EINTR is not restartable, so it still returns.
+ *
+ * The signal is SIGRTMIN (glibc's first free real-time signal), as in Firecracker.
+ */
+import * as libc from './libc.js';
+import { KindlingError } from '../errors.js';
+
+/** glibc's struct sigaction on x86_64: handler(8) | sa_mask(128) | sa_flags(4)+pad(4) | restorer(8). */
+const SIGACTION_SIZE = 152;
+const SA_FLAGS_OFFSET = 136;
+
+let kickSignal = -1;
+
+/** The signal used for kicks; installs its no-op handler once per process (idempotent). */
+export function installKickHandler(): number {
+  if (kickSignal > 0) return kickSignal;
+  const sig = libc.libcSigRtMin();
+  const handler = libc.dlsym(null, 'getpid') as bigint | null;
+  if (!handler) throw new KindlingError('VCPU_KICK_FAILED', 'dlsym(getpid) failed: no native no-op handler');
+  const act = Buffer.alloc(SIGACTION_SIZE);
+  act.writeBigUInt64LE(handler, 0);
+  act.writeInt32LE(libc.SA_RESTART, SA_FLAGS_OFFSET);
+  const old = Buffer.alloc(SIGACTION_SIZE);
+  libc.check('sigaction', libc.sigaction(sig, act, old));
+  kickSignal = sig;
+  return sig;
+}
+
+/** The calling thread's pthread_t, which a kicker needs to signal it. */
+export function currentThreadId(): bigint {
+  return BigInt(libc.pthreadSelf());
+}
+
+/** Sends the kick signal to a thread (step 3 above). */
+export function signalThread(thread: bigint): void {
+  const sig = installKickHandler();
+  const r = libc.pthreadKill(thread, sig);
+  if (r !== 0) throw new KindlingError('VCPU_KICK_FAILED', `pthread_kill failed: ${libc.errnoName(r)}`);
+}

@@ -1,0 +1,95 @@
+/**
+ * The libc functions Kindling calls through koffi, declared once. Only src/kvm and
+ * src/memory import this file; device models never do.
+ *
+ * SAFETY (applies to every binding here): koffi passes a TypedArray/ArrayBuffer argument as
+ * a pointer to its backing store for the duration of the call, without copying. Callers keep
+ * such buffers alive across the call (they are arguments, so they are), and pass lengths that
+ * do not exceed the buffer. Raw pointers (`bigint` addresses from mmap) are only ever turned
+ * into views with the length they were mapped with. koffi 3 represents pointers as bigint.
+ */
+import koffi from 'koffi';
+import { SyscallError } from '../errors.js';
+
+const lib = koffi.load('libc.so.6');
+
+/** Linux x86_64 constants (asm-generic / x86 uapi headers). */
+export const O_RDWR = 0o2;
+export const O_RDONLY = 0o0;
+export const O_CLOEXEC = 0o2000000;
+export const PROT_READ = 0x1;
+export const PROT_WRITE = 0x2;
+export const MAP_SHARED = 0x01;
+export const MAP_PRIVATE = 0x02;
+export const MAP_FIXED = 0x10;
+export const MAP_ANONYMOUS = 0x20;
+export const MAP_NORESERVE = 0x4000;
+export const MFD_CLOEXEC = 0x1;
+export const EFD_CLOEXEC = 0o2000000;
+export const EFD_NONBLOCK = 0o4000;
+export const SA_RESTART = 0x10000000;
+/** mmap's failure value, `(void *)-1`. */
+export const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
+
+export const open = lib.func('int open(const char *path, int flags, uint32_t mode)');
+export const close = lib.func('int close(int fd)');
+/** ioctl with no argument (or an integer argument) — variadic in C, declared with fixed types. */
+export const ioctlInt = lib.func('int ioctl(int fd, unsigned long req, unsigned long arg)');
+/** ioctl with a pointer argument: the buffer is read and/or written by the kernel. */
+export const ioctlPtr = lib.func('int ioctl(int fd, unsigned long req, void *arg)');
+export const mmap = lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)');
+export const munmap = lib.func('int munmap(void *addr, size_t len)');
+export const memfdCreate = lib.func('int memfd_create(const char *name, unsigned int flags)');
+export const ftruncate = lib.func('int ftruncate(int fd, int64_t len)');
+export const eventfd = lib.func('int eventfd(unsigned int initval, int flags)');
+export const read = lib.func('intptr_t read(int fd, _Out_ void *buf, size_t n)');
+export const write = lib.func('intptr_t write(int fd, const void *buf, size_t n)');
+export const pthreadSelf = lib.func('uint64_t pthread_self()');
+export const pthreadKill = lib.func('int pthread_kill(uint64_t thread, int sig)');
+export const sigaction = lib.func('int sigaction(int sig, const void *act, _Out_ void *old)');
+export const dlsym = lib.func('void *dlsym(void *handle, const char *name)');
+export const libcSigRtMin = lib.func('int __libc_current_sigrtmin()');
+export const strerror = lib.func('const char *strerror(int errnum)');
+/** memcpy with n = 0 returns `dst`: the one portable way to learn a buffer's host address. */
+const memcpy = lib.func('void *memcpy(void *dst, const void *src, size_t n)');
+
+/** The errno of the last failed call on this thread. */
+export function errno(): number {
+  return koffi.errno();
+}
+
+/** The symbolic name of an errno value (EINTR, EFAULT, ...), or its number. */
+export function errnoName(e: number): string {
+  for (const [name, value] of Object.entries(koffi.os.errno)) if (value === e) return name;
+  return `errno ${e}`;
+}
+
+/** Throws a SyscallError for `syscall` when `ret` is negative. */
+export function check(syscall: string, ret: number | bigint): number {
+  if (ret < 0) {
+    const e = errno();
+    throw new SyscallError(syscall, e, errnoName(e));
+  }
+  return Number(ret);
+}
+
+/** Host virtual address of a buffer's first byte. */
+export function addressOf(buf: ArrayBufferView | ArrayBuffer | SharedArrayBuffer): bigint {
+  const view = ArrayBuffer.isView(buf) ? buf : new Uint8Array(buf);
+  return memcpy(view, view, 0) as bigint;
+}
+
+/** An ArrayBuffer over `len` bytes of host memory at `addr` (no copy). */
+export function viewOf(addr: bigint, len: number): ArrayBuffer {
+  return koffi.view(addr, len);
+}
+
+/** Maps `len` bytes of `fd` at `offset`; throws SyscallError on MAP_FAILED. */
+export function mmapChecked(addr: bigint | null, len: number, prot: number, flags: number, fd: number, off = 0): bigint {
+  const p = mmap(addr, len, prot, flags, fd, off) as bigint | null;
+  if (p === null || p === MAP_FAILED) {
+    const e = errno();
+    throw new SyscallError('mmap', e, errnoName(e));
+  }
+  return p;
+}
