@@ -1,0 +1,144 @@
+/**
+ * VcpuHandle: the main thread's side of one vCPU actor. It owns the worker, the control
+ * array and the main thread's own VcpuFd (whose kvm_run mapping it uses to set
+ * immediate_exit when kicking). Requests are made through the control array and answered
+ * through ACK_SEQ, awaited with Atomics.waitAsync so the main thread never blocks.
+ */
+import { Worker } from 'node:worker_threads';
+import type { VcpuFd } from '../../kvm/vcpu-fd.js';
+import type { VmFd } from '../../kvm/kvm.js';
+import { signalThread } from '../../kvm/kick.js';
+import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
+import {
+  VCPU_SLOT as S, VCPU_CONTROL_SLOTS, VCPU_REQUEST, VCPU_STATE, VCPU_EXIT_KIND,
+  type DeviceManifest, type VcpuMessage, type VcpuExitKind, type VcpuWorkerInit,
+} from './protocol.js';
+import { KindlingError } from '../../errors.js';
+
+/** How the worker ended. */
+export interface VcpuExit {
+  vcpuId: number;
+  exitKind: VcpuExitKind;
+  detail: string;
+}
+
+export interface VcpuSpawnOptions {
+  vm: VmFd;
+  vcpu: VcpuFd;
+  memory: GuestMemoryDescriptor;
+  vmControl: SharedArrayBuffer;
+  devices: DeviceManifest[];
+  onLog?: (m: Extract<VcpuMessage, { kind: 'log' }>) => void;
+}
+
+/** Waits until ctl[slot] !== value, without blocking the event loop. */
+async function waitChange(ctl: Int32Array, slot: number, value: number, timeoutMs: number): Promise<boolean> {
+  const r = Atomics.waitAsync(ctl, slot, value, timeoutMs);
+  const outcome = r.async ? await r.value : r.value;
+  return outcome !== 'timed-out';
+}
+
+export class VcpuHandle {
+  readonly id: number;
+  readonly worker: Worker;
+  readonly control: Int32Array;
+  /** Resolves once when the worker has exited (for any reason). */
+  readonly exited: Promise<VcpuExit>;
+  private readonly vcpu: VcpuFd;
+  private thread = 0n;
+
+  private constructor(opts: VcpuSpawnOptions, worker: Worker, control: Int32Array) {
+    this.id = opts.vcpu.id;
+    this.vcpu = opts.vcpu;
+    this.worker = worker;
+    this.control = control;
+    this.exited = new Promise((resolve) => {
+      let result: VcpuExit | undefined;
+      worker.on('message', (m: VcpuMessage) => {
+        if (m.kind === 'exit') result = { vcpuId: m.vcpuId, exitKind: m.exitKind, detail: m.detail };
+        else if (m.kind === 'log') opts.onLog?.(m);
+      });
+      worker.on('error', (e) => { result ??= { vcpuId: this.id, exitKind: VCPU_EXIT_KIND.ERROR, detail: String(e.stack ?? e) }; });
+      worker.on('exit', () => resolve(result ?? { vcpuId: this.id, exitKind: VCPU_EXIT_KIND.ERROR, detail: 'worker ended without reporting' }));
+    });
+  }
+
+  /** Starts the worker and waits until it is ready (vCPU adopted, kick handler installed). */
+  static async spawn(opts: VcpuSpawnOptions): Promise<VcpuHandle> {
+    const control = new Int32Array(new SharedArrayBuffer(VCPU_CONTROL_SLOTS * 4));
+    const init: VcpuWorkerInit = {
+      vmFd: opts.vm.fd, vcpuFd: opts.vcpu.fd, vcpuId: opts.vcpu.id, runSize: opts.vcpu.runSize,
+      control: control.buffer as SharedArrayBuffer, vmControl: opts.vmControl, memory: opts.memory, devices: opts.devices,
+    };
+    const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, name: `fc_vcpu ${opts.vcpu.id}` });
+    const h = new VcpuHandle(opts, worker, control);
+    h.thread = await new Promise<bigint>((resolve, reject) => {
+      const onMsg = (m: VcpuMessage): void => {
+        if (m.kind === 'ready') { worker.off('message', onMsg); resolve(m.thread); }
+      };
+      worker.on('message', onMsg);
+      worker.once('error', reject);
+      void h.exited.then((x) => reject(new KindlingError('INTERNAL', `vCPU ${h.id} worker ended before ready: ${x.detail}`)));
+    });
+    return h;
+  }
+
+  /** The worker's current state (VCPU_STATE). */
+  get state(): number {
+    return Atomics.load(this.control, S.STATE);
+  }
+
+  /**
+   * Makes a request and resolves when the worker acknowledged it. `kick` gets a worker out
+   * of KVM_RUN (pause/stop); RUN needs no kick (a paused worker sleeps in Atomics.wait).
+   */
+  private async request(req: number, kick: boolean, timeoutMs: number): Promise<void> {
+    const seq = Atomics.add(this.control, S.REQ_SEQ, 0) + 1;
+    Atomics.store(this.control, S.REQ, req);
+    Atomics.store(this.control, S.REQ_SEQ, seq);
+    Atomics.notify(this.control, S.REQ_SEQ);
+    if (kick) this.kick();
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const ack = Atomics.load(this.control, S.ACK_SEQ);
+      if (ack >= seq || this.state === VCPU_STATE.EXITED) return;
+      const left = deadline - performance.now();
+      if (left <= 0 || !(await waitChange(this.control, S.ACK_SEQ, ack, left))) {
+        throw new KindlingError('VCPU_KICK_FAILED', `vCPU ${this.id} did not acknowledge request ${req} within ${timeoutMs} ms`);
+      }
+    }
+  }
+
+  /** Kick protocol steps 2–3 (kick.ts): immediate_exit through our mapping, then the signal. */
+  kick(): void {
+    if (this.state === VCPU_STATE.EXITED) return;
+    this.vcpu.immediateExit = 1;
+    signalThread(this.thread);
+  }
+
+  /** Lets the vCPU run (first start or resume). */
+  run(timeoutMs = 30_000): Promise<void> {
+    return this.request(VCPU_REQUEST.RUN, false, timeoutMs);
+  }
+
+  /** Pauses the vCPU; resolves once it is out of KVM_RUN and parked. 30 s like Firecracker. */
+  pause(timeoutMs = 30_000): Promise<void> {
+    return this.request(VCPU_REQUEST.PAUSE, true, timeoutMs);
+  }
+
+  /** Stops the vCPU for good and waits for its worker to end. */
+  async stop(timeoutMs = 30_000): Promise<VcpuExit> {
+    if (this.state !== VCPU_STATE.EXITED) await this.request(VCPU_REQUEST.STOP, true, timeoutMs);
+    return this.exited;
+  }
+
+  /** Exit counters (metrics vcpu.exit_io_in, ...). */
+  exitCounts(): { ioIn: number; ioOut: number; mmioRead: number; mmioWrite: number; other: number } {
+    const c = this.control;
+    return {
+      ioIn: Atomics.load(c, S.EXIT_IO_IN), ioOut: Atomics.load(c, S.EXIT_IO_OUT),
+      mmioRead: Atomics.load(c, S.EXIT_MMIO_READ), mmioWrite: Atomics.load(c, S.EXIT_MMIO_WRITE),
+      other: Atomics.load(c, S.EXIT_OTHER),
+    };
+  }
+}
