@@ -18,6 +18,61 @@ export const ERROR_CODES = {
   GUEST_MEMORY_LAYOUT: 'a guest memory size or region layout is invalid',
   VCPU_KICK_FAILED: 'a vCPU thread could not be signalled out of KVM_RUN',
   INTERNAL: 'an unexpected error inside Kindling (a bug)',
+  KERNEL_LOAD_BAD_MAGIC: 'the kernel image is neither an ELF file nor a bzImage (no HdrS magic)',
+  KERNEL_LOAD_ELF_CLASS: 'the ELF kernel is not a 64-bit (ELFCLASS64) image',
+  KERNEL_LOAD_ELF_ENDIAN: 'the ELF kernel is not little-endian (ELFDATA2LSB)',
+  KERNEL_LOAD_ELF_MACHINE: 'the ELF kernel is not built for x86_64 (EM_X86_64)',
+  KERNEL_LOAD_ELF_PHDR: 'the ELF program header table is malformed or has no loadable segment',
+  KERNEL_LOAD_ELF_NOTE: 'an ELF note (e.g. the PVH entry note) is malformed',
+  KERNEL_LOAD_TRUNCATED: 'the kernel image ends before data its headers point at',
+  KERNEL_LOAD_ENTRY: 'the kernel entry point or load address is below HIMEM_START (1 MiB)',
+  KERNEL_LOAD_ADDRESS: 'a kernel segment lies below HIMEM_START or outside guest RAM',
+  KERNEL_LOAD_BZIMAGE_PROTOCOL: 'the bzImage boot protocol version is older than 2.12',
+  KERNEL_LOAD_BZIMAGE_NOT_LOADED_HIGH: 'the bzImage loadflags lack LOADED_HIGH',
+  KERNEL_LOAD_BZIMAGE_NOT_64BIT: 'the bzImage xloadflags lack XLF_KERNEL_64',
+  INITRD_TOO_LARGE: 'the initrd does not fit between the kernel end and the top of low RAM',
+  CMDLINE_TOO_LONG: 'the kernel command line exceeds its capacity (2048 bytes including the NUL)',
+  CMDLINE_INVALID_CHAR: 'the kernel command line holds a NUL or a non-printable / non-ASCII character',
+  CMDLINE_INVALID_PARAM: 'a kernel command line key or value is malformed',
+  BOOT_PARAMS_E820_FULL: 'more memory map entries than the zero page e820 table holds (128)',
+  CPUID_NORMALIZATION: 'KVM CPUID entries cannot be normalized for a vCPU (missing leaf, unknown vendor, bad topology)',
+  MPTABLE_SETUP: 'the MP table cannot be built (vCPU count outside 1..254)',
+  ACPI_SETUP: 'the ACPI tables cannot be built (bad device resource, bad vCPU count, or no room in the system region)',
+  API_HTTP_PARSE: 'a request on the API socket is not valid HTTP as micro_http parses it (facts §1.1)',
+  API_REQUEST_INVALID: 'an API request has a bad method/path, resource id or body shape (facts §1.2)',
+  API_SOCKET_IN_USE: 'the API socket path already exists or is in use (bind EADDRINUSE)',
+  CONFIG_DESERIALIZE: 'a JSON body or config file does not match the resource schema (serde_json error text)',
+  CONFIG_INVALID: 'a resource configuration was rejected by validation (Firecracker fault text)',
+  VMM_ACTION_FAILED: 'a VMM action failed; the message is the fault_message the API returns',
+  BACKEND_UNSUPPORTED: 'the VM backend cannot provide a configured device or feature',
+  CLI_ARGUMENT: 'the command line could not be parsed (Firecracker exit code 153)',
+  DEVICE_STATE_INVALID: 'a device state buffer is not shared, too small, or holds another device model\'s state',
+  VIRTQ_INVALID_CONFIG: 'a virtqueue was built with a size that is not a power of two in 1..32768 (a wiring bug)',
+  VIRTQ_RING_OUT_OF_RAM: 'a virtqueue descriptor table, available ring or used ring is not inside guest RAM',
+  VIRTQ_AVAIL_INDEX_INVALID: 'the driver moved avail.idx more than the queue size ahead (malicious driver); the queue is broken',
+  VIRTQ_DESC_INDEX_OUT_OF_RANGE: 'a descriptor chain head or next index is not below the queue size',
+  VIRTQ_DESC_LOOP: 'a descriptor chain revisits a descriptor (a chain longer than the queue size must loop)',
+  VIRTQ_DESC_INDIRECT: 'a descriptor has VIRTQ_DESC_F_INDIRECT set although VIRTIO_F_RING_INDIRECT_DESC is not offered',
+  VIRTQ_CHAIN_TOO_LONG: 'a descriptor chain describes more than 2^32 bytes in total (virtio 1.1 §2.6.5)',
+  VIRTQ_DESC_OUT_OF_RAM: 'a descriptor buffer (addr, len) is not inside guest RAM',
+  VIRTIO_MMIO_QUEUE_NOT_READY: 'at DRIVER_OK a virtio-mmio queue is not marked ready',
+  VIRTIO_MMIO_QUEUE_SIZE: 'at DRIVER_OK a virtio-mmio queue size is 0, not a power of two, or above QueueNumMax',
+  VIRTIO_MMIO_QUEUE_ALIGNMENT: 'at DRIVER_OK a virtio-mmio ring is misaligned (descriptors 16, avail 2, used 4 bytes)',
+  VIRTIO_MMIO_QUEUE_OUT_OF_RAM: 'at DRIVER_OK a virtio-mmio ring does not lie inside guest RAM',
+  VIRTIO_DEVICE_ACTIVATE: 'a virtio device model could not be activated with the queues the driver set up',
+  VIRTIO_BLK_REQ_HEADER_WRITE_ONLY: 'a virtio-blk request header descriptor is device-writable',
+  VIRTIO_BLK_REQ_HEADER_TOO_SHORT: 'a virtio-blk request header descriptor is shorter than 16 bytes',
+  VIRTIO_BLK_REQ_CHAIN_TOO_SHORT: 'a virtio-blk request chain lacks a data or status descriptor its type needs',
+  VIRTIO_BLK_REQ_CHAIN_TOO_LONG: 'a virtio-blk request chain has more than header, one data and one status descriptor',
+  VIRTIO_BLK_REQ_DATA_READ_ONLY: 'a virtio-blk IN or GET_ID request has a device-read-only data descriptor',
+  VIRTIO_BLK_REQ_DATA_WRITE_ONLY: 'a virtio-blk OUT request has a device-write-only data descriptor',
+  VIRTIO_BLK_REQ_DATA_EMPTY: 'a virtio-blk IN or OUT request has a zero-length data descriptor',
+  VIRTIO_BLK_REQ_DATA_LENGTH: 'a virtio-blk IN or OUT data length is not a multiple of 512 bytes',
+  VIRTIO_BLK_REQ_SECTOR_RANGE: 'a virtio-blk IN or OUT request reaches past the end of the disk',
+  VIRTIO_BLK_REQ_ID_TOO_SHORT: 'a virtio-blk GET_ID data descriptor is shorter than VIRTIO_BLK_ID_BYTES (20)',
+  VIRTIO_BLK_REQ_STATUS_READ_ONLY: 'a virtio-blk request status descriptor is device-read-only',
+  VIRTIO_BLK_REQ_STATUS_TOO_SHORT: 'a virtio-blk request status descriptor has length 0',
+  RATE_LIMITER_CONFIG: 'a token bucket size, one_time_burst or refill_time is not an integer in 0..2^64-1',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -97,4 +152,143 @@ export function fromWire(w: WireError): KindlingError {
   const e = new KindlingError(w.code, w.message);
   e.name = w.name;
   return e;
+}
+
+/** Codes of errors raised while loading a kernel image (src/boot/elf.ts, bzimage.ts). */
+export type KernelLoaderErrorCode = Extract<ErrorCode, `KERNEL_LOAD_${string}`>;
+
+/**
+ * Base of the boot-layer errors (src/boot/): the kernel image, initrd or command line the user
+ * supplied cannot be booted. These are user-input errors, not bugs, and are thrown by the
+ * loaders (set-up code, never a hot path).
+ */
+export class BootError extends KindlingError {}
+
+/** The kernel image is malformed or unsupported (facts §3.3). */
+export class KernelLoaderError extends BootError {
+  constructor(code: KernelLoaderErrorCode, message: string) {
+    super(code, message);
+  }
+}
+
+/** The initrd cannot be placed in guest RAM. */
+export class InitrdError extends BootError {
+  constructor(code: Extract<ErrorCode, `INITRD_${string}`>, message: string) {
+    super(code, message);
+  }
+}
+
+/** The kernel command line is too long or holds invalid characters or parameters. */
+export class CmdlineError extends BootError {
+  constructor(code: Extract<ErrorCode, `CMDLINE_${string}`>, message: string) {
+    super(code, message);
+  }
+}
+
+/** The boot parameters (zero page / PVH start info) cannot be encoded. */
+export class BootParamsError extends BootError {
+  constructor(code: Extract<ErrorCode, `BOOT_PARAMS_${string}`>, message: string) {
+    super(code, message);
+  }
+}
+
+/** CPUID normalization failed (facts §3.4): the entries or the topology asked for are unusable. */
+export class CpuidError extends KindlingError {
+  constructor(message: string) {
+    super('CPUID_NORMALIZATION', message);
+  }
+}
+
+/** The MP table (facts §3.5) cannot be built. */
+export class MptableError extends KindlingError {
+  constructor(message: string) {
+    super('MPTABLE_SETUP', message);
+  }
+}
+
+/** The ACPI tables (facts §3.5) cannot be built. */
+export class AcpiError extends KindlingError {
+  constructor(message: string) {
+    super('ACPI_SETUP', message);
+  }
+}
+
+/**
+ * Base of the API/config-layer errors (src/api, src/config, src/cli). `faultMessage` is the exact
+ * text Firecracker puts in `{"fault_message": ...}` (or prints), `status` the HTTP status the API
+ * answers with (facts §1.2: 400, except MMDS data-store overflow → 413).
+ */
+export class ApiLayerError extends KindlingError {
+  readonly status: number;
+  constructor(
+    code: Extract<ErrorCode, `API_${string}` | `CONFIG_${string}` | 'VMM_ACTION_FAILED' | 'BACKEND_UNSUPPORTED' | 'CLI_ARGUMENT'>,
+    message: string,
+    status = 400,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+    this.status = status;
+  }
+
+  /** The text the API returns as `fault_message`. */
+  get faultMessage(): string {
+    return this.message;
+  }
+}
+
+/** A shared device-state buffer cannot back the device model it was handed to (a wiring bug). */
+export class DeviceStateError extends KindlingError {
+  constructor(message: string) {
+    super('DEVICE_STATE_INVALID', message);
+  }
+}
+
+/**
+ * A split-virtqueue defect (virtio 1.1 §2.6): the guest driver broke a ring rule, or a queue
+ * was wired with a bad size. Guest-caused ones are *returned* by src/devices/virtio/queue.ts,
+ * never thrown. `head` is the chain head the device should hand back (used len 0) when the
+ * defect is inside one chain; `index` the descriptor at fault.
+ */
+export class VirtqueueError extends KindlingError {
+  readonly head: number | undefined;
+  readonly index: number | undefined;
+  constructor(code: Extract<ErrorCode, `VIRTQ_${string}`>, message: string, head?: number, index?: number) {
+    super(code, message);
+    this.head = head;
+    this.index = index;
+  }
+}
+
+/** A virtio-mmio queue failed validation at DRIVER_OK (facts §4.4); the device gets NEEDS_RESET. */
+export class VirtioMmioError extends KindlingError {
+  readonly queue: number;
+  constructor(code: Extract<ErrorCode, `VIRTIO_MMIO_${string}`>, message: string, queue: number) {
+    super(code, message);
+    this.queue = queue;
+  }
+}
+
+/** A virtio device model refused activation (wrong queue count, rings unusable). */
+export class VirtioActivateError extends KindlingError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('VIRTIO_DEVICE_ACTIVATE', message, options);
+  }
+}
+
+/**
+ * A malformed virtio-blk request chain (virtio 1.1 §5.2.6, facts §4.5). Returned by the parser;
+ * the device completes the chain with used len 0 and writes no status (Firecracker's
+ * `execute_fails`).
+ */
+export class BlockRequestError extends KindlingError {
+  constructor(code: Extract<ErrorCode, `VIRTIO_BLK_REQ_${string}`>, message: string) {
+    super(code, message);
+  }
+}
+
+/** A rate limiter token bucket was configured with a value outside u64 (facts §4.10). */
+export class RateLimiterError extends KindlingError {
+  constructor(message: string) {
+    super('RATE_LIMITER_CONFIG', message);
+  }
 }

@@ -51,6 +51,26 @@ export const MMIO64_MEM_START = 256 * GiB;
 export const MMIO64_MEM_SIZE = 256 * GiB;
 /** The TSS address KVM_SET_TSS_ADDR gets (three pages below 4 GiB). */
 export const KVM_TSS_ADDRESS = 0xfffb_d000;
+/** Guest page size (firecracker arch/mod.rs GUEST_PAGE_SIZE); the initrd is aligned to it. */
+export const GUEST_PAGE_SIZE = 0x1000;
+/** First address a 32-bit pointer cannot hold (firecracker FIRST_ADDR_PAST_32BITS). */
+export const FIRST_ADDR_PAST_32BITS = 4 * GiB;
+
+/**
+ * Interrupt lines (facts §3.2): KVM's default routing maps GSI n to IOAPIC pin n for the
+ * IOAPIC's IOAPIC_NUM_PINS pins; legacy devices use fixed GSIs, virtio-mmio devices get
+ * GSI_LEGACY_START..=GSI_LEGACY_END in order.
+ */
+export const IOAPIC_NUM_PINS = 24;
+export const GSI_LEGACY_START = 5;
+export const GSI_LEGACY_END = IOAPIC_NUM_PINS - 1;
+export const I8042_GSI = 1;
+export const SERIAL_COM1_GSI = 4;
+/** Legacy port IO (facts §4.1, §4.2): COM1 at 0x3f8..0x3ff, i8042 data 0x60 / command 0x64. */
+export const SERIAL_COM1_PORT = 0x3f8;
+export const SERIAL_PORT_SIZE = 8;
+export const I8042_DATA_PORT = 0x60;
+export const I8042_COMMAND_PORT = 0x64;
 
 /**
  * The RAM ranges for a guest of `bytes` bytes: [0, min(bytes, 3 GiB)), the rest from 4 GiB

@@ -1,0 +1,105 @@
+/**
+ * Kernel command line builder (src/boot/cmdline.ts): the 2048-byte limit counts the NUL,
+ * only printable ASCII, " -- " splits boot args from init args and Kindling's own params go
+ * before it (facts §3.2, §10 item 5; linux-loader cmdline semantics).
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { arrayGuestMemory } from '../../src/memory/guest-memory.js';
+import { CMDLINE_MAX_SIZE, CMDLINE_START } from '../../src/arch/x86_64/layout.js';
+import { Cmdline, writeCmdline } from '../../src/boot/cmdline.js';
+import { CmdlineError } from '../../src/errors.js';
+
+function throwsCode(fn: () => unknown, code: string): void {
+  try {
+    fn();
+  } catch (e) {
+    assert.instance(e, CmdlineError);
+    assert.is((e as CmdlineError).code, code);
+    return;
+  }
+  assert.unreachable(`expected ${code}`);
+}
+
+test('2047 characters fit (2048 with the NUL); 2048 characters are CMDLINE_TOO_LONG', () => {
+  assert.is(CMDLINE_MAX_SIZE, 2048);
+  const ok = Cmdline.parse('a'.repeat(2047));
+  assert.is(ok.size, 2048);
+  throwsCode(() => Cmdline.parse('a'.repeat(2048)), 'CMDLINE_TOO_LONG');
+});
+
+test('insertStr past the limit is CMDLINE_TOO_LONG and leaves the line unchanged', () => {
+  const c = Cmdline.parse('a'.repeat(2040));
+  throwsCode(() => c.insertStr('bbbbbbb'), 'CMDLINE_TOO_LONG'); // 2040 + ' ' + 7 + NUL = 2049
+  assert.is(c.toString(), 'a'.repeat(2040));
+  c.insertStr('bbbbbb'); // exactly 2048 with the NUL
+  assert.is(c.size, 2048);
+});
+
+test('a small capacity counts the NUL, like linux-loader', () => {
+  const c = new Cmdline(4);
+  c.insertStr('abc');
+  throwsCode(() => new Cmdline(3).insertStr('abc'), 'CMDLINE_TOO_LONG');
+  assert.is(c.size, 4);
+});
+
+test('NUL, control and non-ASCII characters are CMDLINE_INVALID_CHAR', () => {
+  throwsCode(() => Cmdline.parse('console=ttyS0\0quiet'), 'CMDLINE_INVALID_CHAR');
+  throwsCode(() => Cmdline.parse('console=ttyS0\tquiet'), 'CMDLINE_INVALID_CHAR');
+  throwsCode(() => Cmdline.parse('root=/dev/vda café'), 'CMDLINE_INVALID_CHAR');
+  throwsCode(() => new Cmdline().insertInitArgs('x\ny'), 'CMDLINE_INVALID_CHAR');
+  // Like linux-loader, surrounding whitespace (a trailing newline, say) is trimmed, not refused.
+  assert.is(new Cmdline().insertStr(' quiet\n').toString(), 'quiet');
+});
+
+test('" -- " splits boot args from init args; kernel params are inserted before it', () => {
+  const c = Cmdline.parse('  console=ttyS0 reboot=k  --  /bin/sh -c true ');
+  assert.is(c.bootArgs, 'console=ttyS0 reboot=k');
+  assert.is(c.initArgs, '/bin/sh -c true');
+  c.insertStr('pci=off');
+  c.insert('virtio_mmio.device', '4K@0xc0001000:5');
+  assert.is(c.toString(), 'console=ttyS0 reboot=k pci=off virtio_mmio.device=4K@0xc0001000:5 -- /bin/sh -c true');
+  c.insertInitArgs('--verbose');
+  assert.is(c.initArgs, '/bin/sh -c true --verbose');
+});
+
+test('a " -- " inside double quotes does not split', () => {
+  const c = Cmdline.parse('foo="a -- b" bar -- init');
+  assert.is(c.bootArgs, 'foo="a -- b" bar');
+  assert.is(c.initArgs, 'init');
+});
+
+test('init args without boot args render as "-- init"', () => {
+  const c = new Cmdline().insertInitArgs('init');
+  assert.is(c.toString(), '-- init');
+  c.insertStr('quiet');
+  assert.is(c.toString(), 'quiet -- init');
+});
+
+test('insert rejects bad keys and values with CMDLINE_INVALID_PARAM', () => {
+  const c = new Cmdline();
+  throwsCode(() => c.insert('a=b', 'c'), 'CMDLINE_INVALID_PARAM');
+  throwsCode(() => c.insert('a b', 'c'), 'CMDLINE_INVALID_PARAM');
+  throwsCode(() => c.insert('', 'c'), 'CMDLINE_INVALID_PARAM');
+  throwsCode(() => c.insert('a', 'b c'), 'CMDLINE_INVALID_PARAM');
+  throwsCode(() => c.insert('a', '"b"c"'), 'CMDLINE_INVALID_PARAM');
+  c.insert('a', '"b c"');
+  assert.is(c.toString(), 'a="b c"');
+});
+
+test('writeCmdline puts the NUL-terminated line at CMDLINE_START and returns its size', () => {
+  const m = arrayGuestMemory([{ gpa: 0, size: 1 << 20 }]);
+  (m.slice(CMDLINE_START, 32) as Uint8Array).fill(0x41);
+  const p = writeCmdline(m, 'console=ttyS0 -- init');
+  assert.equal(p, { addr: CMDLINE_START, size: 22 });
+  assert.is(new TextDecoder().decode(m.slice(CMDLINE_START, 21) as Uint8Array), 'console=ttyS0 -- init');
+  assert.is(m.readU8(CMDLINE_START + 21), 0);
+});
+
+test('writeCmdline refuses more than CMDLINE_MAX_SIZE even from a larger builder', () => {
+  const m = arrayGuestMemory([{ gpa: 0, size: 1 << 20 }]);
+  throwsCode(() => writeCmdline(m, new Cmdline(4096).insertStr('x'.repeat(2048))), 'CMDLINE_TOO_LONG');
+  assert.is(m.readU8(CMDLINE_START), 0);
+});
+
+test.run();
