@@ -1,0 +1,88 @@
+/**
+ * Places the ACPI tables in guest memory (facts §3.2, §3.5; firecracker acpi/mod.rs
+ * create_acpi_tables).
+ *
+ * Layout: tables are allocated first-fit with byte alignment from `startAddr` (the end of
+ * the MP table) inside the system data region [SYSTEM_MEM_START, SYSTEM_MEM_START +
+ * SYSTEM_MEM_SIZE), in Firecracker's order DSDT, FADT, MADT, MCFG, XSDT; the RSDP sits at the
+ * fixed RSDP_ADDR (0xe0000), which is also `boot_params.acpi_rsdp_addr`. The chain a guest
+ * follows is RSDP → XSDT → {FADT → DSDT, MADT, MCFG}.
+ *
+ * Firecracker allocates VMGenID and VMClock at the top of the region (LastMatch); Kindling
+ * has neither device yet, so the whole region above the tables stays free.
+ */
+import { AcpiError } from '../../../errors.js';
+import { must, type GuestMemory } from '../../../memory/guest-memory.js';
+import { RSDP_ADDR, SYSTEM_MEM_SIZE, SYSTEM_MEM_START } from '../layout.js';
+import { dsdtDefinitionBlock, type VirtioMmioAcpiDevice } from './dsdt.js';
+import { buildDsdt, buildFadt, buildMadt, buildMcfg, buildRsdp, buildXsdt } from './tables.js';
+
+export type { VirtioMmioAcpiDevice } from './dsdt.js';
+
+/** What the ACPI tables describe, and where they may start. */
+export interface AcpiConfig {
+  /** vCPUs: one MADT Local APIC each (APIC id = index). */
+  readonly vcpuCount: number;
+  /** virtio-mmio transports in attach order (root block device first). */
+  readonly virtioDevices: readonly VirtioMmioAcpiDevice[];
+  /** First free byte of the system region: the address `writeMptable` returned. */
+  readonly startAddr: number;
+}
+
+/** Where each table was written. */
+export interface AcpiLayout {
+  readonly rsdpAddr: number;
+  readonly xsdtAddr: number;
+  readonly fadtAddr: number;
+  readonly dsdtAddr: number;
+  readonly madtAddr: number;
+  readonly mcfgAddr: number;
+  /** First byte after the last table (XSDT). */
+  readonly endAddr: number;
+}
+
+/** End of the system data region (exclusive). */
+const SYSTEM_MEM_END = SYSTEM_MEM_START + SYSTEM_MEM_SIZE;
+
+/** First-fit byte allocator over [start, SYSTEM_MEM_END). */
+class SystemRegionAllocator {
+  private next: number;
+  constructor(start: number) {
+    if (!Number.isInteger(start) || start < SYSTEM_MEM_START || start > SYSTEM_MEM_END) {
+      throw new AcpiError(`ACPI start 0x${start.toString(16)} is outside the system region`);
+    }
+    this.next = start;
+  }
+  /** Reserves `len` bytes; throws AcpiError when the region is full. */
+  allocate(len: number, what: string): number {
+    if (this.next + len > SYSTEM_MEM_END) {
+      const at = `0x${this.next.toString(16)}`;
+      throw new AcpiError(`${what} (${len} bytes at ${at}) does not fit below 0x${SYSTEM_MEM_END.toString(16)}`);
+    }
+    const at = this.next;
+    this.next += len;
+    return at;
+  }
+  get end(): number { return this.next; }
+}
+
+/**
+ * Builds and writes every ACPI table; returns their addresses. Throws AcpiError for a bad
+ * device list or vCPU count or when the tables do not fit, and GuestMemoryError when the
+ * system region is not guest RAM.
+ */
+export function writeAcpiTables(mem: GuestMemory, cfg: AcpiConfig): AcpiLayout {
+  const alloc = new SystemRegionAllocator(cfg.startAddr);
+  const place = (table: Uint8Array, what: string): number => {
+    const at = alloc.allocate(table.length, what);
+    must(mem.write(at, table));
+    return at;
+  };
+  const dsdtAddr = place(buildDsdt(dsdtDefinitionBlock(cfg.virtioDevices)), 'DSDT');
+  const fadtAddr = place(buildFadt(dsdtAddr), 'FADT');
+  const madtAddr = place(buildMadt(cfg.vcpuCount), 'MADT');
+  const mcfgAddr = place(buildMcfg(), 'MCFG');
+  const xsdtAddr = place(buildXsdt([fadtAddr, madtAddr, mcfgAddr]), 'XSDT');
+  must(mem.write(RSDP_ADDR, buildRsdp(xsdtAddr)));
+  return { rsdpAddr: RSDP_ADDR, xsdtAddr, fadtAddr, dsdtAddr, madtAddr, mcfgAddr, endAddr: alloc.end };
+}
