@@ -1,0 +1,376 @@
+/**
+ * The virtio-block device model (virtio 1.1 §5.2, Firecracker devices/virtio/block/virtio/
+ * device.rs; facts §4.5). Pure: guest memory and the interrupt channel arrive at activation,
+ * disk I/O goes through an injected BlockBackend, time through injected clocks.
+ *
+ * - One queue of BLOCK_QUEUE_SIZE entries. Features VERSION_1 and RING_EVENT_IDX, plus FLUSH
+ *   with cache_type Writeback and RO for read-only drives. Config space: capacity only (le64,
+ *   512-byte sectors, disk size rounded down); config writes are ignored (`cfg_fails`).
+ * - `processQueue()` pops chains until the ring is empty or the rate limiter refuses: 1 ops
+ *   token per request, data_len bytes tokens for IN/OUT; a refused request is given back
+ *   (`undoPop`) and processing stops until the limiter's retry time (`retryAfterMs()`), when
+ *   the actor calls `onRateLimiterTimer()`.
+ * - Completion: status byte written, used length = bytes written to the guest + 1. A chain
+ *   the queue or the parser rejects is completed with used length 0 and no status
+ *   (`execute_fails`). A broken queue (malicious avail.idx) stops the device and asks for a
+ *   reset (NEEDS_RESET + config interrupt) instead of killing the VMM as Firecracker does.
+ * - A used-buffer interrupt is raised when the driver asks for one (EVENT_IDX rules, §2.6.7.2).
+ * - Backends may answer synchronously or with a Promise; requests run one at a time, in ring
+ *   order. A backend that throws or rejects yields VIRTIO_BLK_S_IOERR, never an exception.
+ * - Read-only drives answer OUT with IOERR (Firecracker's O_RDONLY file fails the write).
+ * - GET_ID writes 20 bytes and answers OK for any buffer of >= 20 bytes.
+ * - Reset is not supported, as in Firecracker: `reset()` drops the activation and returns
+ *   false, so the transport latches FAILED.
+ *
+ * Threads: one BlockDevice lives in the block device's worker. vCPU threads build only the
+ * description (`blockDescription`), over the same config bytes and metrics buffers.
+ */
+import { BlockRequestError, VirtioActivateError, VirtqueueError } from '../../../errors.js';
+import type { GuestMemory } from '../../../memory/guest-memory.js';
+import { RateLimiter, TOKEN_TYPE } from '../../rate-limiter/rate-limiter.js';
+import {
+  VIRTIO_BLK_CONFIG_CAPACITY, VIRTIO_BLK_CONFIG_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_ID_BYTES,
+  VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_SECTOR_SHIFT, VIRTIO_F_RING_EVENT_IDX,
+  VIRTIO_F_VERSION_1, VIRTIO_ID_BLOCK, featureBit,
+} from '../constants.js';
+import {
+  ByteConfigSpace, VIRTIO_INTERRUPT, createQueues, type VirtioActivation, type VirtioDevice, type VirtioDeviceDescription,
+  type VirtioInterrupt,
+} from '../device.js';
+import type { Queue } from '../queue.js';
+import { BlockMetrics } from './metrics.js';
+import { BLOCK_REQUEST_KIND, parseBlockRequest, type BlockRequest } from './request.js';
+
+/** Disk I/O as the device needs it; the lead's file backend and the tests' memory backend implement it. */
+export interface BlockBackend {
+  /** Reads up to buf.length bytes at byte `offset` into `buf` (a view of guest RAM); returns the count. */
+  readAt(buf: Uint8Array, offset: number): number | Promise<number>;
+  /** Writes `buf` at byte `offset`; returns the count written. */
+  writeAt(buf: Uint8Array, offset: number): number | Promise<number>;
+  /** Makes written data durable (fsync). */
+  flush(): void | Promise<void>;
+  /** The device id bytes (Firecracker: `{st_dev}{st_rdev}{st_ino}`), at most VIRTIO_BLK_ID_BYTES used. */
+  getId(): Uint8Array;
+}
+
+/** Firecracker `cache_type` values (facts §1.4). */
+export const CACHE_TYPE = {
+  /** Flush is not offered to the guest. */
+  UNSAFE: 'Unsafe',
+  /** VIRTIO_BLK_F_FLUSH offered; flushes reach the backend. */
+  WRITEBACK: 'Writeback',
+} as const;
+
+/** One of CACHE_TYPE's values. */
+export type CacheType = (typeof CACHE_TYPE)[keyof typeof CACHE_TYPE];
+
+/** Queue size of the block queue (Firecracker FIRECRACKER_MAX_QUEUE_SIZE). */
+export const BLOCK_QUEUE_SIZE = 256;
+
+/** The drive properties the model needs. */
+export interface BlockDeviceConfig {
+  /** Size of the backing file in bytes (capacity = floor(size / 512) sectors). */
+  readonly diskSizeBytes: number;
+  /** Read-only drive (VIRTIO_BLK_F_RO; OUT requests fail). */
+  readonly readOnly: boolean;
+  /** Cache type; Writeback offers VIRTIO_BLK_F_FLUSH. */
+  readonly cacheType: CacheType;
+}
+
+/** Capacity in 512-byte sectors of a disk of `bytes` bytes (rounded down). */
+export function blockCapacity(bytes: number): bigint {
+  return BigInt(Math.floor(bytes)) >> BigInt(VIRTIO_BLK_SECTOR_SHIFT);
+}
+
+/** The offered feature bits for a drive. */
+export function blockFeatures(cfg: BlockDeviceConfig): bigint {
+  let f = featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_EVENT_IDX);
+  if (cfg.cacheType === CACHE_TYPE.WRITEBACK) f |= featureBit(VIRTIO_BLK_F_FLUSH);
+  if (cfg.readOnly) f |= featureBit(VIRTIO_BLK_F_RO);
+  return f;
+}
+
+/** Encodes `struct virtio_blk_config` (capacity only) into `bytes` (e.g. a view of a SharedArrayBuffer). */
+export function encodeBlockConfig(capacitySectors: bigint, bytes: Uint8Array = new Uint8Array(VIRTIO_BLK_CONFIG_SIZE)): Uint8Array {
+  new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setBigUint64(VIRTIO_BLK_CONFIG_CAPACITY, capacitySectors, true);
+  return bytes;
+}
+
+/**
+ * The transport-facing description of a drive. `configBytes` (VIRTIO_BLK_CONFIG_SIZE bytes,
+ * ideally over a SharedArrayBuffer shared with the device worker) defaults to a private
+ * encoding of the capacity; config writes count `cfg_fails` in `metrics`.
+ */
+export function blockDescription(cfg: BlockDeviceConfig, configBytes?: Uint8Array, metrics?: BlockMetrics): VirtioDeviceDescription {
+  const bytes = configBytes ?? encodeBlockConfig(blockCapacity(cfg.diskSizeBytes));
+  return {
+    deviceId: VIRTIO_ID_BLOCK,
+    features: blockFeatures(cfg),
+    queueMaxSizes: [BLOCK_QUEUE_SIZE],
+    config: new ByteConfigSpace(bytes, () => metrics?.inc('cfg_fails')),
+  };
+}
+
+/** Injected collaborators; all optional. */
+export interface BlockDeviceOptions {
+  /** The drive's limiter (default: unlimited). */
+  readonly rateLimiter?: RateLimiter;
+  /** Where to count (default: a private BlockMetrics). */
+  readonly metrics?: BlockMetrics;
+  /** Config bytes shared with the vCPU-side description (default: private). */
+  readonly configBytes?: Uint8Array;
+  /** Clock for read_agg / write_agg, µs (default: performance.now). */
+  readonly nowUs?: () => number;
+}
+
+interface Active {
+  readonly mem: GuestMemory;
+  readonly interrupt: VirtioInterrupt;
+  readonly queue: Queue;
+}
+
+/** A virtio-block device. */
+export class BlockDevice implements VirtioDevice {
+  /** The transport-facing description (same as `blockDescription` with the shared bytes). */
+  readonly description: VirtioDeviceDescription;
+  /** The drive's metrics. */
+  readonly metrics: BlockMetrics;
+  /** The drive's rate limiter. */
+  readonly rateLimiter: RateLimiter;
+  private readonly configBytes: Uint8Array;
+  private readonly nowUs: () => number;
+  private capacity: bigint;
+  private active: Active | undefined;
+  /** The in-flight asynchronous request's continuation, if any. */
+  private pending: Promise<void> | undefined;
+
+  constructor(private cfg: BlockDeviceConfig, private backend: BlockBackend, options: BlockDeviceOptions = {}) {
+    this.metrics = options.metrics ?? new BlockMetrics();
+    this.rateLimiter = options.rateLimiter ?? new RateLimiter();
+    this.nowUs = options.nowUs ?? (() => performance.now() * 1000);
+    this.capacity = blockCapacity(cfg.diskSizeBytes);
+    this.configBytes = encodeBlockConfig(this.capacity, options.configBytes);
+    this.description = blockDescription(cfg, this.configBytes, this.metrics);
+  }
+
+  /** Disk capacity in sectors. */
+  get capacitySectors(): bigint {
+    return this.capacity;
+  }
+
+  /** True between a successful `activate` and `reset`. */
+  get isActive(): boolean {
+    return this.active !== undefined;
+  }
+
+  /**
+   * Takes guest memory, the interrupt channel and the driver's queue. On failure counts
+   * `activate_fails`, asks for a reset and returns the error. The actor should then call
+   * `processQueue()` once (Firecracker re-kicks queues after activation).
+   */
+  activate(mem: GuestMemory, interrupt: VirtioInterrupt, activation: VirtioActivation): VirtioActivateError | undefined {
+    let error: VirtioActivateError | undefined;
+    if (activation.queues.length !== 1) error = new VirtioActivateError(`virtio-block has 1 queue, got ${activation.queues.length}`);
+    const queues = error ? undefined : createQueues(mem, activation);
+    if (queues instanceof VirtqueueError) error = new VirtioActivateError(`virtio-block queue: ${queues.message}`, { cause: queues });
+    if (error || !Array.isArray(queues)) {
+      this.metrics.inc('activate_fails');
+      interrupt.needsReset();
+      return error;
+    }
+    this.active = { mem, interrupt, queue: queues[0]! };
+    return undefined;
+  }
+
+  /** Drops the activation. Returns false: like Firecracker's, this device cannot be reset. */
+  reset(): boolean {
+    this.active = undefined;
+    this.pending = undefined;
+    return false;
+  }
+
+  /** The queue's ioeventfd fired (Firecracker `process_queue_event`). */
+  onQueueNotify(_queue = 0): void | Promise<void> {
+    this.metrics.inc('queue_event_count');
+    if (this.rateLimiter.isBlocked()) {
+      this.metrics.inc('rate_limiter_throttled_events');
+      return;
+    }
+    return this.processQueue();
+  }
+
+  /** The actor's rate-limiter timer fired (Firecracker `process_rate_limiter_event`). */
+  onRateLimiterTimer(): void | Promise<void> {
+    this.metrics.inc('rate_limiter_event_count');
+    if (this.rateLimiter.timerFired()) return this.processQueue();
+  }
+
+  /** Milliseconds until the throttled queue should be processed again; 0 when not throttled. */
+  retryAfterMs(): number {
+    return this.rateLimiter.retryAfterMs();
+  }
+
+  /**
+   * Swaps the backing file (PATCH /drives): new capacity in the config space, a config
+   * interrupt when active, `update_count` counted.
+   */
+  updateBackend(backend: BlockBackend, diskSizeBytes: number): void {
+    this.backend = backend;
+    this.cfg = { ...this.cfg, diskSizeBytes };
+    this.capacity = blockCapacity(diskSizeBytes);
+    encodeBlockConfig(this.capacity, this.configBytes);
+    this.metrics.inc('update_count');
+    this.active?.interrupt.trigger(VIRTIO_INTERRUPT.CONFIG);
+  }
+
+  /** Processes available requests (see the module comment). Never throws for guest input. */
+  processQueue(): void | Promise<void> {
+    if (this.pending) return this.pending;
+    if (!this.active || this.active.queue.broken) return;
+    return this.drain(this.active);
+  }
+
+  private drain(a: Active): void | Promise<void> {
+    const q = a.queue;
+    let usedAny = false;
+    for (;;) {
+      const chain = q.popOrEnableNotification();
+      if (chain === null) break;
+      if (chain instanceof VirtqueueError) {
+        if (q.broken) {
+          this.metrics.inc('event_fails');
+          a.interrupt.needsReset();
+          break;
+        }
+        this.metrics.inc('execute_fails');
+        if (chain.head !== undefined && q.addUsed(chain.head, 0) === undefined) usedAny = true;
+        continue;
+      }
+      this.metrics.inc('remaining_reqs_count', q.len());
+      const req = parseBlockRequest(a.mem, chain, this.capacity);
+      if (req instanceof BlockRequestError) {
+        this.metrics.inc('execute_fails');
+        q.addUsed(chain.head, 0);
+        usedAny = true;
+        continue;
+      }
+      if (this.throttled(req)) {
+        q.undoPop();
+        this.metrics.inc('rate_limiter_throttled_events');
+        break;
+      }
+      const used = this.execute(a.mem, req);
+      if (typeof used === 'number') {
+        q.addUsed(req.head, used);
+        usedAny = true;
+        continue;
+      }
+      if (usedAny) this.signalUsed(a);
+      const p = used.then((len) => {
+        if (this.active !== a) return; // reset while in flight: the guest no longer owns this ring
+        this.pending = undefined;
+        q.addUsed(req.head, len);
+        this.signalUsed(a);
+        return this.drain(a);
+      });
+      this.pending = p;
+      return p;
+    }
+    if (usedAny) this.signalUsed(a);
+    else this.metrics.inc('no_avail_buffer');
+  }
+
+  private signalUsed(a: Active): void {
+    if (a.queue.needsNotification()) a.interrupt.trigger(VIRTIO_INTERRUPT.VRING);
+  }
+
+  /** Firecracker `Request::rate_limit`: 1 op, then data_len bytes for IN/OUT (ops given back on failure). */
+  private throttled(req: BlockRequest): boolean {
+    if (!this.rateLimiter.consume(1, TOKEN_TYPE.OPS)) return true;
+    if (req.kind === BLOCK_REQUEST_KIND.IN || req.kind === BLOCK_REQUEST_KIND.OUT) {
+      if (!this.rateLimiter.consume(req.dataLen, TOKEN_TYPE.BYTES)) {
+        this.rateLimiter.manualReplenish(1, TOKEN_TYPE.OPS);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Runs a request; returns the used length (or a Promise of it that never rejects). */
+  private execute(mem: GuestMemory, req: BlockRequest): number | Promise<number> {
+    const fail = () => this.finish(mem, req, VIRTIO_BLK_S_IOERR, 0);
+    switch (req.kind) {
+      case BLOCK_REQUEST_KIND.IN:
+      case BLOCK_REQUEST_KIND.OUT: {
+        const isIn = req.kind === BLOCK_REQUEST_KIND.IN;
+        if (!isIn && this.cfg.readOnly) return fail();
+        const buf = mem.slice(req.dataAddr, req.dataLen);
+        if (!(buf instanceof Uint8Array)) return fail();
+        const start = this.nowUs();
+        return settle(
+          () => (isIn ? this.backend.readAt(buf, req.offset) : this.backend.writeAt(buf, req.offset)),
+          (result) => {
+            const n = Number.isInteger(result) ? Math.min(Math.max(result as number, 0), req.dataLen) : 0;
+            this.metrics.recordLatency(isIn ? 'read_agg' : 'write_agg', this.nowUs() - start);
+            this.metrics.inc(isIn ? 'read_bytes' : 'write_bytes', n);
+            const ok = n === req.dataLen;
+            if (ok) this.metrics.inc(isIn ? 'read_count' : 'write_count');
+            return this.finish(mem, req, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, isIn ? n : 0);
+          },
+          fail,
+        );
+      }
+      case BLOCK_REQUEST_KIND.FLUSH:
+        return settle(
+          () => this.backend.flush(),
+          () => {
+            this.metrics.inc('flush_count');
+            return this.finish(mem, req, VIRTIO_BLK_S_OK, 0);
+          },
+          fail,
+        );
+      case BLOCK_REQUEST_KIND.GET_ID:
+        return settle(
+          () => this.backend.getId(),
+          (id) => {
+            const bytes = new Uint8Array(VIRTIO_BLK_ID_BYTES);
+            bytes.set((id as Uint8Array).subarray(0, VIRTIO_BLK_ID_BYTES));
+            if (mem.write(req.dataAddr, bytes)) return fail();
+            return this.finish(mem, req, VIRTIO_BLK_S_OK, VIRTIO_BLK_ID_BYTES);
+          },
+          fail,
+        );
+      case BLOCK_REQUEST_KIND.UNSUPPORTED:
+        return this.finish(mem, req, VIRTIO_BLK_S_UNSUPP, 0);
+      default: {
+        const never: never = req.kind;
+        throw new Error(`unknown block request kind ${String(never)}`);
+      }
+    }
+  }
+
+  /** Writes the status byte; the used length is bytes written + 1, or 0 if the status is unwritable. */
+  private finish(mem: GuestMemory, req: BlockRequest, status: number, bytesToMem: number): number {
+    if (status !== VIRTIO_BLK_S_OK) this.metrics.inc('invalid_reqs_count');
+    return mem.writeU8(req.statusAddr, status) ? 0 : bytesToMem + 1;
+  }
+}
+
+/**
+ * Calls `op`; routes its value (sync or async) to `ok`, a throw or rejection to `fail`.
+ * The result never throws or rejects.
+ */
+function settle<T>(op: () => T | Promise<T>, ok: (v: T) => number, fail: () => number): number | Promise<number> {
+  let r: T | Promise<T>;
+  try {
+    r = op();
+  } catch {
+    return fail();
+  }
+  if (r instanceof Promise) return r.then(ok, fail).catch(fail);
+  try {
+    return ok(r);
+  } catch {
+    return fail();
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * What a virtio device model and a transport agree on (virtio 1.1 §2, §3), independent of
+ * the transport (MMIO today) and of threads:
+ *
+ * - `VirtioDeviceDescription`: the static face a transport shows the driver (device id,
+ *   offered features, queue count and maximum sizes, config space). Cheap and free of
+ *   backends, so every vCPU thread can build its own copy for its MmioTransport.
+ * - `VirtioActivation`: what the driver negotiated at DRIVER_OK (acked features, queue
+ *   placement). Plain data: it crosses from a vCPU thread to the device worker by
+ *   structured clone or is re-read from the transport state there.
+ * - `VirtioInterrupt`: the device's only way back to the transport, injected at activation
+ *   with the guest memory (conventions §6 item 3): raise a used-buffer or config interrupt,
+ *   or report that the device needs a reset.
+ * - `VirtioDevice`: what the device worker actor calls on the model.
+ */
+import type { VirtioActivateError, VirtqueueError } from '../../errors.js';
+import type { GuestMemory } from '../../memory/guest-memory.js';
+import { VIRTIO_F_RING_EVENT_IDX, hasFeature } from './constants.js';
+import { Queue, type QueueConfig } from './queue.js';
+
+/** Kinds of interrupt a device raises; a transport maps them to its own mechanism. */
+export const VIRTIO_INTERRUPT = {
+  /** A used buffer notification (§2.6.7), MMIO InterruptStatus bit VIRTIO_MMIO_INT_VRING. */
+  VRING: 'vring',
+  /** A configuration change notification (§4.2.2), bit VIRTIO_MMIO_INT_CONFIG. */
+  CONFIG: 'config',
+} as const;
+
+/** One of VIRTIO_INTERRUPT's values. */
+export type VirtioInterruptType = (typeof VIRTIO_INTERRUPT)[keyof typeof VIRTIO_INTERRUPT];
+
+/** The device-to-transport channel (Firecracker `VirtioInterrupt`). */
+export interface VirtioInterrupt {
+  /** Sets the interrupt reason in the transport and raises the guest interrupt line. */
+  trigger(type: VirtioInterruptType): void;
+  /**
+   * The device hit an unrecoverable error (e.g. a broken queue): sets
+   * VIRTIO_CONFIG_S_NEEDS_RESET and raises a config interrupt (§2.1.2).
+   */
+  needsReset(): void;
+}
+
+/** A device-specific configuration space (§4.2.2 offset 0x100 onward, any access width). */
+export interface VirtioConfigSpace {
+  /** Fills `data` with the bytes at `offset`; bytes past the end read as zero. */
+  read(offset: number, data: Uint8Array): void;
+  /** A driver write of `data` at `offset` (the transport has checked the device status). */
+  write(offset: number, data: Uint8Array): void;
+}
+
+/** The static description a transport needs to present a device. */
+export interface VirtioDeviceDescription {
+  /** VIRTIO_ID_* of the device. */
+  readonly deviceId: number;
+  /** Offered feature bits (VIRTIO_F_VERSION_1 is always added by the transport). */
+  readonly features: bigint;
+  /** QueueNumMax of each queue; the length is the number of queues. */
+  readonly queueMaxSizes: readonly number[];
+  /** The configuration space. */
+  readonly config: VirtioConfigSpace;
+}
+
+/** What the driver negotiated, handed to the device at DRIVER_OK. */
+export interface VirtioActivation {
+  /** Features the driver acked (a subset of the offered ones). */
+  readonly ackedFeatures: bigint;
+  /** One entry per queue, in queue index order, validated by the transport. */
+  readonly queues: readonly QueueConfig[];
+}
+
+/** The model side of a virtio device, as the device worker actor drives it. */
+export interface VirtioDevice {
+  /** The description the vCPU-side transport is built from. */
+  readonly description: VirtioDeviceDescription;
+  /** Starts the device over the driver's queues; an error value means NEEDS_RESET was raised. */
+  activate(mem: GuestMemory, interrupt: VirtioInterrupt, activation: VirtioActivation): VirtioActivateError | undefined;
+  /** The driver notified queue `queue` (ioeventfd, or a QueueNotify write that reached the bus). */
+  onQueueNotify(queue: number): void | Promise<void>;
+  /** Drops the activation (driver wrote status 0); false when the device cannot be reset. */
+  reset(): boolean;
+}
+
+/**
+ * A config space over a byte array, which may view a SharedArrayBuffer so that a device
+ * worker's updates (e.g. a new capacity) are seen by every vCPU thread. Writes go to
+ * `onWrite` (devices whose config is read-only count them as `cfg_fails`).
+ */
+export class ByteConfigSpace implements VirtioConfigSpace {
+  constructor(
+    /** The config bytes, little-endian fields as the device type defines them. */
+    readonly bytes: Uint8Array,
+    private readonly onWrite: (offset: number, data: Uint8Array) => void = () => {},
+  ) {}
+
+  /** Copies the overlapping bytes; anything past the end (or a bad offset) reads as zero. */
+  read(offset: number, data: Uint8Array): void {
+    data.fill(0);
+    if (!Number.isInteger(offset) || offset < 0 || offset >= this.bytes.length) return;
+    data.set(this.bytes.subarray(offset, Math.min(offset + data.length, this.bytes.length)));
+  }
+
+  /** Forwards the write to the owner's handler. */
+  write(offset: number, data: Uint8Array): void {
+    this.onWrite(offset, data);
+  }
+}
+
+/**
+ * Builds the device-side Queue objects of an activation, with EVENT_IDX as negotiated. The
+ * first failure is returned (it cannot happen when the transport validated the same memory).
+ */
+export function createQueues(mem: GuestMemory, activation: VirtioActivation): Queue[] | VirtqueueError {
+  const eventIdx = hasFeature(activation.ackedFeatures, VIRTIO_F_RING_EVENT_IDX);
+  const queues: Queue[] = [];
+  for (const cfg of activation.queues) {
+    const q = Queue.create(mem, cfg, { eventIdx });
+    if (!(q instanceof Queue)) return q;
+    queues.push(q);
+  }
+  return queues;
+}

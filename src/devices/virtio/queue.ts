@@ -1,0 +1,335 @@
+/**
+ * The device side of a split virtqueue (virtio 1.1 §2.6) over GuestMemory.
+ *
+ * The guest driver owns the descriptor table and the available ring; the device owns the used
+ * ring. Everything read from guest memory is hostile: `pop()` validates a whole chain before a
+ * device sees it and returns a VirtqueueError *value* for each kind of defect, never throws:
+ *
+ *   avail.idx more than `size` ahead ........ VIRTQ_AVAIL_INDEX_INVALID (queue marked broken)
+ *   head / next index >= size ............... VIRTQ_DESC_INDEX_OUT_OF_RANGE
+ *   a descriptor visited twice .............. VIRTQ_DESC_LOOP (without INDIRECT a chain holding
+ *                                             more than `size` descriptors must revisit one)
+ *   VIRTQ_DESC_F_INDIRECT (never offered) ... VIRTQ_DESC_INDIRECT
+ *   more than 2^32 bytes in total ........... VIRTQ_CHAIN_TOO_LONG (§2.6.5)
+ *   a buffer not inside guest RAM ........... VIRTQ_DESC_OUT_OF_RAM
+ *
+ * Structure is checked first (walk the `next` links), buffers second. For a defect inside a
+ * chain the head was consumed and the error carries it: the device completes it with used
+ * length 0 (`addUsed(err.head, 0)`), as Firecracker does for unparsable requests. A broken
+ * queue returns the same error from every later `pop()`; the device should stop and ask for
+ * a reset (VIRTIO_CONFIG_S_NEEDS_RESET).
+ *
+ * Memory ordering. The rings live in a SharedArrayBuffer that guest vCPUs write concurrently.
+ * Plain DataView accesses are unordered in the JS memory model, so the points the spec asks
+ * for barriers (§2.6.13 "memory barrier" steps) use `memoryFence()`: an Atomics RMW, which V8
+ * compiles to a locked instruction (a full barrier on x86) and never reorders accesses around.
+ *
+ * Single owner: one Queue object per queue, used by one thread (the device worker).
+ */
+import { VirtqueueError } from '../../errors.js';
+import type { GuestMemory } from '../../memory/guest-memory.js';
+import {
+  VIRTQ_AVAIL_ELEM_SIZE, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_CHAIN_MAX_BYTES, VIRTQ_DESC_ADDR, VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_FLAGS, VIRTQ_DESC_LEN, VIRTQ_DESC_NEXT, VIRTQ_DESC_SIZE,
+  VIRTQ_IDX_MASK, VIRTQ_IDX_MODULUS, VIRTQ_MAX_SIZE, VIRTQ_RING_ENTRIES, VIRTQ_RING_FLAGS, VIRTQ_RING_IDX,
+  VIRTQ_USED_ELEM_ID, VIRTQ_USED_ELEM_LEN, VIRTQ_USED_ELEM_SIZE, VIRTQ_USED_F_NO_NOTIFY,
+  availRingSize, descTableSize, usedRingSize,
+} from './constants.js';
+
+/** Where the driver put a queue and how big it is (from the transport, at activation). */
+export interface QueueConfig {
+  /** Number of entries (a power of two, validated by the transport). */
+  readonly size: number;
+  /** Guest physical address of the descriptor table. */
+  readonly descTable: number;
+  /** Guest physical address of the available ring ("driver area"). */
+  readonly availRing: number;
+  /** Guest physical address of the used ring ("device area"). */
+  readonly usedRing: number;
+}
+
+/** One validated descriptor of a chain (§2.6.5 `struct virtq_desc`, flags decoded). */
+export interface ChainDescriptor {
+  /** Index in the descriptor table. */
+  readonly index: number;
+  /** Guest physical address of the buffer; [addr, addr + len) is inside guest RAM. */
+  readonly addr: number;
+  /** Buffer length in bytes. */
+  readonly len: number;
+  /** VIRTQ_DESC_F_WRITE: the device may write the buffer (otherwise it may only read it). */
+  readonly writable: boolean;
+}
+
+/** A validated descriptor chain taken from the available ring. */
+export interface DescriptorChain {
+  /** Head index: the id to put in the used ring. */
+  readonly head: number;
+  /** The descriptors in chain order (at least one). */
+  readonly descriptors: readonly ChainDescriptor[];
+  /** Sum of the descriptor lengths (at most 2^32). */
+  readonly totalLen: number;
+}
+
+/** Options fixed at activation from the negotiated features. */
+export interface QueueOptions {
+  /** VIRTIO_F_RING_EVENT_IDX was negotiated. */
+  readonly eventIdx: boolean;
+}
+
+const fenceWord = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
+
+/** A full memory barrier for accesses to guest memory (see the module comment). */
+export function memoryFence(): void {
+  Atomics.add(fenceWord, 0, 0);
+}
+
+/** Visit marks are u32; when the counter reaches this, marks are cleared and restart at 1. */
+const MARK_LIMIT = 2 ** 32 - 1;
+
+/** 2^32, to assemble a 64-bit descriptor address from two u32 halves without bigint. */
+const U32_MODULUS = 2 ** 32;
+
+function viewOf(mem: GuestMemory, gpa: number, len: number): DataView | undefined {
+  const s = mem.slice(gpa, len);
+  return s instanceof Uint8Array ? new DataView(s.buffer, s.byteOffset, s.byteLength) : undefined;
+}
+
+/** The device side of one split virtqueue. */
+export class Queue {
+  /** Number of entries. */
+  readonly size: number;
+  /** VIRTIO_F_RING_EVENT_IDX in use (used_event / avail_event instead of the ring flags). */
+  readonly eventIdx: boolean;
+  private readonly mem: GuestMemory;
+  private readonly desc: DataView;
+  private readonly avail: DataView;
+  private readonly used: DataView;
+  /** Offset of used_event in the avail ring and of avail_event in the used ring. */
+  private readonly usedEventOffset: number;
+  private readonly availEventOffset: number;
+  private nextAvailIdx = 0;
+  private nextUsedIdx = 0;
+  /** Used entries published since the last needsNotification(). */
+  private numAdded = 0;
+  private brokenBy: VirtqueueError | undefined;
+  /** Loop detection: marks[i] === mark when descriptor i was visited in the current walk. */
+  private readonly marks: Uint32Array;
+  private mark = 0;
+
+  private constructor(mem: GuestMemory, size: number, views: [DataView, DataView, DataView], opts: QueueOptions) {
+    this.mem = mem;
+    this.size = size;
+    this.eventIdx = opts.eventIdx;
+    [this.desc, this.avail, this.used] = views;
+    this.usedEventOffset = VIRTQ_RING_ENTRIES + VIRTQ_AVAIL_ELEM_SIZE * size;
+    this.availEventOffset = VIRTQ_RING_ENTRIES + VIRTQ_USED_ELEM_SIZE * size;
+    this.marks = new Uint32Array(size);
+  }
+
+  /**
+   * Builds the queue over guest memory. Fails (as a value) when the size is not a power of two
+   * in 1..VIRTQ_MAX_SIZE or when a ring is not inside one RAM region.
+   */
+  static create(mem: GuestMemory, config: QueueConfig, opts: QueueOptions): Queue | VirtqueueError {
+    const n = config.size;
+    if (!Number.isInteger(n) || n < 1 || n > VIRTQ_MAX_SIZE || (n & (n - 1)) !== 0) {
+      return new VirtqueueError('VIRTQ_INVALID_CONFIG', `queue size ${n} is not a power of two in 1..${VIRTQ_MAX_SIZE}`);
+    }
+    const desc = viewOf(mem, config.descTable, descTableSize(n));
+    const avail = viewOf(mem, config.availRing, availRingSize(n));
+    const used = viewOf(mem, config.usedRing, usedRingSize(n));
+    if (!desc || !avail || !used) {
+      return new VirtqueueError('VIRTQ_RING_OUT_OF_RAM', `queue of ${n} entries: a ring is outside guest RAM`);
+    }
+    return new Queue(mem, n, [desc, avail, used], opts);
+  }
+
+  /** Index of the next available-ring entry the device will take (free-running u16). */
+  get nextAvail(): number {
+    return this.nextAvailIdx;
+  }
+
+  /** Index of the next used-ring entry the device will fill (free-running u16). */
+  get nextUsed(): number {
+    return this.nextUsedIdx;
+  }
+
+  /** The malicious-driver error that broke this queue, if any. */
+  get broken(): VirtqueueError | undefined {
+    return this.brokenBy;
+  }
+
+  /** avail.idx as the driver last published it. */
+  private availIdx(): number {
+    return this.avail.getUint16(VIRTQ_RING_IDX, true);
+  }
+
+  /** Chains the driver has made available and the device has not taken (0 on a broken queue). */
+  len(): number {
+    const pending = (this.availIdx() - this.nextAvailIdx) & VIRTQ_IDX_MASK;
+    return pending > this.size ? 0 : pending;
+  }
+
+  /**
+   * Takes the next available chain: a validated DescriptorChain, a VirtqueueError (see the
+   * module comment), or null when the ring is empty.
+   */
+  pop(): DescriptorChain | VirtqueueError | null {
+    if (this.brokenBy) return this.brokenBy;
+    const availIdx = this.availIdx();
+    const pending = (availIdx - this.nextAvailIdx) & VIRTQ_IDX_MASK;
+    if (pending === 0) return null;
+    if (pending > this.size) {
+      // §2.6.6: the driver can make at most `size` chains available at once. Anything else is
+      // a malicious or corrupt driver; Firecracker treats it as fatal (InvalidAvailIdx).
+      this.brokenBy = new VirtqueueError(
+        'VIRTQ_AVAIL_INDEX_INVALID',
+        `avail.idx ${availIdx} is ${pending} entries past the device's ${this.nextAvailIdx}, queue size ${this.size}`,
+      );
+      return this.brokenBy;
+    }
+    // Read the ring entry only after avail.idx (§2.6.13: the driver writes the entry, a barrier, then idx).
+    memoryFence();
+    const slot = this.nextAvailIdx % this.size;
+    const head = this.avail.getUint16(VIRTQ_RING_ENTRIES + VIRTQ_AVAIL_ELEM_SIZE * slot, true);
+    this.nextAvailIdx = (this.nextAvailIdx + 1) & VIRTQ_IDX_MASK;
+    return this.walk(head);
+  }
+
+  /**
+   * With EVENT_IDX: pops, and when the ring is empty publishes avail_event (asking the driver
+   * to notify for the next chain) and re-checks, closing the race with a driver that added a
+   * chain meanwhile (Firecracker `pop_or_enable_notification`). Without EVENT_IDX: `pop()`.
+   */
+  popOrEnableNotification(): DescriptorChain | VirtqueueError | null {
+    const r = this.pop();
+    if (r !== null || !this.eventIdx) return r;
+    return this.enableNotification() ? this.pop() : null;
+  }
+
+  /** Gives back the chain taken by the last `pop()` (e.g. when rate limited). */
+  undoPop(): void {
+    this.nextAvailIdx = (this.nextAvailIdx - 1) & VIRTQ_IDX_MASK;
+  }
+
+  /** Follows a chain from `head`: structure first, then every buffer against guest RAM. */
+  private walk(head: number): DescriptorChain | VirtqueueError {
+    if (++this.mark === MARK_LIMIT) {
+      this.marks.fill(0);
+      this.mark = 1;
+    }
+    const descriptors: ChainDescriptor[] = [];
+    let total = 0;
+    let i = head;
+    for (;;) {
+      if (i >= this.size) {
+        return new VirtqueueError('VIRTQ_DESC_INDEX_OUT_OF_RANGE', `chain ${head}: descriptor index ${i} >= queue size ${this.size}`, head, i);
+      }
+      if (this.marks[i] === this.mark) {
+        return new VirtqueueError('VIRTQ_DESC_LOOP', `chain ${head}: descriptor ${i} visited twice`, head, i);
+      }
+      this.marks[i] = this.mark;
+      const base = VIRTQ_DESC_SIZE * i;
+      const flags = this.desc.getUint16(base + VIRTQ_DESC_FLAGS, true);
+      if (flags & VIRTQ_DESC_F_INDIRECT) {
+        return new VirtqueueError('VIRTQ_DESC_INDIRECT', `chain ${head}: descriptor ${i} is indirect, which was not offered`, head, i);
+      }
+      const len = this.desc.getUint32(base + VIRTQ_DESC_LEN, true);
+      total += len;
+      if (total > VIRTQ_CHAIN_MAX_BYTES) {
+        return new VirtqueueError('VIRTQ_CHAIN_TOO_LONG', `chain ${head}: more than 2^32 bytes`, head, i);
+      }
+      const lo = this.desc.getUint32(base + VIRTQ_DESC_ADDR, true);
+      const hi = this.desc.getUint32(base + VIRTQ_DESC_ADDR + Uint32Array.BYTES_PER_ELEMENT, true);
+      // Above 2^53 the sum is inexact but still unsafe, so GuestMemory.contains refuses it.
+      const addr = hi * U32_MODULUS + lo;
+      descriptors.push({ index: i, addr, len, writable: (flags & VIRTQ_DESC_F_WRITE) !== 0 });
+      if (!(flags & VIRTQ_DESC_F_NEXT)) break;
+      i = this.desc.getUint16(base + VIRTQ_DESC_NEXT, true);
+    }
+    for (const d of descriptors) {
+      if (!this.mem.contains(d.addr, d.len)) {
+        return new VirtqueueError('VIRTQ_DESC_OUT_OF_RAM', `chain ${head}: descriptor ${d.index} buffer ${d.addr}+${d.len} is not guest RAM`, head, d.index);
+      }
+    }
+    return { head, descriptors, totalLen: total };
+  }
+
+  /**
+   * Publishes a used element {id: head, len} and advances used.idx (§2.6.8). `len` is the
+   * number of bytes the device wrote into the chain's buffers. A head outside the table (from
+   * a chain that failed with VIRTQ_DESC_INDEX_OUT_OF_RANGE at its head) is not published.
+   */
+  addUsed(head: number, len: number): VirtqueueError | undefined {
+    if (!Number.isInteger(head) || head < 0 || head >= this.size) {
+      return new VirtqueueError('VIRTQ_DESC_INDEX_OUT_OF_RANGE', `used id ${head} >= queue size ${this.size}`, head, head);
+    }
+    const slot = this.nextUsedIdx % this.size;
+    const base = VIRTQ_RING_ENTRIES + VIRTQ_USED_ELEM_SIZE * slot;
+    this.used.setUint32(base + VIRTQ_USED_ELEM_ID, head, true);
+    this.used.setUint32(base + VIRTQ_USED_ELEM_LEN, len >>> 0, true);
+    this.nextUsedIdx = (this.nextUsedIdx + 1) & VIRTQ_IDX_MASK;
+    this.numAdded++;
+    // The element must be visible before the index that publishes it (§2.6.8).
+    memoryFence();
+    this.used.setUint16(VIRTQ_RING_IDX, this.nextUsedIdx, true);
+    return undefined;
+  }
+
+  /**
+   * Whether the driver wants a used-buffer notification for the entries added since the last
+   * call (§2.6.7.2). With EVENT_IDX: `vring_need_event(used_event, new, old)`, i.e. notify iff
+   * used_event lies in [old, new). Without: unless VIRTQ_AVAIL_F_NO_INTERRUPT is set. Never
+   * when nothing was added. Resets the added count.
+   */
+  needsNotification(): boolean {
+    const added = this.numAdded;
+    this.numAdded = 0;
+    if (added === 0) return false;
+    // used.idx must be visible before we read the driver's suppression state (§2.6.7.2 note).
+    memoryFence();
+    if (!this.eventIdx) {
+      return (this.avail.getUint16(VIRTQ_RING_FLAGS, true) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
+    }
+    if (added >= VIRTQ_IDX_MODULUS) return true;
+    const newIdx = this.nextUsedIdx;
+    const oldIdx = (newIdx - added) & VIRTQ_IDX_MASK;
+    const usedEvent = this.avail.getUint16(this.usedEventOffset, true);
+    return vringNeedEvent(usedEvent, newIdx, oldIdx);
+  }
+
+  /**
+   * Asks the driver for available-buffer notifications again (§2.6.10): avail_event =
+   * next avail index with EVENT_IDX, else clears VIRTQ_USED_F_NO_NOTIFY. Returns true when
+   * chains are already pending (the caller must process them: no notification will come).
+   */
+  enableNotification(): boolean {
+    if (this.eventIdx) {
+      this.used.setUint16(this.availEventOffset, this.nextAvailIdx, true);
+    } else {
+      const flags = this.used.getUint16(VIRTQ_RING_FLAGS, true);
+      this.used.setUint16(VIRTQ_RING_FLAGS, flags & ~VIRTQ_USED_F_NO_NOTIFY, true);
+    }
+    memoryFence();
+    return this.availIdx() !== this.nextAvailIdx;
+  }
+
+  /**
+   * Tells the driver notifications are not needed while the device is draining the ring.
+   * Without EVENT_IDX: sets VIRTQ_USED_F_NO_NOTIFY. With EVENT_IDX nothing is written: the
+   * driver stops notifying once avail.idx passes the stale avail_event.
+   */
+  disableNotification(): void {
+    if (this.eventIdx) return;
+    const flags = this.used.getUint16(VIRTQ_RING_FLAGS, true);
+    this.used.setUint16(VIRTQ_RING_FLAGS, flags | VIRTQ_USED_F_NO_NOTIFY, true);
+  }
+}
+
+/**
+ * `vring_need_event` (§2.6.7.2, Linux virtio_ring.h): true when `eventIdx` is one of the
+ * indices in [old, new), all modulo 2^16.
+ */
+export function vringNeedEvent(eventIdx: number, newIdx: number, oldIdx: number): boolean {
+  return ((newIdx - eventIdx - 1) & VIRTQ_IDX_MASK) < ((newIdx - oldIdx) & VIRTQ_IDX_MASK);
+}
