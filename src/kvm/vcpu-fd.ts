@@ -70,13 +70,15 @@ export class VcpuFd {
 
   /**
    * KVM_RUN. Returns the exit reason; an interrupted run (signal or immediate_exit, errno
-   * EINTR) returns KVM_EXIT_INTR. Other failures throw KvmIoctlError.
+   * EINTR) returns KVM_EXIT_INTR, and so does EAGAIN: an application processor waiting for
+   * INIT/SIPI blocks inside KVM_RUN and returns EAGAIN once the IPI arrives, asking to be
+   * called again (arch/x86/kvm/x86.c, KVM_MP_STATE_UNINITIALIZED). Other failures throw.
    */
   run(): number {
     const r = libc.ioctlInt(this.fd, KVM.KVM_RUN, 0);
     if (r < 0) {
       const e = libc.errno();
-      if (e === EINTR) return KVM_EXIT.KVM_EXIT_INTR;
+      if (e === EINTR || e === EAGAIN) return KVM_EXIT.KVM_EXIT_INTR;
       throw new KvmIoctlError('KVM_RUN', e, libc.errnoName(e));
     }
     return this.run_.getUint32(R.exit_reason, true);
@@ -214,5 +216,6 @@ export class VcpuFd {
   }
 }
 
-/** errno EINTR (asm-generic/errno-base.h). */
+/** errno values (asm-generic/errno-base.h). */
 const EINTR = 4;
+const EAGAIN = 11;

@@ -5,6 +5,8 @@
  */
 import { Bus } from '../../devices/bus.js';
 import { DebugPort } from '../../devices/debug-port.js';
+import { Serial, I8042, BootTimer, bootTimeSince, formatBootTime, SERIAL_PORT_SIZE, I8042_PORT_SIZE, BOOT_TIMER_MMIO_SIZE } from '../../devices/legacy/index.js';
+import { VCPU_EXIT_KIND } from './protocol.js';
 import type { VmFd } from '../../kvm/kvm.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import type { DeviceManifest, VcpuExitKind } from './protocol.js';
@@ -32,10 +34,30 @@ export function buildBuses(manifest: readonly DeviceManifest[], ctx: BusContext)
       case 'debug-port':
         pio.insert(d.port, 1, new DebugPort(d.ring));
         break;
-      default:
-        throw new Error(`device kind ${(d as { kind: string }).kind} is not available to vCPU workers yet`);
+      case 'serial': {
+        const gsi = d.gsi;
+        pio.insert(d.port, SERIAL_PORT_SIZE, new Serial(d.state, (level) => ctx.vm.irqLine(gsi, level)));
+        break;
+      }
+      case 'i8042': {
+        const gsi = d.gsi;
+        // 0xFE on port 0x64: the guest asks for a CPU reset, which Firecracker turns into a VMM exit (code 0).
+        pio.insert(d.port, I8042_PORT_SIZE, new I8042(d.state, (level) => ctx.vm.irqLine(gsi, level), () => ctx.sink.requestExit(VCPU_EXIT_KIND.RESET)));
+        break;
+      }
+      case 'boot-timer': {
+        const start = { wallUs: d.startWallUs, cpuUs: d.startCpuUs };
+        mmio.insert(d.addr, BOOT_TIMER_MMIO_SIZE, new BootTimer(() => {
+          const t = bootTimeSince(start);
+          ctx.sink.log('info', formatBootTime(t.wallUs, t.cpuUs));
+        }));
+        break;
+      }
+      default: {
+        const never: never = d;
+        throw new Error(`unknown device kind ${(never as { kind: string }).kind}`);
+      }
     }
   }
-  void ctx;
   return { pio, mmio };
 }

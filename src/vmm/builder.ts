@@ -1,0 +1,130 @@
+/**
+ * Builds a microVM for boot, in Firecracker's order (facts §3.1):
+ *
+ *  1. /dev/kvm, API version and required capabilities;
+ *  2. KVM_CREATE_VM, KVM_SET_TSS_ADDR, guest RAM (memfd-backed SABs) as KVM memory slots;
+ *  3. KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2 — before any vCPU;
+ *  4. vCPUs; kernel, initrd and command line; per-vCPU CPUID, MSRs, registers, FPU, sregs and
+ *     LAPIC LINTs; MP table, ACPI tables, zero page / PVH start info;
+ *  5. device state and vCPU actors (workers), created paused; the caller resumes them.
+ *
+ * Any failure releases what was created and throws: InstanceStart failures are not fatal.
+ */
+import { readFileSync } from 'node:fs';
+import { Kvm, type VmFd } from '../kvm/kvm.js';
+import type { VcpuFd } from '../kvm/vcpu-fd.js';
+import { KVM_MEM_LOG_DIRTY_PAGES } from '../kvm/constants.js';
+import { MemfdGuestMemory } from '../memory/memfd-memory.js';
+import { ramRanges, KVM_TSS_ADDRESS, MiB, SYSTEM_MEM_START } from '../arch/x86_64/layout.js';
+import { normalizeCpuid } from '../arch/x86_64/cpuid.js';
+import { bootRegs, bootSregs, bootFpu, bootMsrs, setLapicLints, writeGdtIdt, writeIdentityPageTables } from '../arch/x86_64/regs.js';
+import { writeMptable } from '../arch/x86_64/mptable.js';
+import { writeAcpiTables } from '../arch/x86_64/acpi/index.js';
+import { loadKernel, writeBootInfo, Cmdline } from '../boot/index.js';
+import { bootTimestamp } from '../devices/legacy/index.js';
+import { DEBUG_PORT } from '../devices/debug-port.js';
+import { ByteRing } from '../devices/byte-ring.js';
+import { VcpuHandle } from '../actors/vcpu/handle.js';
+import { VM_CONTROL_SLOTS, VM_SLOT, type DeviceManifest } from '../actors/vcpu/protocol.js';
+import { createHostDevices, type HostDeviceSet } from './host-devices.js';
+import { DEFAULT_BOOT_ARGS, machineDefaults, type MicroVmConfig } from './config.js';
+import { Vmm } from './vmm.js';
+
+export interface BuiltVm {
+  vmm: Vmm;
+  devices: HostDeviceSet;
+  /** The debug-port ring, when the config asked for one (tests). */
+  debugRing?: ByteRing;
+}
+
+export type VmmLog = (level: 'info' | 'warn' | 'error', msg: string) => void;
+
+/** Builds the VM and its actors; vCPUs wait for Vmm.start(). */
+export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog): Promise<BuiltVm> {
+  const started = bootTimestamp();
+  const machine = machineDefaults(cfg['machine-config']);
+  const kernel = readFileSync(cfg['boot-source'].kernel_image_path);
+  const initrdPath = cfg['boot-source'].initrd_path;
+  const initrd = initrdPath ? readFileSync(initrdPath) : undefined;
+  const cmdline = Cmdline.parse(cfg['boot-source'].boot_args ?? DEFAULT_BOOT_ARGS);
+
+  const kvm = Kvm.open();
+  const cleanups: (() => void)[] = [() => kvm.close()];
+  try {
+    kvm.requireCaps();
+    const vm = kvm.createVm();
+    cleanups.push(() => vm.close());
+    vm.setTssAddr(KVM_TSS_ADDRESS);
+    const mem = MemfdGuestMemory.create(ramRanges(machine.mem_size_mib * MiB));
+    const slotFlags = machine.track_dirty_pages ? KVM_MEM_LOG_DIRTY_PAGES : 0;
+    mem.hostRegions.forEach((r, slot) => vm.setUserMemoryRegion(slot, BigInt(r.gpa), BigInt(r.size), r.hostAddr, slotFlags));
+    vm.createIrqchip();
+    vm.createPit2();
+
+    const vcpus: VcpuFd[] = [];
+    for (let i = 0; i < machine.vcpu_count; i++) {
+      const v = vm.createVcpu(i);
+      vcpus.push(v);
+      cleanups.push(() => v.close());
+    }
+
+    const loaded = loadKernel(mem, kernel, { initrd, cmdline });
+    configureVcpus(kvm, vcpus, loaded.entry, machine.smt ?? false);
+    writeGdtIdt(mem, loaded.entry.kind);
+    if (loaded.entry.kind === 'linux64') writeIdentityPageTables(mem);
+    const mpEnd = writeMptable(mem, machine.vcpu_count, SYSTEM_MEM_START);
+    writeAcpiTables(mem, { vcpuCount: machine.vcpu_count, virtioDevices: [], startAddr: mpEnd });
+    writeBootInfo(mem, loaded);
+
+    const extra: DeviceManifest[] = [];
+    let debugRing: ByteRing | undefined;
+    if (cfg.debugPort) {
+      const ring = ByteRing.allocate(1 << 16);
+      debugRing = new ByteRing(ring);
+      extra.push({ kind: 'debug-port', port: DEBUG_PORT, ring });
+    }
+    const devices = createHostDevices({
+      vm, serial: cfg.serial ?? { kind: 'stream' }, stdin: cfg.stdin ?? false,
+      bootTimer: cfg.bootTimer ? started : undefined, extra,
+    });
+    const vmControl = new Int32Array(new SharedArrayBuffer(VM_CONTROL_SLOTS * 4));
+    Atomics.store(vmControl, VM_SLOT.EXIT_CODE, -1);
+    const handles: VcpuHandle[] = [];
+    try {
+      for (const vcpu of vcpus) {
+        handles.push(await VcpuHandle.spawn({
+          vm, vcpu, memory: mem.describe(), vmControl: vmControl.buffer as SharedArrayBuffer,
+          devices: devices.manifest, onLog: (m) => log(m.level, m.message),
+        }));
+      }
+    } catch (e) {
+      await Promise.all(handles.map((h) => h.stop().catch(() => undefined)));
+      await devices.host.close();
+      throw e;
+    }
+    const vmm = new Vmm({ kvm, vm, mem, vcpus, handles, vmControl, host: devices.host, log });
+    return { vmm, devices, debugRing };
+  } catch (e) {
+    for (const c of cleanups.reverse()) {
+      try { c(); } catch { /* best effort */ }
+    }
+    throw e;
+  }
+}
+
+/** Per-vCPU state (facts §3.4): CPUID, MSRs, regs, FPU, sregs, LAPIC LINT0/LINT1. */
+function configureVcpus(kvm: Kvm, vcpus: VcpuFd[], entry: { kind: 'linux64' | 'pvh'; addr: number }, smt: boolean): void {
+  const supported = kvm.getSupportedCpuid();
+  for (const v of vcpus) {
+    v.setCpuid2(normalizeCpuid(supported, { vcpuIndex: v.id, vcpuCount: vcpus.length, smt }));
+    v.setMsrs(bootMsrs());
+    v.setRegs(bootRegs(entry));
+    v.setFpu({ ...bootFpu() });
+    v.setSregs(bootSregs(v.getSregs(), entry.kind));
+    const lapic = v.getLapic();
+    setLapicLints(lapic);
+    v.setLapic(lapic);
+  }
+}
+
+export type { VmFd };

@@ -1,0 +1,140 @@
+/**
+ * The main thread's side of the legacy devices: allocates their shared state, lists them in
+ * the DeviceManifest every vCPU worker gets, pumps serial output to its target and stdin (or
+ * library writes) into the serial RX FIFO, and injects Ctrl+Alt+Del.
+ *
+ * The pumps wait with Atomics.waitAsync on the serial's sequence words, so the main thread
+ * is woken by the vCPU that wrote a byte, without polling and without a message per byte.
+ */
+import { openSync, writeSync, closeSync, constants as fsc } from 'node:fs';
+import { PassThrough, type Readable } from 'node:stream';
+import type { VmFd } from '../kvm/kvm.js';
+import type { DeviceManifest } from '../actors/vcpu/protocol.js';
+import {
+  Serial, I8042, SERIAL_COM1_PORT_BASE, SERIAL_COM1_GSI, I8042_PORT_BASE, I8042_GSI, type BootTimestamp,
+} from '../devices/legacy/index.js';
+import { BOOT_DEVICE_MEM_START } from '../arch/x86_64/layout.js';
+import type { SerialOutput } from './config.js';
+import type { HostDevices } from './vmm.js';
+
+export interface HostDeviceOptions {
+  vm: VmFd;
+  serial: SerialOutput;
+  stdin: boolean;
+  /** Adds the boot-timer device; the timestamp is InstanceStart's. */
+  bootTimer?: BootTimestamp;
+  /** Extra devices (e.g. the test debug port). */
+  extra?: DeviceManifest[];
+}
+
+export interface HostDeviceSet {
+  manifest: DeviceManifest[];
+  host: HostDevices;
+  /** Serial output as a stream (library users); ends when the VM stops. */
+  console: Readable;
+  /** Queues bytes for the guest's serial input. */
+  writeConsole(bytes: Uint8Array | string): void;
+}
+
+/** Waits until slot changes from `value` (or `ms` passes); never blocks the event loop. */
+async function waitSlot(array: Int32Array, index: number, value: number, ms?: number): Promise<void> {
+  const w = Atomics.waitAsync(array, index, value, ms);
+  if (w.async) await w.value;
+}
+
+export function createHostDevices(opts: HostDeviceOptions): HostDeviceSet {
+  const irq = (gsi: number) => (level: 0 | 1): void => opts.vm.irqLine(gsi, level);
+  const serialState = Serial.allocateState();
+  const i8042State = I8042.allocateState();
+  const serial = new Serial(serialState, irq(SERIAL_COM1_GSI));
+  // The host never writes 0xFE itself; a reset is always a guest action handled on a vCPU.
+  const i8042 = new I8042(i8042State, irq(I8042_GSI), () => {});
+  const manifest: DeviceManifest[] = [
+    { kind: 'serial', port: SERIAL_COM1_PORT_BASE, state: serialState, gsi: SERIAL_COM1_GSI },
+    { kind: 'i8042', port: I8042_PORT_BASE, state: i8042State, gsi: I8042_GSI },
+    ...(opts.bootTimer ? [{ kind: 'boot-timer' as const, addr: BOOT_DEVICE_MEM_START, startWallUs: opts.bootTimer.wallUs, startCpuUs: opts.bootTimer.cpuUs }] : []),
+    ...(opts.extra ?? []),
+  ];
+
+  const stream = new PassThrough();
+  const fileFd = opts.serial.kind === 'file'
+    ? openSync(opts.serial.path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_APPEND | fsc.O_NONBLOCK, 0o600)
+    : -1;
+  const emit = (bytes: Uint8Array): void => {
+    if (bytes.length === 0) return;
+    if (opts.serial.kind === 'stdout') process.stdout.write(bytes);
+    else if (fileFd >= 0) {
+      try {
+        writeSync(fileFd, bytes);
+      } catch {
+        // Firecracker drops serial output it cannot write (EAGAIN on a full FIFO).
+      }
+    } else stream.write(Buffer.from(bytes));
+  };
+
+  let running = true;
+  const out = serial.outputWaitSlot();
+  const pumpOut = (async () => {
+    while (running) {
+      const seq = Atomics.load(out.array, out.index);
+      emit(serial.drainOutput());
+      await waitSlot(out.array, out.index, seq, 200);
+    }
+    emit(serial.drainOutput());
+  })();
+
+  // Serial input: bytes wait here until the guest has room in its 64-byte FIFO.
+  let pending = new Uint8Array(0);
+  const inSlot = serial.inputWaitSlot();
+  let inputPump: Promise<void> | undefined;
+  const feed = (): void => {
+    if (inputPump) return;
+    inputPump = (async () => {
+      while (running && pending.length) {
+        const seq = Atomics.load(inSlot.array, inSlot.index);
+        const n = serial.enqueueInput(pending);
+        pending = pending.subarray(n);
+        if (pending.length) await waitSlot(inSlot.array, inSlot.index, seq, 200);
+      }
+      inputPump = undefined;
+    })();
+  };
+  const writeConsole = (bytes: Uint8Array | string): void => {
+    const b = typeof bytes === 'string' ? Buffer.from(bytes) : bytes;
+    const merged = new Uint8Array(pending.length + b.length);
+    merged.set(pending);
+    merged.set(b, pending.length);
+    pending = merged;
+    feed();
+  };
+
+  const stdin = process.stdin;
+  const onStdin = (chunk: Buffer): void => writeConsole(chunk);
+  let rawWas: boolean | undefined;
+  if (opts.stdin) {
+    if (stdin.isTTY) {
+      rawWas = stdin.isRaw;
+      stdin.setRawMode(true);
+    }
+    stdin.on('data', onStdin);
+    stdin.resume();
+  }
+
+  const host: HostDevices = {
+    sendCtrlAltDel: () => i8042.sendCtrlAltDel(),
+    async close() {
+      running = false;
+      Atomics.notify(out.array, out.index);
+      Atomics.notify(inSlot.array, inSlot.index);
+      await pumpOut;
+      if (opts.stdin) {
+        stdin.off('data', onStdin);
+        stdin.pause();
+        if (rawWas !== undefined) stdin.setRawMode(rawWas);
+      }
+      if (fileFd >= 0) closeSync(fileFd);
+      stream.end();
+    },
+  };
+  return { manifest, host, console: stream, writeConsole };
+}

@@ -1,0 +1,55 @@
+/**
+ * Helpers for KVM tests that boot real Linux guests through the MicroVm library: where the
+ * fixtures are, the boot arguments a test guest needs, and waiting for console text.
+ */
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+
+/** The guest fixtures folder (scripts/guest-fixtures.sh); throws if it is missing. */
+export function fixtures(): string {
+  const dir = process.env.KINDLING_FIXTURES ?? join(process.env.KINDLING_CACHE ?? join(homedir(), '.cache', 'kindling'), 'guest', 'current');
+  if (!existsSync(join(dir, 'vmlinuz'))) throw new Error(`guest fixtures missing in ${dir} (run: npm run fixtures)`);
+  return dir;
+}
+
+export const fixture = (name: string): string => join(fixtures(), name);
+
+/**
+ * Kernel arguments for test guests: serial console, Firecracker's i8042 and reboot settings,
+ * `quiet` (every console byte is a VM exit, and exits are slow in the nested sandbox), no PCI
+ * probing. `run` becomes the init's `kindling-run` command.
+ */
+export function testBootArgs(run?: string, extra = ''): string {
+  const base = `console=ttyS0 quiet reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd ${extra}`.trim();
+  return run ? `${base} -- kindling-run ${run}` : base;
+}
+
+/** Collects a stream's text and resolves when `pattern` appears (rejects after `ms`). */
+export class ConsoleLog {
+  text = '';
+  private waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+
+  constructor(stream: Readable, echo = process.env.KINDLING_ECHO_CONSOLE === '1') {
+    stream.on('data', (b: Buffer) => {
+      const s = b.toString('utf8');
+      if (echo) process.stdout.write(s);
+      this.text += s;
+      this.waiters = this.waiters.filter((w) => {
+        const m = this.text.match(w.re);
+        if (m) w.resolve(m);
+        return !m;
+      });
+    });
+  }
+
+  waitFor(re: RegExp, ms: number): Promise<RegExpMatchArray> {
+    const m = this.text.match(re);
+    if (m) return Promise.resolve(m);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`console did not show ${re} within ${ms / 1000} s; last output:\n${this.text.slice(-2000)}`)), ms);
+      this.waiters.push({ re, resolve: (x) => { clearTimeout(timer); resolve(x); } });
+    });
+  }
+}
