@@ -1,0 +1,221 @@
+/**
+ * The API server: micro_http over a Unix socket with node:net (facts §1.1 — node:http's parser
+ * accepts and rejects different things), feeding one `VmmController`.
+ *
+ * - At most 10 connections; the 11th gets the raw 503 and is closed.
+ * - Requests from all connections are processed one at a time, end to end, in arrival order
+ *   (Firecracker's API thread blocks on the VMM thread per request, facts §0); each
+ *   connection's responses go out in request order, keep-alive always.
+ * - Per request, as `ApiServer::handle_request` logs it: "The API server received a ...",
+ *   the outcome, a deprecation warning, then "Total previous API call duration: N us." —
+ *   written before the response bytes are.
+ */
+import { Server, Socket, createServer } from 'node:net';
+import { ApiLayerError } from '../errors.js';
+import { rustDebugStr } from '../config/serde.js';
+import { VmmActionError, methodDebug } from './actions.js';
+import type { VmmController } from './controller.js';
+import { DEFAULT_MAX_PAYLOAD_SIZE, HttpRequest, HttpRequestParser } from './http-parser.js';
+import { SERVER_FULL_RESPONSE, StatusCode, continueResponse, formatResponse, parseErrorResponse } from './http-response.js';
+import { dataToResponse, serializeFault } from './replies.js';
+import { ApiRequestError, parseRequest } from './router.js';
+
+/** micro_http MAX_CONNECTIONS. */
+export const MAX_CONNECTIONS = 10;
+
+const API = { thread: 'fc_api', module: 'firecracker::api_server' } as const;
+
+/** Server options. */
+export interface ApiServerOptions {
+  socketPath: string;
+  controller: VmmController;
+  /** --http-api-max-payload-size (default 51200). */
+  payloadMaxSize?: number;
+  /** Called after a fatal failure (snapshot load) once its response is written; should exit(1). */
+  onFatal?: (err: VmmActionError) => void;
+}
+
+interface Slot {
+  bytes: Buffer | null;
+}
+
+class Connection {
+  readonly parser: HttpRequestParser;
+  private readonly slots: Slot[] = [];
+  private ended = false;
+
+  constructor(readonly socket: Socket, payloadMax: number) {
+    this.parser = new HttpRequestParser(payloadMax);
+  }
+
+  /** Reserves the next response position. */
+  reserve(bytes: Buffer | null = null): Slot {
+    const s = { bytes };
+    this.slots.push(s);
+    return s;
+  }
+
+  /** Writes every ready response at the head of the queue. */
+  flush(): void {
+    while (this.slots.length && this.slots[0]!.bytes) {
+      const s = this.slots.shift()!;
+      if (!this.socket.destroyed) this.socket.write(s.bytes!);
+    }
+    if (this.ended && this.slots.length === 0 && !this.socket.destroyed) this.socket.end();
+  }
+
+  /** The peer half-closed: answer what was received, then close. */
+  peerEnded(): void {
+    this.ended = true;
+    this.flush();
+  }
+}
+
+/** `Method request on "path" [with body "..."]` (parsed_request.rs `describe`). */
+export function describeRequest(req: HttpRequest, debugEnabled: boolean): string {
+  const head = `${methodDebug(req.method)} request on ${rustDebugStr(req.path)}`;
+  if (req.body === null || req.path === '/mmds') return head;
+  if (req.path === '/cpu-config' && !debugEnabled) return `${head}. To view the CPU template received by the API, configure log-level to DEBUG`;
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(req.body);
+  } catch {
+    text = 'inconvertible to UTF-8';
+  }
+  return `${head} with body ${rustDebugStr(text)}`;
+}
+
+const LATENCY_ACTIONS: Record<string, [string, 'pause_vm' | 'resume_vm' | 'load_snapshot' | 'full_create_snapshot' | 'diff_create_snapshot']> = {
+  Pause: ['pause vm', 'pause_vm'],
+  Resume: ['resume vm', 'resume_vm'],
+  LoadSnapshot: ['load snapshot', 'load_snapshot'],
+};
+
+/** The HTTP API server. */
+export class ApiServer {
+  private server: Server | null = null;
+  private readonly conns = new Set<Connection>();
+  private work: Promise<void> = Promise.resolve();
+  /** Duration of each processed request in µs (tests print the slowest). */
+  readonly durationsUs: number[] = [];
+  private readonly payloadMax: number;
+
+  constructor(private readonly opts: ApiServerOptions) {
+    this.payloadMax = opts.payloadMaxSize ?? DEFAULT_MAX_PAYLOAD_SIZE;
+  }
+
+  /** Binds the socket (never unlinking an existing file) and starts serving. */
+  listen(): Promise<void> {
+    const server = createServer({ allowHalfOpen: true }, (s) => this.accept(s));
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', (e: NodeJS.ErrnoException) => {
+        if (e.code === 'EADDRINUSE') {
+          reject(new ApiLayerError('API_SOCKET_IN_USE', `Failed to open the API socket at: ${this.opts.socketPath}. Check that it is not already used.`));
+        } else {
+          reject(new ApiLayerError('API_SOCKET_IN_USE', `Failed to bind and run the HTTP server: IO error: ${e.message}`, 400, { cause: e }));
+        }
+      });
+      server.listen(this.opts.socketPath, () => {
+        this.opts.controller.logger.info('API server started.', API);
+        resolve();
+      });
+    });
+  }
+
+  /** Stops accepting, closes connections, waits for the request in progress. */
+  async close(): Promise<void> {
+    for (const c of this.conns) c.socket.destroy();
+    this.conns.clear();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    await this.work;
+  }
+
+  private accept(socket: Socket): void {
+    if (this.conns.size >= MAX_CONNECTIONS) {
+      socket.end(SERVER_FULL_RESPONSE);
+      socket.on('error', () => socket.destroy());
+      return;
+    }
+    const conn = new Connection(socket, this.payloadMax);
+    this.conns.add(conn);
+    socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
+    socket.on('end', () => conn.peerEnded());
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => this.conns.delete(conn));
+  }
+
+  private onData(conn: Connection, chunk: Buffer): void {
+    for (const ev of conn.parser.feed(chunk)) {
+      if (ev.kind === 'continue') {
+        conn.reserve(continueResponse(ev.version));
+      } else if (ev.kind === 'error') {
+        conn.reserve(parseErrorResponse(ev.message));
+      } else {
+        const slot = conn.reserve();
+        const req = ev.request;
+        this.work = this.work
+          .then(() => this.process(conn, slot, req))
+          .catch((e: unknown) => {
+            // A bug, not a request error: answer so the connection does not stall.
+            this.opts.controller.logger.error(`API request handling failed: ${(e as Error).stack ?? e}`, API);
+            slot.bytes ??= formatResponse(400, { body: serializeFault({ fault_message: String((e as Error).message ?? e) }) });
+            conn.flush();
+          });
+      }
+    }
+    conn.flush();
+  }
+
+  /** `ApiServer::handle_request` + `serve_vmm_action_request` for one request. */
+  private async process(conn: Connection, slot: Slot, req: HttpRequest): Promise<void> {
+    const c = this.opts.controller;
+    const log = c.logger;
+    const t0 = performance.now();
+    log.info(`The API server received a ${describeRequest(req, log.enabled('Debug'))}.`, API);
+    let status: StatusCode;
+    let body: string | undefined;
+    let deprecation = false;
+    let fatal: VmmActionError | null = null;
+    try {
+      const parsed = parseRequest(req, c.metrics);
+      try {
+        const data = await c.handle(parsed.action);
+        ({ status, body } = dataToResponse(data));
+        log.info(`The request was executed successfully. Status code: ${status === 204 ? '204 No Content' : '200 OK'}.`, API);
+        const lat = LATENCY_ACTIONS[parsed.action.kind] ??
+          (parsed.action.kind === 'CreateSnapshot' ? (parsed.action.params.snapshot_type === 'Full' ? ['create full snapshot', 'full_create_snapshot'] : ['create diff snapshot', 'diff_create_snapshot']) : undefined);
+        if (lat) {
+          const us = Math.round((performance.now() - t0) * 1000);
+          c.metrics.latencies_us[lat[1]].store(us);
+          log.info(`'${lat[0]}' API request took ${us} us.`, API);
+        }
+      } catch (e) {
+        const err = e instanceof VmmActionError ? e : new VmmActionError((e as Error).message);
+        status = err.status as StatusCode;
+        log.error(`Received Error. Status code: ${status === 413 ? '413 Payload too large' : '400 Bad Request'}. Message: ${err.message}`, API);
+        body = serializeFault({ fault_message: err.message });
+        if (err.fatal) fatal = err;
+      }
+      if (parsed.deprecation) {
+        log.warn(parsed.deprecation, API);
+        deprecation = true;
+      }
+    } catch (e) {
+      if (!(e instanceof ApiRequestError)) throw e;
+      log.error(e.debug, API);
+      status = e.status as StatusCode;
+      body = serializeFault({ fault_message: e.message });
+    }
+    slot.bytes = formatResponse(status, { body, deprecation });
+    const us = Math.round((performance.now() - t0) * 1000);
+    this.durationsUs.push(us);
+    log.debug(`Total previous API call duration: ${us} us.`, API);
+    conn.flush();
+    if (fatal && this.opts.onFatal) {
+      const f = fatal;
+      await new Promise<void>((r) => (conn.socket.writableLength === 0 ? r() : conn.socket.once('drain', () => r())));
+      this.opts.onFatal(f);
+    }
+  }
+}

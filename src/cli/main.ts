@@ -1,0 +1,213 @@
+/**
+ * `kindling` / `firecracker` entry point (facts §2, main.rs + api_server_adapter.rs): parse the
+ * command line, set up logger and metrics, then either serve the API on a Unix socket (booting
+ * from `--config-file` first if given, after which only post-boot requests succeed) or, with
+ * `--no-api`, boot from the config file alone. The VM itself comes from an injected backend
+ * factory, so the CLI does not depend on the KVM layer.
+ *
+ * `runCli` resolves with the process exit code; 134 means "abort" (Firecracker panics there).
+ */
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { BackendFactory, VmExit } from '../api/backend.js';
+import { FIRECRACKER_VERSION, VmmController } from '../api/controller.js';
+import { ApiServer } from '../api/server.js';
+import { ConfigFileError, fromConfigFile } from '../config/config-file.js';
+import { ConfigError, ioErrorText } from '../config/errors.js';
+import { VmResources } from '../config/resources.js';
+import { parseJsonValue } from '../config/serde-read.js';
+import { LOGGER, Logger } from '../logger/logger.js';
+import { METRICS, Metrics } from '../metrics/metrics.js';
+import { formattedHelp } from './arg-parser.js';
+import { CliError, CliOptions, EXIT, FIRECRACKER_ARGS, parseCommandLine } from './options.js';
+
+/** Snapshot data format version Firecracker v1.16.1 prints for --snapshot-version. */
+export const SNAPSHOT_VERSION = '11.0.0';
+
+/** Dependencies of `runCli` (injected so tests and the lead can supply the VM). */
+export interface CliDeps {
+  createBackend: BackendFactory;
+  stdout?: (s: string) => void;
+  stderr?: (s: string) => void;
+  logger?: Logger;
+  metrics?: Metrics;
+  /** Kindling's own version (default: package.json). */
+  kindlingVersion?: string;
+}
+
+const MAIN = { thread: 'main', module: 'firecracker::main' } as const;
+
+function packageVersion(): string {
+  try {
+    const url = new URL('../../../package.json', import.meta.url);
+    return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Runs the CLI; resolves with the exit code (after the VM stopped, in run mode). */
+export async function runCli(argv: readonly string[], deps: CliDeps): Promise<number> {
+  const out = deps.stdout ?? ((s: string) => void process.stdout.write(s));
+  const err = deps.stderr ?? ((s: string) => void process.stderr.write(s));
+  const logger = deps.logger ?? LOGGER;
+  const metrics = deps.metrics ?? METRICS;
+  logger.metrics ??= metrics;
+  const fail = (message: string, debug: string, code: number): number => {
+    if (code === EXIT.Abort) {
+      err(`thread 'main' panicked at src/cli/main.ts:\n${message}\n`);
+      return code;
+    }
+    logger.error(message, MAIN);
+    err(`Error: ${debug}\n`);
+    logger.error(`Firecracker exiting with error. exit_code=${code}`, MAIN);
+    return code;
+  };
+  let cmd;
+  try {
+    cmd = parseCommandLine(argv);
+  } catch (e) {
+    if (e instanceof CliError) return fail(e.message, e.debug, e.exitCode);
+    throw e;
+  }
+  switch (cmd.kind) {
+    case 'help':
+      out(`Firecracker v${FIRECRACKER_VERSION}\n\n${formattedHelp(FIRECRACKER_ARGS)}\n`);
+      return EXIT.Ok;
+    case 'version':
+      out(`Firecracker v${FIRECRACKER_VERSION}\nKindling v${deps.kindlingVersion ?? packageVersion()}\n\n`);
+      return EXIT.Ok;
+    case 'snapshot-version':
+      out(`v${SNAPSHOT_VERSION}\n`);
+      return EXIT.Ok;
+    case 'describe-snapshot':
+      try {
+        accessSync(cmd.path, constants.R_OK);
+      } catch (e) {
+        const m = `When printing Snapshot Data format: Unable to open snapshot state file: ${ioErrorText(e)}`;
+        return fail(m, `PrintSnapshotDataFormat(OpenSnapshot(${JSON.stringify(ioErrorText(e))}))`, EXIT.GenericError);
+      }
+      return fail(
+        'When printing Snapshot Data format: Invalid data format version of snapshot file: Kindling does not implement snapshots yet',
+        'PrintSnapshotDataFormat(SnapshotVersion(NotImplemented))',
+        EXIT.GenericError,
+      );
+  }
+  return run(cmd, deps, logger, metrics, fail);
+}
+
+async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metrics, fail: (m: string, d: string, c: number) => number): Promise<number> {
+  logger.instanceId = o.id;
+  try {
+    logger.update({ log_path: o.logPath, level: o.level, show_level: o.showLevel ? true : null, show_log_origin: o.showLogOrigin ? true : null, module: o.module });
+  } catch (e) {
+    return fail(`Could not initialize logger: ${(e as ConfigError).detail}`, `LoggerInitialization(${(e as ConfigError).detail})`, EXIT.GenericError);
+  }
+  logger.info(`Running Firecracker v${FIRECRACKER_VERSION}`, MAIN);
+  if (o.metricsPath !== null) {
+    try {
+      metrics.init({ metrics_path: o.metricsPath, emit_id: false, properties: null }, o.id);
+    } catch (e) {
+      return fail(`Could not initialize metrics: ${(e as ConfigError).detail}`, `MetricsInitialization(${(e as ConfigError).detail})`, EXIT.GenericError);
+    }
+  }
+  if (o.seccompFilter !== null) {
+    try {
+      accessSync(o.seccompFilter, constants.R_OK);
+    } catch (e) {
+      return fail(`Seccomp error: ${ioErrorText(e)}`, `SeccompFilter(${JSON.stringify(ioErrorText(e))})`, EXIT.GenericError);
+    }
+    logger.warn('Kindling does not install seccomp filters; --seccomp-filter is ignored.', MAIN);
+  }
+  const readOrPanic = (path: string | null, what: string): string | null => {
+    if (path === null) return null;
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (e) {
+      throw new CliError(`Unable to open or read from the ${what}: ${ioErrorText(e)}`, EXIT.Abort, 'panic');
+    }
+  };
+  let configJson: string | null;
+  let metadata: string | null;
+  try {
+    configJson = readOrPanic(o.configFile, 'configuration file');
+    metadata = readOrPanic(o.metadata, 'mmds content file');
+  } catch (e) {
+    return fail((e as CliError).message, 'panic', EXIT.Abort);
+  }
+  const backend = await deps.createBackend({ instanceId: o.id });
+  const resources = new VmResources({ mmdsSizeLimit: o.mmdsSizeLimit, bootTimer: o.bootTimer, pciEnabled: o.enablePci, openTap: backend.openTap?.bind(backend) });
+  const controller = new VmmController({ instanceId: o.id, backend, resources, logger, metrics });
+  if (metadata !== null && configJson === null) {
+    try {
+      resources.mmdsOrDefault().put(parseJsonValue(metadata));
+    } catch (e) {
+      return fail(`MMDS error: metadata provided not valid json: ${(e as Error).message}`, 'panic', EXIT.Abort);
+    }
+  }
+  const exited = new Promise<VmExit>((resolve) => backend.onExit?.(resolve));
+  let server: ApiServer | null = null;
+  let fatal: ((code: number) => void) | null = null;
+  const fatalExit = new Promise<number>((r) => (fatal = r));
+  const prefix = o.noApi ? 'RunWithoutApiError error' : 'RunWithApiError error';
+  if (!o.noApi) {
+    server = new ApiServer({
+      socketPath: o.apiSock,
+      controller,
+      payloadMaxSize: o.httpApiMaxPayloadSize,
+      onFatal: () => {
+        logger.error(`${prefix}: Failed to build MicroVM: Loading snapshot failed..`, MAIN);
+        fatal!(EXIT.GenericError);
+      },
+    });
+    try {
+      await server.listen();
+    } catch (e) {
+      return fail(`${prefix}: ${(e as Error).message}`, `RunWithApi(FailedToBindSocket(${JSON.stringify(o.apiSock)}))`, EXIT.GenericError);
+    }
+    logger.info(`Listening on API socket (${JSON.stringify(o.apiSock)}).`, MAIN);
+    // ProcessTimeReporter: --start-time-us is CLOCK_MONOTONIC µs (set by the jailer).
+    const monoUs = Number(process.hrtime.bigint() / 1000n);
+    if (o.startTimeUs !== null) metrics.api_server.process_startup_time_us.store(Math.max(0, monoUs - o.startTimeUs));
+    if (o.startTimeCpuUs !== null) {
+      const cpu = process.cpuUsage();
+      metrics.api_server.process_startup_time_cpu_us.store(Math.max(0, cpu.user + cpu.system - o.startTimeCpuUs + (o.parentCpuTimeUs ?? 0)));
+    }
+  }
+  if (configJson !== null) {
+    try {
+      controller.resources = fromConfigFile(configJson, {
+        mmdsSizeLimit: o.mmdsSizeLimit, bootTimer: o.bootTimer, pciEnabled: o.enablePci, openTap: backend.openTap?.bind(backend), metadata,
+        configureLogger: (c) => controller.configureLogger(c),
+        configureMetrics: (c) => controller.configureMetrics(c),
+      });
+      await controller.startMicroVm();
+      logger.info('Successfully started microvm that was configured from one single json', MAIN);
+    } catch (e) {
+      await server?.close();
+      if (e instanceof ConfigFileError && e.panic) return fail(e.message, 'panic', EXIT.Abort);
+      const inner = e instanceof ConfigFileError ? `Configuration for VMM from one single json failed: ${e.message}` : `Could not Start MicroVM from one single json: ${(e as Error).message.replace(/^Start microvm error: /, '')}`;
+      return fail(`${prefix}: Failed to build MicroVM from Json: ${inner}`, `BuildFromJson(${JSON.stringify(inner)})`, EXIT.GenericError);
+    }
+  }
+  const outcome = await Promise.race([exited.then((x) => ({ exit: x })), fatalExit.then((code) => ({ code }))]);
+  await server?.close();
+  controller.close();
+  if ('code' in outcome) return outcome.code;
+  if (outcome.exit.code === 0) {
+    logger.info('Firecracker exiting successfully. exit_code=0', MAIN);
+    return EXIT.Ok;
+  }
+  return fail(`${prefix}: MicroVM stopped with an error: ${outcome.exit.reason ?? outcome.exit.code}`, `MicroVMStoppedWithError(${outcome.exit.code})`, outcome.exit.code);
+}
+
+/**
+ * The backend used when no VM implementation is wired in: supports nothing, so InstanceStart
+ * names the first configured device as unsupported, and starting fails clearly.
+ */
+export const unavailableBackend: BackendFactory = () => ({
+  supports: () => false,
+  start: () => Promise.reject(new Error('No VM backend is wired into this Kindling build.')),
+  pause: () => Promise.reject(new Error('No VM is running.')),
+  resume: () => Promise.reject(new Error('No VM is running.')),
+  sendCtrlAltDel: () => Promise.reject(new Error('No VM is running.')),
+});

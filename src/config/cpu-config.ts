@@ -1,0 +1,141 @@
+/**
+ * PUT /cpu-config: an x86_64 custom CPU template (facts §1.4 CpuConfig,
+ * cpu_config/x86_64/custom_cpu_template.rs, templates_serde.rs). Numbers are strings with a
+ * `0x`/`0b` prefix, bitmaps are `0b` + 0/1/x characters (x = leave the bit alone).
+ * aarch64-only fields (`reg_modifiers`, `vcpu_features`) are unknown fields on x86_64.
+ */
+import { Desc, customError, custom, deserialize, field, int, seq, str, struct, toJsonSchema } from './serde.js';
+
+/** A KVM capability the template requires (`"121"`) or forbids (`"!121"`). */
+export interface KvmCapability {
+  op: 'add' | 'remove';
+  cap: number;
+}
+
+/** Bits to force: where `filter` has a 1, the register bit becomes the `value` bit. */
+export interface RegisterValueFilter<N> {
+  filter: N;
+  value: N;
+}
+
+/** One CPUID register modifier. */
+export interface CpuidRegisterModifier {
+  register: 'eax' | 'ebx' | 'ecx' | 'edx';
+  bitmap: RegisterValueFilter<number>;
+}
+
+/** Modifiers for one CPUID leaf/subleaf. */
+export interface CpuidLeafModifier {
+  leaf: number;
+  subleaf: number;
+  flags: number;
+  modifiers: CpuidRegisterModifier[];
+}
+
+/** One MSR modifier (64-bit bitmap, hence bigint). */
+export interface RegisterModifier {
+  addr: number;
+  bitmap: RegisterValueFilter<bigint>;
+}
+
+/** A custom CPU template as the VM builder applies it. */
+export interface CustomCpuTemplate {
+  kvm_capabilities: KvmCapability[];
+  cpuid_modifiers: CpuidLeafModifier[];
+  msr_modifiers: RegisterModifier[];
+}
+
+/** Rust `ParseIntError` Display and Debug, for the template error texts. */
+function parseUint(s: string, radix: number, bits: number): { ok: bigint } | { display: string; debug: string } {
+  const body = s.startsWith('+') ? s.slice(1) : s;
+  if (s.length === 0) return { display: 'cannot parse integer from empty string', debug: 'ParseIntError { kind: Empty }' };
+  const digits = radix === 2 ? /^[01]+$/ : radix === 16 ? /^[0-9a-fA-F]+$/ : /^[0-9]+$/;
+  if (!digits.test(body)) return { display: 'invalid digit found in string', debug: 'ParseIntError { kind: InvalidDigit }' };
+  const prefix = radix === 2 ? '0b' : radix === 16 ? '0x' : '';
+  const v = BigInt(prefix + body);
+  if (v >= 1n << BigInt(bits)) return { display: 'number too large to fit in target type', debug: 'ParseIntError { kind: PosOverflow }' };
+  return { ok: v };
+}
+
+/** `deserialize_from_str_u32`: `0x`/`0b`-prefixed u32. */
+function hexOrBinU32(s: string): number {
+  const radix = s.startsWith('0b') ? 2 : s.startsWith('0x') ? 16 : 0;
+  if (radix === 0) {
+    throw customError(
+      `No supported number system prefix found in value [${s}]. Make sure to prefix the number with '0x' for hexadecimal numbers or '0b' for binary numbers.`,
+    );
+  }
+  const r = parseUint(s.slice(2), radix, 32);
+  if ('ok' in r) return Number(r.ok);
+  throw customError(`Failed to parse string [${s}] as a number for CPU template - ${r.debug}`);
+}
+
+function bitmap(bits: number): (s: string) => RegisterValueFilter<bigint> {
+  return (s) => {
+    const stripped = s.startsWith('0b') ? s.slice(2) : s;
+    let filter = 0n;
+    let value = 0n;
+    let i = 0n;
+    const bytes = Buffer.from(stripped);
+    for (let k = bytes.length - 1; k >= 0; k--) {
+      if (i === BigInt(bits)) throw customError(`Failed to parse string [${s}] as a bitmap - string is too long`);
+      const c = bytes[k]!;
+      if (c === 0x5f) continue;
+      if (c === 0x30) filter |= 1n << i;
+      else if (c === 0x31) {
+        filter |= 1n << i;
+        value |= 1n << i;
+      } else if (c !== 0x78) throw customError(`Failed to parse string [${s}] as a bitmap - unknown character: ${c}`);
+      i++;
+    }
+    return { filter, value };
+  };
+}
+
+const KVM_CAPABILITY = custom<string>(str, (s) => {
+  const remove = s.startsWith('!');
+  const r = parseUint(remove ? s.slice(1) : s, 10, 32);
+  if ('ok' in r) return { op: remove ? 'remove' : 'add', cap: Number(r.ok) } satisfies KvmCapability;
+  throw customError(`Failed to parse string [${s}] as a kvm capability - can not convert to numeric: ${r.display}`);
+});
+
+const CPUID_REGISTER = custom<string>(str, (s) => {
+  if (s === 'eax' || s === 'ebx' || s === 'ecx' || s === 'edx') return s;
+  throw customError('Invalid CPUID register. Must be one of [eax, ebx, ecx, edx]');
+});
+
+const U32_STR = custom<string>(str, hexOrBinU32);
+const BITMAP32 = custom<string>(str, (s) => {
+  const b = bitmap(32)(s);
+  return { filter: Number(b.filter), value: Number(b.value) };
+});
+
+/** serde description of the x86_64 `CustomCpuTemplate` (deny_unknown_fields at top level). */
+export const CUSTOM_CPU_TEMPLATE: Desc = struct('CustomCpuTemplate', [
+  field('kvm_capabilities', seq(KVM_CAPABILITY), () => []),
+  field(
+    'cpuid_modifiers',
+    seq(
+      struct(
+        'CpuidLeafModifier',
+        [
+          field('leaf', U32_STR),
+          field('subleaf', U32_STR),
+          field('flags', int('u32')),
+          field('modifiers', seq(struct('CpuidRegisterModifier', [field('register', CPUID_REGISTER), field('bitmap', BITMAP32)], false))),
+        ],
+        false,
+      ),
+    ),
+    () => [],
+  ),
+  field('msr_modifiers', seq(struct('RegisterModifier', [field('addr', U32_STR), field('bitmap', custom<string>(str, bitmap(64)))], false)), () => []),
+]);
+
+/** JSON Schema of the body. */
+export const CUSTOM_CPU_TEMPLATE_SCHEMA = toJsonSchema(CUSTOM_CPU_TEMPLATE);
+
+/** Parses a PUT /cpu-config body (`CustomCpuTemplate::try_from(&[u8])`). */
+export function parseCpuConfig(body: Uint8Array | string): CustomCpuTemplate {
+  return deserialize<CustomCpuTemplate>(body, CUSTOM_CPU_TEMPLATE);
+}

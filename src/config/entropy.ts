@@ -1,0 +1,24 @@
+/** PUT /entropy (facts §1.4 Entropy, §4.9): a virtio-rng device with an optional rate limiter. */
+import { RATE_LIMITER, RateLimiterConfig, effectiveRateLimiter } from './rate-limiter.js';
+import { Desc, deserialize, field, opt, struct, toJsonSchema } from './serde.js';
+
+/** The PUT /entropy body (`EntropyDeviceConfig`). */
+export interface EntropyDeviceConfig {
+  rate_limiter: RateLimiterConfig | null;
+}
+
+/** serde description of `EntropyDeviceConfig` (deny_unknown_fields). */
+export const ENTROPY: Desc = struct('EntropyDeviceConfig', [field('rate_limiter', opt(RATE_LIMITER))]);
+
+/** JSON Schema of the body. */
+export const ENTROPY_SCHEMA = toJsonSchema(ENTROPY);
+
+/** Parses a PUT /entropy body. */
+export function parseEntropy(body: Uint8Array | string): EntropyDeviceConfig {
+  return deserialize<EntropyDeviceConfig>(body, ENTROPY);
+}
+
+/** The device as GET /vm/config reports it. */
+export function entropyJson(e: EntropyDeviceConfig): EntropyDeviceConfig {
+  return { rate_limiter: effectiveRateLimiter(e.rate_limiter) };
+}

@@ -1,0 +1,150 @@
+/**
+ * Test harness for the API tier: a real `ApiServer` + `VmmController` + `VmResources` on a real
+ * Unix socket in a temp dir, a `FakeBackend` as the VM, a private logger/metrics pair, the typed
+ * client, and raw-socket helpers that return the exact bytes the server sent.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FirecrackerClient } from '../../src/api/client.js';
+import { VmmController } from '../../src/api/controller.js';
+import { ApiServer } from '../../src/api/server.js';
+import { VmResources } from '../../src/config/resources.js';
+import { Logger } from '../../src/logger/logger.js';
+import { Metrics, createMetrics } from '../../src/metrics/metrics.js';
+import { FakeBackend } from './api-fake-backend.js';
+
+/** A running API under test. */
+export interface ApiHarness {
+  dir: string;
+  socketPath: string;
+  server: ApiServer;
+  controller: VmmController;
+  backend: FakeBackend;
+  logger: Logger;
+  logs: string[];
+  metrics: Metrics;
+  client: FirecrackerClient;
+  /** A readable file usable as kernel / drive backing file. */
+  kernel: string;
+  /** Creates a file in the harness dir and returns its path. */
+  file(name: string, content?: string | Buffer): string;
+  close(): Promise<void>;
+}
+
+const allDurations: { name: string; us: number }[] = [];
+
+/** Starts a fresh API. */
+export async function startApi(opts: { payloadMaxSize?: number; instanceId?: string; backend?: FakeBackend } = {}): Promise<ApiHarness> {
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-api-'));
+  const socketPath = join(dir, 'api.sock');
+  const backend = opts.backend ?? new FakeBackend();
+  const logger = new Logger();
+  const logs: string[] = [];
+  logger.sink = (l) => logs.push(l);
+  logger.level = 'Debug';
+  const metrics = createMetrics();
+  logger.metrics = metrics;
+  const resources = new VmResources({ openTap: backend.openTap.bind(backend) });
+  const controller = new VmmController({ instanceId: opts.instanceId ?? 'anonymous-instance', backend, resources, logger, metrics });
+  const server = new ApiServer({ socketPath, controller, payloadMaxSize: opts.payloadMaxSize });
+  await server.listen();
+  const client = new FirecrackerClient(socketPath);
+  const file = (name: string, content: string | Buffer = 'x'.repeat(4096)): string => {
+    const p = join(dir, name);
+    writeFileSync(p, content);
+    return p;
+  };
+  const kernel = file('vmlinux');
+  return {
+    dir, socketPath, server, controller, backend, logger, logs, metrics, client, kernel, file,
+    async close() {
+      await client.close();
+      await server.close();
+      controller.close();
+      metrics.close();
+      for (const us of server.durationsUs) allDurations.push({ name: dir, us });
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Prints the slowest API calls seen so far (a report, not an assertion). */
+export function reportSlowest(label: string, n = 3): void {
+  const sorted = [...allDurations].sort((a, b) => b.us - a.us).slice(0, n);
+  if (sorted.length) console.log(`  ${label}: ${allDurations.length} API calls, slowest ${sorted.map((d) => `${(d.us / 1000).toFixed(2)} ms`).join(', ')}`);
+}
+
+/** One HTTP response split out of raw bytes. */
+export interface RawResponse {
+  raw: string;
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** Splits concatenated responses (bodies by Content-Length; none without it). */
+export function splitResponses(buf: Buffer): RawResponse[] {
+  const out: RawResponse[] = [];
+  let off = 0;
+  while (off < buf.length) {
+    const end = buf.indexOf('\r\n\r\n', off);
+    if (end === -1) break;
+    const head = buf.subarray(off, end).toString('latin1');
+    const [statusLine, ...lines] = head.split('\r\n');
+    const headers: Record<string, string> = {};
+    for (const l of lines) {
+      const i = l.indexOf(':');
+      headers[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim();
+    }
+    const len = Number(headers['content-length'] ?? 0);
+    if (end + 4 + len > buf.length) break;
+    const body = buf.subarray(end + 4, end + 4 + len).toString('utf8');
+    out.push({ raw: buf.subarray(off, end + 4 + len).toString('latin1'), status: Number(statusLine!.split(' ')[1]), headers, body });
+    off = end + 4 + len;
+  }
+  return out;
+}
+
+/**
+ * Writes `chunks` (each in its own write) on a fresh connection and resolves with everything
+ * received once `responses` complete responses arrived, the peer closed, or `timeoutMs` passed.
+ */
+export function rawExchange(socketPath: string, chunks: (string | Buffer)[] | string | Buffer, opts: { responses?: number; timeoutMs?: number } = {}): Promise<Buffer> {
+  const list = Array.isArray(chunks) ? chunks : [chunks];
+  const want = opts.responses ?? 1;
+  return new Promise((resolve, reject) => {
+    const s = connect(socketPath);
+    const got: Buffer[] = [];
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      s.destroy();
+      resolve(Buffer.concat(got));
+    };
+    const timer = setTimeout(finish, opts.timeoutMs ?? 2000);
+    s.on('data', (d) => {
+      got.push(d);
+      if (splitResponses(Buffer.concat(got)).length >= want) finish();
+    });
+    s.on('close', finish);
+    s.on('error', (e) => (done ? undefined : reject(e)));
+    s.on('connect', async () => {
+      for (const c of list) {
+        s.write(c);
+        if (list.length > 1) await new Promise((r) => setTimeout(r, 20));
+      }
+    });
+  });
+}
+
+/** Writes a file into a fresh temp dir (tests outside a harness). */
+export function tempFile(name: string, content: string | Buffer): string {
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-cfg-'));
+  const p = join(dir, name);
+  writeFileSync(p, content);
+  return p;
+}
