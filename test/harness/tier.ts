@@ -75,6 +75,13 @@ async function main(): Promise<void> {
   if (process.env.KINDLING_TIER_RESULT) writeFileSync(process.env.KINDLING_TIER_RESULT, JSON.stringify(result));
   console.log(`${tier} tier — ${passed} passed, ${failed} failed, ${skipped} skipped in ${seconds.toFixed(1)} s`);
   process.exitCode = failed > 0 || files.length === 0 ? 1 : 0;
+  // A test that leaks a timer or handle must not hold the tier (and the sandbox) open for
+  // minutes: name what is still open, then exit.
+  setTimeout(() => {
+    const handles = (process as unknown as { _getActiveHandles(): object[] })._getActiveHandles();
+    console.error(`${tier} tier: still ${handles.length} open handle(s) 5 s after the last test (${handles.map((h) => h.constructor.name).join(', ')}); exiting`);
+    process.exit(process.exitCode ?? 1);
+  }, 5000).unref();
 }
 
 await main();

@@ -53,3 +53,15 @@ export class ConsoleLog {
     });
   }
 }
+
+/** Resolves like `p`, or rejects with `message` after `ms`; the timer never outlives `p`. */
+export async function withTimeout<T>(p: Promise<T>, ms: number, message: string | (() => string)): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, rej) => {
+      timer = setTimeout(() => rej(new Error(typeof message === 'function' ? message() : message)), ms);
+    })]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

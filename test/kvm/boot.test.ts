@@ -14,7 +14,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MicroVm } from 'kindling';
-import { fixture, testBootArgs, ConsoleLog } from '../helpers/guest.js';
+import { fixture, testBootArgs, ConsoleLog, withTimeout } from '../helpers/guest.js';
 
 const BOOT_TIMEOUT_MS = 240_000;
 
@@ -61,7 +61,7 @@ test('minimal ELF vmlinux boots; SendCtrlAltDel makes busybox init reboot → ex
   // its signal handlers before the keys arrive (the kernel turns Ctrl-Alt-Del into SIGINT to init).
   await new Promise((r) => setTimeout(r, 3000));
   assert.ok(vm.sendCtrlAltDel(), 'the i8042 accepted the key sequence');
-  const exit = await Promise.race([vm.exit, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no reboot after Ctrl-Alt-Del')), 120_000))]);
+  const exit = await withTimeout(vm.exit, 120_000, 'no reboot after Ctrl-Alt-Del');
   assert.is(exit.code, 0, exit.reason);
 });
 
@@ -104,7 +104,7 @@ test('a guest that triple-faults stops with exit code 1 and an error line', asyn
   const logs: string[] = [];
   const vm = new MicroVm({ 'boot-source': { kernel_image_path: kernel, boot_args: '' } }, { log: (l, m) => logs.push(`${l}: ${m}`) });
   await vm.start();
-  const exit = await Promise.race([vm.exit, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('triple fault hung the VM')), 60_000))]);
+  const exit = await withTimeout(vm.exit, 60_000, 'triple fault hung the VM');
   assert.is(exit.code, 1);
   assert.match(exit.reason, /triple fault/);
   assert.ok(logs.some((l) => l.startsWith('error:') && /triple fault/.test(l)), logs.join(' | '));

@@ -105,9 +105,11 @@ export function runInSandbox(opts: SandboxOptions): Promise<SandboxResult> {
         if (line.startsWith('KINDLING_SANDBOX_UP')) {
           bootSeconds = (performance.now() - started) / 1000;
           if (!opts.interactive) onLine(`sandbox: up after ${bootSeconds.toFixed(1)} s (QEMU TCG, real /dev/kvm inside)`);
+        } else if (line.startsWith('KINDLING_SANDBOX_EXIT')) {
+          if (!opts.interactive) onLine(`sandbox: run inside ended after ${((performance.now() - started) / 1000).toFixed(1)} s (${line})`);
         } else if (line.startsWith('KINDLING_SANDBOX_FAIL')) {
           failure = `KVM sandbox: ${line.slice('KINDLING_SANDBOX_FAIL: '.length)}`;
-        } else if (!opts.interactive && !/^(SeaBIOS|Booting from|iPXE|\s*$)/.test(line) && !line.startsWith('KINDLING_SANDBOX_EXIT')) {
+        } else if (!opts.interactive && !/^(SeaBIOS|Booting from|iPXE|\s*$)/.test(line)) {
           onLine(line);
         }
       }

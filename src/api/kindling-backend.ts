@@ -1,0 +1,96 @@
+/**
+ * The real VmBackend: turns the API's validated VmConfig into a MicroVm (src/vmm) and drives
+ * it. This is the one place where the API layer meets the VMM (import direction api → vmm).
+ *
+ * What it supports is declared in SUPPORTED; anything else the user configured makes
+ * InstanceStart fail with a 400 naming it (VmmController checks `supports` first), so a
+ * configured device is never silently dropped.
+ */
+import { MicroVm } from '../vmm/microvm.js';
+import type { MicroVmConfig, SerialOutput } from '../vmm/config.js';
+import type { BackendFactory, DeviceKind, VmBackend, VmConfig, VmExit } from './backend.js';
+import { cmdlineString } from '../config/boot-source.js';
+import { fstatSync } from 'node:fs';
+import { LOGGER } from '../logger/logger.js';
+
+/** What this build of Kindling can run. */
+const SUPPORTED: ReadonlySet<DeviceKind> = new Set<DeviceKind>([
+  'initrd', 'boot-timer', 'serial-output-file', 'smt', 'track-dirty-pages',
+]);
+
+/** Maps the API's configuration onto the library's (same Firecracker field names). */
+export function toMicroVmConfig(c: VmConfig): MicroVmConfig {
+  const serial: SerialOutput = c.serial.serial_out_path ? { kind: 'file', path: c.serial.serial_out_path } : { kind: 'stdout' };
+  return {
+    id: c.instanceId,
+    'boot-source': {
+      kernel_image_path: c.bootSource.kernel_image_path,
+      initrd_path: c.bootSource.initrd_path ?? null,
+      boot_args: cmdlineString(c.bootSource.cmdline),
+    },
+    'machine-config': {
+      vcpu_count: c.machine.vcpu_count,
+      mem_size_mib: c.machine.mem_size_mib,
+      smt: c.machine.smt,
+      track_dirty_pages: c.machine.track_dirty_pages,
+    },
+    bootTimer: c.bootTimer,
+    serial,
+    // Firecracker reads stdin only when the console goes to stdout (facts §4.1).
+    stdin: serial.kind === 'stdout' && (process.stdin.isTTY === true || isFifo()),
+  };
+}
+
+function isFifo(): boolean {
+  try {
+    return fstatSync(0).isFIFO();
+  } catch {
+    return false;
+  }
+}
+
+/** A backend running one MicroVm for the life of the process. */
+export class KindlingBackend implements VmBackend {
+  private vm: MicroVm | undefined;
+  private readonly exitCallbacks: ((e: VmExit) => void)[] = [];
+  private readonly log: (level: 'info' | 'warn' | 'error', msg: string) => void;
+
+  constructor(log: (level: 'info' | 'warn' | 'error', msg: string) => void) {
+    this.log = log;
+  }
+
+  supports(kind: DeviceKind): boolean {
+    return SUPPORTED.has(kind);
+  }
+
+  async start(config: VmConfig): Promise<void> {
+    const vm = new MicroVm(toMicroVmConfig(config), { log: this.log });
+    await vm.start();
+    this.vm = vm;
+    void vm.exit.then((e) => this.exitCallbacks.forEach((cb) => cb(e)), (err: Error) => this.exitCallbacks.forEach((cb) => cb({ code: 1, reason: err.message })));
+  }
+
+  pause(): Promise<void> {
+    return this.running().pause();
+  }
+
+  resume(): Promise<void> {
+    return this.running().resume();
+  }
+
+  async sendCtrlAltDel(): Promise<void> {
+    if (!this.running().sendCtrlAltDel()) throw new Error('The i8042 buffer has no room for the Ctrl+Alt+Del sequence.');
+  }
+
+  onExit(cb: (exit: VmExit) => void): void {
+    this.exitCallbacks.push(cb);
+  }
+
+  private running(): MicroVm {
+    if (!this.vm) throw new Error('The microVM is not running.');
+    return this.vm;
+  }
+}
+
+/** The factory bin/kindling.js hands to runCli. */
+export const createBackend: BackendFactory = () => new KindlingBackend((level, msg) => LOGGER[level](msg));
