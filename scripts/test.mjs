@@ -13,15 +13,13 @@
  * Flags: --unit / --kvm run one tier; other arguments are test files (test/kvm/x.test.ts).
  * Env: KINDLING_SANDBOX=always|never|auto (default auto), KINDLING_QEMU, KINDLING_SANDBOX_KERNEL.
  */
-import { spawnSync, spawn } from 'node:child_process';
-import { existsSync, statSync, readFileSync, openSync, closeSync, mkdtempSync, constants } from 'node:fs';
-import { join, dirname } from 'node:path';
+import { spawn } from 'node:child_process';
+import { readFileSync, mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { repo, secs, setupAll, kvmUnusableReason, sandboxEnvScript, SetupError } from './setup.mjs';
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 const t0 = performance.now();
-const secs = (from) => ((performance.now() - from) / 1000).toFixed(1);
 const argv = process.argv.slice(2);
 const onlyUnit = argv.includes('--unit');
 const onlyKvm = argv.includes('--kvm');
@@ -37,51 +35,14 @@ function die(msg) {
   process.exit(1);
 }
 
-function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: repo, ...opts });
-  if (r.error) die(`${cmd} could not start: ${r.error.message}`);
-  return r.status ?? 1;
+// 1–4. Debian packages, npm ci, build, guest fixtures.
+let fixtures;
+try {
+  fixtures = setupAll((m) => console.log(`npm test: ${m.replace(/^setup: /, '')}`));
+} catch (e) {
+  if (e instanceof SetupError) die(e.message);
+  throw e;
 }
-
-// 1. Debian packages: command → package.
-const needed = {
-  'qemu-system-x86_64': 'qemu-system-x86', cpio: 'cpio', mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs',
-  depmod: 'kmod', modprobe: 'kmod', curl: 'curl',
-};
-const which = (c) => spawnSync('sh', ['-c', `command -v ${c}`], { stdio: 'ignore' }).status === 0;
-const missing = new Set(Object.entries(needed).filter(([c]) => !which(c)).map(([, p]) => p));
-if (!existsSync('/bin/busybox') || spawnSync('/bin/busybox', ['--list'], { encoding: 'utf8' }).stdout?.includes('insmod') !== true) {
-  missing.add('busybox-static');
-}
-if (missing.size) {
-  const line = `apt-get install -y ${[...missing].sort().join(' ')}`;
-  if (process.getuid?.() !== 0) die(`missing Debian packages; run as root:\n  apt-get update && ${line}`);
-  console.log(`npm test: installing ${[...missing].join(' ')}`);
-  if (run('apt-get', ['update', '-qq']) !== 0 || run('sh', ['-c', `DEBIAN_FRONTEND=noninteractive ${line} -qq`]) !== 0) {
-    die(`apt-get failed; try: apt-get update && ${line}`);
-  }
-}
-
-// 2. npm ci when needed.
-const lock = join(repo, 'package-lock.json');
-const installed = join(repo, 'node_modules', '.package-lock.json');
-if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lock).mtimeMs) {
-  console.log('npm test: npm ci');
-  if (run('npm', ['ci', '--no-audit', '--no-fund']) !== 0) die('npm ci failed');
-}
-
-// 3. Build.
-const tb = performance.now();
-if (run(process.execPath, [join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']) !== 0) die('tsc failed');
-console.log(`npm test: build ${secs(tb)} s`);
-
-// 4. Fixtures.
-const tf = performance.now();
-const fx = spawnSync('bash', [join(repo, 'scripts', 'guest-fixtures.sh')], { cwd: repo, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-if (fx.status !== 0) die('guest fixtures could not be built (scripts/guest-fixtures.sh)');
-const fixtures = fx.stdout.trim().split('\n').pop();
-console.log(`npm test: guest fixtures ${fixtures} (${secs(tf)} s)`);
-process.env.KINDLING_FIXTURES = fixtures;
 
 const results = [];
 const resultFile = (dir) => join(dir, 'result.json');
@@ -105,26 +66,6 @@ function runTier(tier, tierFiles, timeoutMs) {
   });
 }
 
-/**
- * Native KVM counts only with hardware virtualization (vmx/svm in /proc/cpuinfo), which is
- * what Firecracker-class VMMs need. Some machines here expose a /dev/kvm backed by kvm_pvm
- * (PVM, page-table based virtualization without VMX/SVM): it runs tiny real-mode code but not
- * stock Linux guests, so the tier goes to the sandbox there. Returns a reason when unusable.
- */
-function kvmUnusableReason() {
-  try {
-    closeSync(openSync('/dev/kvm', constants.O_RDWR));
-  } catch (e) {
-    return `/dev/kvm cannot be opened (${e.code})`;
-  }
-  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
-  if (!/^flags\s*:.*\b(vmx|svm)\b/m.test(cpuinfo)) {
-    const pvm = existsSync('/sys/module/kvm_pvm') ? ' (it is kvm_pvm)' : '';
-    return `/dev/kvm exists${pvm} but the CPU offers no VMX/SVM`;
-  }
-  return '';
-}
-
 // 5. Tiers.
 if (wantUnit) results.push(await runTier('unit', unitFiles, 5 * 60_000));
 if (wantKvm) {
@@ -138,11 +79,7 @@ if (wantKvm) {
   } else {
     console.log(`npm test: ${why || 'KINDLING_SANDBOX=always'}: KVM tier runs inside the QEMU sandbox`);
     const { runInSandbox } = await import('../dist/test/sandbox/sandbox.js');
-    const env = {
-      HOME: process.env.HOME ?? '/root', PATH: process.env.PATH, KINDLING_FIXTURES: fixtures,
-      KINDLING_IN_SANDBOX: '1', KINDLING_CACHE: process.env.KINDLING_CACHE ?? '',
-    };
-    const exports = Object.entries(env).filter(([, v]) => v).map(([k, v]) => `export ${k}='${v}'`).join('\n');
+    const exports = sandboxEnvScript(fixtures);
     try {
       const res = await runInSandbox({
         fixtures,

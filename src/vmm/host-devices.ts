@@ -86,18 +86,22 @@ export function createHostDevices(opts: HostDeviceOptions): HostDeviceSet {
   // Serial input: bytes wait here until the guest has room in its 64-byte FIFO.
   let pending = new Uint8Array(0);
   const inSlot = serial.inputWaitSlot();
-  let inputPump: Promise<void> | undefined;
-  const feed = (): void => {
-    if (inputPump) return;
-    inputPump = (async () => {
+  // Invariant: `pumping` is true exactly while one feed loop owns `pending`. It is set before
+  // the loop's first await, so a loop that finishes synchronously cannot leave it set.
+  let pumping = false;
+  const feed = async (): Promise<void> => {
+    if (pumping) return;
+    pumping = true;
+    try {
       while (running && pending.length) {
         const seq = Atomics.load(inSlot.array, inSlot.index);
         const n = serial.enqueueInput(pending);
         pending = pending.subarray(n);
         if (pending.length) await waitSlot(inSlot.array, inSlot.index, seq, 200);
       }
-      inputPump = undefined;
-    })();
+    } finally {
+      pumping = false;
+    }
   };
   const writeConsole = (bytes: Uint8Array | string): void => {
     const b = typeof bytes === 'string' ? Buffer.from(bytes) : bytes;
@@ -105,7 +109,7 @@ export function createHostDevices(opts: HostDeviceOptions): HostDeviceSet {
     merged.set(pending);
     merged.set(b, pending.length);
     pending = merged;
-    feed();
+    void feed();
   };
 
   const stdin = process.stdin;

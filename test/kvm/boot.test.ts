@@ -45,7 +45,7 @@ test('Debian kernel + initramfs: 2 vCPUs, 256 MiB, boot timer, reboot -f exits 0
   assert.is(exit.code, 0, exit.reason);
 });
 
-test('minimal ELF vmlinux boots; SendCtrlAltDel makes busybox init reboot → exit 0', async () => {
+test('minimal ELF vmlinux boots to a shell that runs typed commands; SendCtrlAltDel makes busybox init reboot → exit 0', async () => {
   const vm = new MicroVm({
     'boot-source': {
       kernel_image_path: fixture('vmlinux-6.1-mini'),
@@ -57,9 +57,13 @@ test('minimal ELF vmlinux boots; SendCtrlAltDel makes busybox init reboot → ex
   const con = new ConsoleLog(vm.console);
   await vm.start();
   await con.waitFor(/KINDLING_GUEST_READY/, BOOT_TIMEOUT_MS);
-  // busybox init reads /etc/inittab and starts the console shell; give it a moment to install
-  // its signal handlers before the keys arrive (the kernel turns Ctrl-Alt-Del into SIGINT to init).
-  await new Promise((r) => setTimeout(r, 3000));
+  // A command typed on the serial console runs in the guest's shell (serial RX path). By then
+  // busybox init has read /etc/inittab and handles Ctrl-Alt-Del (the kernel sends it SIGINT).
+  vm.writeConsole('echo typed_$((6*7))\n');
+  await con.waitFor(/typed_42/, 60_000);
+  // A second line after the first was consumed (regression: the input pump once stalled here).
+  vm.writeConsole('echo again_$((7*6))\r');
+  await con.waitFor(/again_42/, 60_000);
   assert.ok(vm.sendCtrlAltDel(), 'the i8042 accepted the key sequence');
   const exit = await withTimeout(vm.exit, 120_000, 'no reboot after Ctrl-Alt-Del');
   assert.is(exit.code, 0, exit.reason);
