@@ -9,13 +9,14 @@
 import { MicroVm } from '../vmm/microvm.js';
 import type { MicroVmConfig, SerialOutput } from '../vmm/config.js';
 import type { BackendFactory, DeviceKind, VmBackend, VmConfig, VmExit } from './backend.js';
+import type { BlockDeviceUpdateConfig } from '../config/drives.js';
 import { cmdlineString } from '../config/boot-source.js';
 import { fstatSync } from 'node:fs';
 import { LOGGER } from '../logger/logger.js';
 
 /** What this build of Kindling can run. */
 const SUPPORTED: ReadonlySet<DeviceKind> = new Set<DeviceKind>([
-  'initrd', 'boot-timer', 'serial-output-file', 'smt', 'track-dirty-pages',
+  'initrd', 'boot-timer', 'serial-output-file', 'smt', 'track-dirty-pages', 'virtio-block', 'rate-limiter',
 ]);
 
 /** Maps the API's configuration onto the library's (same Firecracker field names). */
@@ -34,6 +35,10 @@ export function toMicroVmConfig(c: VmConfig): MicroVmConfig {
       smt: c.machine.smt,
       track_dirty_pages: c.machine.track_dirty_pages,
     },
+    drives: c.drives.flatMap((d) => d.kind === 'virtio-block' ? [{
+      drive_id: d.drive_id, is_root_device: d.is_root_device, path_on_host: d.path_on_host, is_read_only: d.is_read_only,
+      partuuid: d.partuuid, cache_type: d.cache_type, io_engine: d.io_engine, rate_limiter: d.rate_limiter,
+    }] : []),
     bootTimer: c.bootTimer,
     serial,
     // Firecracker reads stdin only when the console goes to stdout (facts §4.1).
@@ -80,6 +85,13 @@ export class KindlingBackend implements VmBackend {
 
   async sendCtrlAltDel(): Promise<void> {
     if (!this.running().sendCtrlAltDel()) throw new Error('The i8042 buffer has no room for the Ctrl+Alt+Del sequence.');
+  }
+
+  async updateBlockDevice(update: BlockDeviceUpdateConfig): Promise<void> {
+    await this.running().updateDrive(update.drive_id, {
+      ...(update.path_on_host !== null ? { path_on_host: update.path_on_host } : {}),
+      rate_limiter: update.rate_limiter,
+    });
   }
 
   onExit(cb: (exit: VmExit) => void): void {

@@ -43,6 +43,10 @@ export const memfdCreate = lib.func('int memfd_create(const char *name, unsigned
 export const ftruncate = lib.func('int ftruncate(int fd, int64_t len)');
 export const eventfd = lib.func('int eventfd(unsigned int initval, int flags)');
 export const read = lib.func('intptr_t read(int fd, _Out_ void *buf, size_t n)');
+/** poll(2) over an array of struct pollfd { int fd; short events; short revents; } (8 bytes each). */
+export const poll = lib.func('int poll(void *fds, unsigned long nfds, int timeout)');
+export const POLLIN = 0x1;
+export const POLLFD_SIZE = 8;
 export const write = lib.func('intptr_t write(int fd, const void *buf, size_t n)');
 export const pthreadSelf = lib.func('uint64_t pthread_self()');
 export const pthreadKill = lib.func('int pthread_kill(uint64_t thread, int sig)');

@@ -10,12 +10,12 @@
  *
  * Any failure releases what was created and throws: InstanceStart failures are not fatal.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, openSync, fstatSync } from 'node:fs';
 import { Kvm, type VmFd } from '../kvm/kvm.js';
 import type { VcpuFd } from '../kvm/vcpu-fd.js';
 import { KVM_MEM_LOG_DIRTY_PAGES } from '../kvm/constants.js';
 import { MemfdGuestMemory } from '../memory/memfd-memory.js';
-import { ramRanges, KVM_TSS_ADDRESS, MiB, SYSTEM_MEM_START } from '../arch/x86_64/layout.js';
+import { ramRanges, KVM_TSS_ADDRESS, MiB, SYSTEM_MEM_START, VIRTIO_MMIO_START, VIRTIO_MMIO_SIZE, GSI_LEGACY_START } from '../arch/x86_64/layout.js';
 import { normalizeCpuid } from '../arch/x86_64/cpuid.js';
 import { bootRegs, bootSregs, bootFpu, bootMsrs, setLapicLints, writeGdtIdt, writeIdentityPageTables } from '../arch/x86_64/regs.js';
 import { writeMptable } from '../arch/x86_64/mptable.js';
@@ -27,7 +27,8 @@ import { ByteRing } from '../devices/byte-ring.js';
 import { VcpuHandle } from '../actors/vcpu/handle.js';
 import { VM_CONTROL_SLOTS, VM_SLOT, type DeviceManifest } from '../actors/vcpu/protocol.js';
 import { createHostDevices, type HostDeviceSet } from './host-devices.js';
-import { DEFAULT_BOOT_ARGS, machineDefaults, type MicroVmConfig } from './config.js';
+import { DEFAULT_BOOT_ARGS, machineDefaults, type DriveConfig, type MicroVmConfig } from './config.js';
+import { BlockHandle } from '../actors/virtio/block-handle.js';
 import { Vmm } from './vmm.js';
 
 export interface BuiltVm {
@@ -68,12 +69,22 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog): Promise<Bui
       cleanups.push(() => v.close());
     }
 
+    const drives = planDrives(cfg.drives ?? []);
+    for (const d of drives) {
+      // Kernels with VIRTIO_MMIO_CMDLINE_DEVICES take the devices from here; the rest from ACPI.
+      cmdline.insertStr(`virtio_mmio.device=4K@0x${d.addr.toString(16)}:${d.gsi}`);
+    }
+    const root = drives.find((d) => d.config.is_root_device);
+    if (root) {
+      const dev = root.config.partuuid ? `PARTUUID=${root.config.partuuid}` : '/dev/vda';
+      cmdline.insertStr(`root=${dev} ${root.config.is_read_only ? 'ro' : 'rw'}`);
+    }
     const loaded = loadKernel(mem, kernel, { initrd, cmdline });
     configureVcpus(kvm, vcpus, loaded.entry, machine.smt ?? false);
     writeGdtIdt(mem, loaded.entry.kind);
     if (loaded.entry.kind === 'linux64') writeIdentityPageTables(mem);
     const mpEnd = writeMptable(mem, machine.vcpu_count, SYSTEM_MEM_START);
-    writeAcpiTables(mem, { vcpuCount: machine.vcpu_count, virtioDevices: [], startAddr: mpEnd });
+    writeAcpiTables(mem, { vcpuCount: machine.vcpu_count, virtioDevices: drives.map((d) => ({ addr: d.addr, gsi: d.gsi })), startAddr: mpEnd });
     writeBootInfo(mem, loaded);
 
     const extra: DeviceManifest[] = [];
@@ -87,6 +98,23 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog): Promise<Bui
       vm, serial: cfg.serial ?? { kind: 'stream' }, stdin: cfg.stdin ?? false,
       bootTimer: cfg.bootTimer ? started : undefined, extra,
     });
+    const blocks: BlockHandle[] = [];
+    try {
+      for (const d of drives) {
+        const fileFd = openSync(d.config.path_on_host, d.config.is_read_only ? 'r' : 'r+');
+        blocks.push(await BlockHandle.spawn({
+          vm, memory: mem.describe(), driveId: d.config.drive_id, fileFd, diskSizeBytes: fstatSync(fileFd).size,
+          readOnly: d.config.is_read_only ?? false, cacheType: d.config.cache_type ?? 'Unsafe',
+          rateLimiter: { bandwidth: d.config.rate_limiter?.bandwidth ?? null, ops: d.config.rate_limiter?.ops ?? null },
+          addr: d.addr, gsi: d.gsi, onLog: log,
+        }));
+      }
+    } catch (e) {
+      await Promise.all(blocks.map((b) => b.stop().catch(() => undefined)));
+      await devices.host.close();
+      throw e;
+    }
+    devices.manifest.push(...blocks.map((b) => b.manifest));
     const vmControl = new Int32Array(new SharedArrayBuffer(VM_CONTROL_SLOTS * 4));
     Atomics.store(vmControl, VM_SLOT.EXIT_CODE, -1);
     const handles: VcpuHandle[] = [];
@@ -99,10 +127,11 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog): Promise<Bui
       }
     } catch (e) {
       await Promise.all(handles.map((h) => h.stop().catch(() => undefined)));
+      await Promise.all(blocks.map((b) => b.stop().catch(() => undefined)));
       await devices.host.close();
       throw e;
     }
-    const vmm = new Vmm({ kvm, vm, mem, vcpus, handles, vmControl, host: devices.host, log });
+    const vmm = new Vmm({ kvm, vm, mem, vcpus, handles, vmControl, host: devices.host, log, blocks });
     return { vmm, devices, debugRing };
   } catch (e) {
     for (const c of cleanups.reverse()) {
@@ -110,6 +139,25 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog): Promise<Bui
     }
     throw e;
   }
+}
+
+/** A drive with its MMIO window and GSI, in Firecracker's order: root device first (→ /dev/vda). */
+interface PlannedDrive {
+  config: DriveConfig;
+  addr: number;
+  gsi: number;
+}
+
+/** Orders drives (root first) and gives each the next 4 KiB MMIO slot and GSI (facts §4.4). */
+function planDrives(drives: readonly DriveConfig[]): PlannedDrive[] {
+  const roots = drives.filter((d) => d.is_root_device);
+  if (roots.length > 1) throw new Error('A root block device already exists!');
+  for (const d of drives) {
+    if (d.io_engine === 'Async') throw new Error(`drive ${d.drive_id}: io_engine Async is not supported by Kindling yet; use Sync`);
+  }
+  return [...roots, ...drives.filter((d) => !d.is_root_device)].map((config, i) => ({
+    config, addr: VIRTIO_MMIO_START + i * VIRTIO_MMIO_SIZE, gsi: GSI_LEGACY_START + i,
+  }));
 }
 
 /** Per-vCPU state (facts §3.4): CPUID, MSRs, regs, FPU, sregs, LAPIC LINT0/LINT1. */

@@ -12,11 +12,15 @@
  */
 import { PassThrough, type Readable } from 'node:stream';
 import { buildMicroVm, type VmmLog } from './builder.js';
-import type { MicroVmConfig } from './config.js';
+import type { DriveConfig, MicroVmConfig } from './config.js';
 import type { Vmm, VmExit, VmState } from './vmm.js';
 import type { ByteRing } from '../devices/byte-ring.js';
+import type { VcpuHandle } from '../actors/vcpu/handle.js';
 
 export type { MicroVmConfig, VmExit, VmState };
+
+/** KVM exits one vCPU actor handled in userspace, by kind (the vcpu.exit_* metrics). */
+export type VcpuExitCounts = ReturnType<VcpuHandle['exitCounts']>;
 
 export interface MicroVmOptions {
   /** Where VMM log lines go (default: stderr, Firecracker's format is the logger's job). */
@@ -78,6 +82,16 @@ export class MicroVm {
     return this.running().sendCtrlAltDel();
   }
 
+  /**
+   * PATCH /drives/{id}: swap a drive's backing file (the guest gets a config-change interrupt
+   * and sees the new capacity) and/or replace its rate limiter buckets.
+   */
+  updateDrive(driveId: string, update: { path_on_host?: string; rate_limiter?: DriveConfig['rate_limiter'] }): Promise<void> {
+    const d = (this.config.drives ?? []).find((x) => x.drive_id === driveId);
+    if (!d) return Promise.reject(new Error(`drive ${driveId} does not exist`));
+    return this.running().updateDrive(driveId, { ...update, readOnly: d.is_read_only ?? false });
+  }
+
   /** Types into the guest's serial console. */
   writeConsole(data: Uint8Array | string): void {
     this.running();
@@ -93,6 +107,14 @@ export class MicroVm {
   /** Test-only: the debug port ring (config.debugPort). */
   get debugRing(): ByteRing | undefined {
     return this.debug;
+  }
+
+  /**
+   * Read-only: exits each vCPU actor has handled so far, indexed by vCPU id (empty before
+   * start()). For benchmarks and metrics; reading the counters does not disturb the vCPUs.
+   */
+  get exitCounts(): VcpuExitCounts[] {
+    return this.vmm?.handles.map((h) => h.exitCounts()) ?? [];
   }
 
   /** The guest memory (for tests and tools: read-only inspection). */

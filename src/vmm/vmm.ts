@@ -16,6 +16,9 @@ import type { VcpuFd } from '../kvm/vcpu-fd.js';
 import type { MemfdGuestMemory } from '../memory/memfd-memory.js';
 import type { VcpuHandle, VcpuExit } from '../actors/vcpu/handle.js';
 import { VM_SLOT, VCPU_EXIT_KIND, exitCodeOf } from '../actors/vcpu/protocol.js';
+import type { BlockHandle } from '../actors/virtio/block-handle.js';
+import { openSync, fstatSync, closeSync } from 'node:fs';
+import type { TokenBucketConfig } from './config.js';
 
 export type VmState = 'Not started' | 'Running' | 'Paused' | 'Exited';
 
@@ -43,6 +46,8 @@ export interface VmmParts {
   vmControl: Int32Array;
   host: HostDevices;
   log: (level: 'info' | 'warn' | 'error', msg: string) => void;
+  /** virtio-block device actors, in drive order. */
+  blocks: BlockHandle[];
 }
 
 export class Vmm {
@@ -102,6 +107,25 @@ export class Vmm {
     return this.parts.host.sendCtrlAltDel();
   }
 
+  /**
+   * PATCH /drives/{id} after boot: a new backing file (reopened with the drive's mode, new
+   * capacity, config-change interrupt) and/or new rate limiter buckets.
+   */
+  async updateDrive(driveId: string, update: { path_on_host?: string; readOnly: boolean; rate_limiter?: { bandwidth?: TokenBucketConfig | null; ops?: TokenBucketConfig | null } | null }): Promise<void> {
+    const b = this.parts.blocks.find((x) => x.driveId === driveId);
+    if (!b) throw new Error(`drive ${driveId} does not exist`);
+    if (update.path_on_host !== undefined) {
+      const fd = openSync(update.path_on_host, update.readOnly ? 'r' : 'r+');
+      try {
+        await b.updateBackingFile(fd, fstatSync(fd).size);
+      } catch (e) {
+        closeSync(fd);
+        throw e;
+      }
+    }
+    if (update.rate_limiter) await b.updateRateLimiter({ bandwidth: update.rate_limiter.bandwidth ?? null, ops: update.rate_limiter.ops ?? null });
+  }
+
   /** Stops the VM from the host side; resolves with the exit. */
   async stop(): Promise<VmExit> {
     Atomics.compareExchange(this.parts.vmControl, VM_SLOT.EXIT_CODE, -1, 0);
@@ -136,6 +160,7 @@ export class Vmm {
       vcpuId: h.id, exitKind: VCPU_EXIT_KIND.ERROR, detail: e.message,
     }))));
     this._state = 'Exited';
+    await Promise.all(this.parts.blocks.map((b) => b.stop().catch(() => undefined)));
     await this.parts.host.close();
     const first = exits.find((e) => e.exitKind !== VCPU_EXIT_KIND.STOPPED);
     let code = Atomics.load(ctl, VM_SLOT.EXIT_CODE);

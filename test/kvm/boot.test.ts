@@ -33,7 +33,7 @@ test('Debian kernel + initramfs: 2 vCPUs, 256 MiB, boot timer, reboot -f exits 0
   const t0 = performance.now();
   await vm.start();
   await con.waitFor(/KINDLING_GUEST_READY/, BOOT_TIMEOUT_MS);
-  const cpus = await con.waitFor(/CPUS=(\d+)/, 60_000);
+  const cpus = await con.waitFor(/CPUS=(\d+)\s/, 60_000);
   const memTotal = await con.waitFor(/MemTotal:\s+(\d+) kB/, 60_000);
   const exit = await vm.exit;
   console.log(`\n    Debian guest: booted and rebooted in ${((performance.now() - t0) / 1000).toFixed(1)} s; MemTotal ${memTotal[1]} kB`);

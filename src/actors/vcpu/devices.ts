@@ -7,6 +7,10 @@ import { Bus } from '../../devices/bus.js';
 import { DebugPort } from '../../devices/debug-port.js';
 import { Serial, I8042, BootTimer, bootTimeSince, formatBootTime, SERIAL_PORT_SIZE, I8042_PORT_SIZE, BOOT_TIMER_MMIO_SIZE } from '../../devices/legacy/index.js';
 import { VCPU_EXIT_KIND } from './protocol.js';
+import { MmioTransport } from '../../devices/virtio/mmio.js';
+import { blockDescription } from '../../devices/virtio/block/device.js';
+import { VIRTIO_MMIO_REGION_SIZE } from '../../devices/virtio/constants.js';
+import { EventFd } from '../../kvm/eventfd.js';
 import type { VmFd } from '../../kvm/kvm.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import type { DeviceManifest, VcpuExitKind } from './protocol.js';
@@ -51,6 +55,24 @@ export function buildBuses(manifest: readonly DeviceManifest[], ctx: BusContext)
           const t = bootTimeSince(start);
           ctx.sink.log('info', formatBootTime(t.wallUs, t.cpuUs));
         }));
+        break;
+      }
+      case 'virtio-block': {
+        // Registers are served here, on the vCPU thread, from the shared transport state; the
+        // device worker only learns of DRIVER_OK (ctl doorbell) and of queue notifies (ioeventfd).
+        const ctl = new EventFd(d.ctlFd);
+        const queue = new EventFd(d.queueFd);
+        const irq = new EventFd(d.irqFd);
+        let warned = 0;
+        const desc = blockDescription({ diskSizeBytes: d.diskSizeBytes, readOnly: d.readOnly, cacheType: d.cacheType }, new Uint8Array(d.config));
+        mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, new MmioTransport(d.state, desc, {
+          onActivate: () => ctl.signal(),
+          onNotify: () => queue.signal(),
+          interrupt: () => irq.signal(),
+          onReset: () => false,
+          // Guest-triggered: log the first few only.
+          warn: (m) => { if (warned++ < 10) ctx.sink.log('warn', `virtio-block at 0x${d.addr.toString(16)}: ${m}`); },
+        }, ctx.mem));
         break;
       }
       default: {

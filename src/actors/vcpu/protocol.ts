@@ -14,6 +14,7 @@
  *                       └──STOP / guest exit / error──▶ Exited (final)
  */
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
+import type { VirtioBlockManifest } from '../virtio/protocol.js';
 
 /** Slots of the per-vCPU control array. */
 export const VCPU_SLOT = {
@@ -85,7 +86,8 @@ export type DeviceManifest =
   | { kind: 'debug-port'; port: number; ring: SharedArrayBuffer }
   | { kind: 'serial'; port: number; state: SharedArrayBuffer; gsi: number }
   | { kind: 'i8042'; port: number; state: SharedArrayBuffer; gsi: number }
-  | { kind: 'boot-timer'; addr: number; startWallUs: number; startCpuUs: number };
+  | { kind: 'boot-timer'; addr: number; startWallUs: number; startCpuUs: number }
+  | VirtioBlockManifest;
 
 /** Everything a vCPU worker is started with (workerData). */
 export interface VcpuWorkerInit {

@@ -1,0 +1,125 @@
+/**
+ * BlockHandle: the main thread's side of one virtio-block device actor. It creates the
+ * doorbells and shared state, registers the ioeventfd (QueueNotify, datamatch = queue 0) and
+ * the irqfd (the drive's GSI) with KVM, starts the worker, and carries control requests
+ * (PATCH /drives, stop) as a message plus a ctl eventfd signal.
+ */
+import { Worker } from 'node:worker_threads';
+import type { VmFd } from '../../kvm/kvm.js';
+import { EventFd } from '../../kvm/eventfd.js';
+import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
+import { MmioState } from '../../devices/virtio/mmio-state.js';
+import { BlockMetrics, type BlockMetricsSnapshot } from '../../devices/virtio/block/metrics.js';
+import { encodeBlockConfig, blockCapacity, type CacheType } from '../../devices/virtio/block/device.js';
+import { VIRTIO_MMIO_QUEUE_NOTIFY, VIRTIO_BLK_CONFIG_SIZE } from '../../devices/virtio/constants.js';
+import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
+import type { BlockReplyMessage, BlockRequestMessage, BlockWorkerInit, VirtioBlockManifest } from './protocol.js';
+
+/** Queue index of the block device's only queue (the ioeventfd datamatch). */
+const BLOCK_QUEUE_INDEX = 0n;
+/** QueueNotify is a 4-byte register. */
+const QUEUE_NOTIFY_WIDTH = 4;
+
+export interface BlockSpawnOptions {
+  vm: VmFd;
+  memory: GuestMemoryDescriptor;
+  driveId: string;
+  fileFd: number;
+  diskSizeBytes: number;
+  readOnly: boolean;
+  cacheType: CacheType;
+  rateLimiter: RateLimiterConfig;
+  /** MMIO window and interrupt line assigned to this device. */
+  addr: number;
+  gsi: number;
+  onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+}
+
+export class BlockHandle {
+  readonly driveId: string;
+  /** The entry vCPU workers need to serve this device's registers. */
+  readonly manifest: VirtioBlockManifest;
+  private readonly worker: Worker;
+  private readonly ctl: EventFd;
+  private readonly fds: EventFd[];
+  private readonly metrics: BlockMetrics;
+  private nextId = 1;
+  private readonly waiting = new Map<number, (error?: string) => void>();
+  private readonly ended: Promise<void>;
+
+  private constructor(opts: BlockSpawnOptions, worker: Worker, fds: { ctl: EventFd; queue: EventFd; irq: EventFd }, manifest: VirtioBlockManifest, metrics: BlockMetrics) {
+    this.driveId = opts.driveId;
+    this.worker = worker;
+    this.ctl = fds.ctl;
+    this.fds = [fds.ctl, fds.queue, fds.irq];
+    this.manifest = manifest;
+    this.metrics = metrics;
+    worker.on('message', (m: BlockReplyMessage) => {
+      if (m.kind === 'done') {
+        this.waiting.get(m.id)?.(m.error);
+        this.waiting.delete(m.id);
+      } else if (m.kind === 'log') opts.onLog?.(m.level, m.message);
+    });
+    this.ended = new Promise((r) => worker.once('exit', () => r()));
+  }
+
+  /** Sets up KVM doorbells and starts the device worker; resolves when it is ready. */
+  static async spawn(opts: BlockSpawnOptions): Promise<BlockHandle> {
+    const fds = { ctl: new EventFd(), queue: new EventFd(), irq: new EventFd() };
+    opts.vm.registerIoeventfd(fds.queue.fd, BigInt(opts.addr + VIRTIO_MMIO_QUEUE_NOTIFY), QUEUE_NOTIFY_WIDTH, { datamatch: BLOCK_QUEUE_INDEX });
+    opts.vm.registerIrqfd(fds.irq.fd, opts.gsi);
+    const state = MmioState.create(1);
+    const config = new SharedArrayBuffer(VIRTIO_BLK_CONFIG_SIZE);
+    encodeBlockConfig(blockCapacity(opts.diskSizeBytes), new Uint8Array(config));
+    const metrics = new BlockMetrics();
+    const init: BlockWorkerInit = {
+      driveId: opts.driveId, fileFd: opts.fileFd, readOnly: opts.readOnly, cacheType: opts.cacheType,
+      diskSizeBytes: opts.diskSizeBytes, rateLimiter: opts.rateLimiter, state, config,
+      metrics: metrics.buffer, memory: opts.memory, ctlFd: fds.ctl.fd, queueFd: fds.queue.fd, irqFd: fds.irq.fd,
+    };
+    const manifest: VirtioBlockManifest = {
+      kind: 'virtio-block', addr: opts.addr, state, config, readOnly: opts.readOnly, cacheType: opts.cacheType,
+      diskSizeBytes: opts.diskSizeBytes, ctlFd: fds.ctl.fd, queueFd: fds.queue.fd, irqFd: fds.irq.fd,
+    };
+    const worker = new Worker(new URL('./block-worker.js', import.meta.url), { workerData: init, name: `fc_blk ${opts.driveId}` });
+    const h = new BlockHandle(opts, worker, fds, manifest, metrics);
+    await new Promise<void>((resolve, reject) => {
+      const onMsg = (m: BlockReplyMessage): void => { if (m.kind === 'ready') { worker.off('message', onMsg); resolve(); } };
+      worker.on('message', onMsg);
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`block worker for ${opts.driveId} exited (${code}) before ready`)));
+    });
+    return h;
+  }
+
+  private request(msg: BlockRequestMessage extends infer M ? (M extends BlockRequestMessage ? Omit<M, 'id'> : never) : never): Promise<void> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, (error) => (error ? reject(new Error(error)) : resolve()));
+      this.worker.postMessage({ ...msg, id });
+      this.ctl.signal();
+    });
+  }
+
+  /** PATCH /drives path_on_host: swap the backing file (the worker closes the old fd). */
+  updateBackingFile(fileFd: number, diskSizeBytes: number): Promise<void> {
+    return this.request({ kind: 'update', fileFd, diskSizeBytes });
+  }
+
+  /** PATCH /drives rate_limiter. */
+  updateRateLimiter(rateLimiter: RateLimiterConfig): Promise<void> {
+    return this.request({ kind: 'update-rate-limiter', rateLimiter });
+  }
+
+  /** Block metrics (absolute counters). */
+  metricsSnapshot(): BlockMetricsSnapshot {
+    return this.metrics.snapshot();
+  }
+
+  /** Stops the worker and closes its doorbells. */
+  async stop(): Promise<void> {
+    await Promise.race([this.request({ kind: 'stop' }), this.ended]);
+    await this.ended;
+    this.fds.forEach((f) => f.close());
+  }
+}

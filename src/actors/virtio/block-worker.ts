@@ -1,0 +1,99 @@
+/**
+ * The virtio-block device worker: one worker_thread per drive (protocol.ts).
+ *
+ * Loop: poll(queue eventfd, ctl eventfd; timeout = the rate limiter's retry delay or none)
+ *   ctl    → drain messages (PATCH, stop); activate the device once the transport says the
+ *            driver set DRIVER_OK (state read from shared memory), then process the queue
+ *            (Firecracker re-kicks queues after activation);
+ *   queue  → process the queue (the guest's QueueNotify arrived through KVM_IOEVENTFD);
+ *   timeout→ the rate limiter's 100 ms retry timer (facts §4.10).
+ * I/O is synchronous on this thread (io_engine Sync): a slow disk delays only this drive.
+ */
+import { parentPort, workerData, receiveMessageOnPort } from 'node:worker_threads';
+import { closeSync } from 'node:fs';
+import { EventFd, pollReadable } from '../../kvm/eventfd.js';
+import { GuestMemory } from '../../memory/guest-memory.js';
+import { BlockDevice } from '../../devices/virtio/block/device.js';
+import { BlockMetrics } from '../../devices/virtio/block/metrics.js';
+import { FileBlockBackend } from '../../devices/virtio/block/file-backend.js';
+import { MmioInterrupt, MmioState } from '../../devices/virtio/mmio-state.js';
+import { RateLimiter } from '../../devices/rate-limiter/rate-limiter.js';
+import type { BlockWorkerInit, BlockRequestMessage, BlockReplyMessage } from './protocol.js';
+
+const init = workerData as BlockWorkerInit;
+const port = parentPort!;
+const post = (m: BlockReplyMessage): void => port.postMessage(m);
+
+const mem = GuestMemory.fromDescriptor(init.memory);
+const state = new MmioState(init.state);
+const queueEvt = new EventFd(init.queueFd);
+const ctlEvt = new EventFd(init.ctlFd);
+const irqEvt = new EventFd(init.irqFd);
+let backend = new FileBlockBackend(init.fileFd);
+const device = new BlockDevice(
+  { diskSizeBytes: init.diskSizeBytes, readOnly: init.readOnly, cacheType: init.cacheType },
+  backend,
+  { rateLimiter: new RateLimiter(init.rateLimiter), metrics: new BlockMetrics(init.metrics), configBytes: new Uint8Array(init.config) },
+);
+const interrupt = new MmioInterrupt(state, () => irqEvt.signal());
+
+/** Activates the device once the driver's DRIVER_OK has been validated by the transport. */
+function maybeActivate(): void {
+  if (device.isActive || !state.activated()) return;
+  const err = device.activate(mem, interrupt, state.activation());
+  if (err) post({ kind: 'log', level: 'error', message: `drive ${init.driveId}: activation failed: ${err.message}` });
+}
+
+async function handle(m: BlockRequestMessage): Promise<boolean> {
+  switch (m.kind) {
+    case 'update': {
+      const old = backend;
+      backend = new FileBlockBackend(m.fileFd);
+      device.updateBackend(backend, m.diskSizeBytes);
+      closeSync(old.fd);
+      post({ kind: 'done', id: m.id });
+      return true;
+    }
+    case 'update-rate-limiter':
+      device.rateLimiter.update(m.rateLimiter);
+      post({ kind: 'done', id: m.id });
+      return true;
+    case 'stop':
+      post({ kind: 'done', id: m.id });
+      return false;
+    default: {
+      const never: never = m;
+      throw new Error(`unknown message ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+async function loop(): Promise<void> {
+  post({ kind: 'ready' });
+  for (;;) {
+    const retry = device.retryAfterMs();
+    const ready = pollReadable([queueEvt.fd, ctlEvt.fd], retry > 0 ? retry : -1);
+    if (ready.includes(ctlEvt.fd)) {
+      ctlEvt.drain();
+      for (let msg = receiveMessageOnPort(port as never); msg; msg = receiveMessageOnPort(port as never)) {
+        if (!(await handle(msg.message as BlockRequestMessage))) return;
+      }
+      const wasActive = device.isActive;
+      maybeActivate();
+      if (!wasActive && device.isActive) await device.processQueue();
+    }
+    if (ready.includes(queueEvt.fd)) {
+      queueEvt.drain();
+      if (device.isActive) await device.onQueueNotify(0);
+    }
+    if (ready.length === 0 && retry > 0) await device.onRateLimiterTimer();
+  }
+}
+
+loop().then(
+  () => process.exit(0),
+  (e: Error) => {
+    post({ kind: 'log', level: 'error', message: `drive ${init.driveId}: device worker failed: ${e.stack ?? e}` });
+    process.exit(1);
+  },
+);

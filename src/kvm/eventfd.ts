@@ -1,0 +1,47 @@
+/**
+ * eventfd(2) wrappers: the doorbells between KVM and device actors (ioeventfd: guest queue
+ * notify → device worker; irqfd: device worker → guest interrupt) and the control doorbell
+ * that wakes a device worker blocked in poll().
+ */
+import * as libc from './libc.js';
+
+/** An 8-byte eventfd counter; non-blocking, close-on-exec. */
+export class EventFd {
+  readonly fd: number;
+  private readonly buf = Buffer.alloc(8);
+
+  constructor(fd?: number) {
+    this.fd = fd ?? libc.check('eventfd', libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK));
+  }
+
+  /** Adds 1 to the counter (wakes pollers). EAGAIN (counter saturated) is ignored. */
+  signal(): void {
+    this.buf.writeBigUInt64LE(1n, 0);
+    libc.write(this.fd, this.buf, 8);
+  }
+
+  /** Reads and clears the counter; 0 when it was already 0. */
+  drain(): bigint {
+    const n = libc.read(this.fd, this.buf, 8);
+    return n === 8 ? this.buf.readBigUInt64LE(0) : 0n;
+  }
+
+  close(): void {
+    libc.close(this.fd);
+  }
+}
+
+/**
+ * Blocks the calling thread until one of `fds` is readable or `timeoutMs` passes (-1: no
+ * timeout). Returns the readable subset. Meant for device worker threads, never for main.
+ */
+export function pollReadable(fds: readonly number[], timeoutMs: number): number[] {
+  const arr = Buffer.alloc(fds.length * libc.POLLFD_SIZE);
+  fds.forEach((fd, i) => {
+    arr.writeInt32LE(fd, i * libc.POLLFD_SIZE);
+    arr.writeInt16LE(libc.POLLIN, i * libc.POLLFD_SIZE + 4);
+  });
+  const n = libc.poll(arr, fds.length, Math.round(timeoutMs));
+  if (n <= 0) return [];
+  return fds.filter((_, i) => (arr.readInt16LE(i * libc.POLLFD_SIZE + 6) & libc.POLLIN) !== 0);
+}
