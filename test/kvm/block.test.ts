@@ -4,8 +4,8 @@
  *     initramfs) with four drives: a read-write ext4 image the guest writes a file into (read
  *     back on the host with debugfs), a read-only one (guest writes fail, checksum unchanged),
  *     one that PATCH /drives grows after boot (the guest sees the new size), and one limited
- *     to 2 MiB/s (a 16 MiB O_DIRECT read takes ≥ 6.5 s; the same read of the unlimited drive
- *     is faster; both printed);
+ *     to 2 MiB/s (after a 4 MiB warm-up, a 16 MiB O_DIRECT read takes ≥ 6.5 s; the same read
+ *     of the unlimited drive is faster; both printed);
  * The guest script travels on the kernel command line inside double quotes, so it uses none.
  *  2. the minimal kernel with an ext4 image as its root device (`is_root_device`): the guest
  *     writes a file to / and the host reads it back.
@@ -59,7 +59,8 @@ test('Debian guest: write to ext4, read-only drive, PATCH grows a drive, rate-li
     'echo GROW_BEFORE=$(cat /sys/block/vdc/size)',
     'while [ $(cat /sys/block/vdc/size) = 16384 ]; do sleep 1; done; echo GROW_AFTER=$(cat /sys/block/vdc/size)',
     `t0=$(cut -d' ' -f1 /proc/uptime); dd if=/dev/vda of=/dev/null bs=1M count=16 iflag=direct 2>/dev/null; t1=$(cut -d' ' -f1 /proc/uptime); echo FREE_SECS $t0 $t1`,
-    `t0=$(cut -d' ' -f1 /proc/uptime); dd if=/dev/vdd of=/dev/null bs=1M count=16 iflag=direct 2>/dev/null; t1=$(cut -d' ' -f1 /proc/uptime); echo LIMITED_SECS $t0 $t1`,
+    'dd if=/dev/vdd of=/dev/null bs=1M count=4 iflag=direct 2>/dev/null; echo WARMED',
+      `t0=$(cut -d' ' -f1 /proc/uptime); dd if=/dev/vdd of=/dev/null bs=1M count=16 skip=4 iflag=direct 2>/dev/null; t1=$(cut -d' ' -f1 /proc/uptime); echo LIMITED_SECS $t0 $t1`,
   ].join('; ');
   const vm = new MicroVm({
     'boot-source': { kernel_image_path: fixture('vmlinuz'), initrd_path: fixture('guest-initrd.cpio.gz'), boot_args: testBootArgs(`"${script}"`) },
@@ -80,7 +81,8 @@ test('Debian guest: write to ext4, read-only drive, PATCH grows a drive, rate-li
     const after = await con.waitFor(/GROW_AFTER=(\d+)\s/, 60_000);
     assert.is(Number(after[1]), 32768, 'the guest sees 16 MiB after PATCH');
     const free = await con.waitFor(/FREE_SECS ([\d.]+) ([\d.]+)\s/, 120_000);
-    // The limited read starts right after FREE_SECS is printed; time it on the host too (the
+    await con.waitFor(/WARMED/, 120_000);
+    // The limited read starts right after WARMED is printed; time it on the host too (the
     // nested guest's clock may drift from real time under QEMU TCG).
     const hostStart = performance.now();
     const lim = await con.waitFor(/LIMITED_SECS ([\d.]+) ([\d.]+)\s/, 120_000);
@@ -95,12 +97,12 @@ test('Debian guest: write to ext4, read-only drive, PATCH grows a drive, rate-li
     assert.match(con.text, /RO_TOUCH=[1-9]/);
     assert.match(con.text, /RO_DD=[1-9]/);
     assert.is(sha(ro), roSum, 'the read-only image is unchanged');
-    // 16 MiB at 2 MiB/s with a full 2 MiB bucket needs 7.0 s, and a pure simulation of the
-    // limiter gives 7.1 s; in the nested sandbox runs measured 6.2–6.8 s, short of the 6.5 s
-    // the issue asks for, and the cause (~1 MiB over-delivered somewhere between guest and
-    // device) is not found yet. This bound still fails for a limiter that does not limit (the
-    // unlimited read takes ~1 s); the gap is tracked on the block issue.
-    assert.ok(hostLimSecs >= 6.0, `limited read took ${hostLimSecs} s on the host clock`);
+    // Firecracker's refill rule (facts §4.10: ≥ refill_time since the last refill → full
+    // bucket) means a bucket idle since boot grants its 2 MiB twice: once as the initial full
+    // budget and again at the first refill. A cold 16 MiB read therefore needs only 6.0 s; the
+    // 4 MiB warm-up read spends both, so the timed 16 MiB read runs at the steady 2 MiB/s
+    // (8 s expected) and the issue's 6.5 s bound applies with margin.
+    assert.ok(hostLimSecs >= 6.5, `limited read took ${hostLimSecs} s on the host clock`);
     assert.ok(freeSecs < limSecs, 'the unlimited read is faster');
     assert.is(exit.code, 0, exit.reason);
   } finally {
