@@ -1,0 +1,76 @@
+/**
+ * One Kindling microVM per process, for the benchmark (a fresh process per run, so RSS is
+ * per VM). It is what `kindling --config-file x.json --no-api` does, through the library,
+ * plus three lines on stdout the harness (bench/scenarios/boot.ts) reads:
+ *
+ *   BENCH_INSTANCE_START <ns>   monotonic time just before vm.start() (InstanceStart)
+ *   ...the guest's serial console, verbatim...
+ *   BENCH_KINDLING <json>       right after the console showed the marker: Kindling's own
+ *                               per-vCPU exit counters at that moment, and the marker time
+ *
+ *   node dist/bench/kindling-vm.js '<json KindlingVmArgs>'
+ *
+ * The VM runs until killed (the guest idles in `sleep`) or until the guest reboots.
+ */
+import { MicroVm, type MicroVmConfig } from 'kindling';
+
+/** What the harness passes as argv[2] (JSON). */
+export interface KindlingVmArgs {
+  kernel: string;
+  initrd: string;
+  bootArgs: string;
+  vcpus: number;
+  memMiB: number;
+  /** Console text that ends the boot measurement. */
+  marker: string;
+  drives?: MicroVmConfig['drives'];
+}
+
+/** The BENCH_KINDLING payload. */
+export interface KindlingVmReport {
+  instanceStartNs: string;
+  markerNs: string;
+  /** Per vCPU: exits handled in userspace, by kind (MicroVm.exitCounts). */
+  exitCounts: { ioIn: number; ioOut: number; mmioRead: number; mmioWrite: number; other: number }[];
+  /** vCPU actors (worker threads). */
+  vcpuActors: number;
+}
+
+async function main(): Promise<void> {
+  const args = JSON.parse(process.argv[2] ?? '') as KindlingVmArgs;
+  const config: MicroVmConfig = {
+    'boot-source': { kernel_image_path: args.kernel, initrd_path: args.initrd, boot_args: args.bootArgs },
+    'machine-config': { vcpu_count: args.vcpus, mem_size_mib: args.memMiB },
+    ...(args.drives ? { drives: args.drives } : {}),
+  };
+  const vm = new MicroVm(config, {
+    log: (level, msg) => { if (level !== 'info') process.stderr.write(`kindling ${level}: ${msg}\n`); },
+  });
+  let seen = '';
+  let reported = false;
+  let instanceStartNs = 0n;
+  vm.console.on('data', (b: Buffer) => {
+    process.stdout.write(b);
+    if (reported) return;
+    seen = (seen + b.toString('latin1')).slice(-4096);
+    if (!seen.includes(args.marker)) return;
+    reported = true;
+    const report: KindlingVmReport = {
+      instanceStartNs: instanceStartNs.toString(),
+      markerNs: process.hrtime.bigint().toString(),
+      exitCounts: vm.exitCounts,
+      vcpuActors: vm.exitCounts.length,
+    };
+    process.stdout.write(`\nBENCH_KINDLING ${JSON.stringify(report)}\n`);
+  });
+  instanceStartNs = process.hrtime.bigint();
+  process.stdout.write(`BENCH_INSTANCE_START ${instanceStartNs}\n`);
+  await vm.start();
+  const exit = await vm.exit;
+  process.exit(exit.code);
+}
+
+main().catch((e: Error) => {
+  process.stderr.write(`kindling-vm: ${e.stack ?? e.message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,136 @@
+/**
+ * One VM boot, measured the same way for both VMMs: spawn the process, wait for the guest's
+ * userspace marker on the serial console, and at that moment read the process's memory and
+ * KVM's statistics; then SIGKILL it. Used by the boot/exits/memory and block scenarios.
+ *
+ *   Kindling: node dist/bench/kindling-vm.js (the MicroVm library, one VM per process)
+ *   QEMU:     qemu-system-x86_64 -M microvm,... -enable-kvm -cpu host (same kernel, initrd,
+ *             command line, memory and vCPUs)
+ *
+ * "InstanceStart" for Kindling is the moment the child calls vm.start() (it builds the VM
+ * from there, as Firecracker does); QEMU has no such moment, so its boot starts at process
+ * start. Both are also measured from process start.
+ */
+import { join } from 'node:path';
+import { Watched, guestRamMatcher, readProcMemory, type ProcMemory } from './process.js';
+import { threadIds, type KvmStats, type UserspaceExits } from './kvm-stats.js';
+import type { KindlingVmArgs, KindlingVmReport } from '../kindling-vm.js';
+import type { Side } from '../results.js';
+import { nsToMs } from '../results.js';
+import type { Runtime } from '../stage.js';
+
+/** The serial text that marks guest userspace (scripts/guest/init prints it). */
+export const GUEST_MARKER = 'KINDLING_GUEST_READY';
+
+/** QEMU's machine: microvm without option ROMs or RTC (Firecracker has neither). */
+export const QEMU_MACHINE = 'microvm,x-option-roms=off,rtc=off';
+
+/** A VM to boot. */
+export interface VmSpec {
+  kernel: string;
+  initrd: string;
+  bootArgs: string;
+  vcpus: number;
+  memMiB: number;
+  /** A raw disk image to attach as a read-write virtio-block device. */
+  drive?: string;
+}
+
+/** What the harness needs to run VMs. */
+export interface RunContext {
+  /** Where Node, Kindling, QEMU and the fixtures are (staged on tmpfs in the sandbox). */
+  runtime: Runtime;
+  stats: KvmStats;
+  timeoutMs: number;
+}
+
+/** Everything measured in one boot. */
+export interface BootSample {
+  side: Side;
+  /** Process start → marker (ms). */
+  processToReadyMs: number;
+  /** Kindling: InstanceStart → marker; QEMU: process start → marker (ms). */
+  instanceToReadyMs: number;
+  /** Guest's own uptime when init printed the marker (s). */
+  guestUptimeS?: number;
+  userspaceExits?: UserspaceExits;
+  /** Per-VM KVM debugfs statistics at the marker. */
+  kvm?: Record<string, number>;
+  /** Kindling's own exit counters (sum over vCPUs, and per vCPU). */
+  selfExits?: number;
+  selfExitCounts?: KindlingVmReport['exitCounts'];
+  memory: ProcMemory;
+  /** Console text after the marker up to the kill (for the block scenario). */
+  console: string;
+}
+
+/** The QEMU command line for a spec (everything after the binary). */
+export function qemuArgs(spec: VmSpec, extra: readonly string[] = []): string[] {
+  const drive = spec.drive
+    ? ['-drive', `id=bench,file=${spec.drive},format=raw,if=none,cache=unsafe,aio=threads`, '-device', 'virtio-blk-device,drive=bench']
+    : [];
+  return [
+    '-M', QEMU_MACHINE, '-enable-kvm', '-cpu', 'host', '-m', String(spec.memMiB), '-smp', String(spec.vcpus),
+    '-nodefaults', '-no-user-config', '-nographic', '-serial', 'stdio', '-no-reboot',
+    '-kernel', spec.kernel, '-initrd', spec.initrd, '-append', spec.bootArgs, ...drive, ...extra,
+  ];
+}
+
+/** The Kindling child's command line. */
+export function kindlingArgs(repo: string, spec: VmSpec): string[] {
+  const a: KindlingVmArgs = {
+    kernel: spec.kernel, initrd: spec.initrd, bootArgs: spec.bootArgs, vcpus: spec.vcpus, memMiB: spec.memMiB,
+    marker: GUEST_MARKER,
+    ...(spec.drive ? { drives: [{ drive_id: 'bench', path_on_host: spec.drive, is_root_device: false, is_read_only: false }] } : {}),
+  };
+  return [join(repo, 'dist', 'bench', 'kindling-vm.js'), JSON.stringify(a)];
+}
+
+/**
+ * Boots `spec` under `side`, measures at the marker, optionally waits for `until` on the
+ * console (the block scenario's results), then kills the VMM.
+ */
+export async function bootOnce(side: Side, spec: VmSpec, ctx: RunContext, until?: RegExp): Promise<BootSample> {
+  const before = ctx.stats.snapshot();
+  const rt = ctx.runtime;
+  const proc = side === 'kindling'
+    ? new Watched(rt.node, kindlingArgs(rt.kindlingRepo, spec), rt.nodeEnv)
+    : new Watched(rt.qemu, qemuArgs(spec, rt.qemuExtraArgs), rt.qemuEnv);
+  try {
+    const marker = await proc.waitFor(new RegExp(GUEST_MARKER), ctx.timeoutMs);
+    // Measure first: the guest keeps running.
+    const tids = threadIds(proc.pid);
+    const userspaceExits = ctx.stats.userspaceExits(tids, before);
+    const kvm = ctx.stats.vmStats(proc.pid);
+    const memory = readProcMemory(proc.pid, guestRamMatcher(side, spec.memMiB));
+    const sample: BootSample = {
+      side,
+      processToReadyMs: nsToMs(marker.ns - proc.startNs),
+      instanceToReadyMs: nsToMs(marker.ns - proc.startNs),
+      memory, console: '',
+      ...(userspaceExits ? { userspaceExits } : {}),
+      ...(kvm ? { kvm } : {}),
+    };
+    if (side === 'kindling') {
+      const started = /BENCH_INSTANCE_START (\d+)/.exec(proc.text);
+      if (!started) throw new Error('the Kindling child printed no BENCH_INSTANCE_START');
+      sample.instanceToReadyMs = nsToMs(marker.ns - BigInt(started[1]!));
+      const rep = await proc.waitFor(/BENCH_KINDLING (\{.*\})\r?\n/, 10_000);
+      const report = JSON.parse(rep.match[1]!) as KindlingVmReport;
+      sample.selfExitCounts = report.exitCounts;
+      sample.selfExits = report.exitCounts.reduce((n, c) => n + c.ioIn + c.ioOut + c.mmioRead + c.mmioWrite + c.other, 0);
+    }
+    // Kindling's child prints its BENCH_KINDLING line as soon as it sees the marker, which
+    // can land inside the marker line.
+    const uptime = await proc.waitFor(new RegExp(`${GUEST_MARKER}(?:\\s*\\nBENCH_KINDLING [^\\n]*\\n)?\\s*([0-9.]+)\\s`), 10_000).catch(() => undefined);
+    if (uptime) sample.guestUptimeS = Number(uptime.match[1]);
+    if (until) {
+      const at = proc.text.indexOf(GUEST_MARKER);
+      await proc.waitFor(until, ctx.timeoutMs);
+      sample.console = proc.text.slice(at);
+    }
+    return sample;
+  } finally {
+    await proc.kill();
+  }
+}

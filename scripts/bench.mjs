@@ -1,0 +1,155 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench`: Kindling against QEMU microvm under real KVM, on a fresh clone.
+ *
+ *   1. Setup as for `npm test` (scripts/setup.mjs): Debian packages, npm ci, tsc, guest fixtures.
+ *   2. Runs dist/bench/run-inside.js where real KVM is: natively when /dev/kvm has VMX/SVM,
+ *      otherwise inside the QEMU sandbox — booted ONCE for the whole bench, with debugfs and
+ *      tracefs mounted for KVM's own statistics.
+ *   3. Copies the results to bench/results/<date>.json and renders <date>.md and <date>.svg
+ *      from that file (dist/bench/report.js), then prints the Kindling/QEMU ratios.
+ *
+ * Flags: --runs N (default 5 per side per scenario), --only startup,mini,mini2,debian,block.
+ * Env: KINDLING_SANDBOX=always|never|auto, KINDLING_QEMU, KINDLING_SANDBOX_KERNEL, KINDLING_CACHE.
+ * Another QEMU sandbox on a 2-core machine would distort the numbers: the bench waits until no
+ * other QEMU has run for a minute (KINDLING_BENCH_NO_WAIT=1 skips the wait), and during the
+ * run it checks every 5 s and records in the results how often another QEMU was running.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { repo, secs, setupAll, kvmUnusableReason, sandboxEnvScript, SetupError } from './setup.mjs';
+
+const t0 = performance.now();
+const argv = process.argv.slice(2);
+const passArgs = [];
+for (const flag of ['--runs', '--only']) {
+  const i = argv.indexOf(flag);
+  if (i >= 0 && argv[i + 1]) passArgs.push(flag, argv[i + 1]);
+}
+const log = (m) => console.log(`npm run bench: ${m}`);
+function die(msg) {
+  console.error(`\nnpm run bench: ${msg}`);
+  process.exit(1);
+}
+
+/** The parent pid of a process (0 when it is gone). */
+function parentOf(pid) {
+  try {
+    return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1]);
+  } catch {
+    return 0;
+  }
+}
+
+/** QEMU processes other than our own sandbox (another sandbox, a test run). */
+function otherQemus() {
+  const r = spawnSync('pgrep', ['-f', 'qemu-system'], { encoding: 'utf8' });
+  return (r.stdout ?? '').split('\n').map(Number).filter((p) => p && p !== process.pid && parentOf(p) !== process.pid);
+}
+
+/** Waits until no other QEMU has been seen for a minute (their runs come back to back). */
+async function waitForQuietHost() {
+  if (process.env.KINDLING_BENCH_NO_WAIT === '1') return;
+  const deadline = performance.now() + 120 * 60_000;
+  let quietSince = performance.now();
+  let warned = false;
+  while (performance.now() - quietSince < 60_000) {
+    const others = otherQemus();
+    if (others.length) {
+      quietSince = performance.now();
+      if (!warned) log(`another QEMU is running (pid ${others.join(', ')}); waiting until the host has been quiet for a minute`);
+      warned = true;
+    }
+    if (!warned) break;
+    if (performance.now() > deadline) die('other QEMUs kept running for 2 hours; stop them or set KINDLING_BENCH_NO_WAIT=1');
+    await new Promise((r) => setTimeout(r, 5_000));
+  }
+}
+
+/** Checks every 5 s whether another QEMU runs beside the bench; stop() returns the tally. */
+function watchContention() {
+  const tally = { checks: 0, busy: 0, otherPids: new Set() };
+  const timer = setInterval(() => {
+    const others = otherQemus();
+    tally.checks++;
+    if (others.length) tally.busy++;
+    for (const p of others) tally.otherPids.add(p);
+  }, 5_000);
+  return () => {
+    clearInterval(timer);
+    return { checks: tally.checks, busy: tally.busy, otherPids: [...tally.otherPids] };
+  };
+}
+
+// 1. Setup.
+let fixtures;
+try {
+  fixtures = setupAll((m) => log(m.replace(/^setup: /, '')));
+} catch (e) {
+  if (e instanceof SetupError) die(e.message);
+  throw e;
+}
+const commit = spawnSync('git', ['-C', repo, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() || 'unknown';
+const dirty = spawnSync('git', ['-C', repo, 'status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).stdout?.trim() ? '+dirty' : '';
+
+// 2. Run where real KVM is.
+await waitForQuietHost();
+const stopWatching = watchContention();
+let resultsFile;
+const mode = process.env.KINDLING_SANDBOX ?? 'auto';
+const why = kvmUnusableReason();
+if (mode !== 'always' && !why) {
+  log('/dev/kvm is usable here: the bench runs natively (KVM statistics need root and debugfs/tracefs)');
+  resultsFile = join(mkdtempSync(join(tmpdir(), 'kindling-bench-')), 'results.json');
+  const code = await new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(repo, 'dist', 'bench', 'run-inside.js'), '--out', resultsFile, ...passArgs], {
+      cwd: repo, stdio: 'inherit', env: { ...process.env, KINDLING_FIXTURES: fixtures, KINDLING_BENCH_COMMIT: commit + dirty },
+    });
+    child.on('close', (c) => resolve(c ?? 1));
+  });
+  if (code !== 0) die(`the bench run failed (exit ${code})`);
+} else if (mode === 'never') {
+  die(`${why} and KINDLING_SANDBOX=never`);
+} else {
+  log(`${why || 'KINDLING_SANDBOX=always'}: the bench runs inside the QEMU sandbox (one boot for everything)`);
+  const { runInSandbox } = await import('../dist/test/sandbox/sandbox.js');
+  const exports = sandboxEnvScript(fixtures, { KINDLING_BENCH_COMMIT: commit + dirty });
+  const script = [
+    exports,
+    // KVM's statistics: per-VM debugfs counters and the kvm_userspace_exit tracepoint.
+    'mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null',
+    'mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null',
+    `cd '${repo}' || exit 97`,
+    `exec '${process.execPath}' dist/bench/run-inside.js --out "$(dirname "$0")/results.json" ${passArgs.map((a) => `'${a}'`).join(' ')}`,
+  ].join('\n');
+  try {
+    const res = await runInSandbox({ fixtures, timeoutMs: 58 * 60_000, script });
+    log(`sandbox boot ${res.bootSeconds.toFixed(1)} s, sandbox total ${res.totalSeconds.toFixed(1)} s`);
+    if (res.status !== 0) die(`the bench run inside the sandbox failed (exit ${res.status})`);
+    resultsFile = join(res.outDir, 'results.json');
+  } catch (e) {
+    die(e.message);
+  }
+}
+if (!existsSync(resultsFile)) die(`no results file at ${resultsFile}`);
+const contention = stopWatching();
+if (contention.busy) log(`WARNING: another QEMU ran beside the bench in ${contention.busy} of ${contention.checks} checks (pids ${contention.otherPids.join(', ')}): the numbers are distorted`);
+
+// 3. bench/results/<date>.{json,md,svg}.
+const outDir = join(repo, 'bench', 'results');
+mkdirSync(outDir, { recursive: true });
+const date = new Date().toISOString().slice(0, 10);
+let base = join(outDir, date);
+for (let n = 2; existsSync(`${base}.json`); n++) base = join(outDir, `${date}-${n}`);
+const results0 = JSON.parse(readFileSync(resultsFile, 'utf8'));
+results0.environment.hostContention = contention;
+writeFileSync(`${base}.json`, `${JSON.stringify(results0, null, 1)}\n`);
+const { writeReport, ratioLines } = await import('../dist/bench/report.js');
+const { md, svg, results } = writeReport(`${base}.json`);
+console.log('\nKindling/QEMU (median, min–max):');
+for (const line of ratioLines(results)) console.log(`  ${line}`);
+for (const s of results.skipped) console.log(`  not measured: ${s.scenario}: ${s.reason}`);
+log(`wrote ${base}.json, ${md}, ${svg}`);
+log(`total ${secs(t0)} s`);

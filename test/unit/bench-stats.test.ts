@@ -1,0 +1,175 @@
+/** Benchmark statistics and report on fixed sample data: medians, ratios, markdown, SVG. */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { compare, compareAll, formatSummary, median, pairedDifference, ratio, summarize } from '../../bench/stats.js';
+import { renderMarkdown, ratioLines, renderReport } from '../../bench/report.js';
+import { renderSvg, xmlEscape } from '../../bench/report.js';
+import { ResultsCollector, type BenchResults, type MetricResult } from '../../bench/results.js';
+import { parseHist } from '../../bench/scenarios/kvm-stats.js';
+import { parseSmaps, guestRamMatcher } from '../../bench/scenarios/process.js';
+import { blockRates } from '../../bench/scenarios/block.js';
+
+const metric = (id: string, kindling: number[], qemu: number[], extra: Partial<MetricResult> = {}): MetricResult => ({
+  id, scenario: 'Boot', label: id, unit: 'ms', better: 'lower', samples: { kindling, qemu }, ...extra,
+});
+
+/** Fixed data: Kindling loses boot (ratio 1.5), wins exits (0.5), one Kindling-only metric. */
+function fixture(): BenchResults {
+  return {
+    schema: 1,
+    startedAt: '2025-01-02T03:04:05.000Z',
+    finishedAt: '2025-01-02T03:34:05.000Z',
+    environment: {
+      mode: 'sandbox', caveat: 'test caveat', kernel: '6.1.0', cpuModel: 'cpu', cpus: 2, memMiB: 6144,
+      node: 'v20.0.0', qemu: 'QEMU emulator version 7.2', kindlingVersion: '0.1.0', gitCommit: 'abc1234', stagedOnTmpfs: true,
+      kvmStats: { debugfs: true, tracefsHist: true },
+    },
+    settings: { runsPerSide: 5, warmupRuns: 1, guestMemMiB: 128, bootArgs: 'console=ttyS0', qemuMachine: 'qemu -M microvm' },
+    metrics: [
+      metric('boot.mini', [1500, 1400, 1600, 1550, 1450], [1000, 900, 1100, 1050, 950], { label: 'Minimal <kernel> & boot' }),
+      { ...metric('exits.mini', [100, 110, 90, 105, 95], [200, 210, 190, 205, 195]), scenario: 'Exits', unit: 'exits' },
+      { ...metric('exits.self', [50, 51, 52, 53, 54], []), scenario: 'Exits', unit: 'exits' },
+      { ...metric('block.read', [80, 90, 100, 110, 120], [50, 50, 50, 50, 50]), scenario: 'Block', unit: 'MiB/s', better: 'higher' },
+      { ...metric('startup.api', [300, 320, 310, 305, 315], [100, 110, 105, 95, 90]), scenario: 'Startup', reference: { label: 'bare node', samples: [200, 210, 205, 195, 190] } },
+    ],
+    skipped: [{ scenario: 'Memory with a block device', reason: 'not yet: block issue open' }],
+    runs: [
+      { scenario: 'boot', variant: 'mini-1vcpu', side: 'kindling', round: 0, warmup: false, ok: true, startedAt: 'x', data: { kvm: { exits: 900, io_exits: 120 }, userspaceExits: { total: 100, byReason: { IO: 90, MMIO: 10 } } } },
+      { scenario: 'boot', variant: 'mini-1vcpu', side: 'kindling', round: 1, warmup: false, ok: true, startedAt: 'x', data: { kvm: { exits: 1100, io_exits: 140 }, userspaceExits: { total: 110, byReason: { IO: 100, MMIO: 10 } } } },
+      { scenario: 'boot', variant: 'mini-1vcpu', side: 'qemu', round: 1, warmup: false, ok: true, startedAt: 'x', data: { kvm: { exits: 300, io_exits: 200 }, userspaceExits: { total: 200, byReason: { IO: 200 } } } },
+      { scenario: 'boot', variant: 'mini-1vcpu', side: 'qemu', round: 0, warmup: false, ok: false, error: 'timeout | pipe', startedAt: 'x', data: {} },
+    ],
+  };
+}
+
+test('median: odd and even counts, unsorted input, non-finite samples ignored', () => {
+  assert.is(median([3, 1, 2]), 2);
+  assert.is(median([4, 1, 3, 2]), 2.5);
+  assert.is(median([5, Number.NaN, 1, 3]), 3);
+  assert.ok(Number.isNaN(median([])));
+});
+
+test('summarize and ratio', () => {
+  assert.equal(summarize([1500, 1400, 1600, 1550, 1450]), { n: 5, median: 1500, min: 1400, max: 1600 });
+  assert.is(summarize([]), null);
+  assert.is(summarize(undefined), null);
+  assert.is(ratio(summarize([3]), summarize([2])), 1.5);
+  assert.is(ratio(summarize([3]), summarize([0])), null);
+  assert.is(ratio(summarize([3]), null), null);
+  assert.is(ratio(summarize([3]), summarize([-1])), null, 'no ratio across signs');
+  assert.is(ratio(summarize([-3]), summarize([1])), null);
+});
+
+test('compare: ratio and who loses, by direction', () => {
+  const [boot, exits, self, block] = compareAll(fixture().metrics);
+  assert.is(boot!.ratio, 1.5);
+  assert.is(boot!.kindlingLoses, true);
+  assert.is(exits!.ratio, 0.5);
+  assert.is(exits!.kindlingLoses, false);
+  assert.is(self!.ratio, null);
+  assert.is(self!.kindlingLoses, null);
+  assert.is(block!.ratio, 2, 'higher-is-better metric: 100/50');
+  assert.is(block!.kindlingLoses, false);
+  assert.is(compare(metric('x', [40], [50], { better: 'higher' })).kindlingLoses, true);
+});
+
+test('pairedDifference drops pairs with a missing member', () => {
+  assert.equal(pairedDifference([10, Number.NaN, 30, 40], [1, 2, 3]), [9, 27]);
+});
+
+test('formatSummary: precision by magnitude and unit', () => {
+  assert.is(formatSummary(summarize([1500, 1400, 1600]), 'ms'), '1500 (1400–1600)');
+  assert.is(formatSummary(summarize([12.345, 11, 13]), 'MiB'), '12.3 (11.0–13.0)');
+  assert.is(formatSummary(summarize([0.5, 0.25]), 'MiB'), '0.38 (0.25–0.50)');
+  assert.is(formatSummary(summarize([100.4, 90]), 'exits'), '95 (90–100)');
+  assert.is(formatSummary(null, 'ms'), 'n/a');
+});
+
+test('markdown: table rows carry the right medians, ranges and ratios', () => {
+  const md = renderMarkdown(fixture(), 'r.svg', 'r.json');
+  assert.match(md, /^# Kindling vs QEMU microvm — 2025-01-02/);
+  assert.match(md, /nested KVM inside QEMU TCG; absolute numbers say little about hardware, ratios are the point/);
+  assert.ok(md.includes('| Boot | Minimal <kernel> & boot | ms | 1500 (1400–1600) | 1000 (900–1100) | 1.50× ▲ | 5/5 |'), md);
+  assert.ok(md.includes('| Exits | exits.mini | exits | 100 (90–110) | 200 (190–210) | 0.50× | 5/5 |'));
+  assert.ok(md.includes('| Block | block.read | MiB/s | 100 (80–120) | 50.0 (50.0–50.0) | 2.00× | 5/5 |'));
+  assert.ok(md.includes('| Exits | exits.self | exits | 52 (50–54) | Kindling | 5 |'), 'one-sided table');
+  assert.ok(md.includes('![Kindling vs QEMU medians with min–max whiskers](r.svg)'));
+  assert.ok(md.includes('[`r.json`](r.json)'));
+  assert.match(md, /## Where Kindling loses\n\n- \*\*Boot: Minimal <kernel> & boot\*\*: Kindling 1\.50× of QEMU/);
+  assert.match(md, /\*\*Startup: startup\.api\*\*/);
+  assert.ok(md.includes('bare node in the same run took 200 (190–210) ms; Kindling minus it: 110 ms'));
+  assert.ok(md.includes('- **Memory with a block device**: not yet: block issue open'));
+  assert.ok(md.includes('timeout \\| pipe'), 'failed run listed, pipe escaped');
+  assert.match(md, /Kindling is ahead or level on 2 of 4 compared metrics/);
+  assert.ok(md.includes('| userspace exits: IO | 95 | 200 |'), 'exit breakdown: medians of the raw runs');
+  assert.ok(md.includes('| userspace exits: MMIO | 10 | 0 |'));
+  assert.ok(md.includes('| debugfs exits | 1000 | 300 |'));
+  assert.ok(md.includes('Host contention was not checked.'));
+  const busy = fixture();
+  busy.environment.hostContention = { checks: 10, busy: 2, otherPids: [42] };
+  assert.ok(renderMarkdown(busy, 'r.svg', 'r.json').includes('another QEMU ran on the host during 2 of 10 checks'));
+});
+
+test('SVG: one bar and one whisker per side per two-sided metric, ratios, escaped labels', () => {
+  const r = fixture();
+  const svg = renderSvg(compareAll(r.metrics), 'Title & more', 'sub');
+  assert.ok(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"'));
+  assert.ok(svg.trimEnd().endsWith('</svg>'));
+  assert.is((svg.match(/<rect class="bar kindling"/g) ?? []).length, 4);
+  assert.is((svg.match(/<rect class="bar qemu"/g) ?? []).length, 4);
+  assert.is((svg.match(/class="whisker /g) ?? []).length, 8);
+  assert.not.ok(svg.includes('data-metric="exits.self"'), 'Kindling-only metric not charted');
+  for (const x of ['1.50×', '0.50×', '2.00×', '3.10×']) assert.ok(svg.includes(`>${x}</text>`), x);
+  assert.ok(svg.includes('Title &amp; more'));
+  assert.ok(svg.includes('Minimal &lt;kernel&gt; &amp; boot'));
+  assert.not.ok(/<text[^>]*>[^<]*&(?!amp;|lt;|gt;|quot;)/.test(svg), 'no raw ampersand in text');
+  // The longer QEMU boot bar (median 1000 of scale 1600*1.02) is shorter than Kindling's (1500).
+  const width = (side: string): number => Number(new RegExp(`class="bar ${side}" data-metric="boot.mini" x="[\\d.]+" y="[\\d.]+" width="([\\d.]+)"`).exec(svg)![1]);
+  assert.ok(width('kindling') > width('qemu'));
+  assert.is(xmlEscape('<a&"b">'), '&lt;a&amp;&quot;b&quot;&gt;');
+});
+
+test('renderReport and ratioLines agree with the data', () => {
+  const { markdown, svg } = renderReport(fixture(), '2025-01-02');
+  assert.ok(markdown.includes('(2025-01-02.svg)'));
+  assert.ok(svg.includes('nested KVM inside QEMU TCG'));
+  const lines = ratioLines(fixture());
+  assert.is(lines.length, 4);
+  assert.match(lines[0]!, /Kindling 1500 \(1400–1600\) ms, QEMU 1000 \(900–1100\) ms → 1\.50× \(Kindling loses\)/);
+});
+
+test('ResultsCollector keeps definition order and drops unavailable samples', () => {
+  const c = new ResultsCollector();
+  c.define({ id: 'b', scenario: 'Boot', label: 'b', unit: 'ms', better: 'lower' });
+  c.define({ id: 'a', scenario: 'Boot', label: 'a', unit: 'ms', better: 'lower' });
+  c.add('a', 'kindling', 1);
+  c.add('a', 'kindling', undefined);
+  c.add('a', 'qemu', Number.NaN);
+  assert.equal(c.metrics().map((m) => m.id), ['b', 'a']);
+  assert.equal(c.metrics()[1]!.samples, { kindling: [1], qemu: [] });
+  assert.throws(() => c.add('zzz', 'qemu', 1));
+});
+
+test('parsers: tracefs histogram, smaps guest mapping, busybox dd', () => {
+  const hist = parseHist([
+    '# event histogram', '',
+    '{ common_pid:        812, reason:          2 } hitcount:       4431',
+    '{ common_pid:        812, reason:         10 } hitcount:          7',
+    'Totals:', '    Hits: 4438',
+  ].join('\n'));
+  assert.equal([...hist], [['812,2', 4431], ['812,10', 7]]);
+  const smaps = parseSmaps([
+    '7f0000000000-7f0008000000 rw-s 00000000 00:01 42                         /memfd:kindling-guest-ram (deleted)',
+    'Size:             131072 kB', 'Rss:               20480 kB',
+    '7f1000000000-7f1008000000 rw-p 00000000 00:00 0 ',
+    'Size:             131072 kB', 'Rss:               30720 kB',
+  ].join('\n'));
+  assert.is(smaps.length, 2);
+  assert.equal(smaps.filter(guestRamMatcher('kindling', 128)).map((m) => m.rssKib), [20480]);
+  assert.equal(smaps.filter(guestRamMatcher('qemu', 128)).map((m) => m.rssKib), [30720]);
+  assert.equal(blockRates('64+0 records out\r\nBENCH_BLK 4.50 5.00 7.00\r\nKINDLING_EXIT=0'), { read: 128, write: 32 });
+  assert.equal(blockRates('BENCH_BLK 4.50 4.50 7.00'), { read: undefined, write: 25.6 });
+  assert.equal(blockRates('no line'), {});
+});
+
+test.run();
