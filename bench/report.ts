@@ -15,7 +15,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compareAll, formatRatio, formatSummary, formatValue, SIDES, summarize, verdict, type Comparison, type Summary } from './stats.js';
-import type { BenchResults, Side } from './results.js';
+import type { BenchResults, RunRecord, Side } from './results.js';
 
 /** Colours per side (colour-blind safe pair). */
 export const SIDE_COLOURS: Record<Side, string> = { kindling: '#d95f02', qemu: '#1b9e77' };
@@ -192,19 +192,39 @@ function exitBreakdown(r: BenchResults): string[] {
   return out;
 }
 
+/**
+ * Runs during which another QEMU was seen on the host: a run lasts from its start to the
+ * next run's start (the last one to the end of the bench); a busy check inside that window,
+ * widened by the 5 s check interval, marks it. Clocks inside and outside the sandbox can
+ * differ by a second or two, so this is approximate.
+ */
+export function contendedRuns(r: BenchResults): Set<RunRecord> {
+  const busy = (r.environment.hostContention?.busyAt ?? []).map((t) => Date.parse(t));
+  const out = new Set<RunRecord>();
+  if (busy.length === 0) return out;
+  r.runs.forEach((run, i) => {
+    const from = Date.parse(run.startedAt) - 5_000;
+    const to = Date.parse(r.runs[i + 1]?.startedAt ?? r.finishedAt) + 5_000;
+    if (busy.some((t) => t >= from && t <= to)) out.add(run);
+  });
+  return out;
+}
+
 /** Run counts per scenario and side, measured runs only. */
 function runCounts(r: BenchResults): string[] {
-  const counts = new Map<string, { ok: number; failed: number }>();
+  const contended = contendedRuns(r);
+  const counts = new Map<string, { ok: number; failed: number; contended: number }>();
   for (const run of r.runs) {
     if (run.warmup) continue;
     const key = `${run.scenario} / ${run.variant} / ${run.side}`;
-    const c = counts.get(key) ?? { ok: 0, failed: 0 };
+    const c = counts.get(key) ?? { ok: 0, failed: 0, contended: 0 };
     if (run.ok) c.ok++;
     else c.failed++;
+    if (contended.has(run)) c.contended++;
     counts.set(key, c);
   }
-  const out = ['| Scenario / variant / side | ok | failed |', '|---|---:|---:|'];
-  for (const [k, v] of counts) out.push(`| ${cell(k)} | ${v.ok} | ${v.failed} |`);
+  const out = ['| Scenario / variant / side | ok | failed | overlapped another QEMU |', '|---|---:|---:|---:|'];
+  for (const [k, v] of counts) out.push(`| ${cell(k)} | ${v.ok} | ${v.failed} | ${v.contended} |`);
   return out;
 }
 
@@ -218,8 +238,11 @@ export function renderMarkdown(r: BenchResults, svgName: string, jsonName: strin
   const env = r.environment;
   const failures = r.runs.filter((x) => !x.ok && !x.warmup);
   const hc = env.hostContention;
+  const contended = [...contendedRuns(r)].filter((x) => !x.warmup);
+  const where = [...new Set(contended.map((x) => `${x.scenario}/${x.variant}`))].join(', ');
+  const overlap = hc?.busyAt ? ` That overlapped ${contended.length} of ${r.runs.filter((x) => !x.warmup).length} measured runs (${where || 'none'}; see Runs below).` : '';
   const contention = !hc ? 'Host contention was not checked.'
-    : hc.busy ? `**Warning: another QEMU ran on the host during ${hc.busy} of ${hc.checks} checks (every 5 s); these numbers are distorted.**`
+    : hc.busy ? `**Warning: another QEMU (another sandbox on this 2-core host) ran during ${hc.busy} of ${hc.checks} checks (every 5 s): the timings of the runs it overlapped are distorted; exit counts and memory do not depend on CPU contention.**${overlap}`
       : `No other QEMU ran on the host during the run (${hc.checks} checks, every 5 s).`;
   const lines: string[] = [
     `# ${reportTitle(r)}`,

@@ -77,7 +77,7 @@ export interface BenchEnvironment {
    * Other QEMU processes seen on the host during the run (scripts/bench.mjs checks every 5 s);
    * absent when nobody checked.
    */
-  hostContention?: { checks: number; busy: number; otherPids: number[] };
+  hostContention?: { checks: number; busy: number; otherPids: number[]; busyAt?: string[] };
   /** Which KVM statistics sources were readable (debugfs, tracefs histogram). */
   kvmStats: { debugfs: boolean; tracefsHist: boolean };
 }

@@ -14,6 +14,9 @@
  * Another QEMU sandbox on a 2-core machine would distort the numbers: the bench waits until no
  * other QEMU has run for a minute (KINDLING_BENCH_NO_WAIT=1 skips the wait), and during the
  * run it checks every 5 s and records in the results how often another QEMU was running.
+ * The nested setup occasionally wedges the sandbox's kernel (soft lockups on both vCPUs while
+ * an L2 guest boots); when no progress line has come for 10 minutes the bench stops the
+ * sandbox and says so, rather than sitting out the whole deadline.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -70,16 +73,19 @@ async function waitForQuietHost() {
 
 /** Checks every 5 s whether another QEMU runs beside the bench; stop() returns the tally. */
 function watchContention() {
-  const tally = { checks: 0, busy: 0, otherPids: new Set() };
+  const tally = { checks: 0, busy: 0, otherPids: new Set(), busyAt: [] };
   const timer = setInterval(() => {
     const others = otherQemus();
     tally.checks++;
-    if (others.length) tally.busy++;
+    if (others.length) {
+      tally.busy++;
+      tally.busyAt.push(new Date().toISOString());
+    }
     for (const p of others) tally.otherPids.add(p);
   }, 5_000);
   return () => {
     clearInterval(timer);
-    return { checks: tally.checks, busy: tally.busy, otherPids: [...tally.otherPids] };
+    return { checks: tally.checks, busy: tally.busy, otherPids: [...tally.otherPids], busyAt: tally.busyAt };
   };
 }
 
@@ -124,13 +130,27 @@ if (mode !== 'always' && !why) {
     `cd '${repo}' || exit 97`,
     `exec '${process.execPath}' dist/bench/run-inside.js --out "$(dirname "$0")/results.json" ${passArgs.map((a) => `'${a}'`).join(' ')}`,
   ].join('\n');
+  let lastProgress = performance.now();
+  let wedged = false;
+  const onLine = (line) => {
+    if (line.startsWith('bench:') || line.startsWith('sandbox:')) lastProgress = performance.now();
+    process.stdout.write(`${line}\n`);
+  };
+  const watchdog = setInterval(() => {
+    if (performance.now() - lastProgress < 10 * 60_000) return;
+    wedged = true;
+    const ours = spawnSync('pgrep', ['-P', String(process.pid), '-f', 'qemu-system'], { encoding: 'utf8' }).stdout.split('\n').map(Number).filter(Boolean);
+    for (const pid of ours) process.kill(pid, 'SIGKILL');
+  }, 30_000);
   try {
-    const res = await runInSandbox({ fixtures, timeoutMs: 58 * 60_000, script });
+    const res = await runInSandbox({ fixtures, timeoutMs: 58 * 60_000, script, onLine });
     log(`sandbox boot ${res.bootSeconds.toFixed(1)} s, sandbox total ${res.totalSeconds.toFixed(1)} s`);
     if (res.status !== 0) die(`the bench run inside the sandbox failed (exit ${res.status})`);
     resultsFile = join(res.outDir, 'results.json');
   } catch (e) {
-    die(e.message);
+    die(wedged ? 'the sandbox made no progress for 10 minutes (its kernel wedged, see the soft-lockup lines above); stopped it. Run `npm run bench` again.' : e.message);
+  } finally {
+    clearInterval(watchdog);
   }
 }
 if (!existsSync(resultsFile)) die(`no results file at ${resultsFile}`);

@@ -3,11 +3,11 @@
  * "with a block device" variant (VMM overhead at the marker with one drive attached).
  *
  * Runs only once Kindling's builder wires `drives` to a virtio-block device; until then the
- * report carries an explicit "not yet" entry. Each run attaches a fresh 64 MiB raw image
+ * report carries an explicit "not yet" entry. Each run attaches a fresh 256 MiB raw image (the size issue 6 names)
  * (sparse, in the temporary folder: a tmpfs in the sandbox) as /dev/vda and the guest runs
  *
- *   dd if=/dev/vda of=/dev/null bs=1M count=64              (sequential read)
- *   dd if=/dev/zero of=/dev/vda bs=1M count=64 conv=fsync   (sequential write, flushed)
+ *   dd if=/dev/vda of=/dev/null bs=1M count=256              (sequential read)
+ *   dd if=/dev/zero of=/dev/vda bs=1M count=256 conv=fsync   (sequential write, flushed)
  *
  * timed with the guest's /proc/uptime (kvm-clock, 10 ms resolution; the fixture's busybox dd
  * prints no timing line) and reported as `BENCH_BLK <t0> <t1> <t2>`. QEMU uses `cache=unsafe,aio=threads`
@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { bootOnce, type RunContext, type VmSpec } from './vm-run.js';
 import { kibToMib, type ResultsCollector, type RunRecord } from '../results.js';
 
-const IMAGE_MIB = 64;
+const IMAGE_MIB = 256;
 const GUEST_CMD = `"read a x </proc/uptime; dd if=/dev/vda of=/dev/null bs=1M count=${IMAGE_MIB} 2>/dev/null; read b x </proc/uptime; `
   + `dd if=/dev/zero of=/dev/vda bs=1M count=${IMAGE_MIB} conv=fsync 2>/dev/null; read c x </proc/uptime; echo BENCH_BLK $a $b $c"`;
 
@@ -40,11 +40,11 @@ export function defineBlockMetrics(c: ResultsCollector): void {
 }
 
 /** Read and write MiB/s from the guest's `BENCH_BLK t0 t1 t2` line (undefined if absent). */
-export function blockRates(consoleText: string): { read?: number; write?: number } {
+export function blockRates(consoleText: string, imageMiB = IMAGE_MIB): { read?: number; write?: number } {
   const m = /BENCH_BLK ([0-9.]+) ([0-9.]+) ([0-9.]+)/.exec(consoleText);
   if (!m) return {};
   const [t0, t1, t2] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  const rate = (secs: number): number | undefined => (secs > 0 ? IMAGE_MIB / secs : undefined);
+  const rate = (secs: number): number | undefined => (secs > 0 ? imageMiB / secs : undefined);
   return { read: rate(t1 - t0), write: rate(t2 - t1) };
 }
 

@@ -106,8 +106,11 @@ test('markdown: table rows carry the right medians, ranges and ratios', () => {
   assert.ok(md.includes('| debugfs exits | 1000 | 300 |'));
   assert.ok(md.includes('Host contention was not checked.'));
   const busy = fixture();
-  busy.environment.hostContention = { checks: 10, busy: 2, otherPids: [42] };
-  assert.ok(renderMarkdown(busy, 'r.svg', 'r.json').includes('another QEMU ran on the host during 2 of 10 checks'));
+  busy.runs.forEach((x, i) => { x.startedAt = `2025-01-02T03:${10 + i * 5}:00.000Z`; });
+  busy.environment.hostContention = { checks: 10, busy: 1, otherPids: [42], busyAt: ['2025-01-02T03:21:00.000Z'] };
+  const busyMd = renderMarkdown(busy, 'r.svg', 'r.json');
+  assert.ok(busyMd.includes('ran during 1 of 10 checks'), busyMd);
+  assert.ok(busyMd.includes('That overlapped 1 of 4 measured runs (boot/mini-1vcpu'), 'only the run spanning 03:20–03:25');
 });
 
 test('SVG: one bar and one whisker per side per two-sided metric, ratios, escaped labels', () => {
@@ -167,8 +170,9 @@ test('parsers: tracefs histogram, smaps guest mapping, busybox dd', () => {
   assert.is(smaps.length, 2);
   assert.equal(smaps.filter(guestRamMatcher('kindling', 128)).map((m) => m.rssKib), [20480]);
   assert.equal(smaps.filter(guestRamMatcher('qemu', 128)).map((m) => m.rssKib), [30720]);
-  assert.equal(blockRates('64+0 records out\r\nBENCH_BLK 4.50 5.00 7.00\r\nKINDLING_EXIT=0'), { read: 128, write: 32 });
-  assert.equal(blockRates('BENCH_BLK 4.50 4.50 7.00'), { read: undefined, write: 25.6 });
+  assert.equal(blockRates('64+0 records out\r\nBENCH_BLK 4.50 5.00 7.00\r\nKINDLING_EXIT=0', 64), { read: 128, write: 32 });
+  assert.equal(blockRates('BENCH_BLK 4.50 4.50 7.00', 64), { read: undefined, write: 25.6 });
+  assert.equal(blockRates('BENCH_BLK 1.00 3.00 11.00'), { read: 128, write: 32 }, 'default size is the 256 MiB image');
   assert.equal(blockRates('no line'), {});
 });
 
