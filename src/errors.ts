@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   SYSCALL_FAILED: 'a libc call (mmap, memfd_create, eventfd, ...) failed',
   GUEST_MEMORY_OUT_OF_RANGE: 'a guest physical range is not backed by guest RAM',
   GUEST_MEMORY_LAYOUT: 'a guest memory size or region layout is invalid',
+  IO_URING_UNSUPPORTED: 'io_uring cannot be set up, or the kernel lacks a feature the Async block engine needs (single mmap, READ/WRITE opcodes: Linux 5.10+)',
   VCPU_KICK_FAILED: 'a vCPU thread could not be signalled out of KVM_RUN',
   INTERNAL: 'an unexpected error inside Kindling (a bug)',
   KERNEL_LOAD_BAD_MAGIC: 'the kernel image is neither an ELF file nor a bzImage (no HdrS magic)',
@@ -290,5 +291,12 @@ export class BlockRequestError extends KindlingError {
 export class RateLimiterError extends KindlingError {
   constructor(message: string) {
     super('RATE_LIMITER_CONFIG', message);
+  }
+}
+
+/** io_uring is unavailable here (setup refused, or a needed feature or opcode is missing). */
+export class IoUringError extends KindlingError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('IO_URING_UNSUPPORTED', message, options);
   }
 }

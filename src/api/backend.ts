@@ -15,6 +15,7 @@ import type { NetworkInterfaceUpdateConfig } from '../config/network-interfaces.
 import type { PmemDeviceUpdateConfig } from '../config/pmem.js';
 import type { VmConfig } from '../config/resources.js';
 import type { CreateSnapshotParams, LoadSnapshotParams } from '../config/snapshot.js';
+import type { Metrics } from '../metrics/metrics.js';
 
 export type { VmConfig } from '../config/resources.js';
 
@@ -126,5 +127,8 @@ export interface VmBackend {
   onExit?(cb: (exit: VmExit) => void): void;
 }
 
-/** The backend factory the CLI receives (`runCli(argv, { createBackend })`). */
-export type BackendFactory = (opts: { instanceId: string }) => VmBackend | Promise<VmBackend>;
+/**
+ * The backend factory the CLI receives (`runCli(argv, { createBackend })`); `metrics` is the
+ * registry the controller flushes, for the backend's devices to report into.
+ */
+export type BackendFactory = (opts: { instanceId: string; metrics?: Metrics }) => VmBackend | Promise<VmBackend>;

@@ -13,10 +13,11 @@ import type { BlockDeviceUpdateConfig } from '../config/drives.js';
 import { cmdlineString } from '../config/boot-source.js';
 import { fstatSync } from 'node:fs';
 import { LOGGER } from '../logger/logger.js';
+import { METRICS, type Metrics } from '../metrics/metrics.js';
 
 /** What this build of Kindling can run. */
 const SUPPORTED: ReadonlySet<DeviceKind> = new Set<DeviceKind>([
-  'initrd', 'boot-timer', 'serial-output-file', 'smt', 'track-dirty-pages', 'virtio-block', 'rate-limiter',
+  'initrd', 'boot-timer', 'serial-output-file', 'smt', 'track-dirty-pages', 'virtio-block', 'block-io-engine-async', 'rate-limiter',
 ]);
 
 /** Maps the API's configuration onto the library's (same Firecracker field names). */
@@ -59,9 +60,12 @@ export class KindlingBackend implements VmBackend {
   private vm: MicroVm | undefined;
   private readonly exitCallbacks: ((e: VmExit) => void)[] = [];
   private readonly log: (level: 'info' | 'warn' | 'error', msg: string) => void;
+  private readonly metrics: Metrics;
 
-  constructor(log: (level: 'info' | 'warn' | 'error', msg: string) => void) {
+  /** `metrics`: the registry the controller flushes (the VM's drives register into it). */
+  constructor(log: (level: 'info' | 'warn' | 'error', msg: string) => void, metrics: Metrics = METRICS) {
     this.log = log;
+    this.metrics = metrics;
   }
 
   supports(kind: DeviceKind): boolean {
@@ -69,7 +73,7 @@ export class KindlingBackend implements VmBackend {
   }
 
   async start(config: VmConfig): Promise<void> {
-    const vm = new MicroVm(toMicroVmConfig(config), { log: this.log });
+    const vm = new MicroVm(toMicroVmConfig(config), { log: this.log, metrics: this.metrics });
     await vm.start();
     this.vm = vm;
     void vm.exit.then((e) => this.exitCallbacks.forEach((cb) => cb(e)), (err: Error) => this.exitCallbacks.forEach((cb) => cb({ code: 1, reason: err.message })));
@@ -105,4 +109,4 @@ export class KindlingBackend implements VmBackend {
 }
 
 /** The factory bin/kindling.js hands to runCli. */
-export const createBackend: BackendFactory = () => new KindlingBackend((level, msg) => LOGGER[level](msg));
+export const createBackend: BackendFactory = ({ metrics }) => new KindlingBackend((level, msg) => LOGGER[level](msg), metrics);

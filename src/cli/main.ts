@@ -134,7 +134,7 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
   } catch (e) {
     return fail((e as CliError).message, 'panic', EXIT.Abort);
   }
-  const backend = await deps.createBackend({ instanceId: o.id });
+  const backend = await deps.createBackend({ instanceId: o.id, metrics });
   const resources = new VmResources({ mmdsSizeLimit: o.mmdsSizeLimit, bootTimer: o.bootTimer, pciEnabled: o.enablePci, openTap: backend.openTap?.bind(backend) });
   const controller = new VmmController({ instanceId: o.id, backend, resources, logger, metrics });
   if (metadata !== null && configJson === null) {

@@ -24,6 +24,7 @@ export const MAP_PRIVATE = 0x02;
 export const MAP_FIXED = 0x10;
 export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
+export const MAP_POPULATE = 0x8000;
 export const MFD_CLOEXEC = 0x1;
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
@@ -53,6 +54,11 @@ export const pthreadKill = lib.func('int pthread_kill(uint64_t thread, int sig)'
 export const sigaction = lib.func('int sigaction(int sig, const void *act, _Out_ void *old)');
 export const dlsym = lib.func('void *dlsym(void *handle, const char *name)');
 export const libcSigRtMin = lib.func('int __libc_current_sigrtmin()');
+/**
+ * syscall(2) for the io_uring calls glibc does not wrap. Variadic: each argument is passed
+ * with its C type ('int', 'uint32_t', 'void *', ...), as koffi's variadic calls require.
+ */
+export const syscall = lib.func('long syscall(long nr, ...)');
 export const strerror = lib.func('const char *strerror(int errnum)');
 /** memcpy with n = 0 returns `dst`: the one portable way to learn a buffer's host address. */
 const memcpy = lib.func('void *memcpy(void *dst, const void *src, size_t n)');

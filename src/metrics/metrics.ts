@@ -63,11 +63,42 @@ export class LatencyAggregateMetrics {
   /** Records one sample in microseconds (LatencyMetricsRecorder::drop). */
   record(deltaUs: number): void {
     this.sum_us.add(deltaUs);
+    this.mergeMinMax(deltaUs, deltaUs);
+  }
+  /**
+   * Folds in a min/max observed elsewhere, with LatencyMetricsRecorder's rule that 0 means
+   * "no sample yet" on either side. min/max are gauges: never reset by a flush.
+   */
+  mergeMinMax(minUs: number, maxUs: number): void {
     const min = this.min_us.fetch();
     const max = this.max_us.fetch();
-    if (min === 0 || min > deltaUs) this.min_us.store(deltaUs);
-    if (max === 0 || max < deltaUs) this.max_us.store(deltaUs);
+    if (minUs !== 0 && (min === 0 || min > minUs)) this.min_us.store(minUs);
+    if (maxUs !== 0 && (max === 0 || max < maxUs)) this.max_us.store(maxUs);
   }
+}
+
+/** A latency aggregate's absolute values as a device source reports them. */
+export interface LatencyAggregateValues {
+  readonly min_us: number;
+  readonly max_us: number;
+  readonly sum_us: number;
+}
+
+/**
+ * Absolute values of one device's metrics as its owner keeps them (e.g. the block worker's
+ * shared buffer): counters and `sum_us` are totals since the device was created, gauges and
+ * min/max as stored. Typed from DEVICE_GROUPS so a source missing a field does not compile.
+ */
+export type DeviceMetricValues<K extends DeviceGroupKind> = {
+  readonly [E in (typeof DEVICE_GROUPS)[K][number] as E[0]]: E[1] extends 'agg' ? LatencyAggregateValues : number;
+};
+
+/** A registered source and the totals already pulled from it (per counter field). */
+interface DeviceSource {
+  readonly kind: DeviceGroupKind;
+  readonly id: string;
+  readonly read: () => Readonly<Record<string, number | LatencyAggregateValues>>;
+  readonly pulled: Map<string, number>;
 }
 
 type MetricOf<K extends MetricKind> = K extends 'inc' ? SharedIncMetric : K extends 'store' ? SharedStoreMetric : LatencyAggregateMetrics;
@@ -107,6 +138,7 @@ type FixedGroups = { readonly [G in GroupName]: MetricGroup<(typeof GROUPS)[G]> 
 /** The process-wide metrics registry (Firecracker's `METRICS`). */
 class MetricsBase {
   private readonly devices = new Map<DeviceGroupKind, Map<string, Record<string, unknown>>>();
+  private readonly sources = new Set<DeviceSource>();
   private fd: number | null = null;
   private emitId: string | null = null;
   private properties: Record<string, string> | null = null;
@@ -124,6 +156,51 @@ class MetricsBase {
     let g = m.get(id);
     if (!g) m.set(id, (g = makeGroup(DEVICE_GROUPS[kind]) as Record<string, unknown>));
     return g as MetricGroup<(typeof DEVICE_GROUPS)[K]>;
+  }
+
+  /**
+   * Registers a device whose metrics live outside this registry (another thread's shared
+   * memory): `read` returns absolute values, and each snapshot pulls the increase since the
+   * previous pull into the device's group, so counters then flush as deltas like any other
+   * SharedIncMetric. The `<kind>_<id>` group exists from registration on (zeros included), as
+   * Firecracker allocates it when the device is created (BlockMetricsPerDevice::alloc).
+   *
+   * The returned function unregisters: it pulls a last time, so activity before the device
+   * stopped still reaches the next flush, and the group stays, as Firecracker never removes
+   * an entry from its per-device map. Registering the same id again continues its totals
+   * (alloc reuses the entry).
+   */
+  addDeviceSource<K extends DeviceGroupKind>(kind: K, id: string, read: () => DeviceMetricValues<K>): () => void {
+    const src: DeviceSource = { kind, id, read: read as DeviceSource['read'], pulled: new Map() };
+    this.device(kind, id);
+    this.sources.add(src);
+    return () => {
+      if (!this.sources.delete(src)) return;
+      this.pull(src);
+    };
+  }
+
+  /** Moves what a source counted since the last pull into its device group. */
+  private pull(src: DeviceSource): void {
+    const g = this.device(src.kind, src.id) as Record<string, unknown>;
+    const values = src.read();
+    const advance = (field: string, total: number, m: SharedIncMetric): void => {
+      // Totals only grow; a smaller value (never expected) is not subtracted from what was emitted.
+      const d = total - (src.pulled.get(field) ?? 0);
+      if (d > 0) m.add(d);
+      src.pulled.set(field, Math.max(total, src.pulled.get(field) ?? 0));
+    };
+    for (const [name, kind] of DEVICE_GROUPS[src.kind] as GroupSpec) {
+      const v = values[name];
+      if (kind === 'inc') advance(name, v as number, g[name] as SharedIncMetric);
+      else if (kind === 'store') (g[name] as SharedStoreMetric).store(v as number);
+      else {
+        const a = v as LatencyAggregateValues;
+        const m = g[name] as LatencyAggregateMetrics;
+        advance(`${name}.sum_us`, a.sum_us, m.sum_us);
+        m.mergeMinMax(a.min_us, a.max_us);
+      }
+    }
   }
 
   /** True once a sink was configured. */
@@ -156,6 +233,9 @@ class MetricsBase {
    * consumed (a flush); without, it is a peek.
    */
   snapshot(commit = true): Record<string, unknown> {
+    // Pulling only advances the counters' totals; the delta base moves on commit alone, so a
+    // peek followed by a flush still emits everything.
+    for (const src of this.sources) this.pull(src);
     const out: Record<string, unknown> = { utc_timestamp_ms: Date.now() };
     if (this.emitId !== null) out.id = this.emitId;
     if (this.properties) out.properties = Object.fromEntries(Object.entries(this.properties).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
@@ -166,6 +246,10 @@ class MetricsBase {
       }
       const kind = slot.slice(1) as DeviceGroupKind;
       const spec = DEVICE_GROUPS[kind];
+      // The `<kind>` aggregate is BlockDeviceMetrics::aggregate (block/virtio/metrics.rs; net
+      // alike): a fresh group summing each device's not-yet-flushed counter deltas, taken
+      // before that device is serialized. Only `sum_us` of a latency aggregate is summed:
+      // min_us/max_us are store metrics, which Firecracker's aggregate leaves at 0.
       const aggregate = makeGroup(spec) as Record<string, unknown>;
       const devs = [...(this.devices.get(kind) ?? new Map()).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
       for (const [id, g] of devs) {

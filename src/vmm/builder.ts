@@ -13,6 +13,7 @@
 import { readFileSync, openSync, fstatSync } from 'node:fs';
 import { Kvm, type VmFd } from '../kvm/kvm.js';
 import type { VcpuFd } from '../kvm/vcpu-fd.js';
+import { IoUring } from '../kvm/io-uring.js';
 import { KVM_MEM_LOG_DIRTY_PAGES } from '../kvm/constants.js';
 import { MemfdGuestMemory } from '../memory/memfd-memory.js';
 import { ramRanges, KVM_TSS_ADDRESS, MiB, SYSTEM_MEM_START, VIRTIO_MMIO_START, VIRTIO_MMIO_SIZE, GSI_LEGACY_START } from '../arch/x86_64/layout.js';
@@ -30,6 +31,7 @@ import { createHostDevices, type HostDeviceSet } from './host-devices.js';
 import { DEFAULT_BOOT_ARGS, machineDefaults, type DriveConfig, type MicroVmConfig } from './config.js';
 import { BlockHandle } from '../actors/virtio/block-handle.js';
 import { Vmm } from './vmm.js';
+import type { Metrics } from '../metrics/metrics.js';
 
 export interface BuiltVm {
   vmm: Vmm;
@@ -41,7 +43,7 @@ export interface BuiltVm {
 export type VmmLog = (level: 'info' | 'warn' | 'error', msg: string) => void;
 
 /** Builds the VM and its actors; vCPUs wait for Vmm.start(). */
-export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog): Promise<BuiltVm> {
+export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog, metrics?: Metrics): Promise<BuiltVm> {
   const started = bootTimestamp();
   const machine = machineDefaults(cfg['machine-config']);
   const kernel = readFileSync(cfg['boot-source'].kernel_image_path);
@@ -104,7 +106,7 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog): Promise<Bui
         const fileFd = openSync(d.config.path_on_host, d.config.is_read_only ? 'r' : 'r+');
         blocks.push(await BlockHandle.spawn({
           vm, memory: mem.describe(), driveId: d.config.drive_id, fileFd, diskSizeBytes: fstatSync(fileFd).size,
-          readOnly: d.config.is_read_only ?? false, cacheType: d.config.cache_type ?? 'Unsafe',
+          readOnly: d.config.is_read_only ?? false, cacheType: d.config.cache_type ?? 'Unsafe', ioEngine: d.config.io_engine ?? 'Sync',
           rateLimiter: { bandwidth: d.config.rate_limiter?.bandwidth ?? null, ops: d.config.rate_limiter?.ops ?? null },
           addr: d.addr, gsi: d.gsi, onLog: log,
         }));
@@ -131,7 +133,7 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog): Promise<Bui
       await devices.host.close();
       throw e;
     }
-    const vmm = new Vmm({ kvm, vm, mem, vcpus, handles, vmControl, host: devices.host, log, blocks });
+    const vmm = new Vmm({ kvm, vm, mem, vcpus, handles, vmControl, host: devices.host, log, blocks, metrics });
     return { vmm, devices, debugRing };
   } catch (e) {
     for (const c of cleanups.reverse()) {
@@ -152,9 +154,9 @@ interface PlannedDrive {
 function planDrives(drives: readonly DriveConfig[]): PlannedDrive[] {
   const roots = drives.filter((d) => d.is_root_device);
   if (roots.length > 1) throw new Error('A root block device already exists!');
-  for (const d of drives) {
-    if (d.io_engine === 'Async') throw new Error(`drive ${d.drive_id}: io_engine Async is not supported by Kindling yet; use Sync`);
-  }
+  // The Async engine's io_uring is set up in the drive's worker; probe here so a kernel
+  // without it fails InstanceStart with a clear error instead of a worker that dies.
+  if (drives.some((d) => d.io_engine === 'Async')) new IoUring(1).close();
   return [...roots, ...drives.filter((d) => !d.is_root_device)].map((config, i) => ({
     config, addr: VIRTIO_MMIO_START + i * VIRTIO_MMIO_SIZE, gsi: GSI_LEGACY_START + i,
   }));

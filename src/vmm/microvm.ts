@@ -16,6 +16,7 @@ import type { DriveConfig, MicroVmConfig } from './config.js';
 import type { Vmm, VmExit, VmState } from './vmm.js';
 import type { ByteRing } from '../devices/byte-ring.js';
 import type { VcpuHandle } from '../actors/vcpu/handle.js';
+import { METRICS, type Metrics } from '../metrics/metrics.js';
 
 export type { MicroVmConfig, VmExit, VmState };
 
@@ -25,6 +26,11 @@ export type VcpuExitCounts = ReturnType<VcpuHandle['exitCounts']>;
 export interface MicroVmOptions {
   /** Where VMM log lines go (default: stderr, Firecracker's format is the logger's job). */
   log?: VmmLog;
+  /**
+   * Registry the devices report into (default: the process-wide METRICS, which the API's
+   * FlushMetrics and periodic flush write out as `block_<drive_id>` and `block`).
+   */
+  metrics?: Metrics;
 }
 
 export class MicroVm {
@@ -39,6 +45,7 @@ export class MicroVm {
   private resolveExit!: (e: VmExit) => void;
   private rejectExit!: (e: unknown) => void;
   private readonly log: VmmLog;
+  private readonly metrics: Metrics;
   private starting: Promise<void> | undefined;
 
   constructor(config: MicroVmConfig, opts: MicroVmOptions = {}) {
@@ -46,6 +53,7 @@ export class MicroVm {
     this.console = new PassThrough();
     this.exit = new Promise((resolve, reject) => { this.resolveExit = resolve; this.rejectExit = reject; });
     this.exit.catch(() => undefined);
+    this.metrics = opts.metrics ?? METRICS;
     this.log = opts.log ?? ((level, msg) => process.stderr.write(`[${config.id ?? 'anonymous-instance'}:main:${level.toUpperCase()}] ${msg}\n`));
   }
 
@@ -57,7 +65,7 @@ export class MicroVm {
   /** Builds and boots the VM (InstanceStart). Rejects without side effects on failure. */
   start(): Promise<void> {
     this.starting ??= (async () => {
-      const built = await buildMicroVm(this.config, this.log);
+      const built = await buildMicroVm(this.config, this.log, this.metrics);
       this.vmm = built.vmm;
       this.debug = built.debugRing;
       this.writeInput = built.devices.writeConsole;

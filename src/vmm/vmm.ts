@@ -18,6 +18,7 @@ import type { VcpuHandle, VcpuExit } from '../actors/vcpu/handle.js';
 import { VM_SLOT, VCPU_EXIT_KIND, exitCodeOf } from '../actors/vcpu/protocol.js';
 import type { BlockHandle } from '../actors/virtio/block-handle.js';
 import { openSync, fstatSync, closeSync } from 'node:fs';
+import type { Metrics } from '../metrics/metrics.js';
 import type { TokenBucketConfig } from './config.js';
 
 export type VmState = 'Not started' | 'Running' | 'Paused' | 'Exited';
@@ -48,6 +49,8 @@ export interface VmmParts {
   log: (level: 'info' | 'warn' | 'error', msg: string) => void;
   /** virtio-block device actors, in drive order. */
   blocks: BlockHandle[];
+  /** Registry the devices report into (`block_<drive_id>`); none in unit tests of the VMM. */
+  metrics?: Metrics;
 }
 
 export class Vmm {
@@ -59,11 +62,18 @@ export class Vmm {
   private readonly parts: VmmParts;
   private resolveExit!: (e: VmExit) => void;
   private stopping: Promise<void> | undefined;
+  /** Unregisters the block metrics sources (see teardown). */
+  private readonly metricsSources: (() => void)[];
 
   constructor(parts: VmmParts) {
     this.parts = parts;
     this.mem = parts.mem;
     this.handles = parts.handles;
+    // Each drive's worker counts into shared memory; the flusher reads it on main through the
+    // handle. The buffer outlives PATCH /drives backing-file swaps, so the counters do too.
+    this.metricsSources = parts.metrics
+      ? parts.blocks.map((b) => parts.metrics!.addDeviceSource('block', b.driveId, () => b.metricsSnapshot()))
+      : [];
     this.exit = new Promise((r) => { this.resolveExit = r; });
     void this.watch();
   }
@@ -161,6 +171,9 @@ export class Vmm {
     }))));
     this._state = 'Exited';
     await Promise.all(this.parts.blocks.map((b) => b.stop().catch(() => undefined)));
+    // After the workers stopped, so the last pull sees everything they counted; the groups
+    // stay in the metrics file (Firecracker never drops a drive's entry).
+    this.metricsSources.forEach((off) => off());
     await this.parts.host.close();
     const first = exits.find((e) => e.exitKind !== VCPU_EXIT_KIND.STOPPED);
     let code = Atomics.load(ctl, VM_SLOT.EXIT_CODE);

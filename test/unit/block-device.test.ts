@@ -5,96 +5,18 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { arrayGuestMemory, must, type GuestMemory } from '../../src/memory/guest-memory.js';
-import { MmioTransport } from '../../src/devices/virtio/mmio.js';
-import { MmioInterrupt, MmioState } from '../../src/devices/virtio/mmio-state.js';
-import { BlockDevice, CACHE_TYPE, blockDescription, type BlockDeviceConfig } from '../../src/devices/virtio/block/device.js';
-import { BlockMetrics } from '../../src/devices/virtio/block/metrics.js';
-import { RateLimiter, type RateLimiterConfig } from '../../src/devices/rate-limiter/rate-limiter.js';
+import { must } from '../../src/memory/guest-memory.js';
+import { CACHE_TYPE } from '../../src/devices/virtio/block/device.js';
 import {
-  VIRTIO_BLK_CONFIG_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_OUTHDR_SECTOR,
-  VIRTIO_BLK_OUTHDR_SIZE, VIRTIO_BLK_OUTHDR_TYPE, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
+  VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
   VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_CONFIG_S_FAILED,
   VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_VERSION_1, VIRTIO_MMIO_CONFIG, VIRTIO_MMIO_INT_CONFIG,
   VIRTIO_MMIO_INT_VRING, VIRTIO_MMIO_INTERRUPT_STATUS, VIRTIO_MMIO_STATUS, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE,
   featureBit, hasFeature,
 } from '../../src/devices/virtio/constants.js';
-import { GuestArena, MockQueue, mmioDeviceFeatures, mmioDriverInit, mmioDriverOk, mmioNotify, mmioRead32, mmioWrite32 } from '../helpers/mock-queue.js';
+import { GuestArena, mmioRead32, mmioWrite32 } from '../helpers/mock-queue.js';
 import { MemBlockBackend } from '../helpers/mem-block-backend.js';
-
-const RAM = 1 << 20;
-const DISK = 64 * 1024 + 100; // capacity rounds down to 128 sectors
-const SECTORS = 128;
-const UNTOUCHED = 0xee;
-
-interface RigOptions {
-  readOnly?: boolean;
-  cacheType?: BlockDeviceConfig['cacheType'];
-  async?: boolean;
-  limits?: RateLimiterConfig;
-  features?: (offered: bigint) => bigint;
-}
-
-function rig(o: RigOptions = {}) {
-  const mem = arrayGuestMemory([{ gpa: 0, size: RAM }]);
-  const backend = new MemBlockBackend(DISK, { async: o.async ?? false });
-  const clock = { t: 0n };
-  const cfg: BlockDeviceConfig = { diskSizeBytes: DISK, readOnly: o.readOnly ?? false, cacheType: o.cacheType ?? CACHE_TYPE.WRITEBACK };
-  const metrics = new BlockMetrics();
-  const configBytes = new Uint8Array(new SharedArrayBuffer(VIRTIO_BLK_CONFIG_SIZE));
-  const dev = new BlockDevice(cfg, backend, { metrics, configBytes, rateLimiter: new RateLimiter(o.limits ?? {}, () => clock.t) });
-  const state = MmioState.create(1);
-  const irqs: number[] = [];
-  let pending: void | Promise<void>;
-  // In Kindling the activation and notifies cross to the device worker; here they run in place.
-  const transport = new MmioTransport(
-    state,
-    blockDescription(cfg, configBytes, metrics),
-    {
-      onActivate: (a) => {
-        dev.activate(mem, new MmioInterrupt(state, (bit) => irqs.push(bit)), a);
-      },
-      onNotify: (q) => {
-        pending = dev.onQueueNotify(q);
-      },
-      interrupt: (bit) => irqs.push(bit),
-      onReset: () => dev.reset(),
-    },
-    mem,
-  );
-  const mq = new MockQueue(mem, 16, 0);
-  const arena = new GuestArena(mq.end, RAM);
-  mq.notify = () => mmioNotify(transport, 0);
-  const offered = mmioDeviceFeatures(transport);
-  mmioDriverInit(transport, o.features ? o.features(offered) : offered, [mq]);
-  mmioDriverOk(transport);
-  return { mem, backend, dev, metrics, transport, mq, arena, irqs, clock, offered, settle: async () => void (await pending) };
-}
-
-type Rig = ReturnType<typeof rig>;
-
-/** Adds a request chain: header, optional data, status (pre-filled with UNTOUCHED). */
-function request(r: Rig, type: number, sector: bigint, data: { len: number; write: boolean } | null) {
-  const hdr = r.arena.alloc(VIRTIO_BLK_OUTHDR_SIZE);
-  must(r.mem.writeU32(hdr + VIRTIO_BLK_OUTHDR_TYPE, type));
-  must(r.mem.writeU64(hdr + VIRTIO_BLK_OUTHDR_SECTOR, sector));
-  const dataAddr = data ? r.arena.alloc(data.len) : 0;
-  const statusAddr = r.arena.alloc(1);
-  must(r.mem.writeU8(statusAddr, UNTOUCHED));
-  const bufs = [{ addr: hdr, len: VIRTIO_BLK_OUTHDR_SIZE }];
-  if (data) bufs.push({ addr: dataAddr, len: data.len, write: data.write } as never);
-  bufs.push({ addr: statusAddr, len: 1, write: true } as never);
-  const idx = r.mq.addChain(bufs);
-  return { head: idx[0]!, idx, dataAddr, statusAddr, status: () => must(r.mem.readU8(statusAddr)) };
-}
-
-function pattern(len: number, seed: number): Uint8Array {
-  return Uint8Array.from({ length: len }, (_, i) => (i * 7 + seed) & 0xff);
-}
-
-function guestBytes(mem: GuestMemory, addr: number, len: number): Uint8Array {
-  return Uint8Array.from(mem.slice(addr, len) as Uint8Array);
-}
+import { RAM, SECTORS, UNTOUCHED, guestBytes, pattern, request, rig } from '../helpers/block-rig.js';
 
 test('an IN and an OUT request go through the transport, the device and the backend', () => {
   const r = rig();

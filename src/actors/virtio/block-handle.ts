@@ -28,6 +28,8 @@ export interface BlockSpawnOptions {
   diskSizeBytes: number;
   readOnly: boolean;
   cacheType: CacheType;
+  /** Firecracker `io_engine` (default Sync). */
+  ioEngine?: 'Sync' | 'Async';
   rateLimiter: RateLimiterConfig;
   /** MMIO window and interrupt line assigned to this device. */
   addr: number;
@@ -74,7 +76,7 @@ export class BlockHandle {
     const metrics = new BlockMetrics();
     const init: BlockWorkerInit = {
       driveId: opts.driveId, fileFd: opts.fileFd, readOnly: opts.readOnly, cacheType: opts.cacheType,
-      diskSizeBytes: opts.diskSizeBytes, rateLimiter: opts.rateLimiter, state, config,
+      ioEngine: opts.ioEngine ?? 'Sync', diskSizeBytes: opts.diskSizeBytes, rateLimiter: opts.rateLimiter, state, config,
       metrics: metrics.buffer, memory: opts.memory, ctlFd: fds.ctl.fd, queueFd: fds.queue.fd, irqFd: fds.irq.fd,
     };
     const manifest: VirtioBlockManifest = {

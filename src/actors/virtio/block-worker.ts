@@ -1,13 +1,17 @@
 /**
  * The virtio-block device worker: one worker_thread per drive (protocol.ts).
  *
- * Loop: poll(queue eventfd, ctl eventfd; timeout = the rate limiter's retry delay or none)
+ * Loop: poll(queue eventfd, ctl eventfd[, io_uring completion eventfd];
+ *            timeout = the rate limiter's retry delay or none)
  *   ctl    → drain messages (PATCH, stop); activate the device once the transport says the
  *            driver set DRIVER_OK (state read from shared memory), then process the queue
  *            (Firecracker re-kicks queues after activation);
  *   queue  → process the queue (the guest's QueueNotify arrived through KVM_IOEVENTFD);
+ *   completion → (io_engine Async) finish the requests io_uring completed;
  *   timeout→ the rate limiter's 100 ms retry timer (facts §4.10).
- * I/O is synchronous on this thread (io_engine Sync): a slow disk delays only this drive.
+ * io_engine Sync: I/O is synchronous on this thread, a slow disk delays only this drive.
+ * io_engine Async: requests go to an io_uring and complete while the worker sleeps in poll().
+ * Before a backing-file swap and before stopping, requests in flight are settled first.
  */
 import { parentPort, workerData, receiveMessageOnPort } from 'node:worker_threads';
 import { closeSync } from 'node:fs';
@@ -16,6 +20,7 @@ import { GuestMemory } from '../../memory/guest-memory.js';
 import { BlockDevice } from '../../devices/virtio/block/device.js';
 import { BlockMetrics } from '../../devices/virtio/block/metrics.js';
 import { FileBlockBackend } from '../../devices/virtio/block/file-backend.js';
+import { UringBlockBackend } from './uring-backend.js';
 import { MmioInterrupt, MmioState } from '../../devices/virtio/mmio-state.js';
 import { RateLimiter } from '../../devices/rate-limiter/rate-limiter.js';
 import type { BlockWorkerInit, BlockRequestMessage, BlockReplyMessage } from './protocol.js';
@@ -29,7 +34,9 @@ const state = new MmioState(init.state);
 const queueEvt = new EventFd(init.queueFd);
 const ctlEvt = new EventFd(init.ctlFd);
 const irqEvt = new EventFd(init.irqFd);
-let backend = new FileBlockBackend(init.fileFd);
+const openBackend = (fd: number): FileBlockBackend | UringBlockBackend =>
+  (init.ioEngine === 'Async' ? new UringBlockBackend(fd) : new FileBlockBackend(fd));
+let backend = openBackend(init.fileFd);
 const device = new BlockDevice(
   { diskSizeBytes: init.diskSizeBytes, readOnly: init.readOnly, cacheType: init.cacheType },
   backend,
@@ -48,8 +55,9 @@ async function handle(m: BlockRequestMessage): Promise<boolean> {
   switch (m.kind) {
     case 'update': {
       const old = backend;
-      backend = new FileBlockBackend(m.fileFd);
-      device.updateBackend(backend, m.diskSizeBytes);
+      backend = openBackend(m.fileFd);
+      device.updateBackend(backend, m.diskSizeBytes); // settles the old backend's requests first
+      if (old instanceof UringBlockBackend) old.close();
       closeSync(old.fd);
       post({ kind: 'done', id: m.id });
       return true;
@@ -59,6 +67,8 @@ async function handle(m: BlockRequestMessage): Promise<boolean> {
       post({ kind: 'done', id: m.id });
       return true;
     case 'stop':
+      device.settleInFlight();
+      if (backend instanceof UringBlockBackend) backend.close();
       post({ kind: 'done', id: m.id });
       return false;
     default: {
@@ -72,7 +82,13 @@ async function loop(): Promise<void> {
   post({ kind: 'ready' });
   for (;;) {
     const retry = device.retryAfterMs();
-    const ready = pollReadable([queueEvt.fd, ctlEvt.fd], retry > 0 ? retry : -1);
+    const ring = backend instanceof UringBlockBackend ? backend : undefined;
+    const fds = ring ? [queueEvt.fd, ctlEvt.fd, ring.completionFd] : [queueEvt.fd, ctlEvt.fd];
+    const ready = pollReadable(fds, retry > 0 ? retry : -1);
+    if (ring && ready.includes(ring.completionFd)) {
+      ring.drainDoorbell(); // before reaping: a completion after the reap rings it again
+      device.onIoCompletion();
+    }
     if (ready.includes(ctlEvt.fd)) {
       ctlEvt.drain();
       for (let msg = receiveMessageOnPort(port as never); msg; msg = receiveMessageOnPort(port as never)) {

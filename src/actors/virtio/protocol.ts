@@ -39,6 +39,8 @@ export interface BlockWorkerInit {
   fileFd: number;
   readOnly: boolean;
   cacheType: CacheType;
+  /** Firecracker `io_engine`: Sync (blocking pread/pwrite on the worker) or Async (io_uring). */
+  ioEngine: 'Sync' | 'Async';
   diskSizeBytes: number;
   rateLimiter: RateLimiterConfig;
   state: SharedArrayBuffer;

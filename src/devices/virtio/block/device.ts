@@ -15,8 +15,13 @@
  *   (`execute_fails`). A broken queue (malicious avail.idx) stops the device and asks for a
  *   reset (NEEDS_RESET + config interrupt) instead of killing the VMM as Firecracker does.
  * - A used-buffer interrupt is raised when the driver asks for one (EVENT_IDX rules, §2.6.7.2).
- * - Backends may answer synchronously or with a Promise; requests run one at a time, in ring
- *   order. A backend that throws or rejects yields VIRTIO_BLK_S_IOERR, never an exception.
+ * - io_engine Sync: backends answer synchronously or with a Promise; requests run one at a
+ *   time, in ring order. A backend that throws or rejects yields VIRTIO_BLK_S_IOERR, never an
+ *   exception.
+ * - io_engine Async (async-io.ts): IN/OUT/FLUSH are queued on the backend, tagged with an
+ *   in-flight slot, submitted once per drained batch, and completed by `onIoCompletion()`
+ *   in whatever order the kernel finishes them. A full engine stops the drain
+ *   (`io_engine_throttled_events`) until completions free slots.
  * - Read-only drives answer OUT with IOERR (Firecracker's O_RDONLY file fails the write).
  * - GET_ID writes 20 bytes and answers OK for any buffer of >= 20 bytes.
  * - Reset is not supported, as in Firecracker: `reset()` drops the activation and returns
@@ -40,6 +45,7 @@ import {
 import type { Queue } from '../queue.js';
 import { BlockMetrics } from './metrics.js';
 import { BLOCK_REQUEST_KIND, parseBlockRequest, type BlockRequest } from './request.js';
+import { InFlightTable, isAsyncBackend, type AsyncBlockBackend, type InFlight } from './async-io.js';
 
 /** Disk I/O as the device needs it; the lead's file backend and the tests' memory backend implement it. */
 export interface BlockBackend {
@@ -143,8 +149,12 @@ export class BlockDevice implements VirtioDevice {
   private active: Active | undefined;
   /** The in-flight asynchronous request's continuation, if any. */
   private pending: Promise<void> | undefined;
+  /** io_engine Async: requests handed to the engine and not completed yet. */
+  private readonly inflight = new InFlightTable<Active>(BLOCK_QUEUE_SIZE);
+  /** io_engine Async: the last drain stopped because the engine was full. */
+  private engineFull = false;
 
-  constructor(private cfg: BlockDeviceConfig, private backend: BlockBackend, options: BlockDeviceOptions = {}) {
+  constructor(private cfg: BlockDeviceConfig, private backend: BlockBackend | AsyncBlockBackend, options: BlockDeviceOptions = {}) {
     this.metrics = options.metrics ?? new BlockMetrics();
     this.rateLimiter = options.rateLimiter ?? new RateLimiter();
     this.nowUs = options.nowUs ?? (() => performance.now() * 1000);
@@ -214,7 +224,8 @@ export class BlockDevice implements VirtioDevice {
    * Swaps the backing file (PATCH /drives): new capacity in the config space, a config
    * interrupt when active, `update_count` counted.
    */
-  updateBackend(backend: BlockBackend, diskSizeBytes: number): void {
+  updateBackend(backend: BlockBackend | AsyncBlockBackend, diskSizeBytes: number): void {
+    this.settleInFlight();
     this.backend = backend;
     this.cfg = { ...this.cfg, diskSizeBytes };
     this.capacity = blockCapacity(diskSizeBytes);
@@ -231,9 +242,27 @@ export class BlockDevice implements VirtioDevice {
   }
 
   private drain(a: Active): void | Promise<void> {
+    const be = this.backend;
+    if (!isAsyncBackend(be)) return this.drainRing(a, undefined);
+    this.drainRing(a, be);
+    try {
+      be.submit(); // one submission per drained batch
+    } catch {
+      this.metrics.inc('event_fails'); // queued operations stay in the engine; the next submit retries
+    }
+  }
+
+  private drainRing(a: Active, engine: AsyncBlockBackend | undefined): void | Promise<void> {
     const q = a.queue;
     let usedAny = false;
+    let queuedAny = false;
+    this.engineFull = false;
     for (;;) {
+      if (engine && (this.inflight.size >= this.inflight.capacity || engine.freeSlots() <= 0)) {
+        this.engineFull = true;
+        this.metrics.inc('io_engine_throttled_events'); // completions resume this drain
+        break;
+      }
       const chain = q.popOrEnableNotification();
       if (chain === null) break;
       if (chain instanceof VirtqueueError) {
@@ -259,6 +288,14 @@ export class BlockDevice implements VirtioDevice {
         this.metrics.inc('rate_limiter_throttled_events');
         break;
       }
+      if (engine && req.kind !== BLOCK_REQUEST_KIND.GET_ID && req.kind !== BLOCK_REQUEST_KIND.UNSUPPORTED) {
+        const failed = this.queueAsync(a, engine, req);
+        if (failed !== undefined) {
+          q.addUsed(req.head, failed);
+          usedAny = true;
+        } else queuedAny = true;
+        continue;
+      }
       const used = this.execute(a.mem, req);
       if (typeof used === 'number') {
         q.addUsed(req.head, used);
@@ -277,7 +314,92 @@ export class BlockDevice implements VirtioDevice {
       return p;
     }
     if (usedAny) this.signalUsed(a);
-    else this.metrics.inc('no_avail_buffer');
+    else if (!this.engineFull && !queuedAny) this.metrics.inc('no_avail_buffer');
+  }
+
+  /**
+   * io_engine Async: the engine's completion eventfd fired. Completes every finished request,
+   * interrupts the driver if it asked, and resumes a drain the full engine had stopped.
+   */
+  onIoCompletion(): void {
+    const be = this.backend;
+    if (!isAsyncBackend(be)) return;
+    this.completeAsync(be);
+    if (this.engineFull) void this.processQueue();
+  }
+
+  /** Requests in flight in the Async engine. */
+  get inFlight(): number {
+    return this.inflight.size;
+  }
+
+  /** Waits for every request in flight and completes it (before a backing-file swap, or stop). */
+  settleInFlight(): void {
+    const be = this.backend;
+    if (!isAsyncBackend(be)) return;
+    while (this.inflight.size > 0) {
+      be.wait(1);
+      this.completeAsync(be);
+    }
+  }
+
+  /** Queues an IN/OUT/FLUSH on the engine; returns a used length when it failed at once. */
+  private queueAsync(a: Active, engine: AsyncBlockBackend, req: BlockRequest): number | undefined {
+    const fail = () => this.finish(a.mem, req, VIRTIO_BLK_S_IOERR, 0);
+    const isFlush = req.kind === BLOCK_REQUEST_KIND.FLUSH;
+    let buf: Uint8Array | undefined;
+    if (!isFlush) {
+      if (req.kind === BLOCK_REQUEST_KIND.OUT && this.cfg.readOnly) return fail();
+      const s = a.mem.slice(req.dataAddr, req.dataLen);
+      if (!(s instanceof Uint8Array)) return fail();
+      buf = s;
+    }
+    const tag = this.inflight.add({ req, active: a, startUs: this.nowUs() });
+    if (tag === undefined) return fail();
+    let queued: boolean;
+    try {
+      if (isFlush) queued = engine.queueFlush(tag);
+      else if (req.kind === BLOCK_REQUEST_KIND.IN) queued = engine.queueRead(buf!, req.offset, tag);
+      else queued = engine.queueWrite(buf!, req.offset, tag);
+    } catch {
+      queued = false;
+    }
+    if (queued) return undefined;
+    this.inflight.take(tag);
+    return fail();
+  }
+
+  private completeAsync(engine: AsyncBlockBackend): void {
+    let usedAny = false;
+    for (const c of engine.reap()) {
+      const e = this.inflight.take(c.userData);
+      if (!e) {
+        this.metrics.inc('event_fails'); // a completion we never queued: ignore it
+        continue;
+      }
+      if (e.active !== this.active) continue; // reset while in flight: the guest no longer owns this ring
+      e.active.queue.addUsed(e.req.head, this.finishAsync(e, c.res));
+      usedAny = true;
+    }
+    if (usedAny && this.active) this.signalUsed(this.active);
+  }
+
+  /** Status and metrics of a completed Async request (`res`: bytes moved or -errno); returns the used length. */
+  private finishAsync(e: InFlight<Active>, res: number): number {
+    const { req } = e;
+    const mem = e.active.mem;
+    if (req.kind === BLOCK_REQUEST_KIND.FLUSH) {
+      if (res < 0) return this.finish(mem, req, VIRTIO_BLK_S_IOERR, 0);
+      this.metrics.inc('flush_count');
+      return this.finish(mem, req, VIRTIO_BLK_S_OK, 0);
+    }
+    const isIn = req.kind === BLOCK_REQUEST_KIND.IN;
+    const n = res > 0 ? Math.min(res, req.dataLen) : 0;
+    this.metrics.recordLatency(isIn ? 'read_agg' : 'write_agg', this.nowUs() - e.startUs);
+    this.metrics.inc(isIn ? 'read_bytes' : 'write_bytes', n);
+    const ok = res === req.dataLen;
+    if (ok) this.metrics.inc(isIn ? 'read_count' : 'write_count');
+    return this.finish(mem, req, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, isIn ? n : 0);
   }
 
   private signalUsed(a: Active): void {
@@ -299,6 +421,8 @@ export class BlockDevice implements VirtioDevice {
   /** Runs a request; returns the used length (or a Promise of it that never rejects). */
   private execute(mem: GuestMemory, req: BlockRequest): number | Promise<number> {
     const fail = () => this.finish(mem, req, VIRTIO_BLK_S_IOERR, 0);
+    // Async backends reach here only for GET_ID and unsupported types (both synchronous).
+    const backend = this.backend as BlockBackend;
     switch (req.kind) {
       case BLOCK_REQUEST_KIND.IN:
       case BLOCK_REQUEST_KIND.OUT: {
@@ -308,7 +432,7 @@ export class BlockDevice implements VirtioDevice {
         if (!(buf instanceof Uint8Array)) return fail();
         const start = this.nowUs();
         return settle(
-          () => (isIn ? this.backend.readAt(buf, req.offset) : this.backend.writeAt(buf, req.offset)),
+          () => (isIn ? backend.readAt(buf, req.offset) : backend.writeAt(buf, req.offset)),
           (result) => {
             const n = Number.isInteger(result) ? Math.min(Math.max(result as number, 0), req.dataLen) : 0;
             this.metrics.recordLatency(isIn ? 'read_agg' : 'write_agg', this.nowUs() - start);
@@ -322,7 +446,7 @@ export class BlockDevice implements VirtioDevice {
       }
       case BLOCK_REQUEST_KIND.FLUSH:
         return settle(
-          () => this.backend.flush(),
+          () => backend.flush(),
           () => {
             this.metrics.inc('flush_count');
             return this.finish(mem, req, VIRTIO_BLK_S_OK, 0);
@@ -331,7 +455,7 @@ export class BlockDevice implements VirtioDevice {
         );
       case BLOCK_REQUEST_KIND.GET_ID:
         return settle(
-          () => this.backend.getId(),
+          () => backend.getId(),
           (id) => {
             const bytes = new Uint8Array(VIRTIO_BLK_ID_BYTES);
             bytes.set((id as Uint8Array).subarray(0, VIRTIO_BLK_ID_BYTES));

@@ -3,7 +3,8 @@
  * drive's file descriptor, on the device worker's own thread (so blocking is fine: it only
  * delays this drive). Guest buffers are views of guest RAM; data moves without extra copies.
  *
- * io_engine `Async` (io_uring) is not offered yet: such a drive is refused at InstanceStart.
+ * io_engine `Async` is src/actors/virtio/uring-backend.ts (io_uring needs koffi, so it lives
+ * with the actor); both share `backingFileId`.
  */
 import { readSync, writeSync, fsyncSync, fstatSync } from 'node:fs';
 import type { BlockBackend } from './device.js';
@@ -37,9 +38,13 @@ export class FileBlockBackend implements BlockBackend {
     fsyncSync(this.fd);
   }
 
-  /** Firecracker's id: the string `{st_dev}{st_rdev}{st_ino}` of the backing file, truncated. */
   getId(): Uint8Array {
-    const st = fstatSync(this.fd);
-    return Buffer.from(`${st.dev}${st.rdev}${st.ino}`).subarray(0, VIRTIO_BLK_ID_BYTES);
+    return backingFileId(this.fd);
   }
+}
+
+/** Firecracker's device id: the string `{st_dev}{st_rdev}{st_ino}` of the backing file, truncated. */
+export function backingFileId(fd: number): Uint8Array {
+  const st = fstatSync(fd);
+  return Buffer.from(`${st.dev}${st.rdev}${st.ino}`).subarray(0, VIRTIO_BLK_ID_BYTES);
 }
