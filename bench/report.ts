@@ -279,7 +279,7 @@ export function renderMarkdown(r: BenchResults, svgName: string, jsonName: strin
   for (const c of all) if (c.metric.note) lines.push(`- \`${c.metric.id}\` (${c.metric.label}): ${c.metric.note}`);
   lines.push(
     `- Guest: ${r.settings.guestMemMiB} MiB unless noted; kernel command line \`${r.settings.bootArgs}\`.`,
-    `- QEMU: \`${r.settings.qemuMachine}\`, same kernel, initramfs, memory and vCPU count, ${env.mode === 'sandbox' ? 'in the same sandbox boot' : 'on the same host'}.`,
+    `- QEMU: \`${r.settings.qemuMachine}\`, same kernel, initramfs, memory and vCPU count, ${env.mode === 'sandbox' ? "in the same sandbox boot as Kindling's runs of that scenario" : 'on the same host'}.`,
     '',
     '## Environment',
     '',

@@ -102,6 +102,14 @@ export interface BenchResults {
   runs: RunRecord[];
 }
 
+/** The report's scenario order (metrics are sorted by it, stable within a scenario). */
+export const SCENARIO_ORDER = ['Boot', 'Exits', 'Memory', 'Startup', 'Block'];
+
+/** `metrics` sorted by SCENARIO_ORDER, keeping definition order inside a scenario. */
+export function inScenarioOrder(metrics: MetricResult[]): MetricResult[] {
+  return [...metrics].sort((a, b) => SCENARIO_ORDER.indexOf(a.scenario) - SCENARIO_ORDER.indexOf(b.scenario));
+}
+
 /** Collects samples into metrics as runs complete; keeps catalogue order. */
 export class ResultsCollector {
   private readonly byId = new Map<string, MetricResult>();
@@ -145,3 +153,40 @@ export const kibToMib = (kib: number): number => kib / 1024;
 
 /** Nanoseconds (bigint hrtime difference) → milliseconds. */
 export const nsToMs = (ns: bigint): number => Number(ns) / 1e6;
+
+/**
+ * Joins the results of several sessions (scripts/bench.mjs runs each scenario group in its
+ * own sandbox boot, so that a sandbox kernel crash costs one group, not the bench). Metrics
+ * with the same id pool their samples, runs and skips are concatenated in session order, the
+ * environment and settings are the first session's, the time span covers all sessions.
+ */
+export function mergeResults(parts: readonly BenchResults[]): BenchResults {
+  const [first] = parts;
+  if (!first) throw new Error('mergeResults: nothing to merge');
+  const byId = new Map<string, MetricResult>();
+  for (const p of parts) {
+    for (const m of p.metrics) {
+      const have = byId.get(m.id);
+      if (!have) {
+        byId.set(m.id, { ...m, samples: { kindling: [...m.samples.kindling], qemu: [...m.samples.qemu] }, ...(m.reference ? { reference: { ...m.reference, samples: [...m.reference.samples] } } : {}) });
+        continue;
+      }
+      have.samples.kindling.push(...m.samples.kindling);
+      have.samples.qemu.push(...m.samples.qemu);
+      if (m.reference) {
+        have.reference ??= { label: m.reference.label, samples: [] };
+        have.reference.samples.push(...m.reference.samples);
+      }
+    }
+  }
+  const times = parts.flatMap((p) => [p.startedAt, p.finishedAt]).sort();
+  return {
+    ...first,
+    startedAt: times[0]!,
+    finishedAt: times[times.length - 1]!,
+    environment: { ...first.environment, kvmStats: { debugfs: parts.every((p) => p.environment.kvmStats.debugfs), tracefsHist: parts.every((p) => p.environment.kvmStats.tracefsHist) } },
+    metrics: inScenarioOrder([...byId.values()]),
+    skipped: parts.flatMap((p) => p.skipped),
+    runs: parts.flatMap((p) => p.runs),
+  };
+}

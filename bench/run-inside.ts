@@ -1,6 +1,6 @@
 /**
- * The benchmark run itself, where real KVM is: inside the QEMU sandbox (one sandbox boot for
- * the whole bench) or natively. scripts/bench.mjs starts it; it needs the guest fixtures
+ * The benchmark run itself, where real KVM is: inside the QEMU sandbox (one sandbox boot per
+ * scenario group, see scripts/bench.mjs) or natively. scripts/bench.mjs starts it; it needs the guest fixtures
  * ($KINDLING_FIXTURES), the build (dist/) and, for KVM's statistics, root with debugfs and
  * tracefs mounted. Every scenario runs each side N times, alternating Kindling, QEMU,
  * Kindling, QEMU, ...; it writes the results JSON (bench/results.ts) and nothing else.
@@ -15,7 +15,7 @@ import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { ResultsCollector, type BenchResults } from './results.js';
+import { ResultsCollector, inScenarioOrder, type BenchResults } from './results.js';
 import { KvmStats } from './scenarios/kvm-stats.js';
 import { QEMU_MACHINE, type RunContext, type VmSpec } from './scenarios/vm-run.js';
 import { defineBootMetrics, definePerVcpuMetric, recordPerVcpu, runBootVariant, type BootVariant } from './scenarios/boot.js';
@@ -29,7 +29,6 @@ const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const BENCH_BOOT_ARGS = 'console=ttyS0 quiet reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd -- kindling-run "sleep 3600"';
 /** Guest RAM for every scenario (Firecracker's default). */
 export const GUEST_MEM_MIB = 128;
-const SCENARIO_ORDER = ['Boot', 'Exits', 'Memory', 'Startup', 'Block'];
 
 /** Command-line options. */
 interface Options {
@@ -117,7 +116,7 @@ async function main(): Promise<void> {
     stats.close();
   }
 
-  const metrics = c.metrics().sort((a, b) => SCENARIO_ORDER.indexOf(a.scenario) - SCENARIO_ORDER.indexOf(b.scenario));
+  const metrics = inScenarioOrder(c.metrics());
   const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version: string };
   const results: BenchResults = {
     schema: 1,

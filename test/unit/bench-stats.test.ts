@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import { compare, compareAll, formatSummary, median, pairedDifference, ratio, summarize } from '../../bench/stats.js';
 import { renderMarkdown, ratioLines, renderReport } from '../../bench/report.js';
 import { renderSvg, xmlEscape } from '../../bench/report.js';
-import { ResultsCollector, type BenchResults, type MetricResult } from '../../bench/results.js';
+import { ResultsCollector, mergeResults, type BenchResults, type MetricResult } from '../../bench/results.js';
 import { parseHist } from '../../bench/scenarios/kvm-stats.js';
 import { parseSmaps, guestRamMatcher } from '../../bench/scenarios/process.js';
 import { blockRates } from '../../bench/scenarios/block.js';
@@ -174,6 +174,27 @@ test('parsers: tracefs histogram, smaps guest mapping, busybox dd', () => {
   assert.equal(blockRates('BENCH_BLK 4.50 4.50 7.00', 64), { read: undefined, write: 25.6 });
   assert.equal(blockRates('BENCH_BLK 1.00 3.00 11.00'), { read: 128, write: 32 }, 'default size is the 256 MiB image');
   assert.equal(blockRates('no line'), {});
+});
+
+test('mergeResults: samples pooled per metric id, runs and skips joined, span and scenario order kept', () => {
+  const a = fixture();
+  a.metrics = a.metrics.filter((m) => m.id === 'block.read' || m.id === 'startup.api');
+  a.environment.kvmStats.tracefsHist = false;
+  const b = fixture();
+  b.startedAt = '2025-01-02T04:00:00.000Z';
+  b.finishedAt = '2025-01-02T04:30:00.000Z';
+  b.metrics = b.metrics.filter((m) => m.id !== 'block.read');
+  const m = mergeResults([a, b]);
+  assert.equal(m.metrics.map((x) => x.id), ['boot.mini', 'exits.mini', 'exits.self', 'startup.api', 'block.read']);
+  const startup = m.metrics.find((x) => x.id === 'startup.api')!;
+  assert.equal(startup.samples.kindling, [300, 320, 310, 305, 315, 300, 320, 310, 305, 315]);
+  assert.is(startup.reference?.samples.length, 10);
+  assert.is(a.metrics.find((x) => x.id === 'startup.api')!.samples.kindling.length, 5, 'inputs are not modified');
+  assert.is(m.runs.length, 8);
+  assert.is(m.skipped.length, 2);
+  assert.equal([m.startedAt, m.finishedAt], ['2025-01-02T03:04:05.000Z', '2025-01-02T04:30:00.000Z']);
+  assert.is(m.environment.kvmStats.tracefsHist, false, 'a source counts as available only if every session had it');
+  assert.throws(() => mergeResults([]));
 });
 
 test.run();
