@@ -125,6 +125,11 @@ export interface VmBackend {
   loadSnapshot?(params: LoadSnapshotParams): Promise<VmConfig>;
   /** Registers a callback for when the VM stops (guest reboot, fatal vCPU error). */
   onExit?(cb: (exit: VmExit) => void): void;
+  /**
+   * Starts loading the VM machinery in the background; the CLI calls it once the API socket
+   * listens, so the socket accepts early and InstanceStart finds the code loaded.
+   */
+  warmUp?(): void;
 }
 
 /**

@@ -5,8 +5,13 @@
  * What it supports is declared in SUPPORTED; anything else the user configured makes
  * InstanceStart fail with a 400 naming it (VmmController checks `supports` first), so a
  * configured device is never silently dropped.
+ *
+ * The VMM side (vmm → actors → devices → kvm, koffi) is imported lazily: the API socket must
+ * accept as soon as possible after process start (Firecracker's startup), and that graph is
+ * most of Kindling's module loading. `warmUp()` starts the import right after the socket
+ * listens; InstanceStart awaits the same promise.
  */
-import { MicroVm } from '../vmm/microvm.js';
+import type { MicroVm } from '../vmm/microvm.js';
 import type { MicroVmConfig, SerialOutput } from '../vmm/config.js';
 import type { BackendFactory, DeviceKind, VmBackend, VmConfig, VmExit } from './backend.js';
 import type { BlockDeviceUpdateConfig } from '../config/drives.js';
@@ -55,6 +60,12 @@ function isFifo(): boolean {
   }
 }
 
+let vmmModule: Promise<typeof import('../vmm/microvm.js')> | undefined;
+/** The VMM module, loaded once. */
+function loadVmm(): Promise<typeof import('../vmm/microvm.js')> {
+  return (vmmModule ??= import('../vmm/microvm.js'));
+}
+
 /** A backend running one MicroVm for the life of the process. */
 export class KindlingBackend implements VmBackend {
   private vm: MicroVm | undefined;
@@ -72,7 +83,14 @@ export class KindlingBackend implements VmBackend {
     return SUPPORTED.has(kind);
   }
 
+  warmUp(): void {
+    // After the current turn, so the listen log line and first accept come first. A failure
+    // here resurfaces (with its message) when InstanceStart awaits the same import.
+    setImmediate(() => void loadVmm().catch(() => undefined));
+  }
+
   async start(config: VmConfig): Promise<void> {
+    const { MicroVm } = await loadVmm();
     const vm = new MicroVm(toMicroVmConfig(config), { log: this.log, metrics: this.metrics });
     await vm.start();
     this.vm = vm;

@@ -3,14 +3,14 @@
  * Rust struct order (serde serializes fields in declaration order; facts §1.2 "compact
  * serde_json"). `VmmData` → status + body (`ParsedRequest::convert_to_response`).
  */
-import fastJsonImpl from 'fast-json-stringify';
+import { lazySerializer } from '../util/json-serializer.js';
 import { BALLOON_STAT_NAMES } from '../config/balloon.js';
 import { MACHINE_CONFIG_REPLY_SCHEMA } from '../config/machine-config.js';
 import type { VmmData } from './actions.js';
 import type { StatusCode } from './http-response.js';
 
-/** fast-json-stringify with a loose schema type (its typings want literal schema shapes). */
-const fastJson = (schema: unknown): ((o: unknown) => string) => (fastJsonImpl as unknown as (s: unknown) => (o: unknown) => string)(schema);
+/** fast-json-stringify, compiled on first use (src/util/json-serializer.ts). */
+const fastJson = lazySerializer;
 
 const int = { type: 'integer' } as const;
 const bool = { type: 'boolean' } as const;

@@ -11,6 +11,7 @@ import { accessSync, constants, readFileSync } from 'node:fs';
 import { BackendFactory, VmExit } from '../api/backend.js';
 import { FIRECRACKER_VERSION, VmmController } from '../api/controller.js';
 import { ApiServer } from '../api/server.js';
+import { preloadSerializer } from '../util/json-serializer.js';
 import { ConfigFileError, fromConfigFile } from '../config/config-file.js';
 import { ConfigError, ioErrorText } from '../config/errors.js';
 import { VmResources } from '../config/resources.js';
@@ -165,6 +166,9 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
       return fail(`${prefix}: ${(e as Error).message}`, `RunWithApi(FailedToBindSocket(${JSON.stringify(o.apiSock)}))`, EXIT.GenericError);
     }
     logger.info(`Listening on API socket (${JSON.stringify(o.apiSock)}).`, MAIN);
+    // Accepting first; then load what the first replies and InstanceStart need.
+    setImmediate(preloadSerializer);
+    backend.warmUp?.();
     // ProcessTimeReporter: --start-time-us is CLOCK_MONOTONIC µs (set by the jailer).
     const monoUs = Number(process.hrtime.bigint() / 1000n);
     if (o.startTimeUs !== null) metrics.api_server.process_startup_time_us.store(Math.max(0, monoUs - o.startTimeUs));

@@ -6,7 +6,7 @@
  * 60 s, and on FlushMetrics. The sink (PUT /metrics or --metrics-path) is set once per process.
  */
 import { closeSync, constants, openSync, writeSync } from 'node:fs';
-import fastJson from 'fast-json-stringify';
+import { compileSerializer } from '../util/json-serializer.js';
 import { ConfigError, ioErrorText } from '../config/errors.js';
 import type { MetricsConfig } from '../config/metrics.js';
 import { DEVICE_GROUPS, DeviceGroupKind, GROUPS, GroupName, GroupSpec, MetricKind, TOP_LEVEL_ORDER } from './groups.js';
@@ -277,7 +277,7 @@ class MetricsBase {
         const spec = k in GROUPS ? GROUPS[k as GroupName] : DEVICE_GROUPS[kind!];
         properties[k] = groupSchema(spec);
       }
-      fn = (fastJson as unknown as (s: unknown) => (o: unknown) => string)({ type: 'object', properties });
+      fn = compileSerializer({ type: 'object', properties });
       this.serializers.set(keys, fn);
     }
     return fn(snap);

@@ -100,35 +100,33 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog, metrics?: Me
       vm, serial: cfg.serial ?? { kind: 'stream' }, stdin: cfg.stdin ?? false,
       bootTimer: cfg.bootTimer ? started : undefined, extra,
     });
-    const blocks: BlockHandle[] = [];
+    // Workers start concurrently: each one is a fresh isolate loading its module graph, the
+    // largest part of InstanceStart. Block manifests must exist before the vCPU workers start.
+    let blocks: BlockHandle[];
     try {
-      for (const d of drives) {
+      blocks = await spawnAll(drives.map((d) => async () => {
         const fileFd = openSync(d.config.path_on_host, d.config.is_read_only ? 'r' : 'r+');
-        blocks.push(await BlockHandle.spawn({
+        return BlockHandle.spawn({
           vm, memory: mem.describe(), driveId: d.config.drive_id, fileFd, diskSizeBytes: fstatSync(fileFd).size,
           readOnly: d.config.is_read_only ?? false, cacheType: d.config.cache_type ?? 'Unsafe', ioEngine: d.config.io_engine ?? 'Sync',
           rateLimiter: { bandwidth: d.config.rate_limiter?.bandwidth ?? null, ops: d.config.rate_limiter?.ops ?? null },
           addr: d.addr, gsi: d.gsi, onLog: log,
-        }));
-      }
+        });
+      }));
     } catch (e) {
-      await Promise.all(blocks.map((b) => b.stop().catch(() => undefined)));
       await devices.host.close();
       throw e;
     }
     devices.manifest.push(...blocks.map((b) => b.manifest));
     const vmControl = new Int32Array(new SharedArrayBuffer(VM_CONTROL_SLOTS * 4));
     Atomics.store(vmControl, VM_SLOT.EXIT_CODE, -1);
-    const handles: VcpuHandle[] = [];
+    let handles: VcpuHandle[];
     try {
-      for (const vcpu of vcpus) {
-        handles.push(await VcpuHandle.spawn({
-          vm, vcpu, memory: mem.describe(), vmControl: vmControl.buffer as SharedArrayBuffer,
-          devices: devices.manifest, onLog: (m) => log(m.level, m.message),
-        }));
-      }
+      handles = await spawnAll(vcpus.map((vcpu) => () => VcpuHandle.spawn({
+        vm, vcpu, memory: mem.describe(), vmControl: vmControl.buffer as SharedArrayBuffer,
+        devices: devices.manifest, onLog: (m) => log(m.level, m.message),
+      })));
     } catch (e) {
-      await Promise.all(handles.map((h) => h.stop().catch(() => undefined)));
       await Promise.all(blocks.map((b) => b.stop().catch(() => undefined)));
       await devices.host.close();
       throw e;
@@ -141,6 +139,18 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog, metrics?: Me
     }
     throw e;
   }
+}
+
+/**
+ * Runs the spawners concurrently; if any fails, stops the ones that started and rethrows the
+ * first failure, so a failed InstanceStart leaves no worker behind.
+ */
+async function spawnAll<T extends { stop(): Promise<unknown> }>(spawners: (() => Promise<T>)[]): Promise<T[]> {
+  const settled = await Promise.allSettled(spawners.map((f) => f()));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (!failed) return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+  await Promise.all(settled.map((r) => (r.status === 'fulfilled' ? r.value.stop().catch(() => undefined) : undefined)));
+  throw failed.reason;
 }
 
 /** A drive with its MMIO window and GSI, in Firecracker's order: root device first (→ /dev/vda). */
