@@ -86,7 +86,9 @@ export class KindlingBackend implements VmBackend {
   warmUp(): void {
     // After the current turn, so the listen log line and first accept come first. A failure
     // here resurfaces (with its message) when InstanceStart awaits the same import.
-    setImmediate(() => void loadVmm().catch(() => undefined));
+    // One vCPU actor is started ahead too: Firecracker's default vcpu_count is 1, and a
+    // worker's start is most of InstanceStart's cost (src/actors/actor-pool.ts).
+    setImmediate(() => void loadVmm().then((m) => m.MicroVm.prewarm({ vcpus: 1 })).catch(() => undefined));
   }
 
   async start(config: VmConfig): Promise<void> {

@@ -17,6 +17,7 @@ import type { Vmm, VmExit, VmState } from './vmm.js';
 import type { ByteRing } from '../devices/byte-ring.js';
 import type { VcpuHandle } from '../actors/vcpu/handle.js';
 import { METRICS, type Metrics } from '../metrics/metrics.js';
+import { drainActorPool, prewarmActors } from '../actors/actor-pool.js';
 
 export type { MicroVmConfig, VmExit, VmState };
 
@@ -47,6 +48,21 @@ export class MicroVm {
   private readonly log: VmmLog;
   private readonly metrics: Metrics;
   private starting: Promise<void> | undefined;
+
+  /**
+   * Starts actor workers ahead of `start()` (src/actors/actor-pool.ts): a process that will
+   * run a VM soon (the API process, once its socket listens) calls this so InstanceStart does
+   * not wait for isolates to load their code. Unused workers do not keep the process alive.
+   */
+  static prewarm(actors: { vcpus?: number; drives?: number }): void {
+    prewarmActors('vcpu', actors.vcpus ?? 0);
+    prewarmActors('block', actors.drives ?? 0);
+  }
+
+  /** Stops workers `prewarm` started that no VM took. */
+  static drainPrewarmed(): Promise<void> {
+    return drainActorPool();
+  }
 
   constructor(config: MicroVmConfig, opts: MicroVmOptions = {}) {
     this.config = config;

@@ -1,7 +1,8 @@
 /**
  * The vCPU actor under real KVM: shared guest RAM across workers, two vCPU workers running
  * at once, the kick (pause out of a `jmp $` loop, 20 times), and a 4.5 GiB layout that
- * registers both RAM regions without touching their pages.
+ * registers both RAM regions without touching their pages; pre-started vCPU actors
+ * (actor-pool.ts) taking a VM, and unused ones draining.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -11,6 +12,7 @@ import { VCPU_EXIT_KIND, VCPU_STATE } from '../../src/actors/vcpu/protocol.js';
 import { Kvm } from '../../src/kvm/kvm.js';
 import { MemfdGuestMemory } from '../../src/memory/memfd-memory.js';
 import { ramRanges, GiB, MMIO32_MEM_START } from '../../src/arch/x86_64/layout.js';
+import { drainActorPool, prewarmActors, warmActorCount } from '../../src/actors/actor-pool.js';
 
 // 16-bit real-mode code, hand-assembled (DS = 0).
 const SHARE_PROGRAM = [
@@ -79,6 +81,23 @@ test('two vCPU workers run at once in one VM', async () => {
   } finally {
     await t.close();
   }
+});
+
+test('pre-started vCPU actors take a VM and run it; unused ones drain', async () => {
+  prewarmActors('vcpu', 3);
+  assert.is(warmActorCount('vcpu'), 3);
+  const t = await tinyVm([{ addr: 0x1000, code: HANDSHAKE_0 }, { addr: 0x1100, code: HANDSHAKE_1 }]);
+  try {
+    assert.is(warmActorCount('vcpu'), 1, 'both vCPUs went to pre-started workers');
+    await Promise.all(t.handles.map((h) => h.run()));
+    assert.equal([...(await readRing(t.ring, 2))].sort(), [0xa0, 0xa1]);
+    const exits = await Promise.all(t.handles.map((h) => h.exited));
+    assert.equal(exits.map((e) => e.exitKind), [VCPU_EXIT_KIND.HLT, VCPU_EXIT_KIND.HLT]);
+  } finally {
+    await t.close();
+  }
+  await drainActorPool();
+  assert.is(warmActorCount('vcpu'), 0);
 });
 
 test('a spinning guest is kicked out of KVM_RUN and pauses, 20 times in a row', async () => {

@@ -4,7 +4,8 @@
  * immediate_exit when kicking). Requests are made through the control array and answered
  * through ACK_SEQ, awaited with Atomics.waitAsync so the main thread never blocks.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startActor } from '../actor-pool.js';
 import type { VcpuFd } from '../../kvm/vcpu-fd.js';
 import type { VmFd } from '../../kvm/kvm.js';
 import { signalThread } from '../../kvm/kick.js';
@@ -70,7 +71,7 @@ export class VcpuHandle {
       vmFd: opts.vm.fd, vcpuFd: opts.vcpu.fd, vcpuId: opts.vcpu.id, runSize: opts.vcpu.runSize,
       control: control.buffer as SharedArrayBuffer, vmControl: opts.vmControl, memory: opts.memory, devices: opts.devices,
     };
-    const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: init, name: `fc_vcpu ${opts.vcpu.id}` });
+    const worker = startActor('vcpu', init, `fc_vcpu ${opts.vcpu.id}`);
     const h = new VcpuHandle(opts, worker, control);
     h.thread = await new Promise<bigint>((resolve, reject) => {
       const onMsg = (m: VcpuMessage): void => {

@@ -7,7 +7,8 @@
  * The vCPU's registers were set by the main thread before this worker started (fds are
  * process-wide), so this file only runs it.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
+import { actorInit } from '../actor-init.js';
 import { VcpuFd } from '../../kvm/vcpu-fd.js';
 import { VmFd } from '../../kvm/kvm.js';
 import { KVM_EXIT, KVM_EXIT_IO_OUT, KVM_SYSTEM_EVENT } from '../../kvm/constants.js';
@@ -19,7 +20,7 @@ import {
 } from './protocol.js';
 import { buildBuses, type ExitSink } from './devices.js';
 
-const init = workerData as VcpuWorkerInit;
+const init = actorInit<VcpuWorkerInit>();
 const port = parentPort!;
 const ctl = new Int32Array(init.control);
 const vmCtl = new Int32Array(init.vmControl);

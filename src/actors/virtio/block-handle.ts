@@ -4,7 +4,8 @@
  * the irqfd (the drive's GSI) with KVM, starts the worker, and carries control requests
  * (PATCH /drives, stop) as a message plus a ctl eventfd signal.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startActor } from '../actor-pool.js';
 import type { VmFd } from '../../kvm/kvm.js';
 import { EventFd } from '../../kvm/eventfd.js';
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
@@ -83,7 +84,7 @@ export class BlockHandle {
       kind: 'virtio-block', addr: opts.addr, state, config, readOnly: opts.readOnly, cacheType: opts.cacheType,
       diskSizeBytes: opts.diskSizeBytes, ctlFd: fds.ctl.fd, queueFd: fds.queue.fd, irqFd: fds.irq.fd,
     };
-    const worker = new Worker(new URL('./block-worker.js', import.meta.url), { workerData: init, name: `fc_blk ${opts.driveId}` });
+    const worker = startActor('block', init, `fc_blk ${opts.driveId}`);
     const h = new BlockHandle(opts, worker, fds, manifest, metrics);
     await new Promise<void>((resolve, reject) => {
       const onMsg = (m: BlockReplyMessage): void => { if (m.kind === 'ready') { worker.off('message', onMsg); resolve(); } };

@@ -13,7 +13,8 @@
  * io_engine Async: requests go to an io_uring and complete while the worker sleeps in poll().
  * Before a backing-file swap and before stopping, requests in flight are settled first.
  */
-import { parentPort, workerData, receiveMessageOnPort } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort } from 'node:worker_threads';
+import { actorInit } from '../actor-init.js';
 import { closeSync } from 'node:fs';
 import { EventFd, pollReadable } from '../../kvm/eventfd.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
@@ -25,7 +26,7 @@ import { MmioInterrupt, MmioState } from '../../devices/virtio/mmio-state.js';
 import { RateLimiter } from '../../devices/rate-limiter/rate-limiter.js';
 import type { BlockWorkerInit, BlockRequestMessage, BlockReplyMessage } from './protocol.js';
 
-const init = workerData as BlockWorkerInit;
+const init = actorInit<BlockWorkerInit>();
 const port = parentPort!;
 const post = (m: BlockReplyMessage): void => port.postMessage(m);
 
