@@ -56,7 +56,7 @@ export function defineBootMetrics(c: ResultsCollector, v: BootVariant): void {
   if (v.spec.vcpus === 1) {
     c.define({
       id: `mem.${v.key}.overhead`, scenario: 'Memory', label: `${t}: VMM overhead (RSS − guest)`, unit: 'MiB', better: 'lower',
-      note: `VmRSS of the VMM process at the marker minus the resident pages of its guest-RAM mapping (Kindling: the memfd; QEMU: the ${v.spec.memMiB} MiB anonymous RAM block); ${v.spec.vcpus} vCPU, ${v.spec.memMiB} MiB.`,
+      note: `VmRSS of the VMM process at the marker minus the resident pages of its guest-RAM mapping (Kindling: its guest-RAM mapping; QEMU: the ${v.spec.memMiB} MiB anonymous RAM block); ${v.spec.vcpus} vCPU, ${v.spec.memMiB} MiB.`,
     });
     c.define({ id: `mem.${v.key}.rss`, scenario: 'Memory', label: `${t}: VMM RSS`, unit: 'MiB', better: 'lower', note: 'VmRSS at the marker, guest pages included.' });
     c.define({ id: `mem.${v.key}.guest`, scenario: 'Memory', label: `${t}: guest pages touched`, unit: 'MiB', better: 'lower', note: 'resident pages of the guest-RAM mapping at the marker (depends on the guest, not the VMM, but THP or pre-faulting would show here).' });

@@ -8,8 +8,8 @@
  * every device goes through these checks. Addresses are JS numbers: every GPA Kindling maps is
  * below 2^53.
  *
- * Two providers share this class: MemfdGuestMemory (memfd-backed SharedArrayBuffers that KVM
- * maps into the guest, memfd-memory.ts) and `arrayGuestMemory` below (plain ArrayBuffers, for
+ * Two providers share this class: HostGuestMemory (SharedArrayBuffers over host mappings that
+ * KVM maps into the guest, host-memory.ts) and `arrayGuestMemory` below (plain ArrayBuffers, for
  * unit tests and benchmarks of device models).
  */
 import { GuestMemoryError, GuestMemoryLayoutError } from '../errors.js';
@@ -29,7 +29,7 @@ export interface GuestRegion extends RamRange {
 
 /** What a worker needs to rebuild the same view of guest memory (SABs cross by reference). */
 export interface GuestMemoryDescriptor {
-  readonly regions: readonly { gpa: number; size: number; buffer: SharedArrayBuffer | ArrayBuffer }[];
+  readonly regions: readonly { gpa: number; size: number; buffer: SharedArrayBuffer | ArrayBuffer; offset: number }[];
 }
 
 /** Bounds-checked guest physical memory over a set of non-overlapping regions. */
@@ -54,12 +54,12 @@ export class GuestMemory {
 
   /** Rebuilds a GuestMemory from a descriptor (in a worker). */
   static fromDescriptor(d: GuestMemoryDescriptor): GuestMemory {
-    return new GuestMemory(d.regions.map((r) => ({ gpa: r.gpa, size: r.size, bytes: new Uint8Array(r.buffer, 0, r.size) })));
+    return new GuestMemory(d.regions.map((r) => ({ gpa: r.gpa, size: r.size, bytes: new Uint8Array(r.buffer, r.offset, r.size) })));
   }
 
   /** The descriptor to post to a worker. */
   describe(): GuestMemoryDescriptor {
-    return { regions: this.regions.map((r) => ({ gpa: r.gpa, size: r.size, buffer: r.bytes.buffer as SharedArrayBuffer | ArrayBuffer })) };
+    return { regions: this.regions.map((r) => ({ gpa: r.gpa, size: r.size, buffer: r.bytes.buffer as SharedArrayBuffer | ArrayBuffer, offset: r.bytes.byteOffset })) };
   }
 
   /** Index of the region holding all of [gpa, gpa + len), or -1. */

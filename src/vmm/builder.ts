@@ -2,7 +2,7 @@
  * Builds a microVM for boot, in Firecracker's order (facts §3.1):
  *
  *  1. /dev/kvm, API version and required capabilities;
- *  2. KVM_CREATE_VM, KVM_SET_TSS_ADDR, guest RAM (memfd-backed SABs) as KVM memory slots;
+ *  2. KVM_CREATE_VM, KVM_SET_TSS_ADDR, guest RAM (SABs over THP-advised anonymous memory) as KVM memory slots;
  *  3. KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2 — before any vCPU;
  *  4. vCPUs; kernel, initrd and command line; per-vCPU CPUID, MSRs, registers, FPU, sregs and
  *     LAPIC LINTs; MP table, ACPI tables, zero page / PVH start info;
@@ -15,7 +15,7 @@ import { Kvm, type VmFd } from '../kvm/kvm.js';
 import type { VcpuFd } from '../kvm/vcpu-fd.js';
 import { IoUring } from '../kvm/io-uring.js';
 import { KVM_MEM_LOG_DIRTY_PAGES } from '../kvm/constants.js';
-import { MemfdGuestMemory } from '../memory/memfd-memory.js';
+import { HostGuestMemory } from '../memory/host-memory.js';
 import { ramRanges, KVM_TSS_ADDRESS, MiB, SYSTEM_MEM_START, VIRTIO_MMIO_START, VIRTIO_MMIO_SIZE, GSI_LEGACY_START } from '../arch/x86_64/layout.js';
 import { normalizeCpuid } from '../arch/x86_64/cpuid.js';
 import { bootRegs, bootSregs, bootFpu, bootMsrs, setLapicLints, writeGdtIdt, writeIdentityPageTables } from '../arch/x86_64/regs.js';
@@ -58,7 +58,7 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog, metrics?: Me
     const vm = kvm.createVm();
     cleanups.push(() => vm.close());
     vm.setTssAddr(KVM_TSS_ADDRESS);
-    const mem = MemfdGuestMemory.create(ramRanges(machine.mem_size_mib * MiB));
+    const mem = HostGuestMemory.create(ramRanges(machine.mem_size_mib * MiB));
     const slotFlags = machine.track_dirty_pages ? KVM_MEM_LOG_DIRTY_PAGES : 0;
     mem.hostRegions.forEach((r, slot) => vm.setUserMemoryRegion(slot, BigInt(r.gpa), BigInt(r.size), r.hostAddr, slotFlags));
     vm.createIrqchip();

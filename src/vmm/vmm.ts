@@ -13,7 +13,7 @@
  */
 import type { Kvm, VmFd } from '../kvm/kvm.js';
 import type { VcpuFd } from '../kvm/vcpu-fd.js';
-import type { MemfdGuestMemory } from '../memory/memfd-memory.js';
+import type { HostGuestMemory } from '../memory/host-memory.js';
 import type { VcpuHandle, VcpuExit } from '../actors/vcpu/handle.js';
 import { VM_SLOT, VCPU_EXIT_KIND, exitCodeOf } from '../actors/vcpu/protocol.js';
 import type { BlockHandle } from '../actors/virtio/block-handle.js';
@@ -41,7 +41,7 @@ export interface HostDevices {
 export interface VmmParts {
   kvm: Kvm;
   vm: VmFd;
-  mem: MemfdGuestMemory;
+  mem: HostGuestMemory;
   vcpus: VcpuFd[];
   handles: VcpuHandle[];
   vmControl: Int32Array;
@@ -54,7 +54,7 @@ export interface VmmParts {
 }
 
 export class Vmm {
-  readonly mem: MemfdGuestMemory;
+  readonly mem: HostGuestMemory;
   readonly handles: readonly VcpuHandle[];
   /** Resolves once, when the VM has stopped and every resource is released. */
   readonly exit: Promise<VmExit>;

@@ -1,12 +1,12 @@
 /**
- * Tiny real-mode test VMs for the KVM tier: a VM with memfd-backed RAM, no irqchip, vCPUs
+ * Tiny real-mode test VMs for the KVM tier: a VM with host-backed RAM, no irqchip, vCPUs
  * pointed at hand-assembled 16-bit code, a debug port (0xe9) ring to observe the guest, and
  * vCPU actors (real workers) to run them. Used by tests of the KVM layer and actors, where a
  * Linux boot would be slow and would prove less.
  */
 import { Kvm, type VmFd } from '../../src/kvm/kvm.js';
 import type { VcpuFd } from '../../src/kvm/vcpu-fd.js';
-import { MemfdGuestMemory } from '../../src/memory/memfd-memory.js';
+import { HostGuestMemory } from '../../src/memory/host-memory.js';
 import { ByteRing } from '../../src/devices/byte-ring.js';
 import { DEBUG_PORT } from '../../src/devices/debug-port.js';
 import { VcpuHandle } from '../../src/actors/vcpu/handle.js';
@@ -16,7 +16,7 @@ import type { RamRange } from '../../src/memory/guest-memory.js';
 export interface TinyVm {
   kvm: Kvm;
   vm: VmFd;
-  mem: MemfdGuestMemory;
+  mem: HostGuestMemory;
   ring: ByteRing;
   vmControl: Int32Array;
   vcpus: VcpuFd[];
@@ -28,7 +28,7 @@ export interface TinyVm {
 export async function tinyVm(programs: { addr: number; code: number[] }[], ram: RamRange[] = [{ gpa: 0, size: 1 << 20 }]): Promise<TinyVm> {
   const kvm = Kvm.open();
   const vm = kvm.createVm();
-  const mem = MemfdGuestMemory.create(ram);
+  const mem = HostGuestMemory.create(ram);
   mem.hostRegions.forEach((r, slot) => vm.setUserMemoryRegion(slot, BigInt(r.gpa), BigInt(r.size), r.hostAddr));
   const ringBuf = ByteRing.allocate(4096);
   const vmControl = new Int32Array(new SharedArrayBuffer(VM_CONTROL_SLOTS * 4));

@@ -1,13 +1,13 @@
 /**
  * The first real-KVM test: /dev/kvm answers API version 12, and a vCPU in real mode runs
- * `mov dx, 0x3f8; mov al, 'K'; out dx, al; hlt` from a one-slot memfd-backed guest: we see
+ * `mov dx, 0x3f8; mov al, 'K'; out dx, al; hlt` from a one-slot guest: we see
  * the IO exit (port, direction, size, data) and then the HLT exit.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Kvm } from '../../src/kvm/kvm.js';
 import { KVM_EXIT, KVM_EXIT_IO_OUT, REQUIRED_CAPS } from '../../src/kvm/constants.js';
-import { MemfdGuestMemory } from '../../src/memory/memfd-memory.js';
+import { HostGuestMemory } from '../../src/memory/host-memory.js';
 import { KvmUnavailableError } from '../../src/errors.js';
 
 const CODE_GPA = 0x1000;
@@ -41,7 +41,7 @@ test('a missing device node is a KVM_UNAVAILABLE error, not a crash', () => {
 test('real mode: OUT to 0x3f8 exits with the byte, then HLT', () => {
   const kvm = Kvm.open();
   const vm = kvm.createVm();
-  const mem = MemfdGuestMemory.create([{ gpa: 0, size: 64 * 1024 }]);
+  const mem = HostGuestMemory.create([{ gpa: 0, size: 64 * 1024 }]);
   const r = mem.hostRegions[0]!;
   vm.setUserMemoryRegion(0, BigInt(r.gpa), BigInt(r.size), r.hostAddr);
   assert.is(mem.write(CODE_GPA, Uint8Array.from(REAL_MODE_OUT_HLT)), undefined);

@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { tinyVm, readRing } from '../helpers/tiny-vm.js';
 import { VCPU_EXIT_KIND, VCPU_STATE } from '../../src/actors/vcpu/protocol.js';
 import { Kvm } from '../../src/kvm/kvm.js';
-import { MemfdGuestMemory } from '../../src/memory/memfd-memory.js';
+import { HostGuestMemory } from '../../src/memory/host-memory.js';
 import { ramRanges, GiB, MMIO32_MEM_START } from '../../src/arch/x86_64/layout.js';
 import { drainActorPool, prewarmActors, warmActorCount } from '../../src/actors/actor-pool.js';
 
@@ -36,7 +36,8 @@ test('guest RAM is one memory: guest writes, another worker reads; host writes, 
     const seen = await new Promise<number>((resolve, reject) => {
       const w = new Worker(`
         const { parentPort, workerData } = require('node:worker_threads');
-        const dv = new DataView(workerData.regions[0].buffer);
+        const r = workerData.regions[0];
+        const dv = new DataView(r.buffer, r.offset, r.size);
         parentPort.postMessage(dv.getUint32(0x2000, true));`, { eval: true, workerData: t.mem.describe() });
       w.once('message', resolve);
       w.once('error', reject);
@@ -127,7 +128,7 @@ test('a 4.5 GiB guest: both RAM regions registered, pages untouched', () => {
   const rssBefore = process.memoryUsage().rss;
   const kvm = Kvm.open();
   const vm = kvm.createVm();
-  const mem = MemfdGuestMemory.create(ramRanges(4.5 * GiB));
+  const mem = HostGuestMemory.create(ramRanges(4.5 * GiB));
   try {
     assert.equal(mem.hostRegions.map((r) => [r.gpa, r.size]), [[0, MMIO32_MEM_START], [4 * GiB, 1.5 * GiB]]);
     mem.hostRegions.forEach((r, slot) => vm.setUserMemoryRegion(slot, BigInt(r.gpa), BigInt(r.size), r.hostAddr));
