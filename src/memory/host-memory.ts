@@ -10,16 +10,19 @@
  * the pages the guest (or host) actually uses.
  *
  * Backing (`backing`):
- * - 'anonymous' (default, Firecracker's default): private anonymous memory advised
- *   MADV_HUGEPAGE, like QEMU's RAM blocks. Workers are threads of this process, so private
- *   memory is still shared by all of them. Each region starts at a 2 MiB-aligned host address
- *   (the wasm memory is over-allocated by HUGE_PAGE_SIZE and the region view offset), so host
- *   and guest addresses are congruent mod 2 MiB and KVM can map transparent huge pages with
- *   2 MiB nested page table entries: the bench measured 7200 nested page faults for a minimal
- *   boot with 4 KiB memfd pages against 345 for QEMU's huge-page RAM.
- * - 'memfd': one memfd holds all RAM (for a future snapshot writer or vhost-user backend
- *   that needs a file descriptor); shmem gets huge pages only if the host enables them.
- *
+ * - 'memfd' (default, the project's design): one memfd holds all RAM, kept open for a
+ *   snapshot writer or a vhost-user backend. Advised MADV_HUGEPAGE: shmem then gets
+ *   transparent huge pages where the host allows it
+ *   (/sys/kernel/mm/transparent_hugepage/shmem_enabled = advise|always; the KVM sandbox sets
+ *   advise), else 4 KiB pages.
+ * - 'anonymous' (Firecracker's own default): private anonymous memory, also advised
+ *   MADV_HUGEPAGE, which THP serves under the usual enabled=madvise|always. Workers are
+ *   threads of this process, so private memory is still shared by all of them.
+ * Either way each region starts at a 2 MiB-aligned host address (the wasm memory is
+ * over-allocated by HUGE_PAGE_SIZE and the region view offset) and at a 2 MiB-aligned memfd
+ * offset, so host and guest addresses are congruent mod 2 MiB and KVM can map huge pages with
+ * 2 MiB nested page table entries. Measured (bench, nested): a minimal boot took 7200 nested
+ * page faults in 4 KiB pages against 345 for QEMU's huge-page RAM.
  * Limits: one WebAssembly.Memory holds at most MAX_CHUNK bytes, so a RAM range larger than
  * that becomes several adjacent regions (and KVM slots). Guest accesses that straddle two
  * such chunks are refused by GuestMemory like any non-RAM access; that only concerns guests
@@ -68,7 +71,7 @@ export class HostGuestMemory extends GuestMemory {
 
   /** Creates guest RAM for the given ranges (e.g. arch ramRanges()). */
   static create(ranges: readonly RamRange[], opts: { backing?: GuestRamBacking; name?: string } = {}): HostGuestMemory {
-    const backing = opts.backing ?? 'anonymous';
+    const backing = opts.backing ?? 'memfd';
     const name = opts.name ?? 'kindling-guest-ram';
     const chunks: RamRange[] = [];
     for (const r of ranges) {
@@ -77,7 +80,10 @@ export class HostGuestMemory extends GuestMemory {
       }
       for (let off = 0; off < r.size; off += MAX_CHUNK) chunks.push({ gpa: r.gpa + off, size: Math.min(MAX_CHUNK, r.size - off) });
     }
-    const total = chunks.reduce((n, c) => n + c.size, 0);
+    // memfd offsets advance in whole huge pages, so every region's file offset is 2 MiB-aligned
+    // too (shmem huge pages need offset and address aligned alike); the gaps cost nothing.
+    const slot = (size: number): number => Math.ceil(size / HUGE_PAGE_SIZE) * HUGE_PAGE_SIZE;
+    const total = chunks.reduce((n, c) => n + slot(c.size), 0);
     const memfd = backing === 'memfd' ? libc.check('memfd_create', libc.memfdCreate(name, libc.MFD_CLOEXEC)) : -1;
     try {
       if (memfd >= 0) libc.check('ftruncate', libc.ftruncate(memfd, total));
@@ -101,16 +107,14 @@ export class HostGuestMemory extends GuestMemory {
           ? libc.mmapChecked(base, c.size, rw, libc.MAP_SHARED | libc.MAP_FIXED, memfd, fdOffset)
           : libc.mmapChecked(base, c.size, rw, libc.MAP_PRIVATE | libc.MAP_ANONYMOUS | libc.MAP_NORESERVE | libc.MAP_FIXED, -1, 0);
         if (got !== base) throw new GuestMemoryLayoutError(`mmap placed guest RAM at 0x${got.toString(16)}, not 0x${base.toString(16)}`);
-        if (memfd < 0) {
-          // Advice only: without THP (disabled host, old kernel) RAM still works in 4 KiB pages.
-          libc.madvise(base, c.size, MADV_HUGEPAGE);
-          // Names the mapping `[anon:kindling-guest-ram]` where the kernel supports it (5.17+
-          // with CONFIG_ANON_VMA_NAME), for people reading /proc/pid/smaps; optional.
-          libc.prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, base, BigInt(c.size), name);
-        }
+        // Advice only: without THP (disabled host, old kernel) RAM still works in 4 KiB pages.
+        libc.madvise(base, c.size, MADV_HUGEPAGE);
+        // Names an anonymous mapping `[anon:kindling-guest-ram]` where the kernel supports it
+        // (5.17+ with CONFIG_ANON_VMA_NAME), for people reading /proc/pid/smaps; optional.
+        if (memfd < 0) libc.prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, base, BigInt(c.size), name);
         regions.push({ gpa: c.gpa, size: c.size, bytes, hostAddr: base, fdOffset });
         wasm.push(mem);
-        fdOffset += c.size;
+        fdOffset += slot(c.size);
       }
       return new HostGuestMemory(memfd, regions, wasm);
     } catch (e) {

@@ -2,7 +2,8 @@
  * Booting Linux microVMs to userspace under real KVM, through the MicroVm library.
  * Boots are slow in the nested sandbox (20–60 s), so each boot checks several things:
  *  - Debian's stock kernel (bzImage) + busybox initramfs, 2 vCPUs, 256 MiB, --boot-timer:
- *    init marker, boot-timer line, 2 online CPUs, MemTotal 70–100 % of 256 MiB, `reboot -f`
+ *    init marker, boot-timer line, 2 online CPUs, MemTotal 70–100 % of 256 MiB, guest RAM
+ *    in 2 MiB pages where the host lets shmem use THP (the sandbox does), `reboot -f`
  *    → exit code 0;
  *  - the minimal ELF vmlinux (devices on the command line): init marker, then
  *    SendCtrlAltDel → busybox init's ctrlaltdel action (reboot) → exit code 0;
@@ -10,13 +11,23 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MicroVm } from 'kindling';
 import { fixture, testBootArgs, ConsoleLog, withTimeout } from '../helpers/guest.js';
 
 const BOOT_TIMEOUT_MS = 240_000;
+
+/** kB of this process's memfd guest RAM mapped with 2 MiB page table entries (smaps ShmemPmdMapped). */
+function guestRamPmdKib(): number {
+  const blocks = readFileSync('/proc/self/smaps', 'utf8').split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/);
+  return blocks.filter((b) => b.includes('memfd:kindling-guest-ram'))
+    .reduce((n, b) => n + Number(/ShmemPmdMapped:\s+(\d+)/.exec(b)?.[1] ?? 0), 0);
+}
+
+/** True when the host lets shmem use transparent huge pages on MADV_HUGEPAGE. */
+const shmemThp = (): boolean => /\[(always|advise|within_size|force)\]/.test(readFileSync('/sys/kernel/mm/transparent_hugepage/shmem_enabled', 'utf8'));
 
 test('Debian kernel + initramfs: 2 vCPUs, 256 MiB, boot timer, reboot -f exits 0', async () => {
   const logs: string[] = [];
@@ -35,7 +46,10 @@ test('Debian kernel + initramfs: 2 vCPUs, 256 MiB, boot timer, reboot -f exits 0
   await con.waitFor(/KINDLING_GUEST_READY/, BOOT_TIMEOUT_MS);
   const cpus = await con.waitFor(/CPUS=(\d+)\s/, 60_000);
   const memTotal = await con.waitFor(/MemTotal:\s+(\d+) kB/, 60_000);
+  const pmdKib = guestRamPmdKib();
   const exit = await vm.exit;
+  console.log(`    guest RAM in 2 MiB pages: ${pmdKib} kB (shmem THP ${shmemThp() ? 'allowed' : 'disabled on this host'})`);
+  if (shmemThp()) assert.ok(pmdKib >= 2048, 'the booted guest touched RAM that is mapped in 2 MiB pages');
   console.log(`\n    Debian guest: booted and rebooted in ${((performance.now() - t0) / 1000).toFixed(1)} s; MemTotal ${memTotal[1]} kB`);
   assert.is(Number(cpus[1]), 2, 'online CPUs');
   const kb = Number(memTotal[1]);
