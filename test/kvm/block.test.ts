@@ -4,8 +4,9 @@
  *     initramfs) with four drives: a read-write ext4 image on the Async engine (io_uring,
  *     cache_type Writeback so `sync` flushes through it) the guest writes a file into (read
  *     back on the host with debugfs; the drive's counters checked in the metrics file), a
- *     read-only one (guest writes fail, checksum unchanged),
- *     one that PATCH /drives grows after boot (the guest sees the new size), and one limited
+ *     read-only one (guest writes fail, checksum unchanged), one on Async that PATCH /drives
+ *     grows after boot (in-flight requests settled, new ring; the guest sees the new size),
+ *     and one limited
  *     to 2 MiB/s (after a 4 MiB warm-up, a 16 MiB O_DIRECT read takes ≥ 6.5 s; the same read
  *     of the unlimited drive is faster; both printed);
  * The guest script travels on the kernel command line inside double quotes, so it uses none.
@@ -74,7 +75,7 @@ test('Debian guest: write to ext4, read-only drive, PATCH grows a drive, rate-li
     drives: [
       { drive_id: 'data', is_root_device: false, path_on_host: data, io_engine: 'Async', cache_type: 'Writeback' },
       { drive_id: 'ro', is_root_device: false, path_on_host: ro, is_read_only: true },
-      { drive_id: 'grow', is_root_device: false, path_on_host: grow },
+      { drive_id: 'grow', is_root_device: false, path_on_host: grow, io_engine: 'Async' },
       { drive_id: 'limited', is_root_device: false, path_on_host: limited, rate_limiter: { bandwidth: { size: 2 * MiB, refill_time: 1000 } } },
     ],
   }, { log: () => {}, metrics });

@@ -56,7 +56,14 @@ async function handle(m: BlockRequestMessage): Promise<boolean> {
   switch (m.kind) {
     case 'update': {
       const old = backend;
-      backend = openBackend(m.fileFd);
+      try {
+        backend = openBackend(m.fileFd);
+      } catch (e) {
+        // e.g. no io_uring slot left: the drive keeps its old file, the PATCH fails.
+        closeSync(m.fileFd);
+        post({ kind: 'done', id: m.id, error: `drive ${init.driveId}: cannot open the new backing file's engine: ${(e as Error).message}` });
+        return true;
+      }
       device.updateBackend(backend, m.diskSizeBytes); // settles the old backend's requests first
       if (old instanceof UringBlockBackend) old.close();
       closeSync(old.fd);
