@@ -347,13 +347,8 @@ export class BlockDevice implements VirtioDevice {
   private queueAsync(a: Active, engine: AsyncBlockBackend, req: BlockRequest): number | undefined {
     const fail = () => this.finish(a.mem, req, VIRTIO_BLK_S_IOERR, 0);
     const isFlush = req.kind === BLOCK_REQUEST_KIND.FLUSH;
-    let buf: Uint8Array | undefined;
-    if (!isFlush) {
-      if (req.kind === BLOCK_REQUEST_KIND.OUT && this.cfg.readOnly) return fail();
-      const s = a.mem.slice(req.dataAddr, req.dataLen);
-      if (!(s instanceof Uint8Array)) return fail();
-      buf = s;
-    }
+    const buf = isFlush ? undefined : this.transferBuffer(a.mem, req);
+    if (!isFlush && !buf) return fail();
     const tag = this.inflight.add({ req, active: a, startUs: this.nowUs() });
     if (tag === undefined) return fail();
     let queued: boolean;
@@ -388,18 +383,36 @@ export class BlockDevice implements VirtioDevice {
   private finishAsync(e: InFlight<Active>, res: number): number {
     const { req } = e;
     const mem = e.active.mem;
-    if (req.kind === BLOCK_REQUEST_KIND.FLUSH) {
-      if (res < 0) return this.finish(mem, req, VIRTIO_BLK_S_IOERR, 0);
-      this.metrics.inc('flush_count');
-      return this.finish(mem, req, VIRTIO_BLK_S_OK, 0);
-    }
+    if (req.kind === BLOCK_REQUEST_KIND.FLUSH) return res < 0 ? this.finish(mem, req, VIRTIO_BLK_S_IOERR, 0) : this.finishFlush(mem, req);
+    return this.finishTransfer(mem, req, e.startUs, res, res < 0 || res > req.dataLen);
+  }
+
+  /** An OUT to a read-only drive, or a data buffer outside guest RAM, yields undefined (IOERR). */
+  private transferBuffer(mem: GuestMemory, req: BlockRequest): Uint8Array | undefined {
+    if (req.kind === BLOCK_REQUEST_KIND.OUT && this.cfg.readOnly) return undefined;
+    const buf = mem.slice(req.dataAddr, req.dataLen);
+    return buf instanceof Uint8Array ? buf : undefined;
+  }
+
+  /**
+   * Metrics, status byte and used length of an IN/OUT that moved `moved` bytes (clamped to
+   * the request; `failed`: the engine reported an error or an impossible count, never OK).
+   * Both engines finish through here.
+   */
+  private finishTransfer(mem: GuestMemory, req: BlockRequest, startUs: number, moved: unknown, failed = false): number {
     const isIn = req.kind === BLOCK_REQUEST_KIND.IN;
-    const n = res > 0 ? Math.min(res, req.dataLen) : 0;
-    this.metrics.recordLatency(isIn ? 'read_agg' : 'write_agg', this.nowUs() - e.startUs);
+    const n = Number.isInteger(moved) ? Math.min(Math.max(moved as number, 0), req.dataLen) : 0;
+    this.metrics.recordLatency(isIn ? 'read_agg' : 'write_agg', this.nowUs() - startUs);
     this.metrics.inc(isIn ? 'read_bytes' : 'write_bytes', n);
-    const ok = res === req.dataLen;
+    const ok = !failed && n === req.dataLen;
     if (ok) this.metrics.inc(isIn ? 'read_count' : 'write_count');
     return this.finish(mem, req, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, isIn ? n : 0);
+  }
+
+  /** A FLUSH the backend completed. */
+  private finishFlush(mem: GuestMemory, req: BlockRequest): number {
+    this.metrics.inc('flush_count');
+    return this.finish(mem, req, VIRTIO_BLK_S_OK, 0);
   }
 
   private signalUsed(a: Active): void {
@@ -426,33 +439,17 @@ export class BlockDevice implements VirtioDevice {
     switch (req.kind) {
       case BLOCK_REQUEST_KIND.IN:
       case BLOCK_REQUEST_KIND.OUT: {
-        const isIn = req.kind === BLOCK_REQUEST_KIND.IN;
-        if (!isIn && this.cfg.readOnly) return fail();
-        const buf = mem.slice(req.dataAddr, req.dataLen);
-        if (!(buf instanceof Uint8Array)) return fail();
+        const buf = this.transferBuffer(mem, req);
+        if (!buf) return fail();
         const start = this.nowUs();
         return settle(
-          () => (isIn ? backend.readAt(buf, req.offset) : backend.writeAt(buf, req.offset)),
-          (result) => {
-            const n = Number.isInteger(result) ? Math.min(Math.max(result as number, 0), req.dataLen) : 0;
-            this.metrics.recordLatency(isIn ? 'read_agg' : 'write_agg', this.nowUs() - start);
-            this.metrics.inc(isIn ? 'read_bytes' : 'write_bytes', n);
-            const ok = n === req.dataLen;
-            if (ok) this.metrics.inc(isIn ? 'read_count' : 'write_count');
-            return this.finish(mem, req, ok ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR, isIn ? n : 0);
-          },
+          () => (req.kind === BLOCK_REQUEST_KIND.IN ? backend.readAt(buf, req.offset) : backend.writeAt(buf, req.offset)),
+          (result) => this.finishTransfer(mem, req, start, result),
           fail,
         );
       }
       case BLOCK_REQUEST_KIND.FLUSH:
-        return settle(
-          () => backend.flush(),
-          () => {
-            this.metrics.inc('flush_count');
-            return this.finish(mem, req, VIRTIO_BLK_S_OK, 0);
-          },
-          fail,
-        );
+        return settle(() => backend.flush(), () => this.finishFlush(mem, req), fail);
       case BLOCK_REQUEST_KIND.GET_ID:
         return settle(
           () => backend.getId(),
