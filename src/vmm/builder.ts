@@ -2,7 +2,7 @@
  * Builds a microVM for boot, in Firecracker's order (facts §3.1):
  *
  *  1. /dev/kvm, API version and required capabilities;
- *  2. KVM_CREATE_VM, KVM_SET_TSS_ADDR, guest RAM (SABs over THP-advised anonymous memory) as KVM memory slots;
+ *  2. KVM_CREATE_VM, KVM_SET_TSS_ADDR, guest RAM (SABs over a huge-page-advised memfd) as KVM memory slots;
  *  3. KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2 — before any vCPU;
  *  4. vCPUs; kernel, initrd and command line; per-vCPU CPUID, MSRs, registers, FPU, sregs and
  *     LAPIC LINTs; MP table, ACPI tables, zero page / PVH start info;
@@ -10,7 +10,7 @@
  *
  * Any failure releases what was created and throws: InstanceStart failures are not fatal.
  */
-import { readFileSync, openSync, fstatSync } from 'node:fs';
+import { readFileSync, openSync, fstatSync, closeSync } from 'node:fs';
 import { Kvm, type VmFd } from '../kvm/kvm.js';
 import type { VcpuFd } from '../kvm/vcpu-fd.js';
 import { IoUring } from '../kvm/io-uring.js';
@@ -106,12 +106,17 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog, metrics?: Me
     try {
       blocks = await spawnAll(drives.map((d) => async () => {
         const fileFd = openSync(d.config.path_on_host, d.config.is_read_only ? 'r' : 'r+');
-        return BlockHandle.spawn({
-          vm, memory: mem.describe(), driveId: d.config.drive_id, fileFd, diskSizeBytes: fstatSync(fileFd).size,
-          readOnly: d.config.is_read_only ?? false, cacheType: d.config.cache_type ?? 'Unsafe', ioEngine: d.config.io_engine ?? 'Sync',
-          rateLimiter: { bandwidth: d.config.rate_limiter?.bandwidth ?? null, ops: d.config.rate_limiter?.ops ?? null },
-          addr: d.addr, gsi: d.gsi, onLog: log,
-        });
+        try {
+          return await BlockHandle.spawn({
+            vm, memory: mem.describe(), driveId: d.config.drive_id, fileFd, diskSizeBytes: fstatSync(fileFd).size,
+            readOnly: d.config.is_read_only ?? false, cacheType: d.config.cache_type ?? 'Unsafe', ioEngine: d.config.io_engine ?? 'Sync',
+            rateLimiter: { bandwidth: d.config.rate_limiter?.bandwidth ?? null, ops: d.config.rate_limiter?.ops ?? null },
+            addr: d.addr, gsi: d.gsi, onLog: log,
+          });
+        } catch (e) {
+          closeSync(fileFd); // a worker that never became ready never took the file
+          throw e;
+        }
       }));
     } catch (e) {
       await devices.host.close();

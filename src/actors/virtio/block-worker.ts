@@ -59,8 +59,8 @@ async function handle(m: BlockRequestMessage): Promise<boolean> {
       try {
         backend = openBackend(m.fileFd);
       } catch (e) {
-        // e.g. no io_uring slot left: the drive keeps its old file, the PATCH fails.
-        closeSync(m.fileFd);
+        // e.g. no io_uring slot left: the drive keeps its old file, the PATCH fails (the
+        // sender still owns m.fileFd and closes it: Vmm.updateDrive).
         post({ kind: 'done', id: m.id, error: `drive ${init.driveId}: cannot open the new backing file's engine: ${(e as Error).message}` });
         return true;
       }
@@ -77,6 +77,7 @@ async function handle(m: BlockRequestMessage): Promise<boolean> {
     case 'stop':
       device.settleInFlight();
       if (backend instanceof UringBlockBackend) backend.close();
+      closeSync(backend.fd); // the worker owns the current backing file from spawn or PATCH on
       post({ kind: 'done', id: m.id });
       return false;
     default: {
