@@ -122,14 +122,12 @@ export function parseSmaps(text: string): Mapping[] {
 }
 
 /**
- * Which mappings hold guest RAM. Kindling's is an anonymous mapping of exactly the RAM size
- * (src/memory/host-memory.ts maps it MAP_FIXED inside a larger wasm reservation; MADV_HUGEPAGE
- * keeps it from merging with neighbours), named `[anon:kindling-guest-ram]` where the kernel
- * names anonymous mappings, or its memfd with the 'memfd' backing. QEMU's is an anonymous
- * mapping of the guest RAM size (qemu_ram_mmap adds at most an alignment page or two).
+ * Which mappings hold guest RAM. Kindling's is its memfd (`/memfd:kindling-guest-ram`);
+ * QEMU's is an anonymous mapping of the guest RAM size (qemu_ram_mmap adds at most an
+ * alignment page or two, never megabytes).
  */
 export function guestRamMatcher(side: 'kindling' | 'qemu', memMiB: number): (m: Mapping) => boolean {
-  if (side === 'kindling') return (m) => m.name.includes('kindling-guest-ram') || (m.name === '' && m.sizeKib === memMiB * 1024);
+  if (side === 'kindling') return (m) => m.name.startsWith('/memfd:kindling-guest-ram');
   const lo = memMiB * 1024;
   return (m) => m.name === '' && m.sizeKib >= lo && m.sizeKib <= lo + 4096;
 }

@@ -41,8 +41,6 @@ export const ioctlPtr = lib.func('int ioctl(int fd, unsigned long req, void *arg
 export const mmap = lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)');
 export const munmap = lib.func('int munmap(void *addr, size_t len)');
 export const madvise = lib.func('int madvise(void *addr, size_t len, int advice)');
-/** prctl with the (option, arg2, addr, len, name) shape PR_SET_VMA uses. */
-export const prctl = lib.func('int prctl(int option, unsigned long arg2, void *addr, unsigned long len, const char *name)');
 export const memfdCreate = lib.func('int memfd_create(const char *name, unsigned int flags)');
 export const ftruncate = lib.func('int ftruncate(int fd, int64_t len)');
 export const eventfd = lib.func('int eventfd(unsigned int initval, int flags)');

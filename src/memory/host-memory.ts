@@ -9,20 +9,14 @@
  * KVM_SET_USER_MEMORY_REGION registers. Nothing is touched up front, so RSS grows only with
  * the pages the guest (or host) actually uses.
  *
- * Backing (`backing`):
- * - 'memfd' (default, the project's design): one memfd holds all RAM, kept open for a
- *   snapshot writer or a vhost-user backend. Advised MADV_HUGEPAGE: shmem then gets
- *   transparent huge pages where the host allows it
- *   (/sys/kernel/mm/transparent_hugepage/shmem_enabled = advise|always; the KVM sandbox sets
- *   advise), else 4 KiB pages.
- * - 'anonymous' (Firecracker's own default): private anonymous memory, also advised
- *   MADV_HUGEPAGE, which THP serves under the usual enabled=madvise|always. Workers are
- *   threads of this process, so private memory is still shared by all of them.
- * Either way each region starts at a 2 MiB-aligned host address (the wasm memory is
- * over-allocated by HUGE_PAGE_SIZE and the region view offset) and at a 2 MiB-aligned memfd
- * offset, so host and guest addresses are congruent mod 2 MiB and KVM can map huge pages with
- * 2 MiB nested page table entries. Measured (bench, nested): a minimal boot took 7200 nested
- * page faults in 4 KiB pages against 345 for QEMU's huge-page RAM.
+ * Backing: one memfd holds all RAM (kept open for a snapshot writer or a vhost-user backend),
+ * advised MADV_HUGEPAGE, so shmem gets transparent huge pages where the host allows it
+ * (/sys/kernel/mm/transparent_hugepage/shmem_enabled = advise|always; the KVM sandbox sets
+ * advise), else 4 KiB pages. Each region starts at a 2 MiB-aligned host address (the wasm
+ * memory is over-allocated by HUGE_PAGE_SIZE and the region view offset) and at a 2 MiB-aligned
+ * memfd offset, so host and guest addresses are congruent mod 2 MiB and KVM can map huge pages
+ * with 2 MiB nested page table entries. Measured (bench, nested): a minimal boot took 7200
+ * nested page faults in 4 KiB pages against 345 for QEMU's huge-page RAM.
  * Limits: one WebAssembly.Memory holds at most MAX_CHUNK bytes, so a RAM range larger than
  * that becomes several adjacent regions (and KVM slots). Guest accesses that straddle two
  * such chunks are refused by GuestMemory like any non-RAM access; that only concerns guests
@@ -40,23 +34,17 @@ export const MAX_CHUNK = 3 * 1024 * 1024 * 1024;
 export const HUGE_PAGE_SIZE = 2 * 1024 * 1024;
 /** madvise(2) advice: back the range with transparent huge pages where possible. */
 const MADV_HUGEPAGE = 14;
-/** prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME): names an anonymous mapping in /proc/pid/maps. */
-const PR_SET_VMA = 0x53564d41;
-const PR_SET_VMA_ANON_NAME = 0;
-
-/** Where guest RAM lives on the host. */
-export type GuestRamBacking = 'anonymous' | 'memfd';
 
 /** A region together with the host address KVM must map. */
 export interface HostRegion extends GuestRegion {
   readonly hostAddr: bigint;
-  /** Offset of this region inside the memfd ('memfd' backing; 0 otherwise). */
+  /** Offset of this region inside the memfd. */
   readonly fdOffset: number;
 }
 
 /** Guest memory over host mappings; `hostRegions` are the KVM memory slots, in order. */
 export class HostGuestMemory extends GuestMemory {
-  /** The memfd holding all guest RAM ('memfd' backing), else -1. */
+  /** The memfd holding all guest RAM (kept open for snapshots). */
   readonly memfd: number;
   readonly hostRegions: readonly HostRegion[];
   /** The WebAssembly.Memory objects whose buffers we took over; kept alive with this object. */
@@ -70,9 +58,7 @@ export class HostGuestMemory extends GuestMemory {
   }
 
   /** Creates guest RAM for the given ranges (e.g. arch ramRanges()). */
-  static create(ranges: readonly RamRange[], opts: { backing?: GuestRamBacking; name?: string } = {}): HostGuestMemory {
-    const backing = opts.backing ?? 'memfd';
-    const name = opts.name ?? 'kindling-guest-ram';
+  static create(ranges: readonly RamRange[], name = 'kindling-guest-ram'): HostGuestMemory {
     const chunks: RamRange[] = [];
     for (const r of ranges) {
       if (r.size <= 0 || r.size % WASM_PAGE_SIZE !== 0 || r.gpa % WASM_PAGE_SIZE !== 0) {
@@ -84,9 +70,9 @@ export class HostGuestMemory extends GuestMemory {
     // too (shmem huge pages need offset and address aligned alike); the gaps cost nothing.
     const slot = (size: number): number => Math.ceil(size / HUGE_PAGE_SIZE) * HUGE_PAGE_SIZE;
     const total = chunks.reduce((n, c) => n + slot(c.size), 0);
-    const memfd = backing === 'memfd' ? libc.check('memfd_create', libc.memfdCreate(name, libc.MFD_CLOEXEC)) : -1;
+    const memfd = libc.check('memfd_create', libc.memfdCreate(name, libc.MFD_CLOEXEC));
     try {
-      if (memfd >= 0) libc.check('ftruncate', libc.ftruncate(memfd, total));
+      libc.check('ftruncate', libc.ftruncate(memfd, total));
       const regions: HostRegion[] = [];
       const wasm: WebAssembly.Memory[] = [];
       let fdOffset = 0;
@@ -102,23 +88,17 @@ export class HostGuestMemory extends GuestMemory {
         // SAFETY: [base, base + size) lies inside the backing store of `mem.buffer`, which
         // cannot grow (initial = maximum) and so never moves; MAP_FIXED replaces those pages
         // only. `mem` is kept alive in `this.wasm` for as long as the views are used.
-        const rw = libc.PROT_READ | libc.PROT_WRITE;
-        const got = memfd >= 0
-          ? libc.mmapChecked(base, c.size, rw, libc.MAP_SHARED | libc.MAP_FIXED, memfd, fdOffset)
-          : libc.mmapChecked(base, c.size, rw, libc.MAP_PRIVATE | libc.MAP_ANONYMOUS | libc.MAP_NORESERVE | libc.MAP_FIXED, -1, 0);
+        const got = libc.mmapChecked(base, c.size, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_SHARED | libc.MAP_FIXED, memfd, fdOffset);
         if (got !== base) throw new GuestMemoryLayoutError(`mmap placed guest RAM at 0x${got.toString(16)}, not 0x${base.toString(16)}`);
-        // Advice only: without THP (disabled host, old kernel) RAM still works in 4 KiB pages.
+        // Advice only: without shmem THP (host setting, old kernel) RAM works in 4 KiB pages.
         libc.madvise(base, c.size, MADV_HUGEPAGE);
-        // Names an anonymous mapping `[anon:kindling-guest-ram]` where the kernel supports it
-        // (5.17+ with CONFIG_ANON_VMA_NAME), for people reading /proc/pid/smaps; optional.
-        if (memfd < 0) libc.prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, base, BigInt(c.size), name);
         regions.push({ gpa: c.gpa, size: c.size, bytes, hostAddr: base, fdOffset });
         wasm.push(mem);
         fdOffset += slot(c.size);
       }
       return new HostGuestMemory(memfd, regions, wasm);
     } catch (e) {
-      if (memfd >= 0) libc.close(memfd);
+      libc.close(memfd);
       throw e;
     }
   }

@@ -1,7 +1,6 @@
 /**
  * Guest RAM over host mappings (src/memory/host-memory.ts), without KVM: region host addresses
- * are 2 MiB-aligned and advised for transparent huge pages (memfd and anonymous backings),
- * views rebuilt from the descriptor in another thread see the same bytes, and the memfd
+ * are 2 MiB-aligned and advised for transparent huge pages, views rebuilt from the descriptor in another thread see the same bytes, and the memfd
  * backing really is the memfd's pages.
  */
 import { test } from 'uvu';
@@ -20,32 +19,21 @@ function smapsAt(addr: bigint): string {
   return blocks.find((b) => b.startsWith(`${hex}-`)) ?? '';
 }
 
-/** Checks the region's mapping: its own VMA of exactly `size`, VM_HUGEPAGE, THP-eligible when `thpSetting` allows. */
-function assertHugeAdvised(mem: HostGuestMemory, size: number, thpSetting: string): void {
+test('2 MiB-aligned regions of exactly the RAM size, advised for huge pages, at aligned memfd offsets', () => {
+  const mem = HostGuestMemory.create([{ gpa: 0, size: 8 * MiB }, { gpa: 4096 * MiB, size: 3 * MiB }]);
+  assert.ok(mem.memfd >= 0);
   const r = mem.hostRegions[0]!;
   assert.is(r.hostAddr % BigInt(HUGE_PAGE_SIZE), 0n);
-  assert.is(r.bytes.length, size);
+  assert.is(r.bytes.length, 8 * MiB);
   const block = smapsAt(r.hostAddr);
   assert.ok(block, 'the guest RAM is a mapping of its own');
   const [lo, hi] = block.split(' ')[0]!.split('-').map((x) => BigInt(`0x${x}`));
-  assert.is(Number(hi! - lo!), size, 'exactly the RAM, no neighbour merged in');
+  assert.is(Number(hi! - lo!), 8 * MiB, 'exactly the RAM, no neighbour merged in');
   assert.match(block, /VmFlags:.*\bhg\b/, 'MADV_HUGEPAGE took (VM_HUGEPAGE)');
-  const setting = readFileSync(`/sys/kernel/mm/transparent_hugepage/${thpSetting}`, 'utf8');
-  if (/\[(always|madvise|advise|within_size|force)\]/.test(setting)) assert.match(block, /THPeligible:\s+1/);
-}
-
-test('memfd backing (default): 2 MiB-aligned regions, advised for huge pages, at aligned file offsets', () => {
-  const mem = HostGuestMemory.create([{ gpa: 0, size: 8 * MiB }, { gpa: 4096 * MiB, size: 3 * MiB }]);
-  assert.ok(mem.memfd >= 0);
-  assertHugeAdvised(mem, 8 * MiB, 'shmem_enabled');
-  assert.equal(mem.hostRegions.map((r) => r.fdOffset % HUGE_PAGE_SIZE), [0, 0]);
+  const setting = readFileSync('/sys/kernel/mm/transparent_hugepage/shmem_enabled', 'utf8');
+  if (/\[(always|advise|within_size|force)\]/.test(setting)) assert.match(block, /THPeligible:\s+1/);
+  assert.equal(mem.hostRegions.map((x) => x.fdOffset % HUGE_PAGE_SIZE), [0, 0]);
   assert.is(mem.hostRegions[1]!.hostAddr % BigInt(HUGE_PAGE_SIZE), 0n);
-});
-
-test('anonymous backing: the same layout over private anonymous memory', () => {
-  const mem = HostGuestMemory.create([{ gpa: 0, size: 8 * MiB }], { backing: 'anonymous' });
-  assert.is(mem.memfd, -1);
-  assertHugeAdvised(mem, 8 * MiB, 'enabled');
 });
 
 test('a worker rebuilding memory from the descriptor sees the same bytes, offset included', async () => {
@@ -68,7 +56,7 @@ test('a worker rebuilding memory from the descriptor sees the same bytes, offset
   assert.is(mem.readU32(16 * MiB + 0x80), 0x12345678, 'the worker wrote guest RAM');
 });
 
-test('memfd backing: the views are the memfd pages', () => {
+test('the views are the memfd pages', () => {
   const mem = HostGuestMemory.create([{ gpa: 0, size: 2 * MiB }]);
   assert.ok(mem.memfd >= 0);
   assert.is(mem.write(0x1234, Buffer.from('kindling')), undefined);
