@@ -11,6 +11,13 @@
  * `request()` returns any reply as is.
  */
 import { Client } from 'undici';
+import type { BootSourceConfig } from '../config/boot-source.js';
+import type { BlockDeviceConfig, BlockDeviceUpdateConfig } from '../config/drives.js';
+import type { MachineConfigUpdate } from '../config/machine-config.js';
+import type { NetworkInterfaceConfig, NetworkInterfaceUpdateConfig } from '../config/network-interfaces.js';
+import type { RateLimiterConfig, TokenBucketConfig } from '../config/rate-limiter.js';
+import type { RequestBody } from '../config/serde.js';
+import type { InstanceInfo } from '../vmm/actions.js';
 
 /** A raw reply. */
 export interface ApiReply {
@@ -27,23 +34,14 @@ export class FirecrackerApiError extends Error {
   }
 }
 
-/** Token bucket (facts §1.4). */
-export interface TokenBucket { size: number; refill_time: number; one_time_burst?: number | null }
-/** Rate limiter. */
-export interface RateLimiter { bandwidth?: TokenBucket | null; ops?: TokenBucket | null }
-/** PUT /machine-config body. */
-export interface MachineConfiguration { vcpu_count: number; mem_size_mib: number; smt?: boolean; track_dirty_pages?: boolean; huge_pages?: 'None' | '2M'; cpu_template?: string }
-/** PUT /boot-source body. */
-export interface BootSource { kernel_image_path: string; initrd_path?: string | null; boot_args?: string | null }
-/** PUT /drives/{id} body. */
-export interface Drive {
-  drive_id: string; is_root_device: boolean; path_on_host?: string; is_read_only?: boolean; partuuid?: string | null;
-  cache_type?: 'Unsafe' | 'Writeback'; io_engine?: 'Sync' | 'Async'; rate_limiter?: RateLimiter | null; socket?: string;
-}
-/** PUT /network-interfaces/{id} body. */
-export interface NetworkInterface { iface_id: string; host_dev_name: string; guest_mac?: string; mtu?: number; rx_rate_limiter?: RateLimiter | null; tx_rate_limiter?: RateLimiter | null }
-/** GET / reply. */
-export interface InstanceInfo { id: string; state: 'Not started' | 'Running' | 'Paused'; vmm_version: string; app_name: string }
+/** Request bodies: the server's parsed shapes (src/config), with optional keys optional. */
+export type TokenBucket = TokenBucketConfig;
+export type RateLimiter = RateLimiterConfig;
+export type MachineConfiguration = RequestBody<MachineConfigUpdate, 'vcpu_count' | 'mem_size_mib'>;
+export type BootSource = RequestBody<BootSourceConfig, 'kernel_image_path'>;
+export type Drive = RequestBody<BlockDeviceConfig, 'drive_id' | 'is_root_device'>;
+export type NetworkInterface = RequestBody<NetworkInterfaceConfig, 'iface_id' | 'host_dev_name'>;
+export type { InstanceInfo };
 
 /** The client. */
 export class FirecrackerClient {
@@ -96,11 +94,11 @@ export class FirecrackerClient {
   /** PUT /drives/{id} */
   putDrive(d: Drive): Promise<void> { return this.call('PUT', `/drives/${d.drive_id}`, d); }
   /** PATCH /drives/{id} */
-  patchDrive(d: { drive_id: string; path_on_host?: string; rate_limiter?: RateLimiter }): Promise<void> { return this.call('PATCH', `/drives/${d.drive_id}`, d); }
+  patchDrive(d: RequestBody<BlockDeviceUpdateConfig, 'drive_id'>): Promise<void> { return this.call('PATCH', `/drives/${d.drive_id}`, d); }
   /** PUT /network-interfaces/{id} */
   putNetworkInterface(n: NetworkInterface): Promise<void> { return this.call('PUT', `/network-interfaces/${n.iface_id}`, n); }
   /** PATCH /network-interfaces/{id} */
-  patchNetworkInterface(n: { iface_id: string; rx_rate_limiter?: RateLimiter; tx_rate_limiter?: RateLimiter }): Promise<void> {
+  patchNetworkInterface(n: RequestBody<NetworkInterfaceUpdateConfig, 'iface_id'>): Promise<void> {
     return this.call('PATCH', `/network-interfaces/${n.iface_id}`, n);
   }
   /** PUT /vsock */

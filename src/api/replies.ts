@@ -6,7 +6,7 @@
 import { lazySerializer } from '../util/json-serializer.js';
 import { BALLOON_STAT_NAMES } from '../config/balloon.js';
 import { MACHINE_CONFIG_REPLY_SCHEMA } from '../config/machine-config.js';
-import type { VmmData } from './actions.js';
+import type { VmmData } from '../vmm/actions.js';
 import type { StatusCode } from './http-response.js';
 
 /** fast-json-stringify, compiled on first use (src/util/json-serializer.ts). */

@@ -24,7 +24,7 @@ import { parseSerial } from '../config/serial.js';
 import { parseCreateSnapshot, parseLoadSnapshot, parseVmState } from '../config/snapshot.js';
 import { parseVsock } from '../config/vsock.js';
 import type { Metrics, SharedIncMetric } from '../metrics/metrics.js';
-import { VmmAction, methodDebug } from './actions.js';
+import { VmmAction, methodDebug } from '../vmm/actions.js';
 import type { HttpMethod, HttpRequest } from './http-parser.js';
 
 /**

@@ -13,8 +13,8 @@
 import { Server, Socket, createServer } from 'node:net';
 import { ApiLayerError } from '../errors.js';
 import { rustDebugStr } from '../config/serde.js';
-import { VmmActionError, methodDebug } from './actions.js';
-import type { VmmController } from './controller.js';
+import { VmmActionError, methodDebug } from '../vmm/actions.js';
+import type { VmmController } from '../vmm/controller.js';
 import { DEFAULT_MAX_PAYLOAD_SIZE, HttpRequest, HttpRequestParser } from './http-parser.js';
 import { SERVER_FULL_RESPONSE, StatusCode, continueResponse, formatResponse, parseErrorResponse } from './http-response.js';
 import { dataToResponse, serializeFault } from './replies.js';

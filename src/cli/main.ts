@@ -1,16 +1,18 @@
 /**
- * `kindling` / `firecracker` entry point (facts §2, main.rs + api_server_adapter.rs): parse the
+ * `kindling` / `firecracker` entry point (firecracker src/firecracker/src/main.rs and
+ * api_server_adapter.rs): parse the
  * command line, set up logger and metrics, then either serve the API on a Unix socket (booting
  * from `--config-file` first if given, after which only post-boot requests succeed) or, with
- * `--no-api`, boot from the config file alone. The VM itself comes from an injected backend
- * factory, so the CLI does not depend on the KVM layer.
+ * `--no-api`, boot from the config file alone. The VM itself comes from an injected
+ * `VmFactory` (src/cli/kvm.ts for the binary), so tests can run the CLI without KVM.
  *
  * `runCli` resolves with the process exit code; 134 means "abort" (Firecracker panics there).
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
-import { BackendFactory, VmExit } from '../api/backend.js';
-import { FIRECRACKER_VERSION, VmmController } from '../api/controller.js';
 import { ApiServer } from '../api/server.js';
+import { FIRECRACKER_VERSION } from '../vmm/actions.js';
+import { VmmController } from '../vmm/controller.js';
+import type { VmFactory } from '../vmm/running-vm.js';
 import { preloadSerializer } from '../util/json-serializer.js';
 import { ConfigFileError, fromConfigFile } from '../config/config-file.js';
 import { ConfigError, ioErrorText } from '../config/errors.js';
@@ -24,9 +26,12 @@ import { CliError, CliOptions, EXIT, FIRECRACKER_ARGS, parseCommandLine } from '
 /** Snapshot data format version Firecracker v1.16.1 prints for --snapshot-version. */
 export const SNAPSHOT_VERSION = '11.0.0';
 
-/** Dependencies of `runCli` (injected so tests and the lead can supply the VM). */
+/** Makes the VM factory for one process; `metrics` is the registry the devices report into. */
+export type FactoryMaker = (opts: { instanceId: string; metrics: Metrics }) => VmFactory;
+
+/** Dependencies of `runCli` (injected so tests can supply the VM). */
 export interface CliDeps {
-  createBackend: BackendFactory;
+  createFactory: FactoryMaker;
   stdout?: (s: string) => void;
   stderr?: (s: string) => void;
   logger?: Logger;
@@ -135,9 +140,10 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
   } catch (e) {
     return fail((e as CliError).message, 'panic', EXIT.Abort);
   }
-  const backend = await deps.createBackend({ instanceId: o.id, metrics });
-  const resources = new VmResources({ mmdsSizeLimit: o.mmdsSizeLimit, bootTimer: o.bootTimer, pciEnabled: o.enablePci, openTap: backend.openTap?.bind(backend) });
-  const controller = new VmmController({ instanceId: o.id, backend, resources, logger, metrics });
+  const factory = deps.createFactory({ instanceId: o.id, metrics });
+  const openTap = factory.openTap?.bind(factory);
+  const resources = new VmResources({ mmdsSizeLimit: o.mmdsSizeLimit, bootTimer: o.bootTimer, pciEnabled: o.enablePci, openTap });
+  const controller = new VmmController({ instanceId: o.id, factory, resources, logger, metrics });
   if (metadata !== null && configJson === null) {
     try {
       resources.mmdsOrDefault().put(parseJsonValue(metadata));
@@ -145,7 +151,6 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
       return fail(`MMDS error: metadata provided not valid json: ${(e as Error).message}`, 'panic', EXIT.Abort);
     }
   }
-  const exited = new Promise<VmExit>((resolve) => backend.onExit?.(resolve));
   let server: ApiServer | null = null;
   let fatal: ((code: number) => void) | null = null;
   const fatalExit = new Promise<number>((r) => (fatal = r));
@@ -168,7 +173,7 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
     logger.info(`Listening on API socket (${JSON.stringify(o.apiSock)}).`, MAIN);
     // Accepting first; then load what the first replies and InstanceStart need.
     setImmediate(preloadSerializer);
-    backend.warmUp?.();
+    factory.warmUp?.();
     // ProcessTimeReporter: --start-time-us is CLOCK_MONOTONIC µs (set by the jailer).
     const monoUs = Number(process.hrtime.bigint() / 1000n);
     if (o.startTimeUs !== null) metrics.api_server.process_startup_time_us.store(Math.max(0, monoUs - o.startTimeUs));
@@ -180,7 +185,7 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
   if (configJson !== null) {
     try {
       controller.resources = fromConfigFile(configJson, {
-        mmdsSizeLimit: o.mmdsSizeLimit, bootTimer: o.bootTimer, pciEnabled: o.enablePci, openTap: backend.openTap?.bind(backend), metadata,
+        mmdsSizeLimit: o.mmdsSizeLimit, bootTimer: o.bootTimer, pciEnabled: o.enablePci, openTap, metadata,
         configureLogger: (c) => controller.configureLogger(c),
         configureMetrics: (c) => controller.configureMetrics(c),
       });
@@ -193,7 +198,7 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
       return fail(`${prefix}: Failed to build MicroVM from Json: ${inner}`, `BuildFromJson(${JSON.stringify(inner)})`, EXIT.GenericError);
     }
   }
-  const outcome = await Promise.race([exited.then((x) => ({ exit: x })), fatalExit.then((code) => ({ code }))]);
+  const outcome = await Promise.race([controller.exited.then((x) => ({ exit: x })), fatalExit.then((code) => ({ code }))]);
   await server?.close();
   controller.close();
   if ('code' in outcome) return outcome.code;
@@ -205,13 +210,10 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
 }
 
 /**
- * The backend used when no VM implementation is wired in: supports nothing, so InstanceStart
- * names the first configured device as unsupported, and starting fails clearly.
+ * The factory used when no VM implementation is wired in: supports nothing, so InstanceStart
+ * names the first configured device as unsupported.
  */
-export const unavailableBackend: BackendFactory = () => ({
+export const unavailableFactory: FactoryMaker = () => ({
   supports: () => false,
-  start: () => Promise.reject(new Error('No VM backend is wired into this Kindling build.')),
-  pause: () => Promise.reject(new Error('No VM is running.')),
-  resume: () => Promise.reject(new Error('No VM is running.')),
-  sendCtrlAltDel: () => Promise.reject(new Error('No VM is running.')),
+  boot: () => Promise.reject(new Error('No VM factory is wired into this Kindling build.')),
 });

@@ -34,20 +34,31 @@ export interface BlockDeviceUpdateConfig {
   rate_limiter: RateLimiterConfig | null;
 }
 
-/** A configured drive as the backend receives it. */
-export type DriveConfig =
-  | {
-      kind: 'virtio-block';
-      drive_id: string;
-      partuuid: string | null;
-      is_root_device: boolean;
-      cache_type: CacheType;
-      is_read_only: boolean;
-      path_on_host: string;
-      rate_limiter: RateLimiterConfig | null;
-      io_engine: FileEngineType;
-    }
-  | { kind: 'vhost-user-block'; drive_id: string; partuuid: string | null; is_root_device: boolean; cache_type: CacheType; socket: string };
+/** A configured virtio-block drive: a backing file on the host. */
+export interface VirtioBlockDrive {
+  kind: 'virtio-block';
+  drive_id: string;
+  partuuid: string | null;
+  is_root_device: boolean;
+  cache_type: CacheType;
+  is_read_only: boolean;
+  path_on_host: string;
+  rate_limiter: RateLimiterConfig | null;
+  io_engine: FileEngineType;
+}
+
+/** A configured vhost-user-block drive: a backend process behind a Unix socket. */
+export interface VhostUserBlockDrive {
+  kind: 'vhost-user-block';
+  drive_id: string;
+  partuuid: string | null;
+  is_root_device: boolean;
+  cache_type: CacheType;
+  socket: string;
+}
+
+/** A configured drive, validated at PUT time; what the VM is built from. */
+export type DriveConfig = VirtioBlockDrive | VhostUserBlockDrive;
 
 /** serde description of `BlockDeviceConfig` (deny_unknown_fields). */
 export const BLOCK_DEVICE: Desc = struct('BlockDeviceConfig', [

@@ -1,22 +1,14 @@
 /**
  * Token bucket / rate limiter bodies shared by drives, network interfaces, entropy, pmem and
- * serial (facts §1.4 RateLimiter/TokenBucket, §4.10). `TokenBucketConfig` accepts unknown fields
- * (no `deny_unknown_fields` in Firecracker); `RateLimiterConfig` rejects them.
+ * serial (firecracker src/vmm/src/vmm_config/mod.rs `TokenBucketConfig`, `RateLimiterConfig`).
+ * `TokenBucketConfig` accepts unknown fields (no `deny_unknown_fields` in Firecracker);
+ * `RateLimiterConfig` rejects them. The shapes are the rate limiter's own
+ * (src/devices/rate-limiter/rate-limiter.ts), defined once.
  */
+import type { RateLimiterConfig, TokenBucketConfig } from '../devices/rate-limiter/rate-limiter.js';
 import { Desc, field, int, opt, struct } from './serde.js';
 
-/** One token bucket: `size` tokens refilled every `refill_time` ms, plus a one-time burst. */
-export interface TokenBucketConfig {
-  size: number;
-  one_time_burst: number | null;
-  refill_time: number;
-}
-
-/** A rate limiter: optional bandwidth (bytes) and ops buckets. */
-export interface RateLimiterConfig {
-  bandwidth: TokenBucketConfig | null;
-  ops: TokenBucketConfig | null;
-}
+export type { RateLimiterConfig, TokenBucketConfig };
 
 /** serde description of `TokenBucketConfig` (unknown fields ignored). */
 export const TOKEN_BUCKET: Desc = struct(
@@ -33,13 +25,13 @@ export const RATE_LIMITER: Desc = struct('RateLimiterConfig', [field('bandwidth'
  * `TokenBucket`, so a bucket with size 0 or refill_time 0 is disabled (absent) and a zero
  * one-time burst reads back as null (vmm_config/mod.rs `From<&TokenBucket>`).
  */
-export function effectiveBucket(b: TokenBucketConfig | null): TokenBucketConfig | null {
+export function effectiveBucket(b: TokenBucketConfig | null | undefined): TokenBucketConfig | null {
   if (!b || b.size === 0 || b.refill_time === 0) return null;
   return { size: b.size, one_time_burst: b.one_time_burst ? b.one_time_burst : null, refill_time: b.refill_time };
 }
 
 /** A rate limiter as reported back: null when neither bucket is active (`into_option`). */
-export function effectiveRateLimiter(rl: RateLimiterConfig | null): RateLimiterConfig | null {
+export function effectiveRateLimiter(rl: RateLimiterConfig | null): { bandwidth: TokenBucketConfig | null; ops: TokenBucketConfig | null } | null {
   if (!rl) return null;
   const bandwidth = effectiveBucket(rl.bandwidth);
   const ops = effectiveBucket(rl.ops);

@@ -376,3 +376,10 @@ export function toJsonSchema(d: Desc): JsonSchema {
     case 'custom': return toJsonSchema(d.inner);
   }
 }
+
+/**
+ * A request body as a client writes it: the keys `K` Firecracker requires, every other key
+ * optional (absent means the server's default). Derived from the parsed shape, so a client's
+ * types cannot drift from what the server accepts.
+ */
+export type RequestBody<T, K extends keyof T = never> = Pick<T, K> & Partial<T>;

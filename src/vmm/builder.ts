@@ -1,5 +1,6 @@
 /**
- * Builds a microVM for boot, in Firecracker's order (facts §3.1):
+ * Builds a microVM for boot from the validated `VmConfig` (src/config/resources.ts), in
+ * Firecracker's order (src/vmm/src/builder.rs `build_microvm_for_boot`):
  *
  *  1. /dev/kvm, API version and required capabilities;
  *  2. KVM_CREATE_VM, KVM_SET_TSS_ADDR, guest RAM (SABs over a huge-page-advised memfd) as KVM memory slots;
@@ -22,34 +23,43 @@ import { bootRegs, bootSregs, bootFpu, bootMsrs, setLapicLints, writeGdtIdt, wri
 import { writeMptable } from '../arch/x86_64/mptable.js';
 import { writeAcpiTables } from '../arch/x86_64/acpi/index.js';
 import { loadKernel, writeBootInfo, Cmdline } from '../boot/index.js';
-import { bootTimestamp } from '../devices/legacy/index.js';
+import { bootTimestamp } from '../devices/legacy/boot-timer.js';
 import { DEBUG_PORT } from '../devices/debug-port.js';
 import { ByteRing } from '../devices/byte-ring.js';
 import { VcpuHandle } from '../actors/vcpu/handle.js';
 import { VM_CONTROL_SLOTS, VM_SLOT, type DeviceManifest } from '../actors/vcpu/protocol.js';
-import { createHostDevices, type HostDeviceSet } from './host-devices.js';
-import { DEFAULT_BOOT_ARGS, machineDefaults, type DriveConfig, type MicroVmConfig } from './config.js';
+import { createHostDevices } from './host-devices.js';
 import { BlockHandle } from '../actors/virtio/block-handle.js';
 import { Vmm } from './vmm.js';
 import type { Metrics } from '../metrics/metrics.js';
-
-export interface BuiltVm {
-  vmm: Vmm;
-  devices: HostDeviceSet;
-  /** The debug-port ring, when the config asked for one (tests). */
-  debugRing?: ByteRing;
-}
+import { cmdlineString } from '../config/boot-source.js';
+import type { VirtioBlockDrive } from '../config/drives.js';
+import type { VmConfig } from '../config/resources.js';
 
 export type VmmLog = (level: 'info' | 'warn' | 'error', msg: string) => void;
 
+/** What the host side of a VM is attached to; the configuration says what the guest sees. */
+export interface VmHostOptions {
+  /** Serial output when the configuration has no serial_out_path: this process's stdout, or a stream (`Vmm.console`). */
+  console: 'stdout' | 'stream';
+  /** Feed this process's stdin to the guest serial port (a TTY is put in raw mode). */
+  stdin?: boolean;
+  /** Test-only: the 0xe9 debug port (src/devices/debug-port.ts), read through `Vmm.debugRing`. */
+  debugPort?: boolean;
+  log: VmmLog;
+  /** Registry the devices report into (`block_<drive_id>`). */
+  metrics?: Metrics;
+}
+
 /** Builds the VM and its actors; vCPUs wait for Vmm.start(). */
-export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog, metrics?: Metrics): Promise<BuiltVm> {
+export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<Vmm> {
   const started = bootTimestamp();
-  const machine = machineDefaults(cfg['machine-config']);
-  const kernel = readFileSync(cfg['boot-source'].kernel_image_path);
-  const initrdPath = cfg['boot-source'].initrd_path;
+  const { log, metrics } = host;
+  const machine = cfg.machine;
+  const kernel = readFileSync(cfg.bootSource.kernel_image_path);
+  const initrdPath = cfg.bootSource.initrd_path;
   const initrd = initrdPath ? readFileSync(initrdPath) : undefined;
-  const cmdline = Cmdline.parse(cfg['boot-source'].boot_args ?? DEFAULT_BOOT_ARGS);
+  const cmdline = Cmdline.parse(cmdlineString(cfg.bootSource.cmdline));
 
   const kvm = Kvm.open();
   const cleanups: (() => void)[] = [() => kvm.close()];
@@ -71,18 +81,18 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog, metrics?: Me
       cleanups.push(() => v.close());
     }
 
-    const drives = planDrives(cfg.drives ?? []);
+    const drives = planDrives(cfg.drives.flatMap((d) => (d.kind === 'virtio-block' ? [d] : [])));
     for (const d of drives) {
       // Kernels with VIRTIO_MMIO_CMDLINE_DEVICES take the devices from here; the rest from ACPI.
       cmdline.insertStr(`virtio_mmio.device=4K@0x${d.addr.toString(16)}:${d.gsi}`);
     }
-    const root = drives.find((d) => d.config.is_root_device);
+    const root = drives[0]?.config.is_root_device ? drives[0] : undefined;
     if (root) {
       const dev = root.config.partuuid ? `PARTUUID=${root.config.partuuid}` : '/dev/vda';
       cmdline.insertStr(`root=${dev} ${root.config.is_read_only ? 'ro' : 'rw'}`);
     }
     const loaded = loadKernel(mem, kernel, { initrd, cmdline });
-    configureVcpus(kvm, vcpus, loaded.entry, machine.smt ?? false);
+    configureVcpus(kvm, vcpus, loaded.entry, machine.smt);
     writeGdtIdt(mem, loaded.entry.kind);
     if (loaded.entry.kind === 'linux64') writeIdentityPageTables(mem);
     const mpEnd = writeMptable(mem, machine.vcpu_count, SYSTEM_MEM_START);
@@ -91,13 +101,14 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog, metrics?: Me
 
     const extra: DeviceManifest[] = [];
     let debugRing: ByteRing | undefined;
-    if (cfg.debugPort) {
+    if (host.debugPort) {
       const ring = ByteRing.allocate(1 << 16);
       debugRing = new ByteRing(ring);
       extra.push({ kind: 'debug-port', port: DEBUG_PORT, ring });
     }
+    const outPath = cfg.serial.serial_out_path;
     const devices = createHostDevices({
-      vm, serial: cfg.serial ?? { kind: 'stream' }, stdin: cfg.stdin ?? false,
+      vm, serial: outPath !== null ? { kind: 'file', path: outPath } : { kind: host.console }, stdin: host.stdin ?? false,
       bootTimer: cfg.bootTimer ? started : undefined, extra,
     });
     // Workers start concurrently: each one is a fresh isolate loading its module graph, the
@@ -109,8 +120,8 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog, metrics?: Me
         try {
           return await BlockHandle.spawn({
             vm, memory: mem.describe(), driveId: d.config.drive_id, fileFd, diskSizeBytes: fstatSync(fileFd).size,
-            readOnly: d.config.is_read_only ?? false, cacheType: d.config.cache_type ?? 'Unsafe', ioEngine: d.config.io_engine ?? 'Sync',
-            rateLimiter: { bandwidth: d.config.rate_limiter?.bandwidth ?? null, ops: d.config.rate_limiter?.ops ?? null },
+            readOnly: d.config.is_read_only, cacheType: d.config.cache_type, ioEngine: d.config.io_engine,
+            rateLimiter: d.config.rate_limiter ?? {},
             addr: d.addr, gsi: d.gsi, onLog: log,
           });
         } catch (e) {
@@ -119,7 +130,7 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog, metrics?: Me
         }
       }));
     } catch (e) {
-      await devices.host.close();
+      await devices.close();
       throw e;
     }
     devices.manifest.push(...blocks.map((b) => b.manifest));
@@ -133,11 +144,10 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog, metrics?: Me
       })));
     } catch (e) {
       await Promise.all(blocks.map((b) => b.stop().catch(() => undefined)));
-      await devices.host.close();
+      await devices.close();
       throw e;
     }
-    const vmm = new Vmm({ kvm, vm, mem, vcpus, handles, vmControl, host: devices.host, log, blocks, metrics });
-    return { vmm, devices, debugRing };
+    return new Vmm({ config: cfg, kvm, vm, mem, vcpus, handles, vmControl, devices, debugRing, log, blocks, metrics });
   } catch (e) {
     for (const c of cleanups.reverse()) {
       try { c(); } catch { /* best effort */ }
@@ -158,23 +168,23 @@ async function spawnAll<T extends { stop(): Promise<unknown> }>(spawners: (() =>
   throw failed.reason;
 }
 
-/** A drive with its MMIO window and GSI, in Firecracker's order: root device first (→ /dev/vda). */
+/** A drive with its MMIO window and GSI. */
 interface PlannedDrive {
-  config: DriveConfig;
+  config: VirtioBlockDrive;
   addr: number;
   gsi: number;
 }
 
-/** Orders drives (root first) and gives each the next 4 KiB MMIO slot and GSI (facts §4.4). */
-function planDrives(drives: readonly DriveConfig[]): PlannedDrive[] {
-  const roots = drives.filter((d) => d.is_root_device);
-  if (roots.length > 1) throw new Error('A root block device already exists!');
+/**
+ * Gives each drive the next 4 KiB MMIO slot and GSI in list order (firecracker
+ * src/vmm/src/device_manager/mmio.rs `allocate_mmio_resources`). VmResources keeps the root
+ * device first, so it becomes /dev/vda.
+ */
+function planDrives(drives: readonly VirtioBlockDrive[]): PlannedDrive[] {
   // The Async engine's io_uring is set up in the drive's worker; probe here so a kernel
   // without it fails InstanceStart with a clear error instead of a worker that dies.
   if (drives.some((d) => d.io_engine === 'Async')) new IoUring(1).close();
-  return [...roots, ...drives.filter((d) => !d.is_root_device)].map((config, i) => ({
-    config, addr: VIRTIO_MMIO_START + i * VIRTIO_MMIO_SIZE, gsi: GSI_LEGACY_START + i,
-  }));
+  return drives.map((config, i) => ({ config, addr: VIRTIO_MMIO_START + i * VIRTIO_MMIO_SIZE, gsi: GSI_LEGACY_START + i }));
 }
 
 /** Per-vCPU state (facts §3.4): CPUID, MSRs, regs, FPU, sregs, LAPIC LINT0/LINT1. */

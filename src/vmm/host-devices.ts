@@ -10,12 +10,11 @@ import { openSync, writeSync, closeSync, constants as fsc } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
 import type { VmFd } from '../kvm/kvm.js';
 import type { DeviceManifest } from '../actors/vcpu/protocol.js';
-import {
-  Serial, I8042, SERIAL_COM1_PORT_BASE, SERIAL_COM1_GSI, I8042_PORT_BASE, I8042_GSI, type BootTimestamp,
-} from '../devices/legacy/index.js';
-import { BOOT_DEVICE_MEM_START } from '../arch/x86_64/layout.js';
-import type { SerialOutput } from './config.js';
-import type { HostDevices } from './vmm.js';
+import { Serial, I8042, type BootTimestamp } from '../devices/legacy/index.js';
+import { BOOT_DEVICE_MEM_START, I8042_DATA_PORT, I8042_GSI, SERIAL_COM1_GSI, SERIAL_COM1_PORT } from '../arch/x86_64/layout.js';
+
+/** Where the serial console goes: PUT /serial `serial_out_path`, this process's stdout, or a stream. */
+export type SerialOutput = { kind: 'stream' } | { kind: 'stdout' } | { kind: 'file'; path: string };
 
 export interface HostDeviceOptions {
   vm: VmFd;
@@ -29,11 +28,14 @@ export interface HostDeviceOptions {
 
 export interface HostDeviceSet {
   manifest: DeviceManifest[];
-  host: HostDevices;
   /** Serial output as a stream (library users); ends when the VM stops. */
   console: Readable;
   /** Queues bytes for the guest's serial input. */
   writeConsole(bytes: Uint8Array | string): void;
+  /** Injects Ctrl+Alt+Del through the i8042; false when its buffer has no room. */
+  sendCtrlAltDel(): boolean;
+  /** Stops the pumps (stdin, serial output) and flushes pending output. */
+  close(): Promise<void>;
 }
 
 /** Waits until slot changes from `value` (or `ms` passes); never blocks the event loop. */
@@ -50,8 +52,8 @@ export function createHostDevices(opts: HostDeviceOptions): HostDeviceSet {
   // The host never writes 0xFE itself; a reset is always a guest action handled on a vCPU.
   const i8042 = new I8042(i8042State, irq(I8042_GSI), () => {});
   const manifest: DeviceManifest[] = [
-    { kind: 'serial', port: SERIAL_COM1_PORT_BASE, state: serialState, gsi: SERIAL_COM1_GSI },
-    { kind: 'i8042', port: I8042_PORT_BASE, state: i8042State, gsi: I8042_GSI },
+    { kind: 'serial', port: SERIAL_COM1_PORT, state: serialState, gsi: SERIAL_COM1_GSI },
+    { kind: 'i8042', port: I8042_DATA_PORT, state: i8042State, gsi: I8042_GSI },
     ...(opts.bootTimer ? [{ kind: 'boot-timer' as const, addr: BOOT_DEVICE_MEM_START, startWallUs: opts.bootTimer.wallUs, startCpuUs: opts.bootTimer.cpuUs }] : []),
     ...(opts.extra ?? []),
   ];
@@ -124,7 +126,10 @@ export function createHostDevices(opts: HostDeviceOptions): HostDeviceSet {
     stdin.resume();
   }
 
-  const host: HostDevices = {
+  return {
+    manifest,
+    console: stream,
+    writeConsole,
     sendCtrlAltDel: () => i8042.sendCtrlAltDel(),
     async close() {
       running = false;
@@ -140,5 +145,4 @@ export function createHostDevices(opts: HostDeviceOptions): HostDeviceSet {
       stream.end();
     },
   };
-  return { manifest, host, console: stream, writeConsole };
 }

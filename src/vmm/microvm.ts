@@ -7,25 +7,60 @@
  *   await vm.start();                // InstanceStart
  *   const { code } = await vm.exit;  // 0 after the guest reboots, 1 on a vCPU error
  *
- * Configuration uses Firecracker's resource names and defaults (src/vmm/config.ts). The
- * console stream exists before start(), so no early output is missed.
+ * The resources are Firecracker's request bodies (the same field names and defaults as
+ * `PUT /boot-source`, `PATCH /machine-config`, `PUT /drives/{id}`), validated by the same
+ * `VmResources` the API uses, and every action goes through the same `VmmController`: the
+ * library and the API cannot drift apart, and a bad configuration throws the
+ * `VmmActionError` (with Firecracker's fault_message) the API would answer with.
  */
 import { PassThrough, type Readable } from 'node:stream';
-import { buildMicroVm, type VmmLog } from './builder.js';
-import type { DriveConfig, MicroVmConfig } from './config.js';
-import type { Vmm, VmExit, VmState } from './vmm.js';
-import type { ByteRing } from '../devices/byte-ring.js';
-import type { VcpuHandle } from '../actors/vcpu/handle.js';
+import { parseBootSource, DEFAULT_KERNEL_CMDLINE, type BootSourceConfig } from '../config/boot-source.js';
+import { parseDrive, type BlockDeviceConfig } from '../config/drives.js';
+import { isEmptyUpdate, parseMachineConfigPatch, type MachineConfigUpdate } from '../config/machine-config.js';
+import { VmResources } from '../config/resources.js';
+import type { RateLimiterConfig } from '../config/rate-limiter.js';
+import type { RequestBody } from '../config/serde.js';
+import { Logger } from '../logger/logger.js';
 import { METRICS, type Metrics } from '../metrics/metrics.js';
 import { drainActorPool, prewarmActors } from '../actors/actor-pool.js';
+import type { ByteRing } from '../devices/byte-ring.js';
+import type { VcpuHandle } from '../actors/vcpu/handle.js';
+import { toActionError, type VmmAction } from './actions.js';
+import type { VmmLog } from './builder.js';
+import { VmmController } from './controller.js';
+import { KvmVmFactory } from './kvm-factory.js';
+import type { VmExit } from './running-vm.js';
+import type { Vmm, VmState } from './vmm.js';
 
-export type { MicroVmConfig, VmExit, VmState };
+export type { VmExit, VmState };
 
-/** KVM exits one vCPU actor handled in userspace, by kind (the vcpu.exit_* metrics). */
-export type VcpuExitCounts = ReturnType<VcpuHandle['exitCounts']>;
+/** The Firecracker default kernel command line, used when `boot_args` is absent. */
+export const DEFAULT_BOOT_ARGS = DEFAULT_KERNEL_CMDLINE;
+
+
+/** Serial output of a library VM: a stream (`MicroVm.console`, the default), this process's stdout, or a file. */
+export type SerialOutput = { kind: 'stream' } | { kind: 'stdout' } | { kind: 'file'; path: string };
+
+/** A whole microVM, as the library takes it. */
+export interface MicroVmConfig {
+  'boot-source': RequestBody<BootSourceConfig, 'kernel_image_path'>;
+  /** Applied like PATCH /machine-config over the defaults (1 vCPU, 128 MiB). */
+  'machine-config'?: Partial<MachineConfigUpdate>;
+  drives?: RequestBody<BlockDeviceConfig, 'drive_id' | 'is_root_device'>[];
+  /** Firecracker's --boot-timer flag: the boot-timer MMIO device. */
+  bootTimer?: boolean;
+  /** Serial output target; default: a readable stream (`MicroVm.console`). */
+  serial?: SerialOutput;
+  /** Feed this process's stdin to the guest serial port (a TTY is put in raw mode). */
+  stdin?: boolean;
+  /** Instance id (--id), for logs. */
+  id?: string;
+  /** Test-only: the 0xe9 debug port (src/devices/debug-port.ts). */
+  debugPort?: boolean;
+}
 
 export interface MicroVmOptions {
-  /** Where VMM log lines go (default: stderr, Firecracker's format is the logger's job). */
+  /** Where VMM log lines go (default: stderr). */
   log?: VmmLog;
   /**
    * Registry the devices report into (default: the process-wide METRICS, which the API's
@@ -34,25 +69,36 @@ export interface MicroVmOptions {
   metrics?: Metrics;
 }
 
+/** KVM exits one vCPU actor handled in userspace, by kind (the vcpu.exit_* metrics). */
+export type VcpuExitCounts = ReturnType<VcpuHandle['exitCounts']>;
+
+/** Builds the resource store from the library's bodies, through the API's own parsers. */
+function resourcesOf(config: MicroVmConfig): VmResources {
+  const r = new VmResources({ bootTimer: config.bootTimer ?? false });
+  try {
+    r.setBootSource(parseBootSource(JSON.stringify(config['boot-source'])));
+    const m = parseMachineConfigPatch(JSON.stringify(config['machine-config'] ?? {}));
+    if (!isEmptyUpdate(m)) r.updateMachineConfig(m);
+    for (const d of config.drives ?? []) r.insertDrive(parseDrive(JSON.stringify(d)));
+    if (config.serial?.kind === 'file') r.setSerial({ serial_out_path: config.serial.path, rate_limiter: null });
+  } catch (e) {
+    throw toActionError(e);
+  }
+  return r;
+}
+
 export class MicroVm {
   readonly config: MicroVmConfig;
   /** The guest's serial output (when `serial` is the default stream target). */
   readonly console: Readable;
   /** Resolves when the VM has stopped. */
   readonly exit: Promise<VmExit>;
-  private vmm: Vmm | undefined;
-  private writeInput: ((b: Uint8Array | string) => void) | undefined;
-  private debug: ByteRing | undefined;
-  private resolveExit!: (e: VmExit) => void;
-  private rejectExit!: (e: unknown) => void;
-  private readonly log: VmmLog;
-  private readonly metrics: Metrics;
-  private starting: Promise<void> | undefined;
+  private readonly controller: VmmController;
 
   /**
    * Starts actor workers ahead of `start()` (src/actors/actor-pool.ts): a process that will
-   * run a VM soon (the API process, once its socket listens) calls this so InstanceStart does
-   * not wait for isolates to load their code. Unused workers do not keep the process alive.
+   * run a VM soon calls this so InstanceStart does not wait for isolates to load their code.
+   * Unused workers do not keep the process alive.
    */
   static prewarm(actors: { vcpus?: number; drives?: number }): void {
     prewarmActors('vcpu', actors.vcpus ?? 0);
@@ -64,13 +110,23 @@ export class MicroVm {
     return drainActorPool();
   }
 
+  /** Validates the configuration (throws `VmmActionError` as the API would answer). */
   constructor(config: MicroVmConfig, opts: MicroVmOptions = {}) {
     this.config = config;
     this.console = new PassThrough();
-    this.exit = new Promise((resolve, reject) => { this.resolveExit = resolve; this.rejectExit = reject; });
-    this.exit.catch(() => undefined);
-    this.metrics = opts.metrics ?? METRICS;
-    this.log = opts.log ?? ((level, msg) => process.stderr.write(`[${config.id ?? 'anonymous-instance'}:main:${level.toUpperCase()}] ${msg}\n`));
+    const id = config.id ?? 'anonymous-instance';
+    const log = opts.log ?? ((level, msg) => process.stderr.write(`[${id}:main:${level.toUpperCase()}] ${msg}\n`));
+    // The controller's own log lines (API-style records) go to the same callback; only warnings
+    // and errors, as a library should not chat on stderr.
+    const logger = new Logger();
+    logger.level = 'Warn';
+    logger.sink = (line) => log('warn', line.trimEnd());
+    const metrics = opts.metrics ?? METRICS;
+    const factory = new KvmVmFactory({
+      console: config.serial?.kind === 'stdout' ? 'stdout' : 'stream', stdin: config.stdin, debugPort: config.debugPort, log, metrics,
+    });
+    this.controller = new VmmController({ instanceId: id, factory, resources: resourcesOf(config), logger, metrics });
+    this.exit = this.controller.exited;
   }
 
   /** Run state as GET / reports it (plus "Exited"). */
@@ -79,58 +135,45 @@ export class MicroVm {
   }
 
   /** Builds and boots the VM (InstanceStart). Rejects without side effects on failure. */
-  start(): Promise<void> {
-    this.starting ??= (async () => {
-      const built = await buildMicroVm(this.config, this.log, this.metrics);
-      this.vmm = built.vmm;
-      this.debug = built.debugRing;
-      this.writeInput = built.devices.writeConsole;
-      built.devices.console.pipe(this.console as PassThrough);
-      built.vmm.exit.then(this.resolveExit, this.rejectExit);
-      await built.vmm.start();
-    })();
-    this.starting.catch(() => { this.starting = undefined; });
-    return this.starting;
+  async start(): Promise<void> {
+    await this.act({ kind: 'StartMicroVm' });
+    this.vmm!.console.pipe(this.console as PassThrough);
   }
 
   pause(): Promise<void> {
-    return this.running().pause();
+    return this.act({ kind: 'Pause' });
   }
 
   resume(): Promise<void> {
-    return this.running().resume();
+    return this.act({ kind: 'Resume' });
   }
 
   /** Injects Ctrl+Alt+Del (the guest's init decides what it means; busybox reboots). */
-  sendCtrlAltDel(): boolean {
-    return this.running().sendCtrlAltDel();
+  sendCtrlAltDel(): Promise<void> {
+    return this.act({ kind: 'SendCtrlAltDel' });
   }
 
   /**
    * PATCH /drives/{id}: swap a drive's backing file (the guest gets a config-change interrupt
    * and sees the new capacity) and/or replace its rate limiter buckets.
    */
-  updateDrive(driveId: string, update: { path_on_host?: string; rate_limiter?: DriveConfig['rate_limiter'] }): Promise<void> {
-    const d = (this.config.drives ?? []).find((x) => x.drive_id === driveId);
-    if (!d) return Promise.reject(new Error(`drive ${driveId} does not exist`));
-    return this.running().updateDrive(driveId, { ...update, readOnly: d.is_read_only ?? false });
+  updateDrive(driveId: string, update: { path_on_host?: string; rate_limiter?: RateLimiterConfig }): Promise<void> {
+    return this.act({ kind: 'UpdateBlockDevice', config: { drive_id: driveId, path_on_host: update.path_on_host ?? null, rate_limiter: update.rate_limiter ?? null } });
   }
 
   /** Types into the guest's serial console. */
   writeConsole(data: Uint8Array | string): void {
-    this.running();
-    this.writeInput!(data);
+    this.running().writeConsole(data);
   }
 
   /** Stops the VM from the host; resolves with its exit. */
-  async stop(): Promise<VmExit> {
-    if (!this.vmm) throw new Error('the microVM was never started');
-    return this.vmm.stop();
+  stop(): Promise<VmExit> {
+    return this.running().stop();
   }
 
   /** Test-only: the debug port ring (config.debugPort). */
   get debugRing(): ByteRing | undefined {
-    return this.debug;
+    return this.vmm?.debugRing;
   }
 
   /**
@@ -146,8 +189,17 @@ export class MicroVm {
     return this.running().mem;
   }
 
+  private async act(action: VmmAction): Promise<void> {
+    await this.controller.handle(action);
+  }
+
+  private get vmm(): Vmm | undefined {
+    return (this.controller.vm as Vmm | null) ?? undefined;
+  }
+
   private running(): Vmm {
-    if (!this.vmm) throw new Error('the microVM is not started');
-    return this.vmm;
+    const vm = this.vmm;
+    if (!vm) throw new Error('the microVM is not started');
+    return vm;
   }
 }

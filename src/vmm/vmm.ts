@@ -6,7 +6,8 @@
  *                               │                    │
  *                               └──── guest reset / triple fault / stop() ──▶ Exited
  *
- * Exit codes follow Firecracker (facts §0): guest reset (i8042 0xFE) → 0; a vCPU error
+ * Exit codes follow Firecracker (src/firecracker/src/main.rs `FcExitCode`): guest reset
+ * (i8042 0xFE) → 0; a vCPU error
  * (triple fault, FAIL_ENTRY, INTERNAL_ERROR, unknown exit) → 1, with an error log line.
  * The main thread never waits on a vCPU synchronously: requests are acknowledged through
  * shared memory and awaited with Atomics.waitAsync.
@@ -17,35 +18,31 @@ import type { HostGuestMemory } from '../memory/host-memory.js';
 import type { VcpuHandle, VcpuExit } from '../actors/vcpu/handle.js';
 import { VM_SLOT, VCPU_EXIT_KIND, exitCodeOf } from '../actors/vcpu/protocol.js';
 import type { BlockHandle } from '../actors/virtio/block-handle.js';
+import type { ByteRing } from '../devices/byte-ring.js';
 import { openSync, fstatSync, closeSync } from 'node:fs';
+import type { Readable } from 'node:stream';
 import type { Metrics } from '../metrics/metrics.js';
-import type { TokenBucketConfig } from './config.js';
+import type { BlockDeviceUpdateConfig } from '../config/drives.js';
+import { ioErrorText } from '../config/errors.js';
+import type { VmConfig } from '../config/resources.js';
+import type { HostDeviceSet } from './host-devices.js';
+import type { RunningVm, VmExit } from './running-vm.js';
 
 export type VmState = 'Not started' | 'Running' | 'Paused' | 'Exited';
 
-/** How the microVM ended. */
-export interface VmExit {
-  /** Process exit code Firecracker would use. */
-  code: number;
-  /** Human-readable cause (the first vCPU exit that stopped the VM, or "stopped"). */
-  reason: string;
-}
-
-/** Main-thread device endpoints the Vmm drives (serial pump, keyboard, ...). */
-export interface HostDevices {
-  sendCtrlAltDel(): boolean;
-  /** Stops host-side pumps (stdin, serial output) and flushes pending output. */
-  close(): Promise<void>;
-}
-
 export interface VmmParts {
+  /** The configuration the VM was built from. */
+  config: VmConfig;
   kvm: Kvm;
   vm: VmFd;
   mem: HostGuestMemory;
   vcpus: VcpuFd[];
   handles: VcpuHandle[];
   vmControl: Int32Array;
-  host: HostDevices;
+  /** The main thread's side of the legacy devices (serial pumps, i8042). */
+  devices: HostDeviceSet;
+  /** The debug-port ring, when the host options asked for one (tests). */
+  debugRing?: ByteRing;
   log: (level: 'info' | 'warn' | 'error', msg: string) => void;
   /** virtio-block device actors, in drive order. */
   blocks: BlockHandle[];
@@ -53,7 +50,8 @@ export interface VmmParts {
   metrics?: Metrics;
 }
 
-export class Vmm {
+export class Vmm implements RunningVm {
+  readonly config: VmConfig;
   readonly mem: HostGuestMemory;
   readonly handles: readonly VcpuHandle[];
   /** Resolves once, when the VM has stopped and every resource is released. */
@@ -67,6 +65,7 @@ export class Vmm {
 
   constructor(parts: VmmParts) {
     this.parts = parts;
+    this.config = parts.config;
     this.mem = parts.mem;
     this.handles = parts.handles;
     // Each drive's worker counts into shared memory; the flusher reads it on main through the
@@ -104,28 +103,56 @@ export class Vmm {
     this._state = 'Paused';
   }
 
-  /** Resumes every vCPU (PATCH /vm Resumed). */
+  /**
+   * Resumes every vCPU (PATCH /vm Resumed). The devices are kicked first, as Firecracker's
+   * `resume_vm` does (src/vmm/src/lib.rs): a device sees its queues before the guest runs.
+   */
   async resume(): Promise<void> {
     if (this._state === 'Running') return;
     if (this._state !== 'Paused') throw new Error(`cannot resume a VM in state ${this._state}`);
+    for (const b of this.parts.blocks) b.kick();
     await Promise.all(this.handles.map((h) => h.run()));
     this._state = 'Running';
   }
 
   /** Injects Ctrl+Alt+Del through the i8042 (PUT /actions SendCtrlAltDel). */
   sendCtrlAltDel(): boolean {
-    return this.parts.host.sendCtrlAltDel();
+    return this.parts.devices.sendCtrlAltDel();
+  }
+
+  /** The guest's serial output, when the host options asked for a stream; ends when the VM stops. */
+  get console(): Readable {
+    return this.parts.devices.console;
+  }
+
+  /** Types into the guest's serial console. */
+  writeConsole(data: Uint8Array | string): void {
+    this.parts.devices.writeConsole(data);
+  }
+
+  /** Test-only: the debug port ring. */
+  get debugRing(): ByteRing | undefined {
+    return this.parts.debugRing;
   }
 
   /**
    * PATCH /drives/{id} after boot: a new backing file (reopened with the drive's mode, new
-   * capacity, config-change interrupt) and/or new rate limiter buckets.
+   * capacity, config-change interrupt) and/or new rate limiter buckets
+   * (src/vmm/src/lib.rs `update_block_device_path`, `update_block_rate_limiter`).
    */
-  async updateDrive(driveId: string, update: { path_on_host?: string; readOnly: boolean; rate_limiter?: { bandwidth?: TokenBucketConfig | null; ops?: TokenBucketConfig | null } | null }): Promise<void> {
+  async updateDrive(update: BlockDeviceUpdateConfig): Promise<void> {
+    const driveId = update.drive_id;
     const b = this.parts.blocks.find((x) => x.driveId === driveId);
-    if (!b) throw new Error(`drive ${driveId} does not exist`);
-    if (update.path_on_host !== undefined) {
-      const fd = openSync(update.path_on_host, update.readOnly ? 'r' : 'r+');
+    const drive = this.config.drives.find((d) => d.drive_id === driveId);
+    if (!b || drive?.kind !== 'virtio-block') throw new Error(`drive ${driveId} does not exist`);
+    if (update.path_on_host !== null) {
+      let fd: number;
+      try {
+        fd = openSync(update.path_on_host, drive.is_read_only ? 'r' : 'r+');
+      } catch (e) {
+        // Firecracker's BlockError::BackingFile text (src/vmm/src/devices/virtio/block/virtio/device.rs).
+        throw new Error(`Error manipulating the backing file: ${ioErrorText(e)} ${update.path_on_host}`, { cause: e });
+      }
       try {
         await b.updateBackingFile(fd, fstatSync(fd).size);
       } catch (e) {
@@ -133,7 +160,7 @@ export class Vmm {
         throw e;
       }
     }
-    if (update.rate_limiter) await b.updateRateLimiter({ bandwidth: update.rate_limiter.bandwidth ?? null, ops: update.rate_limiter.ops ?? null });
+    if (update.rate_limiter) await b.updateRateLimiter(update.rate_limiter);
   }
 
   /** Stops the VM from the host side; resolves with the exit. */
@@ -174,7 +201,7 @@ export class Vmm {
     // After the workers stopped, so the last pull sees everything they counted; the groups
     // stay in the metrics file (Firecracker never drops a drive's entry).
     this.metricsSources.forEach((off) => off());
-    await this.parts.host.close();
+    await this.parts.devices.close();
     const first = exits.find((e) => e.exitKind !== VCPU_EXIT_KIND.STOPPED);
     let code = Atomics.load(ctl, VM_SLOT.EXIT_CODE);
     if (code < 0) code = first ? exitCodeOf(first.exitKind) : 0;

@@ -1,9 +1,11 @@
 /**
- * A stand-in VM for the API tests: records every call, can be told to fail or to refuse a
- * device kind. It replaces the VM, never the API — the server, router, controller and store
- * under test are the real ones.
+ * A stand-in VM for the API tests: both the `VmFactory` and the `RunningVm` it boots (so one
+ * object records every call), can be told to fail or to refuse a device kind. It replaces the
+ * VM, never the API — the server, router, controller and store under test are the real ones.
  */
-import type { DeviceKind, VmBackend, VmConfig, VmExit } from '../../src/api/backend.js';
+import type { DeviceKind } from '../../src/vmm/features.js';
+import type { RunningVm, VmExit, VmFactory } from '../../src/vmm/running-vm.js';
+import type { VmConfig } from '../../src/config/resources.js';
 import type { BalloonStats, HintingStatus, StartHintingCmd } from '../../src/config/balloon.js';
 import type { BlockDeviceUpdateConfig } from '../../src/config/drives.js';
 import type { MemoryHotplugStatus } from '../../src/config/memory-hotplug.js';
@@ -18,7 +20,7 @@ export interface BackendCall {
 }
 
 /** The fake backend. */
-export class FakeBackend implements VmBackend {
+export class FakeBackend implements VmFactory, RunningVm {
   readonly calls: BackendCall[] = [];
   /** Device kinds `supports` answers false for. */
   readonly unsupported = new Set<DeviceKind>();
@@ -30,7 +32,12 @@ export class FakeBackend implements VmBackend {
   started: VmConfig | null = null;
   /** TAP names `openTap` refuses. */
   readonly badTaps = new Set<string>();
-  private exitCb: ((e: VmExit) => void) | null = null;
+  readonly exit: Promise<VmExit>;
+  private exitCb!: (e: VmExit) => void;
+
+  constructor() {
+    this.exit = new Promise((r) => { this.exitCb = r; });
+  }
 
   private rec(method: string, ...args: unknown[]): void {
     this.calls.push({ method, args });
@@ -44,7 +51,7 @@ export class FakeBackend implements VmBackend {
   supports(kind: DeviceKind): boolean {
     return !this.unsupported.has(kind);
   }
-  async start(config: VmConfig): Promise<void> {
+  async boot(config: VmConfig): Promise<RunningVm> {
     this.rec('start', config);
     if (this.failStart) {
       const m = this.failStart;
@@ -52,16 +59,17 @@ export class FakeBackend implements VmBackend {
       throw new Error(m);
     }
     this.started = config;
+    return this;
   }
   async pause(): Promise<void> { this.rec('pause'); }
   async resume(): Promise<void> { this.rec('resume'); }
-  async sendCtrlAltDel(): Promise<void> { this.rec('sendCtrlAltDel'); }
-  flushMetrics(): void { this.rec('flushMetrics'); }
+  sendCtrlAltDel(): boolean { this.rec('sendCtrlAltDel'); return true; }
+  async stop(): Promise<VmExit> { this.rec('stop'); this.stopWith(0); return this.exit; }
   openTap(name: string): void {
     this.rec('openTap', name);
     if (this.badTaps.has(name)) throw new Error(`Error while creating ifreq structure: Invalid argument (os error 22). Invalid TUN/TAP Backend provided by ${name}. Check our documentation on setting up the network devices.`);
   }
-  async updateBlockDevice(u: BlockDeviceUpdateConfig): Promise<void> { this.rec('updateBlockDevice', u); }
+  async updateDrive(u: BlockDeviceUpdateConfig): Promise<void> { this.rec('updateBlockDevice', u); }
   async updateNetworkInterface(u: NetworkInterfaceUpdateConfig): Promise<void> { this.rec('updateNetworkInterface', u); }
   async updatePmemDevice(u: PmemDeviceUpdateConfig): Promise<void> { this.rec('updatePmemDevice', u); }
   async updateBalloon(mib: number): Promise<void> { this.rec('updateBalloon', mib); }
@@ -79,17 +87,16 @@ export class FakeBackend implements VmBackend {
   }
   async updateMemoryHotplugSize(mib: number): Promise<void> { this.rec('updateMemoryHotplugSize', mib); }
   async createSnapshot(p: CreateSnapshotParams): Promise<void> { this.rec('createSnapshot', p); }
-  async loadSnapshot(p: LoadSnapshotParams): Promise<VmConfig> {
+  async restore(p: LoadSnapshotParams): Promise<{ vm: RunningVm; config: VmConfig }> {
     this.rec('loadSnapshot', p);
     if (this.failLoad) throw new Error(this.failLoad);
-    return {
+    return { vm: this, config: {
       instanceId: 'restored', machine: { vcpu_count: 1, mem_size_mib: 128, smt: false, track_dirty_pages: false, huge_pages: 'None', cpu_template: null, custom_cpu_template: null },
       bootSource: { kernel_image_path: '', initrd_path: null, boot_args: null, cmdline: { boot_args: '', init_args: '' } },
       drives: [], networkInterfaces: [], vsock: null, balloon: null, entropy: null, pmem: [], memoryHotplug: null, mmds: null,
       serial: { serial_out_path: null, rate_limiter: null }, bootTimer: false, pciEnabled: false,
-    };
+    } };
   }
-  onExit(cb: (e: VmExit) => void): void { this.exitCb = cb; }
   /** Simulates the guest stopping. */
-  exit(code: number): void { this.exitCb?.({ code }); }
+  stopWith(code: number): void { this.exitCb({ code, reason: code === 0 ? 'stopped by the host' : 'vCPU 0: simulated failure' }); }
 }

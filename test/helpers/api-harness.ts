@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FirecrackerClient } from '../../src/api/client.js';
-import { VmmController } from '../../src/api/controller.js';
+import { VmmController } from '../../src/vmm/controller.js';
 import { ApiServer } from '../../src/api/server.js';
 import { VmResources } from '../../src/config/resources.js';
 import { Logger } from '../../src/logger/logger.js';
@@ -47,7 +47,7 @@ export async function startApi(opts: { payloadMaxSize?: number; instanceId?: str
   const metrics = createMetrics();
   logger.metrics = metrics;
   const resources = new VmResources({ openTap: backend.openTap.bind(backend) });
-  const controller = new VmmController({ instanceId: opts.instanceId ?? 'anonymous-instance', backend, resources, logger, metrics });
+  const controller = new VmmController({ instanceId: opts.instanceId ?? 'anonymous-instance', factory: backend, resources, logger, metrics });
   const server = new ApiServer({ socketPath, controller, payloadMaxSize: opts.payloadMaxSize });
   await server.listen();
   const client = new FirecrackerClient(socketPath);

@@ -63,12 +63,12 @@ test('a configured device the backend cannot provide fails InstanceStart, naming
   h.backend.unsupported.add('vsock');
   await ok(h, 'PUT', '/boot-source', { kernel_image_path: h.kernel });
   await ok(h, 'PUT', '/vsock', { guest_cid: 3, uds_path: `${h.dir}/v.sock` });
-  await fault(h, 'PUT', '/actions', { action_type: 'InstanceStart' }, 'Start microvm error: The configuration uses vsock, which this Kindling VM backend does not support.');
+  await fault(h, 'PUT', '/actions', { action_type: 'InstanceStart' }, 'Start microvm error: The configuration uses vsock, which this Kindling build does not support.');
   assert.not.ok(h.backend.callNames.includes('start'));
   h.backend.unsupported.delete('vsock');
   h.backend.unsupported.add('block-io-engine-async');
   await ok(h, 'PUT', '/drives/d', { drive_id: 'd', path_on_host: h.kernel, is_root_device: false, io_engine: 'Async' });
-  await fault(h, 'PUT', '/actions', { action_type: 'InstanceStart' }, 'Start microvm error: The configuration uses the Async (io_uring) block io_engine, which this Kindling VM backend does not support.');
+  await fault(h, 'PUT', '/actions', { action_type: 'InstanceStart' }, 'Start microvm error: The configuration uses the Async (io_uring) block io_engine, which this Kindling build does not support.');
 });
 
 test('PATCH /vm: Paused/Resumed after boot; refused before; body errors', async () => {

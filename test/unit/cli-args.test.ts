@@ -33,7 +33,7 @@ async function cli(argv: string[], backend = new FakeBackend()): Promise<{ code:
   const logger = new Logger();
   logger.sink = (l) => logs.push(l);
   const code = await runCli(argv, {
-    createBackend: () => backend, stdout: (s) => (out += s), stderr: (s) => (err += s), logger, metrics: createMetrics(), kindlingVersion: '9.9.9',
+    createFactory: () => backend, stdout: (s) => (out += s), stderr: (s) => (err += s), logger, metrics: createMetrics(), kindlingVersion: '9.9.9',
   });
   return { code, out, err, logs: logs.join('') };
 }
@@ -119,7 +119,7 @@ test('runCli: --config-file boots at once; the API then only accepts post-boot r
   const r = await client.request('PUT', '/machine-config', { vcpu_count: 1, mem_size_mib: 128 });
   assert.is(JSON.parse(r.body).fault_message, 'The requested operation is not supported after starting the microVM.');
   await client.close();
-  backend.exit(0);
+  backend.stopWith(0);
   const res = await run;
   assert.is(res.code, 0);
   assert.ok(res.logs.includes('Firecracker exiting successfully. exit_code=0'));

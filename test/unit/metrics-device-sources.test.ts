@@ -172,7 +172,7 @@ test('Vmm wiring: drives register at build, unregister after their workers stopp
   const parts = {
     kvm: closeable, vm: closeable, mem: {}, vcpus: [], handles: [],
     vmControl: new Int32Array(new SharedArrayBuffer(64)),
-    host: { sendCtrlAltDel: () => true, close: async () => undefined },
+    devices: { sendCtrlAltDel: () => true, close: async () => undefined }, config: { drives: [] },
     log: () => undefined, blocks: [block], metrics: m,
   } as unknown as VmmParts;
   const vmm = new Vmm(parts);

@@ -5,7 +5,8 @@
  */
 import { Bus } from '../../devices/bus.js';
 import { DebugPort } from '../../devices/debug-port.js';
-import { Serial, I8042, BootTimer, bootTimeSince, formatBootTime, SERIAL_PORT_SIZE, I8042_PORT_SIZE, BOOT_TIMER_MMIO_SIZE } from '../../devices/legacy/index.js';
+import { Serial, I8042, BootTimer, bootTimeSince, formatBootTime, BOOT_TIMER_MMIO_SIZE } from '../../devices/legacy/index.js';
+import { SERIAL_PORT_SIZE, I8042_BUS_PORTS } from '../../arch/x86_64/layout.js';
 import { VCPU_EXIT_KIND } from './protocol.js';
 import { MmioTransport } from '../../devices/virtio/mmio.js';
 import { blockDescription } from '../../devices/virtio/block/device.js';
@@ -46,7 +47,7 @@ export function buildBuses(manifest: readonly DeviceManifest[], ctx: BusContext)
       case 'i8042': {
         const gsi = d.gsi;
         // 0xFE on port 0x64: the guest asks for a CPU reset, which Firecracker turns into a VMM exit (code 0).
-        pio.insert(d.port, I8042_PORT_SIZE, new I8042(d.state, (level) => ctx.vm.irqLine(gsi, level), () => ctx.sink.requestExit(VCPU_EXIT_KIND.RESET)));
+        pio.insert(d.port, I8042_BUS_PORTS, new I8042(d.state, (level) => ctx.vm.irqLine(gsi, level), () => ctx.sink.requestExit(VCPU_EXIT_KIND.RESET)));
         break;
       }
       case 'boot-timer': {

@@ -114,6 +114,16 @@ export class BlockHandle {
     return this.request({ kind: 'update-rate-limiter', rateLimiter });
   }
 
+  /**
+   * Makes the worker look at its queue as if the guest had notified it. On resume Firecracker
+   * kicks every device before the vCPUs run again (src/vmm/src/lib.rs `resume_vm` →
+   * `kick_devices`): requests a driver queued while its notification was lost or deferred get
+   * served. A worker whose device is not active ignores it.
+   */
+  kick(): void {
+    this.fds[1]!.signal();
+  }
+
   /** Block metrics (absolute counters). */
   metricsSnapshot(): BlockMetricsSnapshot {
     return this.metrics.snapshot();

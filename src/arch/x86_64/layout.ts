@@ -66,11 +66,16 @@ export const GSI_LEGACY_START = 5;
 export const GSI_LEGACY_END = IOAPIC_NUM_PINS - 1;
 export const I8042_GSI = 1;
 export const SERIAL_COM1_GSI = 4;
-/** Legacy port IO (facts §4.1, §4.2): COM1 at 0x3f8..0x3ff, i8042 data 0x60 / command 0x64. */
+/**
+ * Legacy port IO (firecracker src/vmm/src/device_manager/legacy.rs): COM1 at 0x3f8..0x3ff
+ * (a 16550A has 8 registers), i8042 data at 0x60 and status/command at 0x64; the i8042 is put
+ * on the port bus as one range of I8042_BUS_PORTS ports from its data port (0x60..0x64).
+ */
 export const SERIAL_COM1_PORT = 0x3f8;
 export const SERIAL_PORT_SIZE = 8;
 export const I8042_DATA_PORT = 0x60;
 export const I8042_COMMAND_PORT = 0x64;
+export const I8042_BUS_PORTS = 5;
 
 /**
  * The RAM ranges for a guest of `bytes` bytes: [0, min(bytes, 3 GiB)), the rest from 4 GiB

@@ -1,5 +1,5 @@
 /**
- * Firecracker's `RateLimiter` (rate_limiter/mod.rs, facts §4.10): an optional bandwidth
+ * Firecracker's `RateLimiter` (src/vmm/src/rate_limiter/mod.rs): an optional bandwidth
  * (bytes) bucket and an optional ops bucket, plus one timer.
  *
  * - A failed consume blocks ALL consumption (both token types) until the refill timer fires:
@@ -20,14 +20,17 @@ import { NANOSEC_IN_ONE_MILLISEC, TokenBucket, toU64 } from './token-bucket.js';
 /** Retry interval after a failed consume, ms (Firecracker REFILL_TIMER_INTERVAL_MS). */
 export const REFILL_TIMER_INTERVAL_MS = 100;
 
-/** A token bucket as the API describes it (`TokenBucket` schema, facts §1.4). */
+/**
+ * A token bucket as the API describes it (Firecracker's `TokenBucket` schema): the one
+ * definition, used by the API's resource store (src/config/rate-limiter.ts) and the devices.
+ */
 export interface TokenBucketConfig {
   /** Bucket capacity in tokens (bytes or ops). */
-  readonly size: number | bigint;
-  /** Extra initial credit, not refilled. */
-  readonly one_time_burst?: number | bigint | null;
+  readonly size: number;
+  /** Extra initial credit, not refilled; absent or null = none. */
+  readonly one_time_burst?: number | null;
   /** Time to refill the bucket from empty to full, ms. */
-  readonly refill_time: number | bigint;
+  readonly refill_time: number;
 }
 
 /** A rate limiter as the API describes it; absent/null buckets are disabled (PUT) or unchanged (PATCH). */
@@ -59,7 +62,7 @@ function bucketFrom(cfg: TokenBucketConfig | null | undefined, nowNs: bigint): T
 }
 
 function describe(b: TokenBucket | undefined): TokenBucketConfig | undefined {
-  return b && { size: b.size, one_time_burst: b.initialOneTimeBurst, refill_time: b.refillTimeMs };
+  return b && { size: Number(b.size), one_time_burst: Number(b.initialOneTimeBurst), refill_time: Number(b.refillTimeMs) };
 }
 
 /** Bandwidth and ops limiting for one device (or one direction of a net device). */

@@ -48,9 +48,9 @@ export const COM1_UID = 0;
 export const COM1_DDN = 'COM1';
 /** Firecracker's _CCA for virtio devices: DMA is cache-coherent (ACPI 6.5 §6.2.17). */
 export const VIRTIO_CCA_COHERENT = 1;
-/** Port IO descriptors use byte alignment; each i8042 port is one byte. */
+/** Port IO descriptors use byte alignment; the i8042 announces its two ports as one byte each. */
 export const IO_ALIGN_BYTE = 1;
-export const I8042_PORT_SIZE = 1;
+export const I8042_ACPI_PORT_LENGTH = 1;
 
 /** Every interrupt Kindling announces: edge-triggered, active-high, exclusive (facts §4.4). */
 const EDGE_HIGH_EXCLUSIVE: InterruptFlags = { edge: true, activeLow: false, shared: false };
@@ -114,8 +114,8 @@ export function ps2DeviceAml(): AmlBytes {
   return device(`${ACPI_SB_SCOPE}.${PS2_NAME}`, [
     name('_HID', eisaId(PS2_KEYBOARD_HID)),
     name('_CRS', resourceTemplate([
-      ioPort(I8042_DATA_PORT, I8042_DATA_PORT, IO_ALIGN_BYTE, I8042_PORT_SIZE),
-      ioPort(I8042_COMMAND_PORT, I8042_COMMAND_PORT, IO_ALIGN_BYTE, I8042_PORT_SIZE),
+      ioPort(I8042_DATA_PORT, I8042_DATA_PORT, IO_ALIGN_BYTE, I8042_ACPI_PORT_LENGTH),
+      ioPort(I8042_COMMAND_PORT, I8042_COMMAND_PORT, IO_ALIGN_BYTE, I8042_ACPI_PORT_LENGTH),
       interrupt(I8042_GSI, EDGE_HIGH_EXCLUSIVE),
     ])),
   ]);

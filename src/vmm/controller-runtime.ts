@@ -1,12 +1,12 @@
 /**
- * The post-boot half of `VmmController` (rpc_interface.rs `RuntimeApiController`): actions on a
- * VM that exists. Live device operations go to the backend; missing optional backend methods
- * answer "The requested operation is not supported: ..." instead of pretending success.
+ * The post-boot half of `VmmController` (firecracker src/vmm/src/rpc_interface.rs
+ * `RuntimeApiController`): actions on a VM that exists, called on the `RunningVm` directly.
+ * Operations of devices this build does not run answer "The requested operation is not
+ * supported: ..." instead of pretending success.
  */
 import { machineConfigJson } from '../config/machine-config.js';
 import type { VmmController } from './controller.js';
-import { FIRECRACKER_VERSION, toActionError } from './controller.js';
-import { PHASE_ERRORS, VmmAction, VmmActionError, VmmData } from './actions.js';
+import { FIRECRACKER_VERSION, PHASE_ERRORS, VmmAction, VmmActionError, VmmData, toActionError } from './actions.js';
 
 const VMM = { thread: 'main', module: 'vmm::rpc_interface' } as const;
 const NOT_FOUND = 'Failed perform action on device: Device not found';
@@ -33,11 +33,11 @@ function mmdsStore(c: VmmController) {
 
 /** `RuntimeApiController::handle_request`. */
 export async function runtimeAction(c: VmmController, a: VmmAction): Promise<VmmData> {
-  const b = c.backend;
+  const b = c.vm!;
   const r = c.resources;
   switch (a.kind) {
     case 'CreateSnapshot':
-      await call(b.createSnapshot && (() => b.createSnapshot!(a.params)), 'snapshot creation is not implemented by this backend', 'Create snapshot error');
+      await call(b.createSnapshot && (() => b.createSnapshot!(a.params)), 'snapshot creation is not implemented by this build', 'Create snapshot error');
       return EMPTY;
     case 'FlushMetrics':
       try {
@@ -96,7 +96,7 @@ export async function runtimeAction(c: VmmController, a: VmmAction): Promise<Vmm
       return EMPTY;
     }
     case 'SendCtrlAltDel':
-      await call(() => b.sendCtrlAltDel(), 'SendCtrlAltDel', 'Internal VMM error');
+      if (!b.sendCtrlAltDel()) throw new VmmActionError('Internal VMM error: The i8042 buffer has no room for the Ctrl+Alt+Del sequence.');
       return EMPTY;
     case 'UpdateBalloon':
       if (!r.balloon) throw new VmmActionError(`Balloon update error: ${NOT_FOUND}`);
@@ -124,8 +124,7 @@ export async function runtimeAction(c: VmmController, a: VmmAction): Promise<Vmm
       const i = r.drives.findIndex((d) => d.drive_id === a.config.drive_id);
       if (i === -1) throw new VmmActionError(`${prefix}: ${NOT_FOUND} Please verify the request arguments.`);
       try {
-        if (!b.updateBlockDevice) throw unsupported('drive update');
-        await b.updateBlockDevice(a.config);
+        await b.updateDrive(a.config);
       } catch (e) {
         if (e instanceof VmmActionError) throw e;
         throw new VmmActionError(`${prefix}: ${(e as Error).message} Please verify the request arguments.`);

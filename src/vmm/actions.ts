@@ -1,9 +1,11 @@
 /**
- * The API's command enum (facts §0; rpc_interface.rs `VmmAction`, `VmmData`, `VmmActionError`).
+ * The controller's command enum (firecracker src/vmm/src/rpc_interface.rs `VmmAction`,
+ * `VmmData`, `VmmActionError`).
  * The HTTP layer turns each request into one `VmmAction`; `VmmController.handle` answers with
  * one `VmmData` or throws one `VmmActionError`. Names follow Firecracker's variants.
  */
 import { ApiLayerError } from '../errors.js';
+import { ConfigError } from '../config/errors.js';
 import type { BalloonDeviceConfig, BalloonStats, BalloonUpdateConfig, BalloonUpdateStatsConfig, HintingStatus, StartHintingCmd } from '../config/balloon.js';
 import type { BootSourceConfig } from '../config/boot-source.js';
 import type { CustomCpuTemplate } from '../config/cpu-config.js';
@@ -106,6 +108,17 @@ export class VmmActionError extends ApiLayerError {
     super('VMM_ACTION_FAILED', message, status, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.fatal = opts.fatal ?? false;
   }
+}
+
+/** The Firecracker version Kindling's API reports (GET /version, InstanceInfo.vmm_version). */
+export const FIRECRACKER_VERSION = '1.16.1';
+
+/** Turns store/VM failures into the fault_message Firecracker would send. */
+export function toActionError(e: unknown, prefix?: string): VmmActionError {
+  if (e instanceof VmmActionError) return e;
+  if (e instanceof ConfigError) return new VmmActionError(e.faultMessage, e.status, { cause: e });
+  const msg = e instanceof Error ? e.message : String(e);
+  return new VmmActionError(prefix ? `${prefix}: ${msg}` : msg, 400, { cause: e });
 }
 
 /** `Method` as Firecracker's `{:?}` prints it in logs (`Put`, `Get`, ...). */

@@ -1,30 +1,32 @@
 /**
- * `VmmController`: the single owner of the VM's configuration and run state (facts §0, §1.3).
- * Like Firecracker's `PrebootApiController` / `RuntimeApiController` pair it answers one action
- * at a time; the two `switch`es below name every action, disallowed ones included, so the
- * pre/post-boot matrix is readable in one place.
+ * `VmmController`: the single owner of the VM's configuration and run state (firecracker
+ * src/vmm/src/rpc_interface.rs `PrebootApiController` / `RuntimeApiController`). It answers
+ * one action at a time; the two `switch`es (here pre-boot, controller-runtime.ts after) name
+ * every action, disallowed ones included, so the pre/post-boot matrix is readable in one place.
  *
  *   NotStarted --InstanceStart--> Running --Pause--> Paused --Resume--> Running
  *   NotStarted --LoadSnapshot---> Paused (or Running with resume_vm)
+ *
+ * Both the HTTP API (src/api/server.ts) and the library (src/vmm/microvm.ts) drive the VM
+ * through it: API → controller → RunningVm (Vmm) → actor handles (docs/design.md "API flow").
  */
 import { ConfigError } from '../config/errors.js';
 import type { LoggerConfig } from '../config/logger.js';
 import { machineConfigJson } from '../config/machine-config.js';
 import type { MetricsConfig } from '../config/metrics.js';
 import { VmConfig, VmResources } from '../config/resources.js';
+import type { LoadSnapshotParams } from '../config/snapshot.js';
 import { LOGGER, Logger } from '../logger/logger.js';
 import { METRICS, Metrics } from '../metrics/metrics.js';
-import { InstanceState, PHASE_ERRORS, VmmAction, VmmActionError, VmmData } from './actions.js';
-import { DEVICE_KIND_NAMES, DeviceKind, VmBackend } from './backend.js';
+import { FIRECRACKER_VERSION, InstanceState, PHASE_ERRORS, VmmAction, VmmActionError, VmmData, toActionError } from './actions.js';
 import { runtimeAction } from './controller-runtime.js';
-
-/** The Firecracker version Kindling's API reports (GET /version, InstanceInfo.vmm_version). */
-export const FIRECRACKER_VERSION = '1.16.1';
+import { DEVICE_KIND_NAMES, firstUnsupported } from './features.js';
+import type { RunningVm, VmExit, VmFactory } from './running-vm.js';
 
 /** Options of a controller. */
 export interface ControllerOptions {
   instanceId: string;
-  backend: VmBackend;
+  factory: VmFactory;
   resources?: VmResources;
   logger?: Logger;
   metrics?: Metrics;
@@ -34,18 +36,10 @@ export interface ControllerOptions {
 
 const VMM = { thread: 'main', module: 'vmm::rpc_interface' } as const;
 
-/** Turns store/backend failures into the fault_message Firecracker would send. */
-export function toActionError(e: unknown, prefix?: string): VmmActionError {
-  if (e instanceof VmmActionError) return e;
-  if (e instanceof ConfigError) return new VmmActionError(e.faultMessage, e.status, { cause: e });
-  const msg = e instanceof Error ? e.message : String(e);
-  return new VmmActionError(prefix ? `${prefix}: ${msg}` : msg, 400, { cause: e });
-}
-
-/** Owns `VmResources` and the backend; answers `VmmAction`s. */
+/** Owns `VmResources` and the running VM; answers `VmmAction`s. */
 export class VmmController {
   readonly instanceId: string;
-  readonly backend: VmBackend;
+  readonly factory: VmFactory;
   resources: VmResources;
   readonly logger: Logger;
   readonly metrics: Metrics;
@@ -55,15 +49,21 @@ export class VmmController {
   bootPath = false;
   /** The configuration the running VM was built from. */
   vmConfig: VmConfig | null = null;
+  /** The VM, once InstanceStart (or a snapshot load) succeeded. */
+  vm: RunningVm | null = null;
+  /** Resolves when the VM has stopped (never, if it never started). */
+  readonly exited: Promise<VmExit>;
+  private resolveExited!: (e: VmExit) => void;
   private readonly metricsPeriodMs: number | undefined;
 
   constructor(opts: ControllerOptions) {
     this.instanceId = opts.instanceId;
-    this.backend = opts.backend;
+    this.factory = opts.factory;
     this.logger = opts.logger ?? LOGGER;
     this.metrics = opts.metrics ?? METRICS;
-    this.resources = opts.resources ?? new VmResources({ openTap: opts.backend.openTap?.bind(opts.backend) });
+    this.resources = opts.resources ?? new VmResources({ openTap: opts.factory.openTap?.bind(opts.factory) });
     this.metricsPeriodMs = opts.metricsPeriodMs;
+    this.exited = new Promise((r) => { this.resolveExited = r; });
   }
 
   /** True once a VM exists (booted or restored). */
@@ -159,42 +159,9 @@ export class VmmController {
     return { kind: 'InstanceInformation', value: { id: this.instanceId, state: this.state, vmm_version: FIRECRACKER_VERSION, app_name: 'Firecracker' } };
   }
 
-  /** The devices/features a configuration needs from the backend, in attach order. */
-  static requiredKinds(c: VmConfig): DeviceKind[] {
-    const k = new Set<DeviceKind>();
-    if (c.machine.smt) k.add('smt');
-    if (c.machine.huge_pages !== 'None') k.add('huge-pages');
-    if (c.machine.track_dirty_pages) k.add('track-dirty-pages');
-    if (c.machine.cpu_template) k.add('static-cpu-template');
-    if (c.machine.custom_cpu_template) k.add('custom-cpu-template');
-    if (c.bootSource.initrd_path !== null) k.add('initrd');
-    if (c.balloon) k.add('balloon');
-    for (const d of c.drives) {
-      k.add(d.kind);
-      if (d.kind === 'virtio-block' && d.io_engine === 'Async') k.add('block-io-engine-async');
-      if (d.kind === 'virtio-block' && d.rate_limiter) k.add('rate-limiter');
-    }
-    for (const n of c.networkInterfaces) {
-      k.add('virtio-net');
-      if (n.rx_rate_limiter || n.tx_rate_limiter) k.add('rate-limiter');
-    }
-    if (c.mmds) k.add('mmds');
-    if (c.pmem.length) k.add('pmem');
-    if (c.pmem.some((p) => p.rate_limiter)) k.add('rate-limiter');
-    if (c.vsock) k.add('vsock');
-    if (c.entropy) k.add('entropy');
-    if (c.entropy?.rate_limiter) k.add('rate-limiter');
-    if (c.memoryHotplug) k.add('memory-hotplug');
-    if (c.serial.serial_out_path !== null) k.add('serial-output-file');
-    if (c.serial.rate_limiter) k.add('serial-rate-limiter');
-    if (c.bootTimer) k.add('boot-timer');
-    if (c.pciEnabled) k.add('pci');
-    return [...k];
-  }
-
   /**
-   * InstanceStart (`build_and_boot_microvm`): refuses configurations the backend cannot honour,
-   * then starts the VM. Failures leave the controller pre-boot (not fatal, facts §1.3).
+   * InstanceStart (`build_and_boot_microvm`): refuses configurations the factory cannot
+   * honour, then boots the VM. Failures leave the controller pre-boot (not fatal).
    */
   async startMicroVm(): Promise<void> {
     let config: VmConfig;
@@ -203,43 +170,39 @@ export class VmmController {
     } catch (e) {
       throw new VmmActionError(`Start microvm error: ${(e as ConfigError).detail ?? (e as Error).message}`);
     }
-    for (const kind of VmmController.requiredKinds(config)) {
-      if (!this.backend.supports(kind)) {
-        throw new VmmActionError(`Start microvm error: The configuration uses ${DEVICE_KIND_NAMES[kind]}, which this Kindling VM backend does not support.`);
-      }
+    const missing = firstUnsupported(config, (k) => this.factory.supports(k));
+    if (missing) {
+      throw new VmmActionError(`Start microvm error: The configuration uses ${DEVICE_KIND_NAMES[missing]}, which this Kindling build does not support.`);
     }
     this.logger.debug('event_start: build microvm for boot', VMM);
+    let vm: RunningVm;
     try {
-      await this.backend.start(config);
+      vm = await this.factory.boot(config);
     } catch (e) {
       throw toActionError(e, 'Start microvm error');
     }
     this.logger.debug('event_end: boot microvm', VMM);
-    this.vmConfig = config;
-    this.state = 'Running';
-    this.backend.flushMetrics?.();
-    this.metrics.startPeriodic((e) => this.logger.error(`Failed to write metrics: ${e.message}`, VMM), this.metricsPeriodMs);
+    this.adopt(vm, config, 'Running');
   }
 
-  private async loadSnapshot(params: Parameters<NonNullable<VmBackend['loadSnapshot']>>[0]): Promise<VmmData> {
+  private async loadSnapshot(params: LoadSnapshotParams): Promise<VmmData> {
     if (this.bootPath) {
       const msg = 'Loading a microVM snapshot not allowed after configuring boot-specific resources.';
       this.logger.info(msg, VMM);
       throw new VmmActionError(`Load snapshot error: ${msg}`);
     }
-    if (!this.backend.loadSnapshot) throw new VmmActionError('The requested operation is not supported: snapshot load is not implemented by this backend');
+    if (!this.factory.restore) throw new VmmActionError('The requested operation is not supported: snapshot load is not implemented by this build');
     const started = performance.now();
-    let restored: VmConfig;
+    let restored: { vm: RunningVm; config: VmConfig };
     try {
-      restored = await this.backend.loadSnapshot(params);
+      restored = await this.factory.restore(params);
     } catch (e) {
       throw new VmmActionError(`Load snapshot error: Failed to restore from snapshot: ${(e as Error).message}`, 400, { fatal: true, cause: e });
     }
-    this.vmConfig = restored;
-    this.state = 'Paused';
+    this.adopt(restored.vm, restored.config, 'Paused');
     if (params.resume_vm) {
       try {
-        await this.backend.resume();
+        await restored.vm.resume();
       } catch (e) {
         throw new VmmActionError(`Load snapshot error: Failed to resume microVM: ${(e as Error).message}`, 400, { fatal: true, cause: e });
       }
@@ -248,8 +211,16 @@ export class VmmController {
     const us = Math.round((performance.now() - started) * 1000);
     this.metrics.latencies_us.vmm_load_snapshot.store(us);
     this.logger.debug(`'load snapshot' VMM action took ${us} us.`, VMM);
-    this.metrics.startPeriodic((e) => this.logger.error(`Failed to write metrics: ${e.message}`, VMM), this.metricsPeriodMs);
     return { kind: 'Empty' };
+  }
+
+  /** Takes a VM that now exists: run state, exit, and the periodic metrics flush. */
+  private adopt(vm: RunningVm, config: VmConfig, state: InstanceState): void {
+    this.vm = vm;
+    this.vmConfig = config;
+    this.state = state;
+    void vm.exit.then(this.resolveExited, (err: Error) => this.resolveExited({ code: 1, reason: err.message }));
+    this.metrics.startPeriodic((e) => this.logger.error(`Failed to write metrics: ${e.message}`, VMM), this.metricsPeriodMs);
   }
 
   /** Stops timers (tests, shutdown). */

@@ -1,0 +1,58 @@
+/**
+ * The real `VmFactory`: builds KVM microVMs (src/vmm/builder.ts) and hands the controller the
+ * `Vmm` itself, so every later action goes controller → Vmm → actor handle with nothing in
+ * between (docs/design.md "API flow").
+ *
+ * The builder's module graph (actors, devices, kvm, koffi) is most of Kindling's module
+ * loading, and the API socket must accept as soon as possible after process start (Firecracker's
+ * start-up), so it is imported lazily: `warmUp()` starts the import once the socket listens and
+ * InstanceStart awaits the same promise.
+ */
+import type { VmConfig } from '../config/resources.js';
+import { KVM_SUPPORTED, type DeviceKind } from './features.js';
+import type { VmHostOptions } from './builder.js';
+import type { VmFactory } from './running-vm.js';
+import type { Vmm } from './vmm.js';
+
+let builderModule: Promise<typeof import('./builder.js')> | undefined;
+/** The builder module, loaded once. */
+function loadBuilder(): Promise<typeof import('./builder.js')> {
+  return (builderModule ??= import('./builder.js'));
+}
+
+let actorPool: Promise<typeof import('../actors/actor-pool.js')> | undefined;
+function loadActorPool(): Promise<typeof import('../actors/actor-pool.js')> {
+  return (actorPool ??= import('../actors/actor-pool.js'));
+}
+
+/** Builds KVM microVMs attached to the given host I/O. */
+export class KvmVmFactory implements VmFactory {
+  constructor(private readonly host: VmHostOptions) {}
+
+  supports(kind: DeviceKind): boolean {
+    return KVM_SUPPORTED.has(kind);
+  }
+
+  /** Builds the VM, then lets its vCPUs run; a failure leaves nothing behind. */
+  async boot(config: VmConfig): Promise<Vmm> {
+    const { buildMicroVm } = await loadBuilder();
+    const vmm = await buildMicroVm(config, this.host);
+    try {
+      await vmm.start();
+    } catch (e) {
+      await vmm.stop();
+      throw e;
+    }
+    return vmm;
+  }
+
+  /**
+   * Loads the builder after the current turn (so the listen log line and first accept come
+   * first) and starts `vcpus` vCPU actors ahead: Firecracker's default vcpu_count is 1, and a
+   * worker's start is most of InstanceStart's cost (src/actors/actor-pool.ts). A failure here
+   * resurfaces, with its message, when InstanceStart awaits the same import.
+   */
+  warmUp(vcpus = 1): void {
+    setImmediate(() => void loadBuilder().then(() => loadActorPool()).then((p) => p.prewarmActors('vcpu', vcpus)).catch(() => undefined));
+  }
+}

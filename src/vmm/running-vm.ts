@@ -1,0 +1,74 @@
+/**
+ * The seam between the controller and a VM (docs/design.md "API flow"). The controller owns
+ * configuration and run state; a `VmFactory` turns a validated `VmConfig` into a running VM;
+ * the controller then calls the `RunningVm` directly. `Vmm` (src/vmm/vmm.ts) is the real
+ * RunningVm and `KvmVmFactory` (src/vmm/kvm-factory.ts) the real factory; the API tests put a
+ * recording fake here (test/helpers/api-fake-backend.ts) and keep everything above it real.
+ *
+ * Error contract: a rejected call carries the inner text Firecracker would show after its
+ * prefix; the controller adds the prefix ("Start microvm error: ...", "Internal VMM error: ...").
+ *
+ * Device operations of devices this build does not run yet (balloon, pmem, memory hotplug,
+ * snapshots) are optional: the controller answers "The requested operation is not supported"
+ * when they are missing, and a VM with such a device cannot start in the first place.
+ */
+import type { BalloonStats, HintingStatus, StartHintingCmd } from '../config/balloon.js';
+import type { BlockDeviceUpdateConfig } from '../config/drives.js';
+import type { MemoryHotplugStatus } from '../config/memory-hotplug.js';
+import type { NetworkInterfaceUpdateConfig } from '../config/network-interfaces.js';
+import type { PmemDeviceUpdateConfig } from '../config/pmem.js';
+import type { VmConfig } from '../config/resources.js';
+import type { CreateSnapshotParams, LoadSnapshotParams } from '../config/snapshot.js';
+import type { DeviceKind } from './features.js';
+
+/** How the microVM ended: the process exit code Firecracker would use (0 = guest reboot). */
+export interface VmExit {
+  code: number;
+  /** The first vCPU exit that stopped the VM, or "stopped by the host". */
+  reason: string;
+}
+
+/** A VM that exists (booted or restored). */
+export interface RunningVm {
+  /** Resolves once, when the VM has stopped and released everything. */
+  readonly exit: Promise<VmExit>;
+  /** PATCH /vm Paused: every vCPU out of KVM_RUN and parked. */
+  pause(): Promise<void>;
+  /** PATCH /vm Resumed: devices are kicked first, then the vCPUs run (vmm/src/lib.rs resume_vm). */
+  resume(): Promise<void>;
+  /** PUT /actions SendCtrlAltDel; false when the i8042 buffer has no room. */
+  sendCtrlAltDel(): boolean;
+  /** PATCH /drives/{id}: new backing file and/or rate limiter. */
+  updateDrive(update: BlockDeviceUpdateConfig): Promise<void>;
+  /** Stops the VM from the host; resolves with its exit. */
+  stop(): Promise<VmExit>;
+  updateNetworkInterface?(update: NetworkInterfaceUpdateConfig): Promise<void>;
+  updatePmemDevice?(update: PmemDeviceUpdateConfig): Promise<void>;
+  updateBalloon?(amountMib: number): Promise<void>;
+  updateBalloonStatistics?(intervalS: number): Promise<void>;
+  balloonStats?(): Promise<BalloonStats>;
+  startBalloonHinting?(cmd: StartHintingCmd): Promise<void>;
+  balloonHintingStatus?(): Promise<HintingStatus>;
+  stopBalloonHinting?(): Promise<void>;
+  memoryHotplugStatus?(): Promise<MemoryHotplugStatus>;
+  updateMemoryHotplugSize?(requestedSizeMib: number): Promise<void>;
+  /** PUT /snapshot/create (VM paused). */
+  createSnapshot?(params: CreateSnapshotParams): Promise<void>;
+}
+
+/** Builds VMs. */
+export interface VmFactory {
+  /** Whether VMs from this factory can provide `kind`. */
+  supports(kind: DeviceKind): boolean;
+  /** InstanceStart: builds the VM and lets its vCPUs run. Rejects without leaving anything behind. */
+  boot(config: VmConfig): Promise<RunningVm>;
+  /** PUT /snapshot/load on a fresh process: the restored VM (paused) and its configuration. */
+  restore?(params: LoadSnapshotParams): Promise<{ vm: RunningVm; config: VmConfig }>;
+  /** PUT-time TAP probe (Firecracker opens the TAP when the interface is configured). */
+  openTap?(hostDevName: string): void;
+  /**
+   * Starts loading the VM machinery in the background; the CLI calls it once the API socket
+   * listens, so the socket accepts early and InstanceStart finds the code loaded.
+   */
+  warmUp?(): void;
+}
