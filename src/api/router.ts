@@ -1,7 +1,8 @@
 /**
- * Routing (facts §1.2, api_server/parsed_request.rs and request/*.rs): method + first path
- * segment (a second for a few), extra trailing segments ignored, ids checked, bodies
- * deserialized into a `VmmAction`. Only parsing happens here; state lives in VmmController.
+ * Routing (firecracker src/firecracker/src/api_server/parsed_request.rs and request/*.rs): one
+ * table row per resource (its first path segment) with a handler per method; extra trailing
+ * segments are ignored, ids checked, bodies deserialized into a `VmmAction`. Only parsing
+ * happens here; state lives in the VmmController (src/vmm/controller.ts).
  * The per-endpoint `*_count` / `*_fails` metrics are bumped exactly where Firecracker bumps
  * them (including its quirks, e.g. PATCH /network-interfaces counting an id mismatch as a count).
  */
@@ -86,229 +87,26 @@ function serde<T>(parse: () => T, fails?: SharedIncMetric): T {
 
 const ok = (action: VmmAction, deprecation: string | null = null): ParsedRequest => ({ action, deprecation });
 
-/** `ParsedRequest::try_from(&Request)` minus the logging (done by the server). */
-export function parseRequest(req: HttpRequest, metrics: Metrics): ParsedRequest {
-  const tokens = req.path.replace(/^\/+/, '').split('/');
-  if (tokens[tokens.length - 1] === '') tokens.pop(); // split_terminator
-  let next = 1;
-  const token = (): string | undefined => tokens[next++];
-  const path = tokens[0] ?? '';
-  const body = req.body;
-  const m = req.method;
-  const put = metrics.put_api_requests;
-  const patch = metrics.patch_api_requests;
+/** What a route handler sees: the metrics, the path segments after the resource, the body. */
+interface RouteCtx {
+  metrics: Metrics;
+  /** Path segments after the resource name (`/drives/rootfs` → ['rootfs']). */
+  rest: string[];
+}
 
-  if (m === 'GET' && body === null) {
-    switch (path) {
-      case '':
-        metrics.get_api_requests.instance_info_count.inc();
-        return ok({ kind: 'GetVmInstanceInfo' });
-      case 'balloon': {
-        const t = token();
-        if (t === undefined) return ok({ kind: 'GetBalloonConfig' });
-        if (t === 'statistics') return ok({ kind: 'GetBalloonStats' });
-        if (t === 'hinting') {
-          const s = token();
-          if (s === 'status') return ok({ kind: 'GetFreePageHintingStatus' });
-          throw generic(s === undefined ? 'Unrecognized GET request path `/hinting/`.' : `Unrecognized GET request path \`/hinting/${s}\`.`);
-        }
-        throw generic(`Unrecognized GET request path \`${t}\`.`);
-      }
-      case 'version':
-        metrics.get_api_requests.vmm_version_count.inc();
-        return ok({ kind: 'GetVmmVersion' });
-      case 'vm':
-        if (token() === 'config') return ok({ kind: 'GetFullVmConfig' });
-        break;
-      case 'machine-config':
-        metrics.get_api_requests.machine_cfg_count.inc();
-        return ok({ kind: 'GetVmMachineConfig' });
-      case 'mmds':
-        metrics.get_api_requests.mmds_count.inc();
-        return ok({ kind: 'GetMMDS' });
-      case 'hotplug':
-        if (token() === 'memory') {
-          metrics.get_api_requests.hotplug_memory_count.inc();
-          return ok({ kind: 'GetMemoryHotplugStatus' });
-        }
-        break;
-    }
-    throw invalidPath(path, m);
-  }
-  if (m === 'GET') throw methodToError(m);
+/** A handler: the parsed request, or null when the sub-path is unknown (→ InvalidPathMethod). */
+type Handler = (c: RouteCtx, body: Buffer) => ParsedRequest | null;
+type GetHandler = (c: RouteCtx) => ParsedRequest | null;
 
-  if (m === 'PUT') {
-    if (body === null) throw methodToError(m);
-    switch (path) {
-      case 'actions': {
-        put.actions_count.inc();
-        const a = serde(() => deserialize<{ action_type: string }>(body, ACTION_BODY), put.actions_fails).action_type;
-        return ok(a === 'FlushMetrics' ? { kind: 'FlushMetrics' } : a === 'InstanceStart' ? { kind: 'StartMicroVm' } : { kind: 'SendCtrlAltDel' });
-      }
-      case 'balloon':
-        return ok({ kind: 'SetBalloonDevice', config: serde(() => parseBalloon(body)) });
-      case 'boot-source':
-        put.boot_source_count.inc();
-        return ok({ kind: 'ConfigureBootSource', config: serde(() => parseBootSource(body), put.boot_source_fails) });
-      case 'cpu-config':
-        put.cpu_cfg_count.inc();
-        return ok({ kind: 'PutCpuConfiguration', template: serde(() => parseCpuConfig(body), put.cpu_cfg_fails) });
-      case 'drives': {
-        put.drive_count.inc();
-        const id = idOrFail(token(), put.drive_fails);
-        const cfg = serde(() => parseDrive(body), put.drive_fails);
-        if (id !== cfg.drive_id) {
-          put.drive_fails.inc();
-          throw generic('The id from the path does not match the id from the body!');
-        }
-        return ok({ kind: 'InsertBlockDevice', config: cfg });
-      }
-      case 'pmem': {
-        put.pmem_count.inc();
-        const id = idOrFail(token(), put.pmem_fails);
-        const cfg = serde(() => parsePmem(body), put.pmem_fails);
-        if (id !== cfg.id) {
-          put.pmem_fails.inc();
-          throw generic('The id from the path does not match the id from the body!');
-        }
-        return ok({ kind: 'InsertPmemDevice', config: cfg });
-      }
-      case 'logger':
-        put.logger_count.inc();
-        return ok({ kind: 'ConfigureLogger', config: serde(() => parseLoggerConfig(body), put.logger_fails) });
-      case 'serial':
-        put.serial_count.inc();
-        return ok({ kind: 'ConfigureSerial', config: serde(() => parseSerial(body), put.serial_fails) });
-      case 'machine-config': {
-        put.machine_cfg_count.inc();
-        const u = serde(() => parseMachineConfigPut(body), put.machine_cfg_fails);
-        if (u.cpu_template === null) return ok({ kind: 'UpdateMachineConfiguration', config: u });
-        metrics.deprecated_api.deprecated_http_api_calls.inc();
-        return ok({ kind: 'UpdateMachineConfiguration', config: u }, 'PUT /machine-config: cpu_template field is deprecated.');
-      }
-      case 'metrics':
-        put.metrics_count.inc();
-        return ok({ kind: 'ConfigureMetrics', config: serde(() => parseMetricsConfig(body), put.metrics_fails) });
-      case 'mmds': {
-        put.mmds_count.inc();
-        const t = token();
-        if (t === undefined) return ok({ kind: 'PutMMDS', value: serde(() => parseJsonValue(body), put.mmds_fails) });
-        if (t === 'config') {
-          const cfg = serde(() => parseMmdsConfig(body), put.mmds_fails);
-          if (cfg.version !== 'V1') return ok({ kind: 'SetMmdsConfiguration', config: cfg });
-          metrics.deprecated_api.deprecated_http_api_calls.inc();
-          return ok({ kind: 'SetMmdsConfiguration', config: cfg }, 'PUT /mmds/config: V1 is deprecated. Use V2 instead.');
-        }
-        put.mmds_fails.inc();
-        throw generic(`Unrecognized PUT request path \`${t}\`.`);
-      }
-      case 'network-interfaces': {
-        put.network_count.inc();
-        const id = idOrFail(token(), put.network_fails);
-        const cfg = serde(() => parseNetworkInterface(body), put.network_fails);
-        if (id !== cfg.iface_id) {
-          put.network_fails.inc();
-          throw generic(`The id from the path [${id}] does not match the id from the body [${cfg.iface_id}]!`);
-        }
-        return ok({ kind: 'InsertNetworkDevice', config: cfg });
-      }
-      case 'snapshot': {
-        const t = token();
-        if (t === undefined) throw generic('Missing snapshot operation type.');
-        if (t === 'create') return ok({ kind: 'CreateSnapshot', params: serde(() => parseCreateSnapshot(body)) });
-        if (t === 'load') {
-          const l = serde(() => parseLoadSnapshot(body));
-          if (!l.deprecated) return ok({ kind: 'LoadSnapshot', params: l.params });
-          metrics.deprecated_api.deprecated_http_api_calls.inc();
-          return ok({ kind: 'LoadSnapshot', params: l.params }, 'PUT /snapshot/load: mem_file_path and enable_diff_snapshots fields are deprecated.');
-        }
-        throw invalidPath(`/snapshot/${t}`, m);
-      }
-      case 'vsock': {
-        put.vsock_count.inc();
-        const cfg = serde(() => parseVsock(body), put.vsock_fails);
-        if (cfg.vsock_id === null) return ok({ kind: 'SetVsockDevice', config: cfg });
-        metrics.deprecated_api.deprecated_http_api_calls.inc();
-        return ok({ kind: 'SetVsockDevice', config: cfg }, 'PUT /vsock: vsock_id field is deprecated.');
-      }
-      case 'entropy':
-        return ok({ kind: 'SetEntropyDevice', config: serde(() => parseEntropy(body)) });
-      case 'hotplug':
-        if (token() === 'memory') {
-          put.hotplug_memory_count.inc();
-          return ok({ kind: 'SetMemoryHotplugDevice', config: serde(() => parseMemoryHotplug(body), put.hotplug_memory_fails) });
-        }
-        break;
-    }
-    throw invalidPath(path, m);
-  }
-
-  if (m === 'PATCH') {
-    if (path === 'balloon') return parsePatchBalloon(tokens.slice(1), body);
-    if (body === null) throw methodToError(m);
-    switch (path) {
-      case 'drives': {
-        patch.drive_count.inc();
-        const id = idOrFail(token(), patch.drive_fails);
-        const cfg = serde(() => parseDriveUpdate(body), patch.drive_fails);
-        if (id !== cfg.drive_id) {
-          patch.drive_fails.inc();
-          throw generic('The id from the path does not match the id from the body!');
-        }
-        return ok({ kind: 'UpdateBlockDevice', config: cfg });
-      }
-      case 'machine-config': {
-        patch.machine_cfg_count.inc();
-        const u = serde(() => parseMachineConfigPatch(body), patch.machine_cfg_fails);
-        if (isEmptyUpdate(u)) throw methodToError(m);
-        if (u.cpu_template === null) return ok({ kind: 'UpdateMachineConfiguration', config: u });
-        metrics.deprecated_api.deprecated_http_api_calls.inc();
-        return ok({ kind: 'UpdateMachineConfiguration', config: u }, 'PATCH /machine-config: cpu_template field is deprecated.');
-      }
-      case 'mmds':
-        patch.mmds_count.inc();
-        return ok({ kind: 'PatchMMDS', value: serde(() => parseJsonValue(body), patch.mmds_fails) });
-      case 'network-interfaces': {
-        patch.network_count.inc();
-        const id = idOrFail(token(), patch.network_count);
-        const cfg = serde(() => parseNetworkInterfaceUpdate(body), patch.network_fails);
-        if (id !== cfg.iface_id) {
-          patch.network_count.inc();
-          throw generic(`The id from the path [${id}] does not match the id from the body [${cfg.iface_id}]!`);
-        }
-        return ok({ kind: 'UpdateNetworkInterface', config: cfg });
-      }
-      case 'pmem': {
-        patch.pmem_count.inc();
-        const id = idOrFail(token(), patch.pmem_fails);
-        const cfg = serde(() => parsePmemUpdate(body), patch.pmem_fails);
-        if (id !== cfg.id) {
-          patch.pmem_fails.inc();
-          throw generic('The id from the path does not match the id from the body!');
-        }
-        return ok({ kind: 'UpdatePmemDevice', config: cfg });
-      }
-      case 'vm': {
-        const state = serde(() => parseVmState(body));
-        return ok({ kind: state === 'Paused' ? 'Pause' : 'Resume' });
-      }
-      case 'hotplug':
-        if (token() === 'memory') {
-          patch.hotplug_memory_count.inc();
-          return ok({ kind: 'UpdateMemoryHotplugSize', config: serde(() => parseMemoryHotplugUpdate(body), patch.hotplug_memory_fails) });
-        }
-        break;
-    }
-    throw invalidPath(path, m);
-  }
-
-  // DELETE
-  if (body === null) {
-    const type = path === 'drives' ? 'Block' : path === 'pmem' ? 'Pmem' : path === 'network-interfaces' ? 'Net' : null;
-    if (type) return ok({ kind: 'HotUnplugDevice', deviceType: type, id: checkedId(token()) });
-    throw invalidPath(path, m);
-  }
-  throw methodToError(m);
+/** The methods one resource answers (`parsed_request.rs` dispatches on method, then path). */
+interface Resource {
+  GET?: GetHandler;
+  PUT?: Handler;
+  PATCH?: Handler;
+  /** PATCH that may come without a body (only /balloon: hinting start/stop). */
+  PATCH_NO_BODY?: (c: RouteCtx, body: Buffer | null) => ParsedRequest;
+  /** DELETE (hot-unplug): `/resource/{id}`. */
+  DELETE?: 'Block' | 'Pmem' | 'Net';
 }
 
 function idOrFail(id: string | undefined, fails: SharedIncMetric): string {
@@ -319,8 +117,259 @@ function idOrFail(id: string | undefined, fails: SharedIncMetric): string {
   return checkedId(id);
 }
 
+/**
+ * `PUT|PATCH /resource/{id}` with the id repeated in the body: counts, parses, and refuses a
+ * mismatch. `idFails` is where a missing id counts (Firecracker counts PATCH
+ * /network-interfaces' missing id and mismatch as `*_count`, a quirk kept as is).
+ */
+function withId<T>(
+  body: Buffer, c: RouteCtx, m: { count: SharedIncMetric; fails: SharedIncMetric; idFails?: SharedIncMetric },
+  parse: (b: Buffer) => T, bodyId: (t: T) => string, mismatch: (path: string, body: string) => string,
+): T {
+  m.count.inc();
+  const id = idOrFail(c.rest[0], m.idFails ?? m.fails);
+  const cfg = serde(() => parse(body), m.fails);
+  if (id !== bodyId(cfg)) {
+    (m.idFails ?? m.fails).inc();
+    throw generic(mismatch(id, bodyId(cfg)));
+  }
+  return cfg;
+}
+const SAME_ID = (): string => 'The id from the path does not match the id from the body!';
+const SAME_ID_NET = (p: string, b: string): string => `The id from the path [${p}] does not match the id from the body [${b}]!`;
+
+/** A deprecated field was used: count it and warn (`Deprecation: true` header). */
+function deprecated(c: RouteCtx, action: VmmAction, warning: string): ParsedRequest {
+  c.metrics.deprecated_api.deprecated_http_api_calls.inc();
+  return ok(action, warning);
+}
+
+/** Every resource of the API, by its first path segment (firecracker src/firecracker/src/api_server/request/*.rs). */
+const ROUTES: Record<string, Resource> = {
+  '': {
+    GET: (c) => { c.metrics.get_api_requests.instance_info_count.inc(); return ok({ kind: 'GetVmInstanceInfo' }); },
+  },
+  actions: {
+    PUT: (c, body) => {
+      const put = c.metrics.put_api_requests;
+      put.actions_count.inc();
+      const a = serde(() => deserialize<{ action_type: string }>(body, ACTION_BODY), put.actions_fails).action_type;
+      return ok(a === 'FlushMetrics' ? { kind: 'FlushMetrics' } : a === 'InstanceStart' ? { kind: 'StartMicroVm' } : { kind: 'SendCtrlAltDel' });
+    },
+  },
+  balloon: {
+    GET: (c) => {
+      const [t, s] = c.rest;
+      if (t === undefined) return ok({ kind: 'GetBalloonConfig' });
+      if (t === 'statistics') return ok({ kind: 'GetBalloonStats' });
+      if (t === 'hinting') {
+        if (s === 'status') return ok({ kind: 'GetFreePageHintingStatus' });
+        throw generic(s === undefined ? 'Unrecognized GET request path `/hinting/`.' : `Unrecognized GET request path \`/hinting/${s}\`.`);
+      }
+      throw generic(`Unrecognized GET request path \`${t}\`.`);
+    },
+    PUT: (_c, body) => ok({ kind: 'SetBalloonDevice', config: serde(() => parseBalloon(body)) }),
+    PATCH_NO_BODY: (c, body) => patchBalloon(c.rest, body),
+  },
+  'boot-source': {
+    PUT: (c, body) => {
+      const put = c.metrics.put_api_requests;
+      put.boot_source_count.inc();
+      return ok({ kind: 'ConfigureBootSource', config: serde(() => parseBootSource(body), put.boot_source_fails) });
+    },
+  },
+  'cpu-config': {
+    PUT: (c, body) => {
+      const put = c.metrics.put_api_requests;
+      put.cpu_cfg_count.inc();
+      return ok({ kind: 'PutCpuConfiguration', template: serde(() => parseCpuConfig(body), put.cpu_cfg_fails) });
+    },
+  },
+  drives: {
+    PUT: (c, body) => {
+      const put = c.metrics.put_api_requests;
+      const cfg = withId(body, c, { count: put.drive_count, fails: put.drive_fails }, parseDrive, (d) => d.drive_id, SAME_ID);
+      return ok({ kind: 'InsertBlockDevice', config: cfg });
+    },
+    PATCH: (c, body) => {
+      const patch = c.metrics.patch_api_requests;
+      const cfg = withId(body, c, { count: patch.drive_count, fails: patch.drive_fails }, parseDriveUpdate, (d) => d.drive_id, SAME_ID);
+      return ok({ kind: 'UpdateBlockDevice', config: cfg });
+    },
+    DELETE: 'Block',
+  },
+  entropy: {
+    PUT: (_c, body) => ok({ kind: 'SetEntropyDevice', config: serde(() => parseEntropy(body)) }),
+  },
+  hotplug: {
+    GET: (c) => {
+      if (c.rest[0] !== 'memory') return null;
+      c.metrics.get_api_requests.hotplug_memory_count.inc();
+      return ok({ kind: 'GetMemoryHotplugStatus' });
+    },
+    PUT: (c, body) => {
+      if (c.rest[0] !== 'memory') return null;
+      const put = c.metrics.put_api_requests;
+      put.hotplug_memory_count.inc();
+      return ok({ kind: 'SetMemoryHotplugDevice', config: serde(() => parseMemoryHotplug(body), put.hotplug_memory_fails) });
+    },
+    PATCH: (c, body) => {
+      if (c.rest[0] !== 'memory') return null;
+      const patch = c.metrics.patch_api_requests;
+      patch.hotplug_memory_count.inc();
+      return ok({ kind: 'UpdateMemoryHotplugSize', config: serde(() => parseMemoryHotplugUpdate(body), patch.hotplug_memory_fails) });
+    },
+  },
+  logger: {
+    PUT: (c, body) => {
+      const put = c.metrics.put_api_requests;
+      put.logger_count.inc();
+      return ok({ kind: 'ConfigureLogger', config: serde(() => parseLoggerConfig(body), put.logger_fails) });
+    },
+  },
+  'machine-config': {
+    GET: (c) => { c.metrics.get_api_requests.machine_cfg_count.inc(); return ok({ kind: 'GetVmMachineConfig' }); },
+    PUT: (c, body) => {
+      const put = c.metrics.put_api_requests;
+      put.machine_cfg_count.inc();
+      const u = serde(() => parseMachineConfigPut(body), put.machine_cfg_fails);
+      const action: VmmAction = { kind: 'UpdateMachineConfiguration', config: u };
+      return u.cpu_template === null ? ok(action) : deprecated(c, action, 'PUT /machine-config: cpu_template field is deprecated.');
+    },
+    PATCH: (c, body) => {
+      const patch = c.metrics.patch_api_requests;
+      patch.machine_cfg_count.inc();
+      const u = serde(() => parseMachineConfigPatch(body), patch.machine_cfg_fails);
+      if (isEmptyUpdate(u)) throw methodToError('PATCH');
+      const action: VmmAction = { kind: 'UpdateMachineConfiguration', config: u };
+      return u.cpu_template === null ? ok(action) : deprecated(c, action, 'PATCH /machine-config: cpu_template field is deprecated.');
+    },
+  },
+  metrics: {
+    PUT: (c, body) => {
+      const put = c.metrics.put_api_requests;
+      put.metrics_count.inc();
+      return ok({ kind: 'ConfigureMetrics', config: serde(() => parseMetricsConfig(body), put.metrics_fails) });
+    },
+  },
+  mmds: {
+    GET: (c) => { c.metrics.get_api_requests.mmds_count.inc(); return ok({ kind: 'GetMMDS' }); },
+    PUT: (c, body) => {
+      const put = c.metrics.put_api_requests;
+      put.mmds_count.inc();
+      const t = c.rest[0];
+      if (t === undefined) return ok({ kind: 'PutMMDS', value: serde(() => parseJsonValue(body), put.mmds_fails) });
+      if (t === 'config') {
+        const cfg = serde(() => parseMmdsConfig(body), put.mmds_fails);
+        const action: VmmAction = { kind: 'SetMmdsConfiguration', config: cfg };
+        return cfg.version !== 'V1' ? ok(action) : deprecated(c, action, 'PUT /mmds/config: V1 is deprecated. Use V2 instead.');
+      }
+      put.mmds_fails.inc();
+      throw generic(`Unrecognized PUT request path \`${t}\`.`);
+    },
+    PATCH: (c, body) => {
+      const patch = c.metrics.patch_api_requests;
+      patch.mmds_count.inc();
+      return ok({ kind: 'PatchMMDS', value: serde(() => parseJsonValue(body), patch.mmds_fails) });
+    },
+  },
+  'network-interfaces': {
+    PUT: (c, body) => {
+      const put = c.metrics.put_api_requests;
+      const cfg = withId(body, c, { count: put.network_count, fails: put.network_fails }, parseNetworkInterface, (n) => n.iface_id, SAME_ID_NET);
+      return ok({ kind: 'InsertNetworkDevice', config: cfg });
+    },
+    PATCH: (c, body) => {
+      const patch = c.metrics.patch_api_requests;
+      const m = { count: patch.network_count, fails: patch.network_fails, idFails: patch.network_count };
+      const cfg = withId(body, c, m, parseNetworkInterfaceUpdate, (n) => n.iface_id, SAME_ID_NET);
+      return ok({ kind: 'UpdateNetworkInterface', config: cfg });
+    },
+    DELETE: 'Net',
+  },
+  pmem: {
+    PUT: (c, body) => {
+      const put = c.metrics.put_api_requests;
+      const cfg = withId(body, c, { count: put.pmem_count, fails: put.pmem_fails }, parsePmem, (p) => p.id, SAME_ID);
+      return ok({ kind: 'InsertPmemDevice', config: cfg });
+    },
+    PATCH: (c, body) => {
+      const patch = c.metrics.patch_api_requests;
+      const cfg = withId(body, c, { count: patch.pmem_count, fails: patch.pmem_fails }, parsePmemUpdate, (p) => p.id, SAME_ID);
+      return ok({ kind: 'UpdatePmemDevice', config: cfg });
+    },
+    DELETE: 'Pmem',
+  },
+  serial: {
+    PUT: (c, body) => {
+      const put = c.metrics.put_api_requests;
+      put.serial_count.inc();
+      return ok({ kind: 'ConfigureSerial', config: serde(() => parseSerial(body), put.serial_fails) });
+    },
+  },
+  snapshot: {
+    PUT: (c, body) => {
+      const t = c.rest[0];
+      if (t === undefined) throw generic('Missing snapshot operation type.');
+      if (t === 'create') return ok({ kind: 'CreateSnapshot', params: serde(() => parseCreateSnapshot(body)) });
+      if (t !== 'load') throw invalidPath(`/snapshot/${t}`, 'PUT');
+      const l = serde(() => parseLoadSnapshot(body));
+      const action: VmmAction = { kind: 'LoadSnapshot', params: l.params };
+      return l.deprecated ? deprecated(c, action, 'PUT /snapshot/load: mem_file_path and enable_diff_snapshots fields are deprecated.') : ok(action);
+    },
+  },
+  version: {
+    GET: (c) => { c.metrics.get_api_requests.vmm_version_count.inc(); return ok({ kind: 'GetVmmVersion' }); },
+  },
+  vm: {
+    GET: (c) => (c.rest[0] === 'config' ? ok({ kind: 'GetFullVmConfig' }) : null),
+    PATCH: (_c, body) => ok({ kind: serde(() => parseVmState(body)) === 'Paused' ? 'Pause' : 'Resume' }),
+  },
+  vsock: {
+    PUT: (c, body) => {
+      const put = c.metrics.put_api_requests;
+      put.vsock_count.inc();
+      const cfg = serde(() => parseVsock(body), put.vsock_fails);
+      const action: VmmAction = { kind: 'SetVsockDevice', config: cfg };
+      return cfg.vsock_id === null ? ok(action) : deprecated(c, action, 'PUT /vsock: vsock_id field is deprecated.');
+    },
+  },
+};
+
+/** `ParsedRequest::try_from(&Request)` minus the logging (done by the server). */
+export function parseRequest(req: HttpRequest, metrics: Metrics): ParsedRequest {
+  const tokens = req.path.replace(/^\/+/, '').split('/');
+  if (tokens[tokens.length - 1] === '') tokens.pop(); // split_terminator
+  const path = tokens[0] ?? '';
+  const c: RouteCtx = { metrics, rest: tokens.slice(1) };
+  const route = Object.hasOwn(ROUTES, path) ? ROUTES[path] : undefined;
+  const { method: m, body } = req;
+  let parsed: ParsedRequest | null = null;
+  switch (m) {
+    case 'GET':
+      if (body !== null) throw methodToError(m);
+      parsed = route?.GET?.(c) ?? null;
+      break;
+    case 'DELETE':
+      if (body !== null) throw methodToError(m);
+      if (route?.DELETE) return ok({ kind: 'HotUnplugDevice', deviceType: route.DELETE, id: checkedId(c.rest[0]) });
+      break;
+    case 'PATCH':
+      if (route?.PATCH_NO_BODY) return route.PATCH_NO_BODY(c, body);
+      if (body === null) throw methodToError(m);
+      parsed = route?.PATCH?.(c, body) ?? null;
+      break;
+    case 'PUT':
+      if (body === null) throw methodToError(m);
+      parsed = route?.PUT?.(c, body) ?? null;
+      break;
+  }
+  if (!parsed) throw invalidPath(path, m);
+  return parsed;
+}
+
 /** `parse_patch_balloon` (the only PATCH that may come without a body: hinting start/stop). */
-function parsePatchBalloon(rest: string[], body: Buffer | null): ParsedRequest {
+function patchBalloon(rest: string[], body: Buffer | null): ParsedRequest {
   const [t, sub] = rest;
   if (t === 'statistics' && body !== null) {
     return ok({ kind: 'UpdateBalloonStatistics', config: serde(() => deserialize(body, BALLOON_UPDATE_STATS)) });
