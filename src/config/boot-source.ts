@@ -4,6 +4,7 @@
  * and size check linux-loader's `Cmdline::try_from` applies (2048 bytes including the NUL).
  */
 import { closeSync, openSync } from 'node:fs';
+import { CMDLINE_MAX_SIZE } from '../arch/x86_64/layout.js';
 import { ConfigError, ioErrorText } from './errors.js';
 import { Desc, deserialize, field, opt, str, struct, toJsonSchema } from './serde.js';
 
@@ -14,8 +15,6 @@ import { Desc, deserialize, field, opt, str, struct, toJsonSchema } from './serd
 export const DEFAULT_KERNEL_CMDLINE =
   'reboot=k panic=1 nomodule 8250.nr_uarts=0 i8042.noaux i8042.nomux i8042.dumbkbd swiotlb=noforce';
 
-/** Capacity of the guest command line including the NUL terminator (arch CMDLINE_MAX_SIZE). */
-export const CMDLINE_MAX_SIZE = 2048;
 
 /** Separator between kernel boot args and init args (linux-loader INIT_ARGS_SEPARATOR). */
 export const INIT_ARGS_SEPARATOR = ' -- ';
