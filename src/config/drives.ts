@@ -9,10 +9,9 @@ import { ConfigError, ioErrorText } from './errors.js';
 import { RATE_LIMITER, RateLimiterConfig, effectiveRateLimiter } from './rate-limiter.js';
 import { Desc, bool, deserialize, enumOf, field, opt, str, struct, toJsonSchema } from './serde.js';
 
-/** `CacheType`: Unsafe (no flush offered) or Writeback (flush → fsync). */
-export type CacheType = 'Unsafe' | 'Writeback';
-/** `FileEngineType`: Sync (blocking syscalls) or Async (io_uring). */
-export type FileEngineType = 'Async' | 'Sync';
+import type { CacheType, FileEngineType } from '../devices/virtio/block/device.js';
+
+export type { CacheType, FileEngineType };
 
 /** The PUT /drives body (`BlockDeviceConfig`), nulls for absent options. */
 export interface BlockDeviceConfig {

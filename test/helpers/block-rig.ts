@@ -7,7 +7,7 @@
 import { arrayGuestMemory, must, type GuestMemory } from '../../src/memory/guest-memory.js';
 import { MmioTransport } from '../../src/devices/virtio/mmio.js';
 import { MmioInterrupt, MmioState } from '../../src/devices/virtio/mmio-state.js';
-import { BlockDevice, CACHE_TYPE, blockDescription, type BlockDeviceConfig } from '../../src/devices/virtio/block/device.js';
+import { BlockDevice, CACHE_TYPE, blockDescription, type BlockDeviceParams } from '../../src/devices/virtio/block/device.js';
 import type { AsyncBlockBackend } from '../../src/devices/virtio/block/async-io.js';
 import { BlockMetrics } from '../../src/devices/virtio/block/metrics.js';
 import { RateLimiter, type RateLimiterConfig } from '../../src/devices/rate-limiter/rate-limiter.js';
@@ -22,7 +22,7 @@ export const UNTOUCHED = 0xee;
 
 export interface RigOptions {
   readOnly?: boolean;
-  cacheType?: BlockDeviceConfig['cacheType'];
+  cacheType?: BlockDeviceParams['cacheType'];
   async?: boolean;
   limits?: RateLimiterConfig;
   features?: (offered: bigint) => bigint;
@@ -36,7 +36,7 @@ export function rig(o: RigOptions = {}) {
   const mem = arrayGuestMemory([{ gpa: 0, size: RAM }]);
   const backend = new MemBlockBackend(DISK, { async: o.async ?? false });
   const clock = { t: 0n };
-  const cfg: BlockDeviceConfig = { diskSizeBytes: DISK, readOnly: o.readOnly ?? false, cacheType: o.cacheType ?? CACHE_TYPE.WRITEBACK };
+  const cfg: BlockDeviceParams = { diskSizeBytes: DISK, readOnly: o.readOnly ?? false, cacheType: o.cacheType ?? CACHE_TYPE.WRITEBACK };
   const metrics = new BlockMetrics();
   const configBytes = new Uint8Array(new SharedArrayBuffer(VIRTIO_BLK_CONFIG_SIZE));
   const engine = o.engine?.(backend.disk);

@@ -11,7 +11,7 @@ import { EventFd } from '../../kvm/eventfd.js';
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import { MmioState } from '../../devices/virtio/mmio-state.js';
 import { BlockMetrics, type BlockMetricsSnapshot } from '../../devices/virtio/block/metrics.js';
-import { encodeBlockConfig, blockCapacity, type CacheType } from '../../devices/virtio/block/device.js';
+import { encodeBlockConfig, blockCapacity, type CacheType, type FileEngineType } from '../../devices/virtio/block/device.js';
 import { VIRTIO_MMIO_QUEUE_NOTIFY, VIRTIO_BLK_CONFIG_SIZE } from '../../devices/virtio/constants.js';
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
 import type { BlockReplyMessage, BlockRequestMessage, BlockWorkerInit, VirtioBlockManifest } from './protocol.js';
@@ -30,7 +30,7 @@ export interface BlockSpawnOptions {
   readOnly: boolean;
   cacheType: CacheType;
   /** Firecracker `io_engine` (default Sync). */
-  ioEngine?: 'Sync' | 'Async';
+  ioEngine?: FileEngineType;
   rateLimiter: RateLimiterConfig;
   /** MMIO window and interrupt line assigned to this device. */
   addr: number;

@@ -11,7 +11,7 @@
  * (no busy polling) and drains its message port only after the ctl eventfd fired.
  */
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
-import type { CacheType } from '../../devices/virtio/block/device.js';
+import type { CacheType, FileEngineType } from '../../devices/virtio/block/device.js';
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
 
 /** What a vCPU worker needs to serve a block device's registers. */
@@ -40,7 +40,7 @@ export interface BlockWorkerInit {
   readOnly: boolean;
   cacheType: CacheType;
   /** Firecracker `io_engine`: Sync (blocking pread/pwrite on the worker) or Async (io_uring). */
-  ioEngine: 'Sync' | 'Async';
+  ioEngine: FileEngineType;
   diskSizeBytes: number;
   rateLimiter: RateLimiterConfig;
   state: SharedArrayBuffer;

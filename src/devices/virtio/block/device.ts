@@ -59,7 +59,7 @@ export interface BlockBackend {
   getId(): Uint8Array;
 }
 
-/** Firecracker `cache_type` values (facts §1.4). */
+/** Firecracker `cache_type` values (src/vmm/src/devices/virtio/block/mod.rs `CacheType`). */
 export const CACHE_TYPE = {
   /** Flush is not offered to the guest. */
   UNSAFE: 'Unsafe',
@@ -70,11 +70,14 @@ export const CACHE_TYPE = {
 /** One of CACHE_TYPE's values. */
 export type CacheType = (typeof CACHE_TYPE)[keyof typeof CACHE_TYPE];
 
+/** Firecracker `io_engine` values: Sync (blocking syscalls on the device's thread) or Async (io_uring). */
+export type FileEngineType = 'Sync' | 'Async';
+
 /** Queue size of the block queue (Firecracker FIRECRACKER_MAX_QUEUE_SIZE). */
 export const BLOCK_QUEUE_SIZE = 256;
 
 /** The drive properties the model needs. */
-export interface BlockDeviceConfig {
+export interface BlockDeviceParams {
   /** Size of the backing file in bytes (capacity = floor(size / 512) sectors). */
   readonly diskSizeBytes: number;
   /** Read-only drive (VIRTIO_BLK_F_RO; OUT requests fail). */
@@ -89,7 +92,7 @@ export function blockCapacity(bytes: number): bigint {
 }
 
 /** The offered feature bits for a drive. */
-export function blockFeatures(cfg: BlockDeviceConfig): bigint {
+export function blockFeatures(cfg: BlockDeviceParams): bigint {
   let f = featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_EVENT_IDX);
   if (cfg.cacheType === CACHE_TYPE.WRITEBACK) f |= featureBit(VIRTIO_BLK_F_FLUSH);
   if (cfg.readOnly) f |= featureBit(VIRTIO_BLK_F_RO);
@@ -107,7 +110,7 @@ export function encodeBlockConfig(capacitySectors: bigint, bytes: Uint8Array = n
  * ideally over a SharedArrayBuffer shared with the device worker) defaults to a private
  * encoding of the capacity; config writes count `cfg_fails` in `metrics`.
  */
-export function blockDescription(cfg: BlockDeviceConfig, configBytes?: Uint8Array, metrics?: BlockMetrics): VirtioDeviceDescription {
+export function blockDescription(cfg: BlockDeviceParams, configBytes?: Uint8Array, metrics?: BlockMetrics): VirtioDeviceDescription {
   const bytes = configBytes ?? encodeBlockConfig(blockCapacity(cfg.diskSizeBytes));
   return {
     deviceId: VIRTIO_ID_BLOCK,
@@ -154,7 +157,7 @@ export class BlockDevice implements VirtioDevice {
   /** io_engine Async: the last drain stopped because the engine was full. */
   private engineFull = false;
 
-  constructor(private cfg: BlockDeviceConfig, private backend: BlockBackend | AsyncBlockBackend, options: BlockDeviceOptions = {}) {
+  constructor(private cfg: BlockDeviceParams, private backend: BlockBackend | AsyncBlockBackend, options: BlockDeviceOptions = {}) {
     this.metrics = options.metrics ?? new BlockMetrics();
     this.rateLimiter = options.rateLimiter ?? new RateLimiter();
     this.nowUs = options.nowUs ?? (() => performance.now() * 1000);
