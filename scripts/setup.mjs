@@ -23,7 +23,7 @@ function run(cmd, args, opts = {}) {
 /** Command → Debian package, for everything the tests, the sandbox and the fixtures use. */
 const NEEDED = {
   'qemu-system-x86_64': 'qemu-system-x86', cpio: 'cpio', mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs',
-  depmod: 'kmod', modprobe: 'kmod', curl: 'curl',
+  depmod: 'kmod', modprobe: 'kmod', curl: 'curl', ip: 'iproute2',
 };
 
 /** Installs missing Debian packages when root; otherwise throws with the exact apt-get line. */

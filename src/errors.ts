@@ -16,6 +16,11 @@ export const ERROR_CODES = {
   SYSCALL_FAILED: 'a libc call (mmap, memfd_create, eventfd, ...) failed',
   GUEST_MEMORY_OUT_OF_RANGE: 'a guest physical range is not backed by guest RAM',
   GUEST_MEMORY_LAYOUT: 'a guest memory size or region layout is invalid',
+  TAP_INVALID_NAME: 'a TAP interface name is empty, too long for IFNAMSIZ or holds a NUL byte',
+  TAP_OPEN_TUN: '/dev/net/tun cannot be opened (missing tun module, no permission)',
+  TAP_IFREQ: 'TUNSETIFF refused the interface (it does not exist as a TAP, is busy, or needs privileges)',
+  TAP_VNET_HDR: 'TUNSETVNETHDRSZ refused the virtio-net header size',
+  TAP_OFFLOAD: 'TUNSETOFFLOAD refused the offload flags the guest acked',
   IO_URING_UNSUPPORTED: 'io_uring cannot be set up, or the kernel lacks a feature the Async block engine needs (single mmap, READ/WRITE opcodes: Linux 5.10+)',
   VCPU_KICK_FAILED: 'a vCPU thread could not be signalled out of KVM_RUN',
   INTERNAL: 'an unexpected error inside Kindling (a bug)',
@@ -298,5 +303,12 @@ export class RateLimiterError extends KindlingError {
 export class IoUringError extends KindlingError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('IO_URING_UNSUPPORTED', message, options);
+  }
+}
+
+/** A TAP device could not be opened or configured; the message is Firecracker's `TapError` text. */
+export class TapError extends KindlingError {
+  constructor(code: 'TAP_INVALID_NAME' | 'TAP_OPEN_TUN' | 'TAP_IFREQ' | 'TAP_VNET_HDR' | 'TAP_OFFLOAD', message: string) {
+    super(code, message);
   }
 }
