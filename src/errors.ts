@@ -20,7 +20,7 @@ export const ERROR_CODES = {
   IO_URING_UNSUPPORTED: 'io_uring cannot be set up, or the kernel lacks a feature the Async block engine needs (single mmap, READ/WRITE opcodes: Linux 5.10+)',
   VCPU_KICK_FAILED: 'a vCPU thread could not be signalled out of KVM_RUN',
   INTERNAL: 'an unexpected error inside Kindling (a bug)',
-  ACTOR_EXITED: 'a control call went to an actor whose worker thread has exited (or exited before replying)',
+  ACTOR_EXITED: 'a control call went to an actor that is stopping or whose worker thread exited before replying',
   KERNEL_LOAD_BAD_MAGIC: 'the kernel image is neither an ELF file nor a bzImage (no HdrS magic)',
   KERNEL_LOAD_ELF_CLASS: 'the ELF kernel is not a 64-bit (ELFCLASS64) image',
   KERNEL_LOAD_ELF_ENDIAN: 'the ELF kernel is not little-endian (ELFDATA2LSB)',
