@@ -145,15 +145,10 @@ export interface WireError {
   name: string;
 }
 
-/**
- * An error as a WireError. A KindlingError keeps its code; so does an error that already lost
- * its prototype on the way (Node clones a worker's uncaught error with its own properties, so
- * `code` and `name` survive but `instanceof` does not). Anything else becomes INTERNAL.
- */
+/** An error as a WireError: a KindlingError keeps its code, anything else becomes INTERNAL. */
 export function toWire(err: unknown): WireError {
+  if (err instanceof KindlingError) return { code: err.code, message: err.message, name: err.name };
   const e = err instanceof Error ? err : new Error(String(err));
-  const code = (e as { code?: unknown }).code;
-  if (typeof code === 'string' && Object.hasOwn(ERROR_CODES, code)) return { code: code as ErrorCode, message: e.message, name: e.name };
   return { code: 'INTERNAL', message: e.message, name: e.name };
 }
 
