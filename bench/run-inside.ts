@@ -8,7 +8,7 @@
  *   node dist/bench/run-inside.js --out results.json [--runs 5] [--only startup,mini,...]
  *
  * Scenario order: startup, minimal kernel 1 vCPU (boot, exits, memory), minimal kernel
- * 2 vCPUs (per-vCPU cost), Debian kernel 1 vCPU, block (when Kindling has it).
+ * 2 vCPUs (per-vCPU cost), Debian kernel 1 vCPU, block.
  */
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
@@ -20,7 +20,7 @@ import { KvmStats } from './scenarios/kvm-stats.js';
 import { QEMU_MACHINE, type RunContext, type VmSpec } from './scenarios/vm-run.js';
 import { defineBootMetrics, definePerVcpuMetric, recordPerVcpu, runBootVariant, type BootVariant } from './scenarios/boot.js';
 import { defineStartupMetrics, runStartup } from './scenarios/startup.js';
-import { blockUnsupportedReason, defineBlockMetrics, runBlock } from './scenarios/block.js';
+import { defineBlockMetrics, runBlock } from './scenarios/block.js';
 import { inPlace, stage, type Runtime } from './stage.js';
 
 const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -92,18 +92,13 @@ async function main(): Promise<void> {
   const mini: BootVariant = { id: 'mini-1vcpu', key: 'mini', title: 'Minimal kernel', spec: base, bootAndExits: true };
   const mini2: BootVariant = { id: 'mini-2vcpu', key: 'mini2', title: 'Minimal kernel, 2 vCPUs', spec: { ...base, vcpus: 2 }, bootAndExits: false };
   const debian: BootVariant = { id: 'debian-1vcpu', key: 'debian', title: 'Debian kernel', spec: { ...base, kernel: fx('vmlinuz') }, bootAndExits: true };
-  const blockReason = blockUnsupportedReason(repo);
 
   // Metric catalogue first, so the report's order does not depend on which runs succeed.
   if (want('mini')) defineBootMetrics(c, mini);
   if (want('debian')) defineBootMetrics(c, debian);
   if (want('mini') && want('mini2')) definePerVcpuMetric(c);
   if (want('startup')) defineStartupMetrics(c);
-  if (want('block') && !blockReason) defineBlockMetrics(c);
-  if (want('block') && blockReason) {
-    c.skip('Block throughput', blockReason);
-    c.skip('Memory with a block device', 'not yet: needs the block device (see Block throughput).');
-  }
+  if (want('block')) defineBlockMetrics(c);
 
   try {
     if (want('startup')) await runStartup(c, base, ctx(60_000), opts.runs, 1, log);
@@ -111,7 +106,7 @@ async function main(): Promise<void> {
     if (want('mini')) one = await runBootVariant(c, mini, ctx(240_000), opts.runs, 1, log);
     if (want('mini2') && one) recordPerVcpu(c, one, await runBootVariant(c, mini2, ctx(240_000), opts.runs, 0, log));
     if (want('debian')) await runBootVariant(c, debian, ctx(420_000), opts.runs, 0, log);
-    if (want('block') && !blockReason) await runBlock(c, base, ctx(420_000), opts.runs, log);
+    if (want('block')) await runBlock(c, base, ctx(420_000), opts.runs, log);
   } finally {
     stats.close();
   }
