@@ -1,7 +1,7 @@
 /**
  * The benchmark run itself, where real KVM is: inside the QEMU sandbox (one sandbox boot per
  * scenario group, see scripts/bench.mjs) or natively. scripts/bench.mjs starts it; it needs the guest fixtures
- * ($KINDLING_FIXTURES), the build (dist/) and, for KVM's statistics, root with debugfs and
+ * (scripts/fixtures.mjs: $KINDLING_FIXTURES, else the cache's current build), the build (dist/) and, for KVM's statistics, root with debugfs and
  * tracefs mounted. Every scenario runs each side N times, alternating Kindling, QEMU,
  * Kindling, QEMU, ...; it writes the results JSON (bench/results.ts) and nothing else.
  *
@@ -10,7 +10,7 @@
  * Scenario order: startup, minimal kernel 1 vCPU (boot, exits, memory), minimal kernel
  * 2 vCPUs (per-vCPU cost), Debian kernel 1 vCPU, block.
  */
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -22,6 +22,7 @@ import { defineBootMetrics, definePerVcpuMetric, recordPerVcpu, runBootVariant, 
 import { defineStartupMetrics, runStartup } from './scenarios/startup.js';
 import { defineBlockMetrics, runBlock } from './scenarios/block.js';
 import { inPlace, stage, type Runtime } from './stage.js';
+import { fixturePath, fixturesDir } from '../scripts/fixtures.mjs';
 
 const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
@@ -66,9 +67,7 @@ const FIXTURES = ['bzImage-6.1-mini', 'vmlinuz', 'guest-initrd.cpio.gz'];
 
 /** In the sandbox: stage onto tmpfs (bench/stage.ts); natively: use things where they are. */
 function runtimeFor(sandbox: boolean, qemu: string, fixtures: string): Runtime {
-  for (const name of FIXTURES) {
-    if (!existsSync(join(fixtures, name))) throw new Error(`guest fixture ${join(fixtures, name)} is missing (npm run fixtures)`);
-  }
+  for (const name of FIXTURES) fixturePath(name, fixtures); // throws, naming the fix, when one is missing
   if (!sandbox) return inPlace(repo, qemu, fixtures);
   const rt = stage(repo, qemu, fixtures, FIXTURES, join(tmpdir(), 'kindling-bench-stage'));
   log(`staged Node, Kindling, QEMU and the fixtures onto tmpfs in ${rt.stagingSeconds.toFixed(1)} s`);
@@ -78,8 +77,7 @@ function runtimeFor(sandbox: boolean, qemu: string, fixtures: string): Runtime {
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   const want = (s: string): boolean => !opts.only || opts.only.has(s);
-  const fixtures = process.env.KINDLING_FIXTURES;
-  if (!fixtures) throw new Error('KINDLING_FIXTURES is not set (scripts/bench.mjs sets it)');
+  const fixtures = fixturesDir();
   const sandbox = process.env.KINDLING_IN_SANDBOX === '1';
   const qemu = process.env.KINDLING_QEMU ?? 'qemu-system-x86_64';
   const startedAt = new Date().toISOString();
