@@ -51,6 +51,13 @@ export class ConsoleLog {
   }
 }
 
+/** The error `p` rejects with; fails when `p` resolves, or is still pending after `ms`. */
+export async function rejectionOf<E = Error>(p: Promise<unknown>, ms: number): Promise<E> {
+  const settled = await withTimeout(p.then(() => undefined, (e: E) => ({ e })), ms, `no reply within ${ms / 1000} s`);
+  if (!settled) throw new Error('resolved where a rejection was expected');
+  return settled.e;
+}
+
 /** Resolves like `p`, or rejects with `message` after `ms`; the timer never outlives `p`. */
 export async function withTimeout<T>(p: Promise<T>, ms: number, message: string | (() => string)): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

@@ -14,7 +14,7 @@ import { GuestMemory } from '../../src/memory/guest-memory.js';
 import { VIRTIO_BLK_CONFIG_CAPACITY } from '../../src/devices/virtio/constants.js';
 import type { VmFd } from '../../src/kvm/kvm.js';
 import { KindlingError } from '../../src/errors.js';
-import { withTimeout } from '../helpers/guest.js';
+import { rejectionOf, withTimeout } from '../helpers/guest.js';
 
 const DEADLINE_MS = 20_000;
 const dir = mkdtempSync(join(tmpdir(), 'kindling-blk-actor-'));
@@ -49,11 +49,7 @@ function spawn(fileFd: number, diskSizeBytes: number): Promise<BlockHandle> {
   }), DEADLINE_MS, 'the block worker did not become ready');
 }
 
-async function rejection(p: Promise<unknown>): Promise<KindlingError> {
-  const settled = await withTimeout(p.then(() => undefined, (e: KindlingError) => e), DEADLINE_MS, 'no reply from the block worker');
-  if (!settled) throw new Error('the call resolved');
-  return settled;
-}
+const rejection = (p: Promise<unknown>): Promise<KindlingError> => rejectionOf<KindlingError>(p, DEADLINE_MS);
 
 test('PATCH path_on_host: the worker takes the new file, updates the capacity and closes the old file', async () => {
   const a = image('a.img', 64 * 1024);

@@ -11,7 +11,7 @@ import { Worker } from 'node:worker_threads';
 import { EventFd } from '../../src/kvm/eventfd.js';
 import { connectControl, type ControlClient } from '../../src/actors/control-channel.js';
 import { KindlingError } from '../../src/errors.js';
-import { withTimeout } from '../helpers/guest.js';
+import { rejectionOf, withTimeout } from '../helpers/guest.js';
 import type { TestControl } from '../helpers/control-actor.js';
 
 const DEADLINE_MS = 10_000;
@@ -37,15 +37,7 @@ async function stopActor(a: Actor): Promise<void> {
 
 const call = <T>(p: Promise<T>, what: string): Promise<T> => withTimeout(p, DEADLINE_MS, `${what}: no reply (the actor was not woken, or replied only after sleeping again)`);
 
-async function rejection(p: Promise<unknown>): Promise<KindlingError> {
-  try {
-    await withTimeout(p, DEADLINE_MS, 'the call neither resolved nor rejected');
-  } catch (e) {
-    if ((e as Error).message.startsWith('the call neither')) throw e;
-    return e as KindlingError;
-  }
-  throw new Error('the call resolved');
-}
+const rejection = (p: Promise<unknown>): Promise<KindlingError> => rejectionOf<KindlingError>(p, DEADLINE_MS);
 
 test('a call wakes the sleeping actor through the doorbell and returns its result', async () => {
   const a = await startActor();
