@@ -3,9 +3,10 @@
  *
  * Loop: poll(queue eventfd, ctl eventfd[, io_uring completion eventfd];
  *            timeout = the rate limiter's retry delay or none)
- *   ctl    → serve control calls (BlockControl: PATCH, stop; control-channel.ts); activate the device once the transport says the
- *            driver set DRIVER_OK (state read from shared memory), then process the queue
- *            (Firecracker re-kicks queues after activation);
+ *   ctl    → serve control calls (BlockControl: PATCH, stop; control-channel.ts); activate
+ *            the device once the transport says the driver set DRIVER_OK (state read from
+ *            shared memory), then process the queue (Firecracker re-kicks queues after
+ *            activation);
  *   queue  → process the queue (the guest's QueueNotify arrived through KVM_IOEVENTFD);
  *   completion → (io_engine Async) finish the requests io_uring completed;
  *   timeout→ the rate limiter's 100 ms retry timer (Firecracker's REFILL_TIMER_INTERVAL_MS,
