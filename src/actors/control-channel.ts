@@ -68,9 +68,12 @@ export function connectControl<T>(worker: Worker, doorbell: EventFd, actor: stri
   const listeners = new Map<Listener, (data: unknown) => void>();
   const pending = new Set<string>();
   let gone = false;
-  /** Answers calls that can no longer be answered, as the actor would answer a throw. */
+  /**
+   * Answers calls that can no longer be answered with the reply the actor sends for a throw
+   * (a HandlerWireValue named 'throw', comlink's protocol.ts), so Comlink rejects them.
+   */
   const failPending = (): void => {
-    const error = toWire(new KindlingError('ACTOR_EXITED', `${actor}: the actor's worker has exited`));
+    const error = toWire(new KindlingError('ACTOR_EXITED', `${actor}: the actor's worker has exited or its channel was closed`));
     for (const id of pending) {
       for (const l of listeners.keys()) deliver(l, { id, type: 'HANDLER', name: 'throw', value: error });
     }
