@@ -1,16 +1,16 @@
 /**
  * The benchmark run itself, where real KVM is: inside the QEMU sandbox (one sandbox boot per
  * scenario group, see scripts/bench.mjs) or natively. scripts/bench.mjs starts it; it needs the guest fixtures
- * ($KINDLING_FIXTURES), the build (dist/) and, for KVM's statistics, root with debugfs and
+ * (scripts/fixtures.mjs: $KINDLING_FIXTURES, else the cache's current build), the build (dist/) and, for KVM's statistics, root with debugfs and
  * tracefs mounted. Every scenario runs each side N times, alternating Kindling, QEMU,
  * Kindling, QEMU, ...; it writes the results JSON (bench/results.ts) and nothing else.
  *
  *   node dist/bench/run-inside.js --out results.json [--runs 5] [--only startup,mini,...]
  *
  * Scenario order: startup, minimal kernel 1 vCPU (boot, exits, memory), minimal kernel
- * 2 vCPUs (per-vCPU cost), Debian kernel 1 vCPU, block (when Kindling has it).
+ * 2 vCPUs (per-vCPU cost), Debian kernel 1 vCPU, block.
  */
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -20,8 +20,9 @@ import { KvmStats } from './scenarios/kvm-stats.js';
 import { QEMU_MACHINE, type RunContext, type VmSpec } from './scenarios/vm-run.js';
 import { defineBootMetrics, definePerVcpuMetric, recordPerVcpu, runBootVariant, type BootVariant } from './scenarios/boot.js';
 import { defineStartupMetrics, runStartup } from './scenarios/startup.js';
-import { blockUnsupportedReason, defineBlockMetrics, runBlock } from './scenarios/block.js';
+import { defineBlockMetrics, runBlock } from './scenarios/block.js';
 import { inPlace, stage, type Runtime } from './stage.js';
+import { fixturePath, fixturesDir } from '../scripts/fixtures.mjs';
 
 const repo = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
@@ -66,9 +67,7 @@ const FIXTURES = ['bzImage-6.1-mini', 'vmlinuz', 'guest-initrd.cpio.gz'];
 
 /** In the sandbox: stage onto tmpfs (bench/stage.ts); natively: use things where they are. */
 function runtimeFor(sandbox: boolean, qemu: string, fixtures: string): Runtime {
-  for (const name of FIXTURES) {
-    if (!existsSync(join(fixtures, name))) throw new Error(`guest fixture ${join(fixtures, name)} is missing (npm run fixtures)`);
-  }
+  for (const name of FIXTURES) fixturePath(name, fixtures); // throws, naming the fix, when one is missing
   if (!sandbox) return inPlace(repo, qemu, fixtures);
   const rt = stage(repo, qemu, fixtures, FIXTURES, join(tmpdir(), 'kindling-bench-stage'));
   log(`staged Node, Kindling, QEMU and the fixtures onto tmpfs in ${rt.stagingSeconds.toFixed(1)} s`);
@@ -78,8 +77,7 @@ function runtimeFor(sandbox: boolean, qemu: string, fixtures: string): Runtime {
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   const want = (s: string): boolean => !opts.only || opts.only.has(s);
-  const fixtures = process.env.KINDLING_FIXTURES;
-  if (!fixtures) throw new Error('KINDLING_FIXTURES is not set (scripts/bench.mjs sets it)');
+  const fixtures = fixturesDir();
   const sandbox = process.env.KINDLING_IN_SANDBOX === '1';
   const qemu = process.env.KINDLING_QEMU ?? 'qemu-system-x86_64';
   const startedAt = new Date().toISOString();
@@ -92,18 +90,13 @@ async function main(): Promise<void> {
   const mini: BootVariant = { id: 'mini-1vcpu', key: 'mini', title: 'Minimal kernel', spec: base, bootAndExits: true };
   const mini2: BootVariant = { id: 'mini-2vcpu', key: 'mini2', title: 'Minimal kernel, 2 vCPUs', spec: { ...base, vcpus: 2 }, bootAndExits: false };
   const debian: BootVariant = { id: 'debian-1vcpu', key: 'debian', title: 'Debian kernel', spec: { ...base, kernel: fx('vmlinuz') }, bootAndExits: true };
-  const blockReason = blockUnsupportedReason(repo);
 
   // Metric catalogue first, so the report's order does not depend on which runs succeed.
   if (want('mini')) defineBootMetrics(c, mini);
   if (want('debian')) defineBootMetrics(c, debian);
   if (want('mini') && want('mini2')) definePerVcpuMetric(c);
   if (want('startup')) defineStartupMetrics(c);
-  if (want('block') && !blockReason) defineBlockMetrics(c);
-  if (want('block') && blockReason) {
-    c.skip('Block throughput', blockReason);
-    c.skip('Memory with a block device', 'not yet: needs the block device (see Block throughput).');
-  }
+  if (want('block')) defineBlockMetrics(c);
 
   try {
     if (want('startup')) await runStartup(c, base, ctx(60_000), opts.runs, 1, log);
@@ -111,7 +104,7 @@ async function main(): Promise<void> {
     if (want('mini')) one = await runBootVariant(c, mini, ctx(240_000), opts.runs, 1, log);
     if (want('mini2') && one) recordPerVcpu(c, one, await runBootVariant(c, mini2, ctx(240_000), opts.runs, 0, log));
     if (want('debian')) await runBootVariant(c, debian, ctx(420_000), opts.runs, 0, log);
-    if (want('block') && !blockReason) await runBlock(c, base, ctx(420_000), opts.runs, log);
+    if (want('block')) await runBlock(c, base, ctx(420_000), opts.runs, log);
   } finally {
     stats.close();
   }

@@ -13,8 +13,8 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { homedir } from 'node:os';
 import { repo, setupAll, kvmUnusableReason, sandboxEnvScript, SetupError } from './setup.mjs';
+import { cacheDir } from './fixtures.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name, def) => {
@@ -45,7 +45,7 @@ const config = {
   'machine-config': { vcpu_count: Number(opt('--vcpus', '1')), mem_size_mib: Number(opt('--mem', '256')) },
   drives: [],
 };
-const runs = join(process.env.KINDLING_CACHE ?? join(homedir(), '.cache', 'kindling'), 'start');
+const runs = join(cacheDir(), 'start');
 mkdirSync(runs, { recursive: true });
 const dir = mkdtempSync(join(runs, 'vm-'));
 const cfgPath = join(dir, 'vm.json');

@@ -3,8 +3,9 @@
  * codes never do); the table below is the single list of codes, and test/unit/errors.test.ts
  * fails when a class uses a code that is not in it.
  *
- * Errors cross worker boundaries as `{ code, message, detail }` (see `toWire`/`fromWire`),
- * because structured clone drops the prototype chain.
+ * Errors cross worker boundaries as `{ code, message, name }` (see `toWire`/`fromWire`),
+ * because structured clone drops the prototype chain: actor control replies
+ * (src/actors/control-channel.ts) and vCPU exit reports (src/actors/vcpu/protocol.ts).
  */
 
 /** Every code Kindling's errors may carry, with a one-line meaning. Codes are permanent. */
@@ -24,6 +25,7 @@ export const ERROR_CODES = {
   IO_URING_UNSUPPORTED: 'io_uring cannot be set up, or the kernel lacks a feature the Async block engine needs (single mmap, READ/WRITE opcodes: Linux 5.10+)',
   VCPU_KICK_FAILED: 'a vCPU thread could not be signalled out of KVM_RUN',
   INTERNAL: 'an unexpected error inside Kindling (a bug)',
+  ACTOR_EXITED: 'a control call went to an actor that is stopping or whose worker thread exited before replying',
   KERNEL_LOAD_BAD_MAGIC: 'the kernel image is neither an ELF file nor a bzImage (no HdrS magic)',
   KERNEL_LOAD_ELF_CLASS: 'the ELF kernel is not a 64-bit (ELFCLASS64) image',
   KERNEL_LOAD_ELF_ENDIAN: 'the ELF kernel is not little-endian (ELFDATA2LSB)',
@@ -148,12 +150,14 @@ export interface WireError {
   name: string;
 }
 
+/** An error as a WireError: a KindlingError keeps its code, anything else becomes INTERNAL. */
 export function toWire(err: unknown): WireError {
   if (err instanceof KindlingError) return { code: err.code, message: err.message, name: err.name };
   const e = err instanceof Error ? err : new Error(String(err));
   return { code: 'INTERNAL', message: e.message, name: e.name };
 }
 
+/** The KindlingError a WireError describes (the base class: the subclass does not cross). */
 export function fromWire(w: WireError): KindlingError {
   const e = new KindlingError(w.code, w.message);
   e.name = w.name;

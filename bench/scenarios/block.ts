@@ -2,9 +2,8 @@
  * Scenario 5, **Block**: sequential virtio-block throughput, and the Memory scenario's
  * "with a block device" variant (VMM overhead at the marker with one drive attached).
  *
- * Runs only once Kindling's builder wires `drives` to a virtio-block device; until then the
- * report carries an explicit "not yet" entry. Each run attaches a fresh 256 MiB raw image (the size issue 6 names)
- * (sparse, in the temporary folder: a tmpfs in the sandbox) as /dev/vda and the guest runs
+ * Each run attaches a fresh 256 MiB raw image (the size issue 6 names; sparse, in the
+ * temporary folder: a tmpfs in the sandbox) as /dev/vda and the guest runs
  *
  *   dd if=/dev/vda of=/dev/null bs=1M count=256              (sequential read)
  *   dd if=/dev/zero of=/dev/vda bs=1M count=256 conv=fsync   (sequential write, flushed)
@@ -13,7 +12,7 @@
  * prints no timing line) and reported as `BENCH_BLK <t0> <t1> <t2>`. QEMU uses `cache=unsafe,aio=threads`
  * to match Firecracker's default (cache_type Unsafe: flushes ignored; Sync engine).
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bootOnce, type RunContext, type VmSpec } from './vm-run.js';
@@ -22,15 +21,6 @@ import { kibToMib, type ResultsCollector, type RunRecord } from '../results.js';
 const IMAGE_MIB = 256;
 const GUEST_CMD = `"read a x </proc/uptime; dd if=/dev/vda of=/dev/null bs=1M count=${IMAGE_MIB} 2>/dev/null; read b x </proc/uptime; `
   + `dd if=/dev/zero of=/dev/vda bs=1M count=${IMAGE_MIB} conv=fsync 2>/dev/null; read c x </proc/uptime; echo BENCH_BLK $a $b $c"`;
-
-/** Why the block scenario cannot run yet, or null when Kindling's builder attaches drives. */
-export function blockUnsupportedReason(repo: string): string | null {
-  const builder = join(repo, 'dist', 'src', 'vmm', 'builder.js');
-  if (!existsSync(builder)) return `not yet: ${builder} is missing (build first)`;
-  return /\bdrives\b/.test(readFileSync(builder, 'utf8'))
-    ? null
-    : 'not yet: block issue open (src/vmm/builder.ts does not attach `drives` as virtio-block devices), so neither block throughput nor the memory overhead with a block device was measured.';
-}
 
 /** Declares the block metrics. */
 export function defineBlockMetrics(c: ResultsCollector): void {

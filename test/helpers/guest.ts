@@ -1,20 +1,17 @@
 /**
- * Helpers for KVM tests that boot real Linux guests through the MicroVm library: where the
- * fixtures are, the boot arguments a test guest needs, and waiting for console text.
+ * Helpers for tests that use the guest fixtures (scripts/fixtures.mjs finds them) and boot
+ * real Linux guests through the MicroVm library: the boot arguments a test guest needs, and
+ * waiting for console text.
  */
-import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
+import { fixturePath } from '../../scripts/fixtures.mjs';
 
-/** The guest fixtures folder (scripts/guest-fixtures.sh); throws if it is missing. */
-export function fixtures(): string {
-  const dir = process.env.KINDLING_FIXTURES ?? join(process.env.KINDLING_CACHE ?? join(homedir(), '.cache', 'kindling'), 'guest', 'current');
-  if (!existsSync(join(dir, 'vmlinuz'))) throw new Error(`guest fixtures missing in ${dir} (run: npm run fixtures)`);
-  return dir;
-}
+/** The path of guest fixture `name`; throws when it is missing (run: npm run fixtures). */
+export const fixture = (name: string): string => fixturePath(name);
 
-export const fixture = (name: string): string => join(fixtures(), name);
+/** The bytes of guest fixture `name` (kernel loader tests). */
+export const fixtureBytes = (name: string): Uint8Array => new Uint8Array(readFileSync(fixturePath(name)));
 
 /**
  * Kernel arguments for test guests: serial console, Firecracker's i8042 and reboot settings,
@@ -52,6 +49,13 @@ export class ConsoleLog {
       this.waiters.push({ re, resolve: (x) => { clearTimeout(timer); resolve(x); } });
     });
   }
+}
+
+/** The error `p` rejects with; fails when `p` resolves, or is still pending after `ms`. */
+export async function rejectionOf<E = Error>(p: Promise<unknown>, ms: number): Promise<E> {
+  const settled = await withTimeout(p.then(() => undefined, (e: E) => ({ e })), ms, `no reply within ${ms / 1000} s`);
+  if (!settled) throw new Error('resolved where a rejection was expected');
+  return settled.e;
 }
 
 /** Resolves like `p`, or rejects with `message` after `ms`; the timer never outlives `p`. */

@@ -13,7 +13,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { homedir } from 'node:os';
+import { cacheDir } from '../../scripts/fixtures.mjs';
 
 export class SandboxError extends Error {
   override name = 'SandboxError';
@@ -54,11 +54,6 @@ function findInPath(cmd: string): string | undefined {
     } catch { /* next */ }
   }
   return undefined;
-}
-
-/** The cache folder shared with scripts/guest-fixtures.sh. */
-export function cacheDir(): string {
-  return process.env.KINDLING_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'kindling');
 }
 
 /** Boots the sandbox, runs `script` inside it, and returns its exit status. */

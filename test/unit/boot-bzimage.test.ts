@@ -6,21 +6,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { arrayGuestMemory } from '../../src/memory/guest-memory.js';
 import { HIMEM_START, MiB } from '../../src/arch/x86_64/layout.js';
 import { isBzImage, loadBzImage, parseBzImage } from '../../src/boot/bzimage.js';
 import { loadKernelImage } from '../../src/boot/index.js';
 import { KernelLoaderError } from '../../src/errors.js';
+import { fixtureBytes } from '../helpers/guest.js';
 
-const FIXTURES = process.env.KINDLING_FIXTURES ?? join(homedir(), '.cache/kindling/guest/current');
-function fixture(name: string): Uint8Array {
-  const p = join(FIXTURES, name);
-  if (!existsSync(p)) throw new Error(`guest fixture ${p} is missing (npm run fixtures, or set KINDLING_FIXTURES)`);
-  return new Uint8Array(readFileSync(p));
-}
 
 // Setup header offsets, written out from Documentation/arch/x86/boot.rst so the test does not
 // trust the module under test for them.
@@ -121,7 +113,7 @@ test('kernel beyond guest RAM: KERNEL_LOAD_ADDRESS, nothing written', () => {
 
 for (const name of ['bzImage-6.1-mini', 'vmlinuz']) {
   test(`real ${name} → linux64 entry at code32_start + 0x200`, () => {
-    const img = fixture(name);
+    const img = fixtureBytes(name);
     const v = new DataView(img.buffer, img.byteOffset, img.byteLength);
     const code32 = v.getUint32(OFF.code32_start, true);
     const setupLen = ((img[OFF.setup_sects]! || 4) + 1) * 512;

@@ -5,21 +5,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { arrayGuestMemory } from '../../src/memory/guest-memory.js';
 import { HIMEM_START, MiB } from '../../src/arch/x86_64/layout.js';
 import { isElf, loadElf, parseElf, XEN_ELFNOTE_PHYS32_ENTRY } from '../../src/boot/elf.js';
 import { loadKernelImage } from '../../src/boot/index.js';
 import { KernelLoaderError } from '../../src/errors.js';
+import { fixtureBytes } from '../helpers/guest.js';
 
-const FIXTURES = process.env.KINDLING_FIXTURES ?? join(homedir(), '.cache/kindling/guest/current');
-function fixture(name: string): Uint8Array {
-  const p = join(FIXTURES, name);
-  if (!existsSync(p)) throw new Error(`guest fixture ${p} is missing (npm run fixtures, or set KINDLING_FIXTURES)`);
-  return new Uint8Array(readFileSync(p));
-}
 
 const PT_LOAD = 1;
 const PT_NOTE = 4;
@@ -226,7 +218,7 @@ test('PVH entry beyond 32 bits: KERNEL_LOAD_ELF_NOTE; below 1 MiB: KERNEL_LOAD_E
 });
 
 test('real vmlinux-6.1-mini (no PVH note) → linux64 entry 0x1000000', () => {
-  const img = fixture('vmlinux-6.1-mini');
+  const img = fixtureBytes('vmlinux-6.1-mini');
   const m = arrayGuestMemory([{ gpa: 0, size: 256 * MiB }]);
   const r = loadElf(m, img);
   assert.equal(r.entry, { kind: 'linux64', addr: 0x1000000 });
@@ -238,7 +230,7 @@ test('real vmlinux-6.1-mini (no PVH note) → linux64 entry 0x1000000', () => {
 
 test('real vmlinux-6.1-fc (Xen PHYS32_ENTRY note) → pvh entry', () => {
   const m = arrayGuestMemory([{ gpa: 0, size: 256 * MiB }]);
-  const r = loadElf(m, fixture('vmlinux-6.1-fc'));
+  const r = loadElf(m, fixtureBytes('vmlinux-6.1-fc'));
   assert.is(r.entry.kind, 'pvh');
   // readelf -n: Xen note type 0x12, descriptor 10 05 00 01 00 00 00 00.
   assert.is(r.entry.addr, 0x1000510);

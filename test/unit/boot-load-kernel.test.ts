@@ -5,20 +5,12 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { arrayGuestMemory } from '../../src/memory/guest-memory.js';
 import { CMDLINE_START, MiB, ZERO_PAGE_START } from '../../src/arch/x86_64/layout.js';
 import { Cmdline, loadKernel, readBootParams, readPvhInfo, writeBootInfo, writeCmdline } from '../../src/boot/index.js';
 import { BootError, CmdlineError, InitrdError } from '../../src/errors.js';
+import { fixtureBytes } from '../helpers/guest.js';
 
-const FIXTURES = process.env.KINDLING_FIXTURES ?? join(homedir(), '.cache/kindling/guest/current');
-function fixture(name: string): Uint8Array {
-  const p = join(FIXTURES, name);
-  if (!existsSync(p)) throw new Error(`guest fixture ${p} is missing (npm run fixtures, or set KINDLING_FIXTURES)`);
-  return new Uint8Array(readFileSync(p));
-}
 
 const RAM = 256 * MiB;
 const mem = () => arrayGuestMemory([{ gpa: 0, size: RAM }]);
@@ -46,8 +38,8 @@ function tinyElf(): Uint8Array {
 
 test('vmlinux-6.1-mini + initrd: linux64 entry, initrd at the top of RAM, zero page filled', () => {
   const m = mem();
-  const rd = fixture('guest-initrd.cpio.gz');
-  const k = loadKernel(m, fixture('vmlinux-6.1-mini'), { initrd: rd, cmdline: CMDLINE });
+  const rd = fixtureBytes('guest-initrd.cpio.gz');
+  const k = loadKernel(m, fixtureBytes('vmlinux-6.1-mini'), { initrd: rd, cmdline: CMDLINE });
   assert.equal(k.entry, { kind: 'linux64', addr: 0x1000000 });
   assert.equal(k.initrd, { addr: (RAM - rd.length) - ((RAM - rd.length) % 4096), size: rd.length });
   assert.equal(m.slice(k.initrd!.addr, 64), rd.subarray(0, 64));
@@ -67,8 +59,8 @@ test('vmlinux-6.1-mini + initrd: linux64 entry, initrd at the top of RAM, zero p
 
 test('vmlinux-6.1-fc: pvh entry and hvm_start_info instead of a zero page', () => {
   const m = mem();
-  const rd = fixture('guest-initrd.cpio.gz');
-  const k = loadKernel(m, fixture('vmlinux-6.1-fc'), { initrd: rd, cmdline: new Cmdline().insertStr('console=ttyS0') });
+  const rd = fixtureBytes('guest-initrd.cpio.gz');
+  const k = loadKernel(m, fixtureBytes('vmlinux-6.1-fc'), { initrd: rd, cmdline: new Cmdline().insertStr('console=ttyS0') });
   assert.equal(k.entry, { kind: 'pvh', addr: 0x1000510 });
   const info = writeBootInfo(m, k);
   assert.is(info.kind, 'pvh');
@@ -81,7 +73,7 @@ test('vmlinux-6.1-fc: pvh entry and hvm_start_info instead of a zero page', () =
 
 test('bzImage-6.1-mini: entry code32_start + 0x200, zero page from the image header', () => {
   const m = mem();
-  const img = fixture('bzImage-6.1-mini');
+  const img = fixtureBytes('bzImage-6.1-mini');
   const k = loadKernel(m, img, { cmdline: 'console=ttyS0' });
   assert.equal(k.entry, { kind: 'linux64', addr: 0x100200 });
   assert.is(k.initrd, undefined);
@@ -95,7 +87,7 @@ test('bzImage-6.1-mini: entry code32_start + 0x200, zero page from the image hea
 });
 
 test('vmlinuz (Debian bzImage) loads with the 64-bit entry', () => {
-  const k = loadKernel(mem(), fixture('vmlinuz'), { cmdline: 'console=ttyS0' });
+  const k = loadKernel(mem(), fixtureBytes('vmlinuz'), { cmdline: 'console=ttyS0' });
   assert.equal(k.entry, { kind: 'linux64', addr: 0x100200 });
 });
 

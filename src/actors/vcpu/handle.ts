@@ -14,13 +14,15 @@ import {
   VCPU_SLOT as S, VCPU_CONTROL_SLOTS, VCPU_REQUEST, VCPU_STATE, VCPU_EXIT_KIND,
   type DeviceManifest, type VcpuMessage, type VcpuExitKind, type VcpuWorkerInit,
 } from './protocol.js';
-import { KindlingError } from '../../errors.js';
+import { KindlingError, fromWire } from '../../errors.js';
 
 /** How the worker ended. */
 export interface VcpuExit {
   vcpuId: number;
   exitKind: VcpuExitKind;
   detail: string;
+  /** The error that ended the run loop, with its code (e.g. KVM_IOCTL_FAILED from KVM_RUN). */
+  error?: KindlingError;
 }
 
 export interface VcpuSpawnOptions {
@@ -56,7 +58,7 @@ export class VcpuHandle {
     this.exited = new Promise((resolve) => {
       let result: VcpuExit | undefined;
       worker.on('message', (m: VcpuMessage) => {
-        if (m.kind === 'exit') result = { vcpuId: m.vcpuId, exitKind: m.exitKind, detail: m.detail };
+        if (m.kind === 'exit') result = { vcpuId: m.vcpuId, exitKind: m.exitKind, detail: m.detail, ...(m.error ? { error: fromWire(m.error) } : {}) };
         else if (m.kind === 'log') opts.onLog?.(m);
       });
       worker.on('error', (e) => { result ??= { vcpuId: this.id, exitKind: VCPU_EXIT_KIND.ERROR, detail: String(e.stack ?? e) }; });

@@ -6,6 +6,7 @@
  * Requests:  main writes REQ, bumps REQ_SEQ, notifies, and kicks (src/kvm/kick.ts).
  * Replies:   the worker applies the request, writes STATE, sets ACK_SEQ = REQ_SEQ, notifies.
  * Messages (postMessage) carry only rare events: `ready` once, `exit` once, `log` lines.
+ * An exception crosses as a WireError (src/errors.ts), so main keeps its code.
  *
  * Run states (firecracker vstate/vcpu.rs has the same shape):
  *
@@ -15,6 +16,7 @@
  */
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import type { VirtioBlockManifest } from '../virtio/protocol.js';
+import type { WireError } from '../../errors.js';
 
 /** Slots of the per-vCPU control array. */
 export const VCPU_SLOT = {
@@ -104,5 +106,6 @@ export interface VcpuWorkerInit {
 /** Messages a vCPU worker posts. */
 export type VcpuMessage =
   | { kind: 'ready'; vcpuId: number; thread: bigint }
-  | { kind: 'exit'; vcpuId: number; exitKind: VcpuExitKind; detail: string }
+  /** `error`: the exception that ended the run loop (exit kind ERROR), with its code. */
+  | { kind: 'exit'; vcpuId: number; exitKind: VcpuExitKind; detail: string; error?: WireError }
   | { kind: 'log'; vcpuId: number; level: 'info' | 'warn' | 'error'; message: string };

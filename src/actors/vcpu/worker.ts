@@ -19,6 +19,7 @@ import {
   type VcpuWorkerInit, type VcpuMessage, type VcpuExitKind,
 } from './protocol.js';
 import { buildBuses, type ExitSink } from './devices.js';
+import { toWire, type WireError } from '../../errors.js';
 
 const init = actorInit<VcpuWorkerInit>();
 const port = parentPort!;
@@ -40,7 +41,7 @@ const sink: ExitSink = {
 const { pio, mmio } = buildBuses(init.devices, { vm, mem, sink });
 
 /** Publishes the exit to main (VM-wide stop request first, so main learns it promptly). */
-function finish(kind: VcpuExitKind, detail: string): void {
+function finish(kind: VcpuExitKind, detail: string, error?: WireError): void {
   Atomics.store(ctl, S.EXIT_KIND, kind);
   Atomics.store(ctl, S.STATE, VCPU_STATE.EXITED);
   Atomics.notify(ctl, S.STATE);
@@ -50,7 +51,7 @@ function finish(kind: VcpuExitKind, detail: string): void {
     Atomics.add(vmCtl, VM_SLOT.STOP_SEQ, 1);
     Atomics.notify(vmCtl, VM_SLOT.STOP_SEQ);
   }
-  post({ kind: 'exit', vcpuId: init.vcpuId, exitKind: kind, detail });
+  post({ kind: 'exit', vcpuId: init.vcpuId, exitKind: kind, detail, ...(error ? { error } : {}) });
 }
 
 /** Applies pending requests; returns false when the loop must end. Blocks while paused. */
@@ -148,5 +149,5 @@ post({ kind: 'ready', vcpuId: init.vcpuId, thread: currentThreadId() });
 try {
   runLoop();
 } catch (e) {
-  finish(VCPU_EXIT_KIND.ERROR, `vCPU ${init.vcpuId} failed: ${(e as Error).stack ?? e}`);
+  finish(VCPU_EXIT_KIND.ERROR, `vCPU ${init.vcpuId} failed: ${(e as Error).stack ?? e}`, toWire(e));
 }

@@ -1,11 +1,13 @@
 /**
  * BlockHandle: the main thread's side of one virtio-block device actor. It creates the
  * doorbells and shared state, registers the ioeventfd (QueueNotify, datamatch = queue 0) and
- * the irqfd (the drive's GSI) with KVM, starts the worker, and carries control requests
- * (PATCH /drives, stop) as a message plus a ctl eventfd signal.
+ * the irqfd (the drive's GSI) with KVM, starts the worker, and makes control calls (PATCH
+ * /drives, stop) through the actor control channel, whose doorbell is the ctl eventfd.
  */
 import type { Worker } from 'node:worker_threads';
 import { startActor } from '../actor-pool.js';
+import { connectControl, type ControlClient } from '../control-channel.js';
+import type { KindlingError } from '../../errors.js';
 import type { VmFd } from '../../kvm/kvm.js';
 import { EventFd } from '../../kvm/eventfd.js';
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
@@ -14,7 +16,7 @@ import { BlockMetrics, type BlockMetricsSnapshot } from '../../devices/virtio/bl
 import { encodeBlockConfig, blockCapacity, type CacheType, type FileEngineType } from '../../devices/virtio/block/device.js';
 import { VIRTIO_MMIO_QUEUE_NOTIFY, VIRTIO_BLK_CONFIG_SIZE } from '../../devices/virtio/constants.js';
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
-import type { BlockReplyMessage, BlockRequestMessage, BlockWorkerInit, VirtioBlockManifest } from './protocol.js';
+import type { BlockControl, BlockEventMessage, BlockWorkerInit, VirtioBlockManifest } from './protocol.js';
 
 /** Queue index of the block device's only queue (the ioeventfd datamatch). */
 const BLOCK_QUEUE_INDEX = 0n;
@@ -42,26 +44,20 @@ export class BlockHandle {
   readonly driveId: string;
   /** The entry vCPU workers need to serve this device's registers. */
   readonly manifest: VirtioBlockManifest;
-  private readonly worker: Worker;
-  private readonly ctl: EventFd;
+  private readonly control: ControlClient<BlockControl>;
   private readonly fds: EventFd[];
   private readonly metrics: BlockMetrics;
-  private nextId = 1;
-  private readonly waiting = new Map<number, (error?: string) => void>();
   private readonly ended: Promise<void>;
+  private stopped: Promise<void> | undefined;
 
   private constructor(opts: BlockSpawnOptions, worker: Worker, fds: { ctl: EventFd; queue: EventFd; irq: EventFd }, manifest: VirtioBlockManifest, metrics: BlockMetrics) {
     this.driveId = opts.driveId;
-    this.worker = worker;
-    this.ctl = fds.ctl;
+    this.control = connectControl<BlockControl>(worker, fds.ctl, `drive ${opts.driveId}`);
     this.fds = [fds.ctl, fds.queue, fds.irq];
     this.manifest = manifest;
     this.metrics = metrics;
-    worker.on('message', (m: BlockReplyMessage) => {
-      if (m.kind === 'done') {
-        this.waiting.get(m.id)?.(m.error);
-        this.waiting.delete(m.id);
-      } else if (m.kind === 'log') opts.onLog?.(m.level, m.message);
+    worker.on('message', (m: BlockEventMessage) => {
+      if (m.kind === 'log') opts.onLog?.(m.level, m.message);
     });
     this.ended = new Promise((r) => worker.once('exit', () => r()));
   }
@@ -87,7 +83,7 @@ export class BlockHandle {
     const worker = startActor('block', init, `fc_blk ${opts.driveId}`);
     const h = new BlockHandle(opts, worker, fds, manifest, metrics);
     await new Promise<void>((resolve, reject) => {
-      const onMsg = (m: BlockReplyMessage): void => { if (m.kind === 'ready') { worker.off('message', onMsg); resolve(); } };
+      const onMsg = (m: BlockEventMessage): void => { if (m.kind === 'ready') { worker.off('message', onMsg); resolve(); } };
       worker.on('message', onMsg);
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new Error(`block worker for ${opts.driveId} exited (${code}) before ready`)));
@@ -95,23 +91,14 @@ export class BlockHandle {
     return h;
   }
 
-  private request(msg: BlockRequestMessage extends infer M ? (M extends BlockRequestMessage ? Omit<M, 'id'> : never) : never): Promise<void> {
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, (error) => (error ? reject(new Error(error)) : resolve()));
-      this.worker.postMessage({ ...msg, id });
-      this.ctl.signal();
-    });
-  }
-
   /** PATCH /drives path_on_host: swap the backing file (the worker closes the old fd). */
   updateBackingFile(fileFd: number, diskSizeBytes: number): Promise<void> {
-    return this.request({ kind: 'update', fileFd, diskSizeBytes });
+    return this.control.remote.updateBackingFile(fileFd, diskSizeBytes);
   }
 
   /** PATCH /drives rate_limiter. */
   updateRateLimiter(rateLimiter: RateLimiterConfig): Promise<void> {
-    return this.request({ kind: 'update-rate-limiter', rateLimiter });
+    return this.control.remote.updateRateLimiter(rateLimiter);
   }
 
   /**
@@ -129,10 +116,22 @@ export class BlockHandle {
     return this.metrics.snapshot();
   }
 
-  /** Stops the worker and closes its doorbells. */
-  async stop(): Promise<void> {
-    await Promise.race([this.request({ kind: 'stop' }), this.ended]);
+  /** Stops the worker and closes its doorbells; later calls return the same promise. */
+  stop(): Promise<void> {
+    this.stopped ??= this.stopOnce();
+    return this.stopped;
+  }
+
+  private async stopOnce(): Promise<void> {
+    // A worker that already ended (it failed) has nothing left to stop: ACTOR_EXITED is fine.
+    const reply = this.control.remote.stop().then(
+      () => undefined,
+      (e: KindlingError) => (e.code === 'ACTOR_EXITED' ? undefined : e),
+    );
     await this.ended;
+    this.control.close(); // before the doorbells close: no later call may ring a reused fd
     this.fds.forEach((f) => f.close());
+    const failed = await reply;
+    if (failed) throw failed;
   }
 }

@@ -3,18 +3,22 @@
  *
  * Loop: poll(queue eventfd, ctl eventfd[, io_uring completion eventfd];
  *            timeout = the rate limiter's retry delay or none)
- *   ctl    → drain messages (PATCH, stop); activate the device once the transport says the
- *            driver set DRIVER_OK (state read from shared memory), then process the queue
- *            (Firecracker re-kicks queues after activation);
+ *   ctl    → serve control calls (BlockControl: PATCH, stop; control-channel.ts); activate
+ *            the device once the transport says the driver set DRIVER_OK (state read from
+ *            shared memory), then process the queue (Firecracker re-kicks queues after
+ *            activation);
  *   queue  → process the queue (the guest's QueueNotify arrived through KVM_IOEVENTFD);
  *   completion → (io_engine Async) finish the requests io_uring completed;
- *   timeout→ the rate limiter's 100 ms retry timer (facts §4.10).
+ *   timeout→ the rate limiter's 100 ms retry timer (Firecracker's REFILL_TIMER_INTERVAL_MS,
+ *            src/vmm/src/rate_limiter/mod.rs).
  * io_engine Sync: I/O is synchronous on this thread, a slow disk delays only this drive.
  * io_engine Async: requests go to an io_uring and complete while the worker sleeps in poll().
  * Before a backing-file swap and before stopping, requests in flight are settled first.
  */
-import { parentPort, receiveMessageOnPort } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { actorInit } from '../actor-init.js';
+import { serveControl } from '../control-channel.js';
+import { KindlingError } from '../../errors.js';
 import { closeSync } from 'node:fs';
 import { EventFd, pollReadable } from '../../kvm/eventfd.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
@@ -24,11 +28,11 @@ import { FileBlockBackend } from '../../devices/virtio/block/file-backend.js';
 import { UringBlockBackend } from './uring-backend.js';
 import { MmioInterrupt, MmioState } from '../../devices/virtio/mmio-state.js';
 import { RateLimiter } from '../../devices/rate-limiter/rate-limiter.js';
-import type { BlockWorkerInit, BlockRequestMessage, BlockReplyMessage } from './protocol.js';
+import type { BlockWorkerInit, BlockControl, BlockEventMessage } from './protocol.js';
 
 const init = actorInit<BlockWorkerInit>();
 const port = parentPort!;
-const post = (m: BlockReplyMessage): void => port.postMessage(m);
+const post = (m: BlockEventMessage): void => port.postMessage(m);
 
 const mem = GuestMemory.fromDescriptor(init.memory);
 const state = new MmioState(init.state);
@@ -52,40 +56,42 @@ function maybeActivate(): void {
   if (err) post({ kind: 'log', level: 'error', message: `drive ${init.driveId}: activation failed: ${err.message}` });
 }
 
-async function handle(m: BlockRequestMessage): Promise<boolean> {
-  switch (m.kind) {
-    case 'update': {
-      const old = backend;
-      try {
-        backend = openBackend(m.fileFd);
-      } catch (e) {
-        // e.g. no io_uring slot left: the drive keeps its old file, the PATCH fails (the
-        // sender still owns m.fileFd and closes it: Vmm.updateDrive).
-        post({ kind: 'done', id: m.id, error: `drive ${init.driveId}: cannot open the new backing file's engine: ${(e as Error).message}` });
-        return true;
-      }
-      device.updateBackend(backend, m.diskSizeBytes); // settles the old backend's requests first
-      if (old instanceof UringBlockBackend) old.close();
-      closeSync(old.fd);
-      post({ kind: 'done', id: m.id });
-      return true;
-    }
-    case 'update-rate-limiter':
-      device.rateLimiter.update(m.rateLimiter);
-      post({ kind: 'done', id: m.id });
-      return true;
-    case 'stop':
-      device.settleInFlight();
-      if (backend instanceof UringBlockBackend) backend.close();
-      closeSync(backend.fd); // the worker owns the current backing file from spawn or PATCH on
-      post({ kind: 'done', id: m.id });
-      return false;
-    default: {
-      const never: never = m;
-      throw new Error(`unknown message ${JSON.stringify(never)}`);
-    }
-  }
+/** Set by stop(): the loop ends once the reply is out. */
+let stopping = false;
+function refuseAfterStop(): void {
+  // The backing file is closed by then; touching its fd number again could hit a reused fd.
+  if (stopping) throw new KindlingError('ACTOR_EXITED', `drive ${init.driveId}: the device worker is stopping`);
 }
+
+const control: BlockControl = {
+  updateBackingFile(fileFd, diskSizeBytes) {
+    refuseAfterStop();
+    const old = backend;
+    try {
+      backend = openBackend(fileFd);
+    } catch (e) {
+      // e.g. no io_uring slot left: the drive keeps its old file, the PATCH fails (the
+      // sender still owns fileFd and closes it: Vmm.updateDrive).
+      const code = e instanceof KindlingError ? e.code : 'INTERNAL';
+      throw new KindlingError(code, `drive ${init.driveId}: cannot open the new backing file's engine: ${(e as Error).message}`, { cause: e });
+    }
+    device.updateBackend(backend, diskSizeBytes); // settles the old backend's requests first
+    if (old instanceof UringBlockBackend) old.close();
+    closeSync(old.fd);
+  },
+  updateRateLimiter(rateLimiter) {
+    refuseAfterStop();
+    device.rateLimiter.update(rateLimiter);
+  },
+  stop() {
+    refuseAfterStop();
+    stopping = true;
+    device.settleInFlight();
+    if (backend instanceof UringBlockBackend) backend.close();
+    closeSync(backend.fd); // the worker owns the current backing file from spawn or PATCH on
+  },
+};
+const server = serveControl(control, port);
 
 async function loop(): Promise<void> {
   post({ kind: 'ready' });
@@ -100,9 +106,8 @@ async function loop(): Promise<void> {
     }
     if (ready.includes(ctlEvt.fd)) {
       ctlEvt.drain();
-      for (let msg = receiveMessageOnPort(port as never); msg; msg = receiveMessageOnPort(port as never)) {
-        if (!(await handle(msg.message as BlockRequestMessage))) return;
-      }
+      await server.dispatch();
+      if (stopping) return;
       const wasActive = device.isActive;
       maybeActivate();
       if (!wasActive && device.isActive) await device.processQueue();

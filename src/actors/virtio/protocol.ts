@@ -3,12 +3,12 @@
  *
  *   guest QueueNotify ──KVM_IOEVENTFD──▶ queue eventfd ─┐
  *   vCPU DRIVER_OK (transport onActivate) ─▶ ctl eventfd ┼─▶ poll() in the device worker
- *   main (PATCH drive, stop) ─ message + ctl eventfd ────┘
+ *   main (PATCH drive, stop) ─ control call + ctl eventfd┘  (src/actors/control-channel.ts)
  *   device worker ──irq eventfd ──KVM_IRQFD──▶ guest interrupt (GSI)
  *
  * Register accesses never reach the worker: vCPU threads serve them from the shared
  * transport state (src/devices/virtio/mmio-state.ts). The worker sleeps in poll() when idle
- * (no busy polling) and drains its message port only after the ctl eventfd fired.
+ * (no busy polling) and serves control calls (BlockControl) only after the ctl eventfd fired.
  */
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import type { CacheType, FileEngineType } from '../../devices/virtio/block/device.js';
@@ -52,14 +52,25 @@ export interface BlockWorkerInit {
   irqFd: number;
 }
 
-/** Main → block worker (each followed by a ctl eventfd signal). */
-export type BlockRequestMessage =
-  | { kind: 'update'; id: number; fileFd: number; diskSizeBytes: number }
-  | { kind: 'update-rate-limiter'; id: number; rateLimiter: RateLimiterConfig }
-  | { kind: 'stop'; id: number };
+/**
+ * What main may ask of a block device worker, as control calls (control-channel.ts): the
+ * worker's side of Firecracker's Vmm::update_block_device_path / update_block_rate_limiter
+ * (src/vmm/src/lib.rs) and of stopping the device.
+ */
+export interface BlockControl {
+  /**
+   * PATCH /drives path_on_host: settle in-flight requests, then serve `fileFd` (a new capacity
+   * of `diskSizeBytes`). The worker owns `fileFd` once this resolves and closes the old file;
+   * if it throws, the drive keeps its old file and the caller still owns `fileFd`.
+   */
+  updateBackingFile(fileFd: number, diskSizeBytes: number): void;
+  /** PATCH /drives rate_limiter: new token buckets. */
+  updateRateLimiter(rateLimiter: RateLimiterConfig): void;
+  /** Settles in-flight requests, closes the backing file and ends the worker after replying. */
+  stop(): void;
+}
 
-/** Block worker → main. */
-export type BlockReplyMessage =
+/** Block worker → main, besides control replies. */
+export type BlockEventMessage =
   | { kind: 'ready' }
-  | { kind: 'done'; id: number; error?: string }
   | { kind: 'log'; level: 'info' | 'warn' | 'error'; message: string };
