@@ -71,6 +71,4 @@ export interface BlockControl {
 }
 
 /** Block worker → main, besides control replies. */
-export type BlockEventMessage =
-  | { kind: 'ready' }
-  | { kind: 'log'; level: 'info' | 'warn' | 'error'; message: string };
+export type { VirtioEventMessage as BlockEventMessage } from './virtio-actor.js';

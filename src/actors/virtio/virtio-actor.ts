@@ -1,0 +1,122 @@
+/**
+ * The main thread's side of any virtio device actor: what every device's handle (block, net,
+ * and those to come) needs alike. It creates the doorbells — a control eventfd, one eventfd
+ * per queue and the interrupt eventfd — registers each queue's eventfd with KVM as an
+ * ioeventfd on the device's QueueNotify register (datamatch = the queue index, so the guest's
+ * notify never exits to userspace) and the interrupt eventfd as an irqfd on the device's GSI,
+ * starts the worker, waits for its `ready`, and carries control calls (control-channel.ts).
+ *
+ * Invariant: the doorbells are closed only after the worker has ended, and the control client
+ * is closed before them, so no later call can ring a reused fd number.
+ */
+import type { Worker } from 'node:worker_threads';
+import { startActor, type ActorKind } from '../actor-pool.js';
+import { connectControl, type ControlClient } from '../control-channel.js';
+import type { KindlingError } from '../../errors.js';
+import type { VmFd } from '../../kvm/kvm.js';
+import { EventFd } from '../../kvm/eventfd.js';
+import { VIRTIO_MMIO_QUEUE_NOTIFY } from '../../devices/virtio/constants.js';
+
+/** QueueNotify is a 4-byte register. */
+const QUEUE_NOTIFY_WIDTH = 4;
+
+/** The doorbell fds a worker and the vCPU transports are given. */
+export interface VirtioDoorbells {
+  ctlFd: number;
+  irqFd: number;
+  /** One per queue, in queue order. */
+  queueFds: number[];
+}
+
+/** Messages every device worker may post besides control replies. */
+export type VirtioEventMessage = { kind: 'ready' } | { kind: 'log'; level: 'info' | 'warn' | 'error'; message: string };
+
+export interface VirtioActorSpec<I> {
+  vm: VmFd;
+  kind: ActorKind;
+  /** Thread name, as Firecracker names its threads (`fc_blk rootfs`). */
+  thread: string;
+  /** How errors name the device (`drive rootfs`). */
+  label: string;
+  /** MMIO window and interrupt line assigned to the device. */
+  addr: number;
+  gsi: number;
+  queues: number;
+  /** The worker's init data, given its doorbells. */
+  init: (doorbells: VirtioDoorbells) => I;
+  onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+}
+
+export class VirtioActor<C> {
+  readonly doorbells: VirtioDoorbells;
+  private readonly control: ControlClient<C>;
+  private readonly fds: EventFd[];
+  private readonly queueEvts: EventFd[];
+  private readonly ended: Promise<void>;
+  private stopped: Promise<void> | undefined;
+
+  private constructor(worker: Worker, label: string, ctl: EventFd, irq: EventFd, queues: EventFd[], onLog: VirtioActorSpec<unknown>['onLog']) {
+    this.control = connectControl<C>(worker, ctl, label);
+    this.fds = [ctl, irq, ...queues];
+    this.queueEvts = queues;
+    this.doorbells = { ctlFd: ctl.fd, irqFd: irq.fd, queueFds: queues.map((q) => q.fd) };
+    worker.on('message', (m: VirtioEventMessage) => {
+      if (m.kind === 'log') onLog?.(m.level, m.message);
+    });
+    this.ended = new Promise((r) => worker.once('exit', () => r()));
+  }
+
+  /** Sets up the doorbells with KVM and starts the worker; resolves when it is ready. */
+  static async spawn<C, I>(spec: VirtioActorSpec<I>): Promise<VirtioActor<C>> {
+    const ctl = new EventFd();
+    const irq = new EventFd();
+    const queues = Array.from({ length: spec.queues }, () => new EventFd());
+    queues.forEach((q, i) => spec.vm.registerIoeventfd(q.fd, BigInt(spec.addr + VIRTIO_MMIO_QUEUE_NOTIFY), QUEUE_NOTIFY_WIDTH, { datamatch: BigInt(i) }));
+    spec.vm.registerIrqfd(irq.fd, spec.gsi);
+    const doorbells: VirtioDoorbells = { ctlFd: ctl.fd, irqFd: irq.fd, queueFds: queues.map((q) => q.fd) };
+    const worker = startActor(spec.kind, spec.init(doorbells), spec.thread);
+    const actor = new VirtioActor<C>(worker, spec.label, ctl, irq, queues, spec.onLog);
+    await new Promise<void>((resolve, reject) => {
+      const onMsg = (m: VirtioEventMessage): void => { if (m.kind === 'ready') { worker.off('message', onMsg); resolve(); } };
+      worker.on('message', onMsg);
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`${spec.label}: device worker exited (${code}) before ready`)));
+    });
+    return actor;
+  }
+
+  /** The worker's control interface (control-channel.ts). */
+  get remote(): ControlClient<C>['remote'] {
+    return this.control.remote;
+  }
+
+  /**
+   * Makes the worker look at its queues as if the guest had notified them. On resume
+   * Firecracker kicks every device before the vCPUs run again (src/vmm/src/lib.rs `resume_vm`
+   * → `kick_devices`): requests a driver queued meanwhile get served. An inactive device
+   * ignores it.
+   */
+  kick(): void {
+    for (const q of this.queueEvts) q.signal();
+  }
+
+  /**
+   * Stops the worker through `stop` (its control method that replies, then ends the loop) and
+   * closes the doorbells; later calls return the same promise.
+   */
+  stop(stopCall: (remote: ControlClient<C>['remote']) => Promise<void>): Promise<void> {
+    this.stopped ??= (async () => {
+      // A worker that already ended (it failed) has nothing left to stop: ACTOR_EXITED is fine.
+      const reply = stopCall(this.control.remote).then(
+        () => undefined,
+        (e: KindlingError) => (e.code === 'ACTOR_EXITED' ? undefined : e),
+      );
+      await this.ended;
+      this.control.close(); // before the doorbells close: no later call may ring a reused fd
+      this.fds.forEach((f) => f.close());
+      const failed = await reply;
+      if (failed) throw failed;
+    })();
+    return this.stopped;
+  }
+}
