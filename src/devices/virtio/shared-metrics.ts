@@ -105,3 +105,21 @@ export class SharedDeviceMetrics<C extends string, L extends string> {
     return out;
   }
 }
+
+/** A device kind's metrics class: `new X(buffer?)` attaches or allocates; `X.byteLength` sizes a buffer. */
+export interface DeviceMetricsClass<C extends string, L extends string> {
+  new (buffer?: SharedArrayBuffer): SharedDeviceMetrics<C, L>;
+  /** Bytes a metrics buffer needs. */
+  readonly byteLength: number;
+}
+
+/** The metrics class of a device kind with these counter and latency aggregate names. */
+export function deviceMetricsClass<C extends string, L extends string>(counters: readonly C[], latencies: readonly L[]): DeviceMetricsClass<C, L> {
+  const layout = new MetricsLayout<C, L>(counters, latencies);
+  return class extends SharedDeviceMetrics<C, L> {
+    static readonly byteLength = layout.byteLength;
+    constructor(buffer?: SharedArrayBuffer) {
+      super(layout, buffer);
+    }
+  };
+}

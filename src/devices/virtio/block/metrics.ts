@@ -3,7 +3,7 @@
  * SharedArrayBuffer shared by the device worker (requests), the vCPU threads (config-space
  * writes: `cfg_fails`) and the metrics flusher on main (see ../shared-metrics.ts).
  */
-import { MetricsLayout, SharedDeviceMetrics, type MetricsSnapshot } from '../shared-metrics.js';
+import { deviceMetricsClass, type MetricsSnapshot, type SharedDeviceMetrics } from '../shared-metrics.js';
 
 /** Counter names, in Firecracker's declaration order (the JSON key order). */
 export const BLOCK_METRIC_COUNTERS = [
@@ -40,15 +40,7 @@ export type { LatencyAggregate } from '../shared-metrics.js';
 /** Every block metric's current (absolute) value. */
 export type BlockMetricsSnapshot = MetricsSnapshot<BlockCounter, BlockLatencyMetric>;
 
-const LAYOUT = new MetricsLayout<BlockCounter, BlockLatencyMetric>(BLOCK_METRIC_COUNTERS, BLOCK_LATENCY_METRICS);
-
 /** One block device's metrics (one per drive: Firecracker's `block_<drive_id>`). */
-export class BlockMetrics extends SharedDeviceMetrics<BlockCounter, BlockLatencyMetric> {
-  /** Bytes a metrics buffer needs. */
-  static readonly byteLength = LAYOUT.byteLength;
-
-  /** Attaches to `buffer` (zeroed when fresh), or allocates one. */
-  constructor(buffer?: SharedArrayBuffer) {
-    super(LAYOUT, buffer);
-  }
-}
+export const BlockMetrics = deviceMetricsClass<BlockCounter, BlockLatencyMetric>(BLOCK_METRIC_COUNTERS, BLOCK_LATENCY_METRICS);
+/** An instance of BlockMetrics. */
+export type BlockMetrics = SharedDeviceMetrics<BlockCounter, BlockLatencyMetric>;
