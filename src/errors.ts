@@ -80,6 +80,7 @@ export const ERROR_CODES = {
   VIRTIO_BLK_REQ_ID_TOO_SHORT: 'a virtio-blk GET_ID data descriptor is shorter than VIRTIO_BLK_ID_BYTES (20)',
   VIRTIO_BLK_REQ_STATUS_READ_ONLY: 'a virtio-blk request status descriptor is device-read-only',
   VIRTIO_BLK_REQ_STATUS_TOO_SHORT: 'a virtio-blk request status descriptor has length 0',
+  VIRTIO_NET_PARAMS: 'virtio-net device parameters are unusable (guest MAC not 6 bytes, MTU outside 68..65535): a wiring bug, the API validates both first',
   RATE_LIMITER_CONFIG: 'a token bucket size, one_time_burst or refill_time is not an integer in 0..2^64-1',
 } as const;
 
@@ -293,6 +294,13 @@ export class VirtioActivateError extends KindlingError {
 export class BlockRequestError extends KindlingError {
   constructor(code: Extract<ErrorCode, `VIRTIO_BLK_REQ_${string}`>, message: string) {
     super(code, message);
+  }
+}
+
+/** The net device model was given a guest MAC or MTU the API would have refused (a wiring bug). */
+export class NetDeviceParamsError extends KindlingError {
+  constructor(message: string) {
+    super('VIRTIO_NET_PARAMS', message);
   }
 }
 

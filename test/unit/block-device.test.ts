@@ -17,6 +17,7 @@ import {
 import { GuestArena, mmioRead32, mmioWrite32 } from '../helpers/mock-queue.js';
 import { MemBlockBackend } from '../helpers/mem-block-backend.js';
 import { RAM, SECTORS, UNTOUCHED, guestBytes, pattern, request, rig } from '../helpers/block-rig.js';
+import { xorshift32 } from '../helpers/xorshift.js';
 
 test('an IN and an OUT request go through the transport, the device and the backend', () => {
   const r = rig();
@@ -214,13 +215,7 @@ test('a new backing file updates capacity and raises a config interrupt', () => 
 });
 
 test('random request chains never make the device throw', () => {
-  let seed = 0x9e3779b9;
-  const rnd = (n: number) => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) % n;
-  };
+  const rnd = xorshift32(0x9e3779b9);
   const r = rig();
   for (let i = 0; i < 300; i++) {
     const types = [VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, rnd(20)];

@@ -8,6 +8,7 @@ import {
 } from '../../src/devices/virtio/constants.js';
 import { VirtqueueError } from '../../src/errors.js';
 import { GuestArena, MockQueue } from '../helpers/mock-queue.js';
+import { xorshift32 } from '../helpers/xorshift.js';
 
 const RAM = 64 * 1024;
 
@@ -248,13 +249,7 @@ test('Queue.create refuses bad sizes and rings outside RAM', () => {
 });
 
 test('random descriptor tables and rings never make pop() throw', () => {
-  let seed = 0x1234567;
-  const rnd = () => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return seed >>> 0;
-  };
+  const rnd = xorshift32(0x1234567);
   for (let round = 0; round < 200; round++) {
     const { q, mq, mem } = rig(8, round % 2 === 0);
     const ringBytes = mq.end;

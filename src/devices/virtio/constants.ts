@@ -1,7 +1,7 @@
 /**
  * Virtio constants, named as the specification and Linux's uapi headers name them
  * (include/uapi/linux/virtio_config.h, virtio_ring.h, virtio_mmio.h, virtio_ids.h,
- * virtio_blk.h). Grouped by spec section; section numbers are those of virtio 1.1
+ * virtio_blk.h, virtio_net.h). Grouped by spec section; section numbers are those of virtio 1.1
  * (https://docs.oasis-open.org/virtio/virtio/v1.1/virtio-v1.1.html), with the 1.2 number
  * where the section moved. Firecracker-specific numbers are in facts §4.4/§4.5.
  *
@@ -209,6 +209,65 @@ export const VIRTIO_ID_VSOCK = 19;
 export const VIRTIO_ID_MEM = 24;
 /** Persistent memory (virtio-pmem). */
 export const VIRTIO_ID_PMEM = 27;
+
+// ---------------------------------------------------------------------------------------
+// §5.1 Network Device (virtio_net.h). Feature bits (§5.1.3); Kindling offers Firecracker's
+// set (devices/virtio/net/device.rs `Net::new_with_tap`), the others are named for reference.
+
+/** Device handles packets with partial checksum (the driver may send unchecksummed frames). */
+export const VIRTIO_NET_F_CSUM = 0;
+/** Driver handles packets with partial checksum (received frames may be unchecksummed). */
+export const VIRTIO_NET_F_GUEST_CSUM = 1;
+/** Control channel offloads reconfiguration. Not offered. */
+export const VIRTIO_NET_F_CTRL_GUEST_OFFLOADS = 2;
+/** The config space `mtu` field is valid (offered when an MTU is configured). */
+export const VIRTIO_NET_F_MTU = 3;
+/** The config space `mac` field is valid (offered when guest_mac is configured). */
+export const VIRTIO_NET_F_MAC = 5;
+/** Driver can receive TSOv4. */
+export const VIRTIO_NET_F_GUEST_TSO4 = 7;
+/** Driver can receive TSOv6. */
+export const VIRTIO_NET_F_GUEST_TSO6 = 8;
+/** Driver can receive TSO with ECN. Not offered. */
+export const VIRTIO_NET_F_GUEST_ECN = 9;
+/** Driver can receive UFO. */
+export const VIRTIO_NET_F_GUEST_UFO = 10;
+/** Device can receive TSOv4 (the driver may send large TCP segments). */
+export const VIRTIO_NET_F_HOST_TSO4 = 11;
+/** Device can receive TSOv6. */
+export const VIRTIO_NET_F_HOST_TSO6 = 12;
+/** Device can receive TSO with ECN. Not offered. */
+export const VIRTIO_NET_F_HOST_ECN = 13;
+/** Device can receive UFO. */
+export const VIRTIO_NET_F_HOST_UFO = 14;
+/** Driver can merge receive buffers: one frame may span several RX chains (`num_buffers`). */
+export const VIRTIO_NET_F_MRG_RXBUF = 15;
+/** The config space `status` field is valid. Not offered (status reads 0). */
+export const VIRTIO_NET_F_STATUS = 16;
+/** Control virtqueue. Not offered. */
+export const VIRTIO_NET_F_CTRL_VQ = 17;
+/** Multiqueue (`max_virtqueue_pairs` valid). Not offered: one RX and one TX queue. */
+export const VIRTIO_NET_F_MQ = 22;
+
+/** §5.1.4 `struct virtio_net_config`: `mac` (6 bytes) at offset 0. */
+export const VIRTIO_NET_CONFIG_MAC = 0;
+/** Offset of `status` (le16). */
+export const VIRTIO_NET_CONFIG_STATUS = 6;
+/** Offset of `max_virtqueue_pairs` (le16). */
+export const VIRTIO_NET_CONFIG_MAX_VIRTQUEUE_PAIRS = 8;
+/** Offset of `mtu` (le16). */
+export const VIRTIO_NET_CONFIG_MTU = 10;
+/** Bytes of the net config space Kindling exposes (mac, status, max_virtqueue_pairs, mtu). */
+export const VIRTIO_NET_CONFIG_SIZE = 12;
+
+/**
+ * §5.1.6 `struct virtio_net_hdr` as a VERSION_1 device uses it (Linux `virtio_net_hdr_v1`):
+ * flags u8, gso_type u8, hdr_len le16, gso_size le16, csum_start le16, csum_offset le16,
+ * num_buffers le16. It precedes every frame on both queues.
+ */
+export const VIRTIO_NET_HDR_SIZE = 12;
+/** Offset of `num_buffers`: the RX chains one received frame occupies (§5.1.6.4). */
+export const VIRTIO_NET_HDR_NUM_BUFFERS = 10;
 
 // ---------------------------------------------------------------------------------------
 // §5.2 Block Device (virtio_blk.h).

@@ -13,7 +13,7 @@
  *   or report that the device needs a reset.
  * - `VirtioDevice`: what the device worker actor calls on the model.
  */
-import type { VirtioActivateError, VirtqueueError } from '../../errors.js';
+import { VirtioActivateError, VirtqueueError } from '../../errors.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import { VIRTIO_F_RING_EVENT_IDX, hasFeature } from './constants.js';
 import { Queue, type QueueConfig } from './queue.js';
@@ -118,4 +118,29 @@ export function createQueues(mem: GuestMemory, activation: VirtioActivation): Qu
     queues.push(q);
   }
   return queues;
+}
+
+/**
+ * The queues of an activation for a device of `count` queues (`name` for the message). A wrong
+ * queue count or an unusable ring asks the driver for a reset (NEEDS_RESET and a config
+ * interrupt) and returns the error; the caller counts it (`activate_fails`).
+ */
+export function activateQueues(
+  mem: GuestMemory, interrupt: VirtioInterrupt, activation: VirtioActivation, count: number, name: string,
+): Queue[] | VirtioActivateError {
+  let error: VirtioActivateError;
+  if (activation.queues.length !== count) {
+    error = new VirtioActivateError(`${name} has ${count} queue${count === 1 ? '' : 's'}, got ${activation.queues.length}`);
+  } else {
+    const queues = createQueues(mem, activation);
+    if (!(queues instanceof VirtqueueError)) return queues;
+    error = new VirtioActivateError(`${name} queue: ${queues.message}`, { cause: queues });
+  }
+  interrupt.needsReset();
+  return error;
+}
+
+/** Raises a used-buffer interrupt when the driver asks for one (§2.6.7.2, EVENT_IDX rules). */
+export function signalUsed(queue: Queue, interrupt: VirtioInterrupt): void {
+  if (queue.needsNotification()) interrupt.trigger(VIRTIO_INTERRUPT.VRING);
 }

@@ -39,7 +39,7 @@ import {
   VIRTIO_F_VERSION_1, VIRTIO_ID_BLOCK, featureBit,
 } from '../constants.js';
 import {
-  ByteConfigSpace, VIRTIO_INTERRUPT, createQueues, type VirtioActivation, type VirtioDevice, type VirtioDeviceDescription,
+  ByteConfigSpace, VIRTIO_INTERRUPT, activateQueues, signalUsed, type VirtioActivation, type VirtioDevice, type VirtioDeviceDescription,
   type VirtioInterrupt,
 } from '../device.js';
 import type { Queue } from '../queue.js';
@@ -182,14 +182,10 @@ export class BlockDevice implements VirtioDevice {
    * `processQueue()` once (Firecracker re-kicks queues after activation).
    */
   activate(mem: GuestMemory, interrupt: VirtioInterrupt, activation: VirtioActivation): VirtioActivateError | undefined {
-    let error: VirtioActivateError | undefined;
-    if (activation.queues.length !== 1) error = new VirtioActivateError(`virtio-block has 1 queue, got ${activation.queues.length}`);
-    const queues = error ? undefined : createQueues(mem, activation);
-    if (queues instanceof VirtqueueError) error = new VirtioActivateError(`virtio-block queue: ${queues.message}`, { cause: queues });
-    if (error || !Array.isArray(queues)) {
+    const queues = activateQueues(mem, interrupt, activation, 1, 'virtio-block');
+    if (queues instanceof VirtioActivateError) {
       this.metrics.inc('activate_fails');
-      interrupt.needsReset();
-      return error;
+      return queues;
     }
     this.active = { mem, interrupt, queue: queues[0]! };
     return undefined;
@@ -419,7 +415,7 @@ export class BlockDevice implements VirtioDevice {
   }
 
   private signalUsed(a: Active): void {
-    if (a.queue.needsNotification()) a.interrupt.trigger(VIRTIO_INTERRUPT.VRING);
+    signalUsed(a.queue, a.interrupt);
   }
 
   /** Firecracker `Request::rate_limit`: 1 op, then data_len bytes for IN/OUT (ops given back on failure). */
