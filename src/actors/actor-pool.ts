@@ -18,6 +18,7 @@ import { Worker } from 'node:worker_threads';
 export const ACTOR_SCRIPTS = {
   vcpu: new URL('./vcpu/worker.js', import.meta.url),
   block: new URL('./virtio/block-worker.js', import.meta.url),
+  net: new URL('./virtio/net-worker.js', import.meta.url),
 } as const;
 
 export type ActorKind = keyof typeof ACTOR_SCRIPTS;
@@ -35,7 +36,7 @@ interface WarmWorker {
   doorbell: Int32Array;
 }
 
-const warm: Record<ActorKind, WarmWorker[]> = { vcpu: [], block: [] };
+const warm: Record<ActorKind, WarmWorker[]> = { vcpu: [], block: [], net: [] };
 
 /** Pre-started workers of `kind` waiting for work. */
 export function warmActorCount(kind: ActorKind): number {

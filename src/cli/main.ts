@@ -184,6 +184,7 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
   }
   if (configJson !== null) {
     try {
+      await factory.prepare?.();
       controller.resources = fromConfigFile(configJson, {
         mmdsSizeLimit: o.mmdsSizeLimit, bootTimer: o.bootTimer, pciEnabled: o.enablePci, openTap, metadata,
         configureLogger: (c) => controller.configureLogger(c),

@@ -62,6 +62,11 @@ export class Tap {
     return new Tap(name, fd);
   }
 
+  /** A TAP another thread opened (the device worker takes the fd main opened and configured). */
+  static fromFd(name: string, fd: number): Tap {
+    return new Tap(name, fd);
+  }
+
   /** Tells the kernel which offloads the guest can take (TUN_F_* flags from its acked features). */
   setOffload(flags: number): void {
     if (libc.ioctlInt(this.fd, TUNSETOFFLOAD, flags) < 0) throw new TapError('TAP_OFFLOAD', `Unable to set offload flags: ${ioText(libc.errno())}`);

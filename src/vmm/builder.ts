@@ -11,13 +11,12 @@
  *
  * Any failure releases what was created and throws: InstanceStart failures are not fatal.
  */
-import { readFileSync, openSync, fstatSync, closeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { Kvm, type VmFd } from '../kvm/kvm.js';
 import type { VcpuFd } from '../kvm/vcpu-fd.js';
-import { IoUring } from '../kvm/io-uring.js';
 import { KVM_MEM_LOG_DIRTY_PAGES } from '../kvm/constants.js';
 import { HostGuestMemory } from '../memory/host-memory.js';
-import { ramRanges, KVM_TSS_ADDRESS, MiB, SYSTEM_MEM_START, VIRTIO_MMIO_START, VIRTIO_MMIO_SIZE, GSI_LEGACY_START } from '../arch/x86_64/layout.js';
+import { ramRanges, KVM_TSS_ADDRESS, MiB, SYSTEM_MEM_START } from '../arch/x86_64/layout.js';
 import { normalizeCpuid } from '../arch/x86_64/cpuid.js';
 import { bootRegs, bootSregs, bootFpu, bootMsrs, setLapicLints, writeGdtIdt, writeIdentityPageTables } from '../arch/x86_64/regs.js';
 import { writeMptable } from '../arch/x86_64/mptable.js';
@@ -29,11 +28,10 @@ import { ByteRing } from '../devices/byte-ring.js';
 import { VcpuHandle } from '../actors/vcpu/handle.js';
 import { VM_CONTROL_SLOTS, VM_SLOT, type DeviceManifest } from '../actors/vcpu/protocol.js';
 import { createHostDevices } from './host-devices.js';
-import { BlockHandle } from '../actors/virtio/block-handle.js';
 import { Vmm } from './vmm.js';
+import { placements, planVirtioDevices, spawnAll, spawnVirtioDevices } from './virtio-devices.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { cmdlineString } from '../config/boot-source.js';
-import type { VirtioBlockDrive } from '../config/drives.js';
 import type { VmConfig } from '../config/resources.js';
 
 export type VmmLog = (level: 'info' | 'warn' | 'error', msg: string) => void;
@@ -81,12 +79,12 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
       cleanups.push(() => v.close());
     }
 
-    const drives = planDrives(cfg.drives.flatMap((d) => (d.kind === 'virtio-block' ? [d] : [])));
-    for (const d of drives) {
+    const plan = planVirtioDevices(cfg);
+    for (const d of placements(plan)) {
       // Kernels with VIRTIO_MMIO_CMDLINE_DEVICES take the devices from here; the rest from ACPI.
       cmdline.insertStr(`virtio_mmio.device=4K@0x${d.addr.toString(16)}:${d.gsi}`);
     }
-    const root = drives[0]?.config.is_root_device ? drives[0] : undefined;
+    const root = plan.drives[0]?.config.is_root_device ? plan.drives[0] : undefined;
     if (root) {
       const dev = root.config.partuuid ? `PARTUUID=${root.config.partuuid}` : '/dev/vda';
       cmdline.insertStr(`root=${dev} ${root.config.is_read_only ? 'ro' : 'rw'}`);
@@ -96,7 +94,7 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
     writeGdtIdt(mem, loaded.entry.kind);
     if (loaded.entry.kind === 'linux64') writeIdentityPageTables(mem);
     const mpEnd = writeMptable(mem, machine.vcpu_count, SYSTEM_MEM_START);
-    writeAcpiTables(mem, { vcpuCount: machine.vcpu_count, virtioDevices: drives.map((d) => ({ addr: d.addr, gsi: d.gsi })), startAddr: mpEnd });
+    writeAcpiTables(mem, { vcpuCount: machine.vcpu_count, virtioDevices: placements(plan), startAddr: mpEnd });
     writeBootInfo(mem, loaded);
 
     const extra: DeviceManifest[] = [];
@@ -111,29 +109,16 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
       vm, serial: outPath !== null ? { kind: 'file', path: outPath } : { kind: host.console }, stdin: host.stdin ?? false,
       bootTimer: cfg.bootTimer ? started : undefined, extra,
     });
-    // Workers start concurrently: each one is a fresh isolate loading its module graph, the
-    // largest part of InstanceStart. Block manifests must exist before the vCPU workers start.
-    let blocks: BlockHandle[];
+    // Device manifests must exist before the vCPU workers start.
+    let virtio: Awaited<ReturnType<typeof spawnVirtioDevices>>;
     try {
-      blocks = await spawnAll(drives.map((d) => async () => {
-        const fileFd = openSync(d.config.path_on_host, d.config.is_read_only ? 'r' : 'r+');
-        try {
-          return await BlockHandle.spawn({
-            vm, memory: mem.describe(), driveId: d.config.drive_id, fileFd, diskSizeBytes: fstatSync(fileFd).size,
-            readOnly: d.config.is_read_only, cacheType: d.config.cache_type, ioEngine: d.config.io_engine,
-            rateLimiter: d.config.rate_limiter ?? {},
-            addr: d.addr, gsi: d.gsi, onLog: log,
-          });
-        } catch (e) {
-          closeSync(fileFd); // a worker that never became ready never took the file
-          throw e;
-        }
-      }));
+      virtio = await spawnVirtioDevices(plan, vm, mem.describe(), log);
     } catch (e) {
       await devices.close();
       throw e;
     }
-    devices.manifest.push(...blocks.map((b) => b.manifest));
+    const { blocks, nets } = virtio;
+    devices.manifest.push(...blocks.map((b) => b.manifest), ...nets.map((n) => n.manifest));
     const vmControl = new Int32Array(new SharedArrayBuffer(VM_CONTROL_SLOTS * 4));
     Atomics.store(vmControl, VM_SLOT.EXIT_CODE, -1);
     let handles: VcpuHandle[];
@@ -143,48 +128,17 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
         devices: devices.manifest, onLog: (m) => log(m.level, m.message),
       })));
     } catch (e) {
-      await Promise.all(blocks.map((b) => b.stop().catch(() => undefined)));
+      await Promise.all([...blocks, ...nets].map((d) => d.stop().catch(() => undefined)));
       await devices.close();
       throw e;
     }
-    return new Vmm({ config: cfg, kvm, vm, mem, vcpus, handles, vmControl, devices, debugRing, log, blocks, metrics });
+    return new Vmm({ config: cfg, kvm, vm, mem, vcpus, handles, vmControl, devices, debugRing, log, blocks, nets, metrics });
   } catch (e) {
     for (const c of cleanups.reverse()) {
       try { c(); } catch { /* best effort */ }
     }
     throw e;
   }
-}
-
-/**
- * Runs the spawners concurrently; if any fails, stops the ones that started and rethrows the
- * first failure, so a failed InstanceStart leaves no worker behind.
- */
-async function spawnAll<T extends { stop(): Promise<unknown> }>(spawners: (() => Promise<T>)[]): Promise<T[]> {
-  const settled = await Promise.allSettled(spawners.map((f) => f()));
-  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (!failed) return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
-  await Promise.all(settled.map((r) => (r.status === 'fulfilled' ? r.value.stop().catch(() => undefined) : undefined)));
-  throw failed.reason;
-}
-
-/** A drive with its MMIO window and GSI. */
-interface PlannedDrive {
-  config: VirtioBlockDrive;
-  addr: number;
-  gsi: number;
-}
-
-/**
- * Gives each drive the next 4 KiB MMIO slot and GSI in list order (firecracker
- * src/vmm/src/device_manager/mmio.rs `allocate_mmio_resources`). VmResources keeps the root
- * device first, so it becomes /dev/vda.
- */
-function planDrives(drives: readonly VirtioBlockDrive[]): PlannedDrive[] {
-  // The Async engine's io_uring is set up in the drive's worker; probe here so a kernel
-  // without it fails InstanceStart with a clear error instead of a worker that dies.
-  if (drives.some((d) => d.io_engine === 'Async')) new IoUring(1).close();
-  return drives.map((config, i) => ({ config, addr: VIRTIO_MMIO_START + i * VIRTIO_MMIO_SIZE, gsi: GSI_LEGACY_START + i }));
 }
 
 /** Per-vCPU state (facts §3.4): CPUID, MSRs, regs, FPU, sregs, LAPIC LINT0/LINT1. */

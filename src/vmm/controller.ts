@@ -116,7 +116,9 @@ export class VmmController {
       case 'GetVmmVersion': return { kind: 'VmmVersion', version: FIRECRACKER_VERSION };
       case 'InsertBlockDevice': return this.boot(() => r.insertDrive(a.config));
       case 'InsertPmemDevice': return this.boot(() => r.insertPmem(a.config));
-      case 'InsertNetworkDevice': return this.boot(() => r.insertNetworkInterface(a.config));
+      case 'InsertNetworkDevice':
+        await this.factory.prepare?.();
+        return this.boot(() => r.insertNetworkInterface(a.config));
       case 'LoadSnapshot': return this.loadSnapshot(a.params);
       case 'PatchMMDS': r.mmdsOrDefault().patch(a.value); return { kind: 'Empty' };
       case 'PutCpuConfiguration': r.setCustomCpuTemplate(a.template); return { kind: 'Empty' };

@@ -27,7 +27,23 @@ function loadActorPool(): Promise<typeof import('../actors/actor-pool.js')> {
 
 /** Builds KVM microVMs attached to the given host I/O. */
 export class KvmVmFactory implements VmFactory {
+  private tapModule: typeof import('../kvm/tap.js') | undefined;
+
   constructor(private readonly host: VmHostOptions) {}
+
+  async prepare(): Promise<void> {
+    this.tapModule ??= await import('../kvm/tap.js');
+  }
+
+  /**
+   * PUT /network-interfaces: the TAP must exist and be attachable now, as Firecracker opens it
+   * at PUT time (TapError texts). Kindling attaches again at InstanceStart, where the device
+   * worker takes the fd; between the two the TAP is not held.
+   */
+  openTap(hostDevName: string): void {
+    if (!this.tapModule) throw new Error('internal: the TAP layer was not loaded before a TAP check (VmFactory.prepare)');
+    this.tapModule.Tap.open(hostDevName).close();
+  }
 
   supports(kind: DeviceKind): boolean {
     return KVM_SUPPORTED.has(kind);

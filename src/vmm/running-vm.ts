@@ -64,7 +64,12 @@ export interface VmFactory {
   boot(config: VmConfig): Promise<RunningVm>;
   /** PUT /snapshot/load on a fresh process: the restored VM (paused) and its configuration. */
   restore?(params: LoadSnapshotParams): Promise<{ vm: RunningVm; config: VmConfig }>;
-  /** PUT-time TAP probe (Firecracker opens the TAP when the interface is configured). */
+  /**
+   * Loads what the PUT-time device checks need (the TAP layer for `openTap`); the controller
+   * awaits it before such a check, so those modules stay off the start-up path.
+   */
+  prepare?(): Promise<void>;
+  /** PUT-time TAP check (Firecracker opens the TAP when the interface is configured). */
   openTap?(hostDevName: string): void;
   /**
    * Starts loading the VM machinery in the background; the CLI calls it once the API socket

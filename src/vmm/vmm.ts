@@ -18,11 +18,13 @@ import type { HostGuestMemory } from '../memory/host-memory.js';
 import type { VcpuHandle, VcpuExit } from '../actors/vcpu/handle.js';
 import { VM_SLOT, VCPU_EXIT_KIND, exitCodeOf } from '../actors/vcpu/protocol.js';
 import type { BlockHandle } from '../actors/virtio/block-handle.js';
+import type { NetHandle } from '../actors/virtio/net-handle.js';
 import type { ByteRing } from '../devices/byte-ring.js';
 import { openSync, fstatSync, closeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Metrics } from '../metrics/metrics.js';
 import type { BlockDeviceUpdateConfig } from '../config/drives.js';
+import type { NetworkInterfaceUpdateConfig } from '../config/network-interfaces.js';
 import { ioErrorText } from '../config/errors.js';
 import type { VmConfig } from '../config/resources.js';
 import type { HostDeviceSet } from './host-devices.js';
@@ -46,6 +48,8 @@ export interface VmmParts {
   log: (level: 'info' | 'warn' | 'error', msg: string) => void;
   /** virtio-block device actors, in drive order. */
   blocks: BlockHandle[];
+  /** virtio-net device actors, in interface order. */
+  nets: NetHandle[];
   /** Registry the devices report into (`block_<drive_id>`); none in unit tests of the VMM. */
   metrics?: Metrics;
 }
@@ -70,8 +74,12 @@ export class Vmm implements RunningVm {
     this.handles = parts.handles;
     // Each drive's worker counts into shared memory; the flusher reads it on main through the
     // handle. The buffer outlives PATCH /drives backing-file swaps, so the counters do too.
-    this.metricsSources = parts.metrics
-      ? parts.blocks.map((b) => parts.metrics!.addDeviceSource('block', b.driveId, () => b.metricsSnapshot()))
+    const m = parts.metrics;
+    this.metricsSources = m
+      ? [
+          ...parts.blocks.map((b) => m.addDeviceSource('block', b.driveId, () => b.metricsSnapshot())),
+          ...parts.nets.map((n) => m.addDeviceSource('net', n.ifaceId, () => n.metricsSnapshot())),
+        ]
       : [];
     this.exit = new Promise((r) => { this.resolveExit = r; });
     void this.watch();
@@ -110,7 +118,7 @@ export class Vmm implements RunningVm {
   async resume(): Promise<void> {
     if (this._state === 'Running') return;
     if (this._state !== 'Paused') throw new Error(`cannot resume a VM in state ${this._state}`);
-    for (const b of this.parts.blocks) b.kick();
+    for (const d of [...this.parts.blocks, ...this.parts.nets]) d.kick();
     await Promise.all(this.handles.map((h) => h.run()));
     this._state = 'Running';
   }
@@ -163,6 +171,16 @@ export class Vmm implements RunningVm {
     if (update.rate_limiter) await b.updateRateLimiter(update.rate_limiter);
   }
 
+  /**
+   * PATCH /network-interfaces/{id} after boot: new rate limiter buckets per direction
+   * (src/vmm/src/lib.rs `update_net_rate_limiters`); an absent limiter is left as it is.
+   */
+  async updateNetworkInterface(update: NetworkInterfaceUpdateConfig): Promise<void> {
+    const n = this.parts.nets.find((x) => x.ifaceId === update.iface_id);
+    if (!n) throw new Error(`network interface ${update.iface_id} does not exist`);
+    await n.updateRateLimiters(update.rx_rate_limiter, update.tx_rate_limiter);
+  }
+
   /** Stops the VM from the host side; resolves with the exit. */
   async stop(): Promise<VmExit> {
     Atomics.compareExchange(this.parts.vmControl, VM_SLOT.EXIT_CODE, -1, 0);
@@ -197,7 +215,7 @@ export class Vmm implements RunningVm {
       vcpuId: h.id, exitKind: VCPU_EXIT_KIND.ERROR, detail: e.message,
     }))));
     this._state = 'Exited';
-    await Promise.all(this.parts.blocks.map((b) => b.stop().catch(() => undefined)));
+    await Promise.all([...this.parts.blocks, ...this.parts.nets].map((d) => d.stop().catch(() => undefined)));
     // After the workers stopped, so the last pull sees everything they counted; the groups
     // stay in the metrics file (Firecracker never drops a drive's entry).
     this.metricsSources.forEach((off) => off());

@@ -173,7 +173,7 @@ test('Vmm wiring: drives register at build, unregister after their workers stopp
     kvm: closeable, vm: closeable, mem: {}, vcpus: [], handles: [],
     vmControl: new Int32Array(new SharedArrayBuffer(64)),
     devices: { sendCtrlAltDel: () => true, close: async () => undefined }, config: { drives: [] },
-    log: () => undefined, blocks: [block], metrics: m,
+    log: () => undefined, blocks: [block], nets: [], metrics: m,
   } as unknown as VmmParts;
   const vmm = new Vmm(parts);
   assert.equal(flush(m).block_rootfs, zeros(), 'the group exists before the first flush');

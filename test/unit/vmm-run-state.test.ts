@@ -28,7 +28,7 @@ function rig(): { vmm: Vmm; calls: string[] } {
     vcpus: [{ kvmclockCtrl: (): void => undefined, close: (): void => undefined }],
     handles: [vcpu(0), vcpu(1)], vmControl: new Int32Array(new SharedArrayBuffer(64)),
     devices: { sendCtrlAltDel: () => true, close: async () => undefined },
-    log: () => undefined, blocks: [block('rootfs'), block('data')],
+    log: () => undefined, blocks: [block('rootfs'), block('data')], nets: [block('eth0')],
   } as unknown as VmmParts;
   return { vmm: new Vmm(parts), calls };
 }
@@ -39,8 +39,8 @@ test('resume kicks every device before any vCPU runs again (resume_vm → kick_d
   await vmm.pause();
   calls.length = 0;
   await vmm.resume();
-  assert.equal(calls.slice(0, 2).sort(), ['data.kick', 'rootfs.kick']);
-  assert.equal(calls.slice(2).sort(), ['vcpu0.run', 'vcpu1.run']);
+  assert.equal(calls.slice(0, 3).sort(), ['data.kick', 'eth0.kick', 'rootfs.kick']);
+  assert.equal(calls.slice(3).sort(), ['vcpu0.run', 'vcpu1.run']);
   assert.is(vmm.state, 'Running');
 });
 

@@ -10,6 +10,9 @@ import { SERIAL_PORT_SIZE, I8042_BUS_PORTS } from '../../arch/x86_64/layout.js';
 import { VCPU_EXIT_KIND } from './protocol.js';
 import { MmioTransport } from '../../devices/virtio/mmio.js';
 import { blockDescription } from '../../devices/virtio/block/device.js';
+import { netDescription } from '../../devices/virtio/net/config.js';
+import { NetMetrics } from '../../devices/virtio/net/metrics.js';
+import type { VirtioDeviceDescription } from '../../devices/virtio/device.js';
 import { VIRTIO_MMIO_REGION_SIZE } from '../../devices/virtio/constants.js';
 import { EventFd } from '../../kvm/eventfd.js';
 import type { VmFd } from '../../kvm/kvm.js';
@@ -59,21 +62,14 @@ export function buildBuses(manifest: readonly DeviceManifest[], ctx: BusContext)
         break;
       }
       case 'virtio-block': {
-        // Registers are served here, on the vCPU thread, from the shared transport state; the
-        // device worker only learns of DRIVER_OK (ctl doorbell) and of queue notifies (ioeventfd).
-        const ctl = new EventFd(d.ctlFd);
-        const queue = new EventFd(d.queueFd);
-        const irq = new EventFd(d.irqFd);
-        let warned = 0;
         const desc = blockDescription({ diskSizeBytes: d.diskSizeBytes, readOnly: d.readOnly, cacheType: d.cacheType }, new Uint8Array(d.config));
-        mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, new MmioTransport(d.state, desc, {
-          onActivate: () => ctl.signal(),
-          onNotify: () => queue.signal(),
-          interrupt: () => irq.signal(),
-          onReset: () => false,
-          // Guest-triggered: log the first few only.
-          warn: (m) => { if (warned++ < 10) ctx.sink.log('warn', `virtio-block at 0x${d.addr.toString(16)}: ${m}`); },
-        }, ctx.mem));
+        mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, virtioTransport(ctx, { ...d, queueFds: [d.queueFd] }, desc, 'virtio-block'));
+        break;
+      }
+      case 'virtio-net': {
+        const params = { guestMac: d.guestMac ? Uint8Array.from(d.guestMac) : null, mtu: d.mtu };
+        const desc = netDescription(params, new Uint8Array(d.config), new NetMetrics(d.metrics));
+        mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, virtioTransport(ctx, d, desc, 'virtio-net'));
         break;
       }
       default: {
@@ -83,4 +79,27 @@ export function buildBuses(manifest: readonly DeviceManifest[], ctx: BusContext)
     }
   }
   return { pio, mmio };
+}
+
+/**
+ * A virtio-mmio register window served here, on the vCPU thread, from the shared transport
+ * state; the device worker only learns of DRIVER_OK (ctl doorbell) and of queue notifies
+ * (ioeventfd; `onNotify` rings the same eventfd when a notify reaches the bus instead).
+ */
+function virtioTransport(
+  ctx: BusContext, d: { addr: number; state: SharedArrayBuffer; ctlFd: number; queueFds: number[]; irqFd: number },
+  desc: VirtioDeviceDescription, name: string,
+): MmioTransport {
+  const ctl = new EventFd(d.ctlFd);
+  const queues = d.queueFds.map((fd) => new EventFd(fd));
+  const irq = new EventFd(d.irqFd);
+  let warned = 0;
+  return new MmioTransport(d.state, desc, {
+    onActivate: () => ctl.signal(),
+    onNotify: (q) => queues[q]?.signal(),
+    interrupt: () => irq.signal(),
+    onReset: () => false,
+    // Guest-triggered: log the first few only.
+    warn: (m) => { if (warned++ < 10) ctx.sink.log('warn', `${name} at 0x${d.addr.toString(16)}: ${m}`); },
+  }, ctx.mem);
 }

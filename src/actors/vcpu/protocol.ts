@@ -16,6 +16,7 @@
  */
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import type { VirtioBlockManifest } from '../virtio/protocol.js';
+import type { VirtioNetManifest } from '../virtio/net-protocol.js';
 import type { WireError } from '../../errors.js';
 
 /** Slots of the per-vCPU control array. */
@@ -89,7 +90,8 @@ export type DeviceManifest =
   | { kind: 'serial'; port: number; state: SharedArrayBuffer; gsi: number }
   | { kind: 'i8042'; port: number; state: SharedArrayBuffer; gsi: number }
   | { kind: 'boot-timer'; addr: number; startWallUs: number; startCpuUs: number }
-  | VirtioBlockManifest;
+  | VirtioBlockManifest
+  | VirtioNetManifest;
 
 /** Everything a vCPU worker is started with (workerData). */
 export interface VcpuWorkerInit {

@@ -1,0 +1,95 @@
+/**
+ * NetHandle: the main thread's side of one virtio-net device actor: the net device's shared
+ * state (transport, config space with the MAC, metrics) over the common virtio actor plumbing
+ * (virtio-actor.ts). The TAP is opened here, on main, so a TAP that cannot be attached fails
+ * InstanceStart with Firecracker's error before any worker starts; the worker then owns it.
+ */
+import type { VmFd } from '../../kvm/kvm.js';
+import { Tap } from '../../kvm/tap.js';
+import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
+import { MmioState } from '../../devices/virtio/mmio-state.js';
+import { NET_CONFIG_STATE_SIZE, encodeNetConfig, type NetDeviceParams } from '../../devices/virtio/net/config.js';
+import { NET_NUM_QUEUES } from '../../devices/virtio/net/constants.js';
+import { NetMetrics, type NetMetricsSnapshot } from '../../devices/virtio/net/metrics.js';
+import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
+import type { NetControl, NetWorkerInit, VirtioNetManifest } from './net-protocol.js';
+import { VirtioActor } from './virtio-actor.js';
+
+export interface NetSpawnOptions {
+  vm: VmFd;
+  memory: GuestMemoryDescriptor;
+  ifaceId: string;
+  /** host_dev_name: an existing TAP. */
+  tapName: string;
+  guestMac: Uint8Array | null;
+  mtu: number | null;
+  rxRateLimiter: RateLimiterConfig;
+  txRateLimiter: RateLimiterConfig;
+  addr: number;
+  gsi: number;
+  onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+}
+
+export class NetHandle {
+  readonly ifaceId: string;
+  readonly manifest: VirtioNetManifest;
+  private readonly actor: VirtioActor<NetControl>;
+  private readonly metrics: NetMetrics;
+
+  private constructor(ifaceId: string, actor: VirtioActor<NetControl>, manifest: VirtioNetManifest, metrics: NetMetrics) {
+    this.ifaceId = ifaceId;
+    this.actor = actor;
+    this.manifest = manifest;
+    this.metrics = metrics;
+  }
+
+  /** Opens the TAP, sets up KVM doorbells and starts the worker; resolves when it is ready. */
+  static async spawn(opts: NetSpawnOptions): Promise<NetHandle> {
+    const tap = Tap.open(opts.tapName);
+    try {
+      const params: NetDeviceParams = { guestMac: opts.guestMac, mtu: opts.mtu };
+      const state = MmioState.create(NET_NUM_QUEUES);
+      const config = new SharedArrayBuffer(NET_CONFIG_STATE_SIZE);
+      encodeNetConfig(params, new Uint8Array(config));
+      const metrics = new NetMetrics();
+      const guestMac = opts.guestMac ? [...opts.guestMac] : null;
+      const actor = await VirtioActor.spawn<NetControl, NetWorkerInit>({
+        vm: opts.vm, kind: 'net', thread: `fc_net ${opts.ifaceId}`, label: `net ${opts.ifaceId}`,
+        addr: opts.addr, gsi: opts.gsi, queues: NET_NUM_QUEUES, onLog: opts.onLog,
+        init: (d) => ({
+          ifaceId: opts.ifaceId, tapName: opts.tapName, tapFd: tap.fd, guestMac, mtu: opts.mtu,
+          rxRateLimiter: opts.rxRateLimiter, txRateLimiter: opts.txRateLimiter, state, config, metrics: metrics.buffer,
+          memory: opts.memory, ctlFd: d.ctlFd, rxFd: d.queueFds[0]!, txFd: d.queueFds[1]!, irqFd: d.irqFd,
+        }),
+      });
+      const d = actor.doorbells;
+      const manifest: VirtioNetManifest = {
+        kind: 'virtio-net', addr: opts.addr, state, config, guestMac, mtu: opts.mtu, metrics: metrics.buffer, ctlFd: d.ctlFd, queueFds: d.queueFds, irqFd: d.irqFd,
+      };
+      return new NetHandle(opts.ifaceId, actor, manifest, metrics);
+    } catch (e) {
+      tap.close(); // a worker that never became ready never took the TAP
+      throw e;
+    }
+  }
+
+  /** PATCH /network-interfaces: new rate limiter buckets (null: unchanged). */
+  updateRateLimiters(rx: RateLimiterConfig | null, tx: RateLimiterConfig | null): Promise<void> {
+    return this.actor.remote.updateRateLimiters(rx, tx);
+  }
+
+  /** Makes the worker look at both queues (resume: VirtioActor.kick). */
+  kick(): void {
+    this.actor.kick();
+  }
+
+  /** Net metrics (absolute counters). */
+  metricsSnapshot(): NetMetricsSnapshot {
+    return this.metrics.snapshot();
+  }
+
+  /** Stops the worker (it closes the TAP) and closes the doorbells. */
+  stop(): Promise<void> {
+    return this.actor.stop((r) => r.stop());
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * The virtio-net device actor's protocol (the shape is the block actor's, protocol.ts): the
+ * worker owns the TAP fd and sleeps in poll() on its queue eventfds (RX 0, TX 1, filled by
+ * KVM_IOEVENTFD), the control doorbell and — only while the device can take a frame — the TAP.
+ */
+import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
+import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
+
+/** What a vCPU worker needs to serve a net device's registers. */
+export interface VirtioNetManifest {
+  kind: 'virtio-net';
+  /** MMIO base of the 4 KiB register window. */
+  addr: number;
+  /** Transport state (MmioState.create). */
+  state: SharedArrayBuffer;
+  /** Config state (NET_CONFIG_STATE_SIZE): config space plus the known-MAC flag, shared with the worker. */
+  config: SharedArrayBuffer;
+  /** guest_mac as 6 bytes, or null; mtu or null (the offered features follow from them). */
+  guestMac: number[] | null;
+  mtu: number | null;
+  /** Net metrics (NetMetrics buffer): config writes are counted on the vCPU thread. */
+  metrics: SharedArrayBuffer;
+  ctlFd: number;
+  /** RX then TX queue doorbells. */
+  queueFds: number[];
+  irqFd: number;
+}
+
+/** workerData of a net device worker. */
+export interface NetWorkerInit {
+  ifaceId: string;
+  /** The TAP (host_dev_name), opened and configured by main (fds are process-wide). */
+  tapName: string;
+  tapFd: number;
+  guestMac: number[] | null;
+  mtu: number | null;
+  rxRateLimiter: RateLimiterConfig;
+  txRateLimiter: RateLimiterConfig;
+  state: SharedArrayBuffer;
+  config: SharedArrayBuffer;
+  metrics: SharedArrayBuffer;
+  memory: GuestMemoryDescriptor;
+  ctlFd: number;
+  rxFd: number;
+  txFd: number;
+  irqFd: number;
+}
+
+/**
+ * What main may ask of a net device worker (control-channel.ts): the worker's side of
+ * Firecracker's Vmm::update_net_rate_limiters (src/vmm/src/lib.rs) and of stopping it.
+ */
+export interface NetControl {
+  /** PATCH /network-interfaces: new buckets per direction; absent or null: unchanged. */
+  updateRateLimiters(rx: RateLimiterConfig | null, tx: RateLimiterConfig | null): void;
+  /** Closes the TAP and ends the worker after replying. */
+  stop(): void;
+}

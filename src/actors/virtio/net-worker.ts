@@ -1,0 +1,115 @@
+/**
+ * The virtio-net device worker: one worker_thread per network interface (net-protocol.ts).
+ *
+ * Loop: poll(ctl, RX queue, TX queue[, TAP while the device can take a frame];
+ *            timeout = the rate limiters' retry delay or none)
+ *   ctl  → control calls (PATCH, stop); activation once the transport saw DRIVER_OK: the
+ *          TAP's offloads are set from the acked features, then both queues are processed;
+ *   RX queue → the guest posted receive buffers: take them, read waiting frames;
+ *   TX queue → frames to send: writev each one from guest RAM to the TAP;
+ *   TAP  → a frame is waiting and the guest has room: readv it into guest RAM;
+ *   timeout → a rate limiter's block ended.
+ * The TAP is polled only while `wantsTapInput()` holds, so a guest that stops consuming RX
+ * leaves the worker asleep (frames wait in the TAP's queue, which the kernel bounds) and never
+ * spins; every other device and the API are on other threads.
+ */
+import { parentPort } from 'node:worker_threads';
+import { actorInit } from '../actor-init.js';
+import { serveControl } from '../control-channel.js';
+import { KindlingError } from '../../errors.js';
+import { EventFd, pollReadable } from '../../kvm/eventfd.js';
+import { Tap } from '../../kvm/tap.js';
+import { GuestMemory } from '../../memory/guest-memory.js';
+import { NetDevice } from '../../devices/virtio/net/device.js';
+import { NetMetrics } from '../../devices/virtio/net/metrics.js';
+import { MmioInterrupt, MmioState } from '../../devices/virtio/mmio-state.js';
+import { RateLimiter } from '../../devices/rate-limiter/rate-limiter.js';
+import type { NetControl, NetWorkerInit } from './net-protocol.js';
+import type { VirtioEventMessage } from './virtio-actor.js';
+
+const init = actorInit<NetWorkerInit>();
+const port = parentPort!;
+const post = (m: VirtioEventMessage): void => port.postMessage(m);
+const label = `net ${init.ifaceId}`;
+
+const mem = GuestMemory.fromDescriptor(init.memory);
+const state = new MmioState(init.state);
+const ctlEvt = new EventFd(init.ctlFd);
+const rxEvt = new EventFd(init.rxFd);
+const txEvt = new EventFd(init.txFd);
+const irqEvt = new EventFd(init.irqFd);
+const tap = Tap.fromFd(init.tapName, init.tapFd);
+const device = new NetDevice(
+  { guestMac: init.guestMac ? Uint8Array.from(init.guestMac) : null, mtu: init.mtu },
+  tap,
+  {
+    rxRateLimiter: new RateLimiter(init.rxRateLimiter), txRateLimiter: new RateLimiter(init.txRateLimiter),
+    metrics: new NetMetrics(init.metrics), configBytes: new Uint8Array(init.config),
+  },
+);
+const interrupt = new MmioInterrupt(state, () => irqEvt.signal());
+
+/** Activates the device once the transport validated DRIVER_OK; true when it just did. */
+function maybeActivate(): boolean {
+  if (device.isActive || !state.activated()) return false;
+  const err = device.activate(mem, interrupt, state.activation());
+  if (err) {
+    post({ kind: 'log', level: 'error', message: `${label}: activation failed: ${err.message}` });
+    return false;
+  }
+  try {
+    // Firecracker sets the TAP's offloads at activation (net/device.rs `activate`).
+    tap.setOffload(device.tapOffloadFlags());
+  } catch (e) {
+    post({ kind: 'log', level: 'error', message: `${label}: ${(e as Error).message}` });
+  }
+  return true;
+}
+
+let stopping = false;
+const control: NetControl = {
+  updateRateLimiters(rx, tx) {
+    if (stopping) throw new KindlingError('ACTOR_EXITED', `${label}: the device worker is stopping`);
+    device.updateRateLimiters({ rx, tx });
+  },
+  stop() {
+    if (stopping) throw new KindlingError('ACTOR_EXITED', `${label}: the device worker is stopping`);
+    stopping = true;
+    tap.close(); // the worker owns the TAP from spawn on
+  },
+};
+const server = serveControl(control, port);
+
+async function loop(): Promise<void> {
+  post({ kind: 'ready' });
+  for (;;) {
+    const retry = device.retryAfterMs();
+    const fds = [ctlEvt.fd, rxEvt.fd, txEvt.fd];
+    if (device.wantsTapInput()) fds.push(tap.fd);
+    const ready = pollReadable(fds, retry > 0 ? retry : -1);
+    if (ready.includes(ctlEvt.fd)) {
+      ctlEvt.drain();
+      await server.dispatch();
+      if (stopping) return;
+      if (maybeActivate()) device.processQueues();
+    }
+    if (ready.includes(rxEvt.fd)) {
+      rxEvt.drain();
+      device.onRxQueueNotify();
+    }
+    if (ready.includes(txEvt.fd)) {
+      txEvt.drain();
+      device.onTxQueueNotify();
+    }
+    if (ready.includes(tap.fd)) device.onTapReadable();
+    if (ready.length === 0 && retry > 0) device.onRateLimiterTimer();
+  }
+}
+
+loop().then(
+  () => process.exit(0),
+  (e: Error) => {
+    post({ kind: 'log', level: 'error', message: `${label}: device worker failed: ${e.stack ?? e}` });
+    process.exit(1);
+  },
+);

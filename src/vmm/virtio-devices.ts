@@ -1,0 +1,94 @@
+/**
+ * The virtio-mmio devices of a VM being built: where each one sits and its actor started.
+ *
+ * Placement follows Firecracker's attach order (src/vmm/src/builder.rs: block devices, then
+ * network interfaces): each device gets the next 4 KiB MMIO window from VIRTIO_MMIO_START and
+ * the next GSI from GSI_LEGACY_START (device_manager/mmio.rs `allocate_mmio_resources`).
+ * VmResources keeps the root drive first, so it becomes /dev/vda.
+ */
+import { openSync, fstatSync, closeSync } from 'node:fs';
+import { IoUring } from '../kvm/io-uring.js';
+import type { VmFd } from '../kvm/kvm.js';
+import type { GuestMemoryDescriptor } from '../memory/guest-memory.js';
+import { GSI_LEGACY_END, GSI_LEGACY_START, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START } from '../arch/x86_64/layout.js';
+import { BlockHandle } from '../actors/virtio/block-handle.js';
+import { NetHandle } from '../actors/virtio/net-handle.js';
+import type { VirtioBlockDrive } from '../config/drives.js';
+import type { VmConfig } from '../config/resources.js';
+import type { VmmLog } from './builder.js';
+
+/** A device with its MMIO window and GSI. */
+export interface Placed<C> {
+  config: C;
+  addr: number;
+  gsi: number;
+}
+
+export interface VirtioPlan {
+  drives: Placed<VirtioBlockDrive>[];
+  nets: Placed<VmConfig['networkInterfaces'][number]>[];
+}
+
+/** Every placed device's window and line, in order (command line, ACPI DSDT). */
+export function placements(p: VirtioPlan): { addr: number; gsi: number }[] {
+  return [...p.drives, ...p.nets].map(({ addr, gsi }) => ({ addr, gsi }));
+}
+
+/** Places the configuration's virtio devices; throws when there are more than GSIs. */
+export function planVirtioDevices(cfg: VmConfig): VirtioPlan {
+  const drives = cfg.drives.flatMap((d) => (d.kind === 'virtio-block' ? [d] : []));
+  // The Async engine's io_uring is set up in the drive's worker; probe here so a kernel
+  // without it fails InstanceStart with a clear error instead of a worker that dies.
+  if (drives.some((d) => d.io_engine === 'Async')) new IoUring(1).close();
+  let next = 0;
+  const place = <C>(config: C): Placed<C> => {
+    const gsi = GSI_LEGACY_START + next;
+    if (gsi > GSI_LEGACY_END) throw new Error('Failed to allocate requested resource: no free interrupt line for another virtio device');
+    return { config, addr: VIRTIO_MMIO_START + VIRTIO_MMIO_SIZE * next++, gsi };
+  };
+  return { drives: drives.map(place), nets: cfg.networkInterfaces.map(place) };
+}
+
+/** "aa:bb:cc:dd:ee:ff" (validated at PUT time) as 6 bytes. */
+function macBytes(mac: string | null): Uint8Array | null {
+  return mac === null ? null : Uint8Array.from(mac.split(':').map((h) => parseInt(h, 16)));
+}
+
+/**
+ * Starts every device actor concurrently (each worker is a fresh isolate loading its module
+ * graph, the largest part of InstanceStart); if any fails, the ones that started are stopped
+ * and the first failure is thrown, so a failed InstanceStart leaves no worker behind.
+ */
+export async function spawnVirtioDevices(p: VirtioPlan, vm: VmFd, memory: GuestMemoryDescriptor, log: VmmLog): Promise<{ blocks: BlockHandle[]; nets: NetHandle[] }> {
+  const blocks = p.drives.map((d) => async () => {
+    const fileFd = openSync(d.config.path_on_host, d.config.is_read_only ? 'r' : 'r+');
+    try {
+      return await BlockHandle.spawn({
+        vm, memory, driveId: d.config.drive_id, fileFd, diskSizeBytes: fstatSync(fileFd).size,
+        readOnly: d.config.is_read_only, cacheType: d.config.cache_type, ioEngine: d.config.io_engine,
+        rateLimiter: d.config.rate_limiter ?? {}, addr: d.addr, gsi: d.gsi, onLog: log,
+      });
+    } catch (e) {
+      closeSync(fileFd); // a worker that never became ready never took the file
+      throw e;
+    }
+  });
+  const nets = p.nets.map((n) => () => NetHandle.spawn({
+    vm, memory, ifaceId: n.config.iface_id, tapName: n.config.host_dev_name, guestMac: macBytes(n.config.guest_mac), mtu: n.config.mtu,
+    rxRateLimiter: n.config.rx_rate_limiter ?? {}, txRateLimiter: n.config.tx_rate_limiter ?? {}, addr: n.addr, gsi: n.gsi, onLog: log,
+  }));
+  const all = await spawnAll<BlockHandle | NetHandle>([...blocks, ...nets]);
+  return { blocks: all.slice(0, blocks.length) as BlockHandle[], nets: all.slice(blocks.length) as NetHandle[] };
+}
+
+/**
+ * Runs the spawners concurrently; if any fails, stops the ones that started and rethrows the
+ * first failure.
+ */
+export async function spawnAll<T extends { stop(): Promise<unknown> }>(spawners: (() => Promise<T>)[]): Promise<T[]> {
+  const settled = await Promise.allSettled(spawners.map((f) => f()));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (!failed) return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+  await Promise.all(settled.map((r) => (r.status === 'fulfilled' ? r.value.stop().catch(() => undefined) : undefined)));
+  throw failed.reason;
+}
