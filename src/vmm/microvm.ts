@@ -16,6 +16,7 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { parseBootSource, DEFAULT_KERNEL_CMDLINE, type BootSourceConfig } from '../config/boot-source.js';
 import { parseDrive, type BlockDeviceConfig } from '../config/drives.js';
+import { parseNetworkInterface, type NetworkInterfaceConfig } from '../config/network-interfaces.js';
 import { isEmptyUpdate, parseMachineConfigPatch, type MachineConfigUpdate } from '../config/machine-config.js';
 import { VmResources } from '../config/resources.js';
 import type { RateLimiterConfig } from '../config/rate-limiter.js';
@@ -47,6 +48,8 @@ export interface MicroVmConfig {
   /** Applied like PATCH /machine-config over the defaults (1 vCPU, 128 MiB). */
   'machine-config'?: Partial<MachineConfigUpdate>;
   drives?: RequestBody<BlockDeviceConfig, 'drive_id' | 'is_root_device'>[];
+  /** TAP-backed interfaces, as PUT /network-interfaces/{id} bodies. */
+  'network-interfaces'?: RequestBody<NetworkInterfaceConfig, 'iface_id' | 'host_dev_name'>[];
   /** Firecracker's --boot-timer flag: the boot-timer MMIO device. */
   bootTimer?: boolean;
   /** Serial output target; default: a readable stream (`MicroVm.console`). */
@@ -80,6 +83,8 @@ function resourcesOf(config: MicroVmConfig): VmResources {
     const m = parseMachineConfigPatch(JSON.stringify(config['machine-config'] ?? {}));
     if (!isEmptyUpdate(m)) r.updateMachineConfig(m);
     for (const d of config.drives ?? []) r.insertDrive(parseDrive(JSON.stringify(d)));
+    // The TAP itself is attached at start(); a TAP that cannot be attached fails start().
+    for (const n of config['network-interfaces'] ?? []) r.insertNetworkInterface(parseNetworkInterface(JSON.stringify(n)));
     if (config.serial?.kind === 'file') r.setSerial({ serial_out_path: config.serial.path, rate_limiter: null });
   } catch (e) {
     throw toActionError(e);
@@ -159,6 +164,11 @@ export class MicroVm {
    */
   updateDrive(driveId: string, update: { path_on_host?: string; rate_limiter?: RateLimiterConfig }): Promise<void> {
     return this.act({ kind: 'UpdateBlockDevice', config: { drive_id: driveId, path_on_host: update.path_on_host ?? null, rate_limiter: update.rate_limiter ?? null } });
+  }
+
+  /** PATCH /network-interfaces/{id}: replace an interface's RX and/or TX rate limiter. */
+  updateNetworkInterface(ifaceId: string, update: { rx_rate_limiter?: RateLimiterConfig; tx_rate_limiter?: RateLimiterConfig }): Promise<void> {
+    return this.act({ kind: 'UpdateNetworkInterface', config: { iface_id: ifaceId, rx_rate_limiter: update.rx_rate_limiter ?? null, tx_rate_limiter: update.tx_rate_limiter ?? null } });
   }
 
   /** Types into the guest's serial console. */
