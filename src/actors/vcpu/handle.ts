@@ -135,13 +135,13 @@ export class VcpuHandle {
     return this.exited;
   }
 
-  /** Exit counters (metrics vcpu.exit_io_in, ...). */
-  exitCounts(): { ioIn: number; ioOut: number; mmioRead: number; mmioWrite: number; other: number } {
+  /** Exit counters (metrics vcpu.exit_io_in, ...; `intr` counts interrupted KVM_RUNs). */
+  exitCounts(): { ioIn: number; ioOut: number; mmioRead: number; mmioWrite: number; other: number; intr: number } {
     const c = this.control;
     return {
       ioIn: Atomics.load(c, S.EXIT_IO_IN), ioOut: Atomics.load(c, S.EXIT_IO_OUT),
       mmioRead: Atomics.load(c, S.EXIT_MMIO_READ), mmioWrite: Atomics.load(c, S.EXIT_MMIO_WRITE),
-      other: Atomics.load(c, S.EXIT_OTHER),
+      other: Atomics.load(c, S.EXIT_OTHER), intr: Atomics.load(c, S.EXIT_INTR),
     };
   }
 }

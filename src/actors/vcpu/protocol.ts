@@ -39,6 +39,12 @@ export const VCPU_SLOT = {
   EXIT_MMIO_READ: 8,
   EXIT_MMIO_WRITE: 9,
   EXIT_OTHER: 10,
+  /**
+   * KVM_RUN returns seen as KVM_EXIT_INTR: EINTR from the kick's signal or immediate_exit
+   * (src/kvm/kick.ts), and an AP's EAGAIN (vcpu-fd.ts run()). Not a Firecracker metric; it
+   * lets a test see that a kick reached a vCPU.
+   */
+  EXIT_INTR: 11,
 } as const;
 export const VCPU_CONTROL_SLOTS = 16;
 

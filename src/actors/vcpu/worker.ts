@@ -121,7 +121,7 @@ function runLoop(): void {
     switch (reason) {
       case KVM_EXIT.KVM_EXIT_IO: handleIo(); break;
       case KVM_EXIT.KVM_EXIT_MMIO: handleMmio(); break;
-      case KVM_EXIT.KVM_EXIT_INTR: break;
+      case KVM_EXIT.KVM_EXIT_INTR: ctl[S.EXIT_INTR]!++; break;
       case KVM_EXIT.KVM_EXIT_HLT:
         return finish(VCPU_EXIT_KIND.HLT, 'KVM_EXIT_HLT');
       case KVM_EXIT.KVM_EXIT_SHUTDOWN:
