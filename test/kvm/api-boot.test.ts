@@ -136,7 +136,7 @@ test('kindling --api-sock: drive + boot over HTTP; GET / answered during the boo
     assert.is(bad.headers['content-type'], 'application/json');
     const fault = JSON.parse(bad.body) as Record<string, unknown>;
     assert.equal(Object.keys(fault), ['fault_message'], bad.body);
-    assert.match(String(fault.fault_message), /^Drive config error: Unable to patch the block device: .+ Please verify the request arguments\.$/);
+    assert.match(String(fault.fault_message), /^Drive config error: Unable to patch the block device: Error manipulating the backing file: No such file or directory \(os error 2\) \S+missing\.img Please verify the request arguments\.$/);
     console.log(`    PATCH /drives to a missing file: 400 ${bad.body}`);
     const cfg = await api.getVmConfig() as { drives: { drive_id: string; path_on_host: string }[] };
     assert.equal(cfg.drives.map((d) => [d.drive_id, d.path_on_host]), [['scratch', big]], 'the failed PATCH left the drive on big.img');
