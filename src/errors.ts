@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   KVM_MISSING_CAPABILITY: 'a KVM capability the VMM needs is absent',
   KVM_IOCTL_FAILED: 'an ioctl on a KVM file descriptor failed',
   SYSCALL_FAILED: 'a libc call (mmap, memfd_create, eventfd, ...) failed',
+  HOST_IO: 'a host file or socket operation failed; the message is Rust io::Error Display as Firecracker prints it (musl strerror, or a std constant text such as a NUL byte in a path)',
   GUEST_MEMORY_OUT_OF_RANGE: 'a guest physical range is not backed by guest RAM',
   GUEST_MEMORY_LAYOUT: 'a guest memory size or region layout is invalid',
   IO_URING_UNSUPPORTED: 'io_uring cannot be set up, or the kernel lacks a feature the Async block engine needs (single mmap, READ/WRITE opcodes: Linux 5.10+)',
