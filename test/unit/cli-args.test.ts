@@ -1,6 +1,7 @@
 /**
- * The `firecracker` command line (facts §2): parser rules and `runCli` exit codes/outputs, with a
- * FakeBackend standing in for the VM.
+ * The `firecracker` command line (src/firecracker/src/main.rs): parser rules and `runCli` exit
+ * codes/outputs, with a FakeBackend standing in for the VM. Tests wait for log lines, never for
+ * time.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -25,17 +26,38 @@ const parseErr = (args: string[]): string => {
   throw new Error('expected failure');
 };
 
-/** Runs the CLI with captured output and a private logger/metrics. */
-async function cli(argv: string[], backend = new FakeBackend()): Promise<{ code: number; out: string; err: string; logs: string }> {
+interface CliResult { code: number; out: string; err: string; logs: string }
+
+/**
+ * Starts the CLI with captured output and a private logger/metrics. `untilLogged` resolves once
+ * a log line contains `text` (and rejects if the CLI ends first): the event tests wait on.
+ */
+function startCli(argv: string[], backend = new FakeBackend()): { done: Promise<CliResult>; untilLogged: (text: string) => Promise<void> } {
   let out = '';
   let err = '';
   const logs: string[] = [];
+  const waiters: { text: string; resolve: () => void }[] = [];
   const logger = new Logger();
-  logger.sink = (l) => logs.push(l);
-  const code = await runCli(argv, {
+  logger.sink = (l) => {
+    logs.push(l);
+    for (const w of waiters) if (l.includes(w.text)) w.resolve();
+  };
+  const done = runCli(argv, {
     createBackend: () => backend, stdout: (s) => (out += s), stderr: (s) => (err += s), logger, metrics: createMetrics(), kindlingVersion: '9.9.9',
-  });
-  return { code, out, err, logs: logs.join('') };
+  }).then((code) => ({ code, out, err, logs: logs.join('') }));
+  const untilLogged = (text: string): Promise<void> => {
+    if (logs.some((l) => l.includes(text))) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      waiters.push({ text, resolve });
+      void done.then((r) => reject(new Error(`the CLI ended (exit ${r.code}) before logging ${JSON.stringify(text)}:\n${r.logs}`)));
+    });
+  };
+  return { done, untilLogged };
+}
+
+/** Runs the CLI to its end. */
+function cli(argv: string[], backend = new FakeBackend()): Promise<CliResult> {
+  return startCli(argv, backend).done;
 }
 
 test('parser: --name value only, duplicates, unknown, missing values, --', () => {
@@ -111,16 +133,16 @@ test('runCli: --config-file boots at once; the API then only accepts post-boot r
   writeFileSync(cfg, JSON.stringify({ 'boot-source': { kernel_image_path: kernel }, drives: [], 'machine-config': { vcpu_count: 2, mem_size_mib: 256 } }));
   const sock = join(dir, 'api.sock');
   const backend = new FakeBackend();
-  const run = cli(['--api-sock', sock, '--config-file', cfg, '--id', 'vm-1'], backend);
+  const run = startCli(['--api-sock', sock, '--config-file', cfg, '--id', 'vm-1'], backend);
+  await run.untilLogged('Successfully started microvm that was configured from one single json');
   const client = new FirecrackerClient(sock);
-  for (let i = 0; i < 100 && !backend.started; i++) await new Promise((r) => setTimeout(r, 10));
   assert.is(backend.started?.machine.vcpu_count, 2);
   assert.is((await client.getInstanceInfo()).state, 'Running');
   const r = await client.request('PUT', '/machine-config', { vcpu_count: 1, mem_size_mib: 128 });
   assert.is(JSON.parse(r.body).fault_message, 'The requested operation is not supported after starting the microVM.');
   await client.close();
   backend.exit(0);
-  const res = await run;
+  const res = await run.done;
   assert.is(res.code, 0);
   assert.ok(res.logs.includes('Firecracker exiting successfully. exit_code=0'));
 });
