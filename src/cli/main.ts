@@ -1,19 +1,23 @@
 /**
- * `kindling` / `firecracker` entry point (facts §2, main.rs + api_server_adapter.rs): parse the
- * command line, set up logger and metrics, then either serve the API on a Unix socket (booting
- * from `--config-file` first if given, after which only post-boot requests succeed) or, with
- * `--no-api`, boot from the config file alone. The VM itself comes from an injected backend
+ * `kindling` / `firecracker` entry point (src/firecracker/src/main.rs, api_server_adapter.rs):
+ * parse the command line, set up logger and metrics, then either serve the API on a Unix socket
+ * (booting from `--config-file` first if given, after which only post-boot requests succeed) or,
+ * with `--no-api`, boot from the config file alone. The VM itself comes from an injected backend
  * factory, so the CLI does not depend on the KVM layer.
  *
- * `runCli` resolves with the process exit code; 134 means "abort" (Firecracker panics there).
+ * Startup failures are reported as Firecracker's `main` reports a `MainError`: its Display in the
+ * log, `Error: <Debug>` on stderr, exit code 1 (152/153 for level/argument errors); host I/O
+ * errors in Rust's words (src/util/io-error.ts), never Node's. `runCli` resolves with the process
+ * exit code; 134 means "abort" (Firecracker panics there).
  */
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { BackendFactory, VmExit } from '../api/backend.js';
 import { FIRECRACKER_VERSION, VmmController } from '../api/controller.js';
 import { ApiServer } from '../api/server.js';
 import { preloadSerializer } from '../util/json-serializer.js';
 import { ConfigFileError, fromConfigFile } from '../config/config-file.js';
-import { ConfigError, ioErrorText } from '../config/errors.js';
+import { ConfigError, HostIoError, ioErrorDebug, ioErrorText, unixSocketPathError } from '../config/errors.js';
 import { VmResources } from '../config/resources.js';
 import { parseJsonValue } from '../config/serde-read.js';
 import { LOGGER, Logger } from '../logger/logger.js';
@@ -85,7 +89,7 @@ export async function runCli(argv: readonly string[], deps: CliDeps): Promise<nu
         accessSync(cmd.path, constants.R_OK);
       } catch (e) {
         const m = `When printing Snapshot Data format: Unable to open snapshot state file: ${ioErrorText(e)}`;
-        return fail(m, `PrintSnapshotDataFormat(OpenSnapshot(${JSON.stringify(ioErrorText(e))}))`, EXIT.GenericError);
+        return fail(m, `PrintSnapshotDataFormat(OpenSnapshot(${ioErrorDebug(e)}))`, EXIT.GenericError);
       }
       return fail(
         'When printing Snapshot Data format: Invalid data format version of snapshot file: Kindling does not implement snapshots yet',
@@ -115,16 +119,17 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
     try {
       accessSync(o.seccompFilter, constants.R_OK);
     } catch (e) {
-      return fail(`Seccomp error: ${ioErrorText(e)}`, `SeccompFilter(${JSON.stringify(ioErrorText(e))})`, EXIT.GenericError);
+      return fail(`Seccomp error: Filter file open error: ${ioErrorText(e)}`, `SeccompFilter(FileOpen(${ioErrorDebug(e)}))`, EXIT.GenericError);
     }
     logger.warn('Kindling does not install seccomp filters; --seccomp-filter is ignored.', MAIN);
   }
+  // `fs::read_to_string(..).expect(..)`: the panic shows the io::Error's Debug form.
   const readOrPanic = (path: string | null, what: string): string | null => {
     if (path === null) return null;
     try {
       return readFileSync(path, 'utf8');
     } catch (e) {
-      throw new CliError(`Unable to open or read from the ${what}: ${ioErrorText(e)}`, EXIT.Abort, 'panic');
+      throw new CliError(`Unable to open or read from the ${what}: ${ioErrorDebug(e)}`, EXIT.Abort, 'panic');
     }
   };
   let configJson: string | null;
@@ -151,6 +156,9 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
   const fatalExit = new Promise<number>((r) => (fatal = r));
   const prefix = o.noApi ? 'RunWithoutApiError error' : 'RunWithApiError error';
   if (!o.noApi) {
+    // Node would cut a path at a NUL byte or at 107 bytes and listen somewhere else.
+    const invalid = unixSocketPathError(o.apiSock);
+    if (invalid) return failBind(fail, prefix, o.apiSock, invalid);
     server = new ApiServer({
       socketPath: o.apiSock,
       controller,
@@ -163,7 +171,9 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
     try {
       await server.listen();
     } catch (e) {
-      return fail(`${prefix}: ${(e as Error).message}`, `RunWithApi(FailedToBindSocket(${JSON.stringify(o.apiSock)}))`, EXIT.GenericError);
+      // ApiServer rejects EADDRINUSE with Firecracker's own text and no cause.
+      const cause = (e as Error).cause;
+      return failBind(fail, prefix, o.apiSock, cause === undefined ? 'in-use' : listenError(o.apiSock, cause));
     }
     logger.info(`Listening on API socket (${JSON.stringify(o.apiSock)}).`, MAIN);
     // Accepting first; then load what the first replies and InstanceStart need.
@@ -202,6 +212,34 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
     return EXIT.Ok;
   }
   return fail(`${prefix}: MicroVM stopped with an error: ${outcome.exit.reason ?? outcome.exit.code}`, `MicroVMStoppedWithError(${outcome.exit.code})`, outcome.exit.code);
+}
+
+/**
+ * `HttpServer::new` failing in `run_with_api` (src/firecracker/src/api_server_adapter.rs): a path
+ * already in use is `FailedToBindSocket`; any other failure is `FailedToBindAndRunHttpServer`
+ * around micro_http's `ServerError::IOError` ("IO error: {0}"). Both exit with 1.
+ */
+function failBind(fail: (m: string, d: string, c: number) => number, prefix: string, path: string, io: HostIoError | 'in-use'): number {
+  if (io === 'in-use') {
+    return fail(`${prefix}: Failed to open the API socket at: ${path}. Check that it is not already used.`, `RunWithApi(FailedToBindSocket(${JSON.stringify(path)}))`, EXIT.GenericError);
+  }
+  return fail(`${prefix}: Failed to bind and run the HTTP server: IO error: ${io.message}`, `RunWithApi(FailedToBindAndRunHttpServer(IOError(${io.debug})))`, EXIT.GenericError);
+}
+
+/**
+ * The errno bind(2) gave for the API socket. libuv reports ENOENT (a missing directory) as
+ * EACCES "for compatibility with Windows" (uv_pipe_bind, src/unix/pipe.c), so an EACCES whose
+ * directory does not exist is that directory's ENOENT/ENOTDIR, as Firecracker would print it.
+ */
+function listenError(path: string, cause: unknown): HostIoError {
+  const io = HostIoError.from(cause) ?? HostIoError.std('Uncategorized', String((cause as Error)?.message ?? cause));
+  if ((cause as NodeJS.ErrnoException).code !== 'EACCES') return io;
+  try {
+    statSync(dirname(path));
+    return io;
+  } catch (e) {
+    return HostIoError.from(e) ?? io;
+  }
 }
 
 /**

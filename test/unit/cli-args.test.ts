@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ArgParseError, parseArgs } from '../../src/cli/arg-parser.js';
@@ -156,6 +156,90 @@ test('runCli: a bad config file fails with exit 1 and the ResourcesError text', 
   assert.ok(r.logs.includes('RunWithoutApiError error: Failed to build MicroVM from Json: Configuration for VMM from one single json failed: VM config error: The number of vCPUs must be greater than 0'), r.logs);
   const missing = await cli(['--no-api', '--config-file', join(dir, 'nope.json')]);
   assert.is(missing.code, 134);
+});
+
+/**
+ * Runs the CLI with `--api-sock sock` and expects a bind failure as Firecracker's main reports
+ * FailedToBindAndRunHttpServer: log, stderr, exit 1. A CLI that listens instead (at whatever
+ * path Node made of `sock`) is stopped and fails the test rather than serving forever.
+ */
+async function expectBindFailure(sock: string, display: string, debug: string): Promise<CliResult> {
+  const backend = new FakeBackend();
+  const run = startCli(['--api-sock', sock], backend);
+  const listening = run.untilLogged('Listening on API socket').then(() => true, () => false);
+  if (await Promise.race([listening, run.done.then(() => false)])) {
+    backend.exit(0);
+    assert.unreachable(`listened instead of refusing ${JSON.stringify(sock)}:\n${(await run.done).logs}`);
+  }
+  const r = await run.done;
+  assert.is(r.code, 1, r.logs);
+  assert.ok(r.logs.includes(`RunWithApiError error: Failed to bind and run the HTTP server: IO error: ${display}\n`), r.logs);
+  assert.ok(r.logs.includes('Firecracker exiting with error. exit_code=1'), r.logs);
+  assert.is(r.err, `Error: RunWithApi(FailedToBindAndRunHttpServer(IOError(${debug})))\n`);
+  assert.not.match(r.logs + r.err, /EACCES|ENOENT|options\.port|listen |\n\s+at /);
+  return r;
+}
+
+test('runCli: an --api-sock longer than sun_path is refused, not truncated (issue 12 defect 4)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-cli-'));
+  const sock = join(dir, 's'.repeat(120 - dir.length));
+  assert.is(Buffer.byteLength(sock), 121);
+  await expectBindFailure(sock, 'path must be shorter than SUN_LEN', 'Error { kind: InvalidInput, message: "path must be shorter than SUN_LEN" }');
+  // Node would have bound the first 107 bytes of the path.
+  assert.not.ok(existsSync(sock.slice(0, 107)));
+  assert.not.ok(existsSync(sock));
+});
+
+test('runCli: an --api-sock of 107 bytes (the longest that fits) is served', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-cli-'));
+  const sock = join(dir, 's'.repeat(106 - dir.length));
+  assert.is(Buffer.byteLength(sock), 107);
+  const backend = new FakeBackend();
+  const run = startCli(['--api-sock', sock], backend);
+  await run.untilLogged(`Listening on API socket (${JSON.stringify(sock)}).`);
+  const client = new FirecrackerClient(sock);
+  assert.is((await client.getInstanceInfo()).state, 'Not started');
+  await client.close();
+  backend.exit(0);
+  assert.is((await run.done).code, 0);
+});
+
+test('runCli: empty, NUL-holding or unreachable --api-sock: Firecracker-style errors, no Node text (issue 12 defect 5)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-cli-'));
+  const ENOENT = ['No such file or directory (os error 2)', 'Os { code: 2, kind: NotFound, message: "No such file or directory" }'] as const;
+  await expectBindFailure('', ...ENOENT);
+  // libuv turns bind's ENOENT into EACCES; Firecracker prints the ENOENT.
+  await expectBindFailure(join(dir, 'no', 'such', 'api.sock'), ...ENOENT);
+  writeFileSync(join(dir, 'file'), '');
+  await expectBindFailure(join(dir, 'file', 'api.sock'), 'Not a directory (os error 20)', 'Os { code: 20, kind: NotADirectory, message: "Not a directory" }');
+  await expectBindFailure(join(dir, 'a\0b'), 'paths must not contain interior null bytes', 'Error { kind: InvalidInput, message: "paths must not contain interior null bytes" }');
+  assert.not.ok(existsSync(join(dir, 'a')));
+});
+
+test('runCli: file arguments fail in Rust io::Error words (issue 12 defect 5)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-cli-'));
+  const nul = join(dir, 'x\0y');
+  const NUL = 'file name contained an unexpected NUL byte';
+  const cfg = await cli(['--no-api', '--config-file', join(dir, 'nope.json')]);
+  assert.is(cfg.code, 134);
+  assert.ok(cfg.err.includes('Unable to open or read from the configuration file: Os { code: 2, kind: NotFound, message: "No such file or directory" }'), cfg.err);
+  const cfgNul = await cli(['--no-api', '--config-file', nul]);
+  assert.ok(cfgNul.err.includes(`Unable to open or read from the configuration file: Error { kind: InvalidInput, message: "${NUL}" }`), cfgNul.err);
+  const meta = await cli(['--metadata', dir]);
+  assert.ok(meta.err.includes('Unable to open or read from the mmds content file: Os { code: 21, kind: IsADirectory, message: "Is a directory" }'), meta.err);
+  const seccomp = await cli(['--seccomp-filter', join(dir, 'nope.bpf')]);
+  assert.is(seccomp.code, 1);
+  assert.ok(seccomp.logs.includes('Seccomp error: Filter file open error: No such file or directory (os error 2)'), seccomp.logs);
+  assert.is(seccomp.err, 'Error: SeccompFilter(FileOpen(Os { code: 2, kind: NotFound, message: "No such file or directory" }))\n');
+  const snap = await cli(['--describe-snapshot', nul]);
+  assert.ok(snap.logs.includes(`When printing Snapshot Data format: Unable to open snapshot state file: ${NUL}`), snap.logs);
+  assert.is(snap.err, `Error: PrintSnapshotDataFormat(OpenSnapshot(Error { kind: InvalidInput, message: "${NUL}" }))\n`);
+  const log = await cli(['--log-path', nul]);
+  assert.is(log.code, 1);
+  assert.ok(log.err.includes(`Failed to open target file: ${NUL}`), log.err);
+  const metrics = await cli(['--metrics-path', nul]);
+  assert.ok(metrics.logs.includes(`Could not initialize metrics: Cannot initialize the metrics system due to bad user input: ${NUL}`), metrics.logs);
+  for (const r of [cfg, cfgNul, meta, seccomp, snap, log, metrics]) assert.not.match(r.logs + r.err, /null bytes\. Received|ENOENT:|EISDIR:|\n\s+at /);
 });
 
 test.run();
