@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   HOST_IO: 'a host file or socket operation failed; the message is Rust io::Error Display as Firecracker prints it (musl strerror, or a std constant text such as a NUL byte in a path)',
   GUEST_MEMORY_OUT_OF_RANGE: 'a guest physical range is not backed by guest RAM',
   GUEST_MEMORY_LAYOUT: 'a guest memory size or region layout is invalid',
+  GUEST_MEMORY_ALLOCATION: 'guest RAM cannot be mapped: the address space (RLIMIT_AS, or its end) cannot hold the configured size, or the memfd cannot be sized',
   IO_URING_UNSUPPORTED: 'io_uring cannot be set up, or the kernel lacks a feature the Async block engine needs (single mmap, READ/WRITE opcodes: Linux 5.10+)',
   VCPU_KICK_FAILED: 'a vCPU thread could not be signalled out of KVM_RUN',
   INTERNAL: 'an unexpected error inside Kindling (a bug)',
@@ -134,6 +135,20 @@ export class GuestMemoryError extends KindlingError {
 export class GuestMemoryLayoutError extends KindlingError {
   constructor(message: string) {
     super('GUEST_MEMORY_LAYOUT', message);
+  }
+}
+
+/**
+ * Guest RAM cannot be created: Firecracker's `StartMicrovmError::GuestMemory` around a
+ * `MemoryError` (src/vmm/src/builder.rs, vstate/memory.rs). `detail` is the `MemoryError` text,
+ * e.g. `Cannot create mmap region: Out of memory (os error 12)`; the message adds the
+ * `Invalid Memory Configuration: ` prefix InstanceStart's fault_message carries.
+ */
+export class GuestMemoryAllocationError extends KindlingError {
+  readonly detail: string;
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super('GUEST_MEMORY_ALLOCATION', `Invalid Memory Configuration: ${detail}`, options);
+    this.detail = detail;
   }
 }
 

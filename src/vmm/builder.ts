@@ -1,8 +1,8 @@
 /**
  * Builds a microVM for boot, in Firecracker's order (facts §3.1):
  *
- *  1. /dev/kvm, API version and required capabilities;
- *  2. KVM_CREATE_VM, KVM_SET_TSS_ADDR, guest RAM (SABs over a huge-page-advised memfd) as KVM memory slots;
+ *  1. guest RAM (SABs over a huge-page-advised memfd); /dev/kvm, API version and capabilities;
+ *  2. KVM_CREATE_VM, KVM_SET_TSS_ADDR, guest RAM as KVM memory slots;
  *  3. KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2 — before any vCPU;
  *  4. vCPUs; kernel, initrd and command line; per-vCPU CPUID, MSRs, registers, FPU, sregs and
  *     LAPIC LINTs; MP table, ACPI tables, zero page / PVH start info;
@@ -50,15 +50,18 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog, metrics?: Me
   const initrdPath = cfg['boot-source'].initrd_path;
   const initrd = initrdPath ? readFileSync(initrdPath) : undefined;
   const cmdline = Cmdline.parse(cfg['boot-source'].boot_args ?? DEFAULT_BOOT_ARGS);
+  // Guest RAM before /dev/kvm, as build_microvm_for_boot (src/vmm/src/builder.rs) allocates it:
+  // a size the address space cannot hold fails alike with or without KVM.
+  const mem = HostGuestMemory.create(ramRanges(machine.mem_size_mib * MiB));
 
-  const kvm = Kvm.open();
+  let kvm: Kvm;
+  try { kvm = Kvm.open(); } catch (e) { mem.close(); throw e; }
   const cleanups: (() => void)[] = [() => kvm.close()];
   try {
     kvm.requireCaps();
     const vm = kvm.createVm();
     cleanups.push(() => vm.close());
     vm.setTssAddr(KVM_TSS_ADDRESS);
-    const mem = HostGuestMemory.create(ramRanges(machine.mem_size_mib * MiB));
     const slotFlags = machine.track_dirty_pages ? KVM_MEM_LOG_DIRTY_PAGES : 0;
     mem.hostRegions.forEach((r, slot) => vm.setUserMemoryRegion(slot, BigInt(r.gpa), BigInt(r.size), r.hostAddr, slotFlags));
     vm.createIrqchip();
