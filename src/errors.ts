@@ -30,10 +30,12 @@ export const ERROR_CODES = {
   KERNEL_LOAD_TRUNCATED: 'the kernel image ends before data its headers point at',
   KERNEL_LOAD_ENTRY: 'the kernel entry point or load address is below HIMEM_START (1 MiB)',
   KERNEL_LOAD_ADDRESS: 'a kernel segment lies below HIMEM_START or outside guest RAM',
+  KERNEL_LOAD_READ: 'the kernel image cannot be read at InstanceStart (a directory, or gone since PUT /boot-source)',
   KERNEL_LOAD_BZIMAGE_PROTOCOL: 'the bzImage boot protocol version is older than 2.12',
   KERNEL_LOAD_BZIMAGE_NOT_LOADED_HIGH: 'the bzImage loadflags lack LOADED_HIGH',
   KERNEL_LOAD_BZIMAGE_NOT_64BIT: 'the bzImage xloadflags lack XLF_KERNEL_64',
   INITRD_TOO_LARGE: 'the initrd does not fit between the kernel end and the top of low RAM',
+  INITRD_READ: 'the initrd cannot be read at InstanceStart (a directory, or gone since PUT /boot-source)',
   CMDLINE_TOO_LONG: 'the kernel command line exceeds its capacity (2048 bytes including the NUL)',
   CMDLINE_INVALID_CHAR: 'the kernel command line holds a NUL or a non-printable / non-ASCII character',
   CMDLINE_INVALID_PARAM: 'a kernel command line key or value is malformed',
@@ -62,6 +64,7 @@ export const ERROR_CODES = {
   VIRTIO_MMIO_QUEUE_SIZE: 'at DRIVER_OK a virtio-mmio queue size is 0, not a power of two, or above QueueNumMax',
   VIRTIO_MMIO_QUEUE_ALIGNMENT: 'at DRIVER_OK a virtio-mmio ring is misaligned (descriptors 16, avail 2, used 4 bytes)',
   VIRTIO_MMIO_QUEUE_OUT_OF_RAM: 'at DRIVER_OK a virtio-mmio ring does not lie inside guest RAM',
+  DEVICE_MANAGER_CREATE: 'the legacy devices cannot be set up at InstanceStart (the serial output file cannot be opened, an eventfd cannot be made)',
   VIRTIO_DEVICE_ACTIVATE: 'a virtio device model could not be activated with the queues the driver set up',
   VIRTIO_BLK_REQ_HEADER_WRITE_ONLY: 'a virtio-blk request header descriptor is device-writable',
   VIRTIO_BLK_REQ_HEADER_TOO_SHORT: 'a virtio-blk request header descriptor is shorter than 16 bytes',
@@ -183,15 +186,15 @@ export class BootError extends KindlingError {}
 
 /** The kernel image is malformed or unsupported (facts §3.3). */
 export class KernelLoaderError extends BootError {
-  constructor(code: KernelLoaderErrorCode, message: string) {
-    super(code, message);
+  constructor(code: KernelLoaderErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 
 /** The initrd cannot be placed in guest RAM. */
 export class InitrdError extends BootError {
-  constructor(code: Extract<ErrorCode, `INITRD_${string}`>, message: string) {
-    super(code, message);
+  constructor(code: Extract<ErrorCode, `INITRD_${string}`>, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 
@@ -282,6 +285,16 @@ export class VirtioMmioError extends KindlingError {
   constructor(code: Extract<ErrorCode, `VIRTIO_MMIO_${string}`>, message: string, queue: number) {
     super(code, message);
     this.queue = queue;
+  }
+}
+
+/**
+ * The legacy devices cannot be set up at InstanceStart: Firecracker's
+ * `StartMicrovmError::CreateDeviceManager` (src/vmm/src/builder.rs, device_manager/mod.rs).
+ */
+export class DeviceManagerError extends KindlingError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('DEVICE_MANAGER_CREATE', message, options);
   }
 }
 

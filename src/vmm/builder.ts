@@ -10,7 +10,7 @@
  *
  * Any failure releases what was created and throws: InstanceStart failures are not fatal.
  */
-import { readFileSync, openSync, fstatSync, closeSync } from 'node:fs';
+import { openSync, fstatSync, closeSync } from 'node:fs';
 import { Kvm, type VmFd } from '../kvm/kvm.js';
 import type { VcpuFd } from '../kvm/vcpu-fd.js';
 import { IoUring } from '../kvm/io-uring.js';
@@ -30,6 +30,8 @@ import { VM_CONTROL_SLOTS, VM_SLOT, type DeviceManifest } from '../actors/vcpu/p
 import { createHostDevices, type HostDeviceSet } from './host-devices.js';
 import { DEFAULT_BOOT_ARGS, machineDefaults, type DriveConfig, type MicroVmConfig } from './config.js';
 import { BlockHandle } from '../actors/virtio/block-handle.js';
+import { readInitrdImage, readKernelImage } from '../config/boot-source.js';
+import { createDeviceManager } from '../config/serial.js';
 import { Vmm } from './vmm.js';
 import type { Metrics } from '../metrics/metrics.js';
 
@@ -46,9 +48,9 @@ export type VmmLog = (level: 'info' | 'warn' | 'error', msg: string) => void;
 export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog, metrics?: Metrics): Promise<BuiltVm> {
   const started = bootTimestamp();
   const machine = machineDefaults(cfg['machine-config']);
-  const kernel = readFileSync(cfg['boot-source'].kernel_image_path);
+  const kernel = readKernelImage(cfg['boot-source'].kernel_image_path);
   const initrdPath = cfg['boot-source'].initrd_path;
-  const initrd = initrdPath ? readFileSync(initrdPath) : undefined;
+  const initrd = initrdPath ? readInitrdImage(initrdPath) : undefined;
   const cmdline = Cmdline.parse(cfg['boot-source'].boot_args ?? DEFAULT_BOOT_ARGS);
   // Guest RAM before /dev/kvm, as build_microvm_for_boot (src/vmm/src/builder.rs) allocates it:
   // a size the address space cannot hold fails alike with or without KVM.
@@ -99,10 +101,10 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog, metrics?: Me
       debugRing = new ByteRing(ring);
       extra.push({ kind: 'debug-port', port: DEBUG_PORT, ring });
     }
-    const devices = createHostDevices({
+    const devices = createDeviceManager(() => createHostDevices({
       vm, serial: cfg.serial ?? { kind: 'stream' }, stdin: cfg.stdin ?? false,
       bootTimer: cfg.bootTimer ? started : undefined, extra,
-    });
+    }));
     // Workers start concurrently: each one is a fresh isolate loading its module graph, the
     // largest part of InstanceStart. Block manifests must exist before the vCPU workers start.
     let blocks: BlockHandle[];

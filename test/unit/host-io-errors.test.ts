@@ -5,9 +5,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdirSync, openSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SyscallError } from '../../src/errors.js';
+import { DeviceManagerError, SyscallError } from '../../src/errors.js';
+import { readInitrdImage, readKernelImage } from '../../src/config/boot-source.js';
+import { createDeviceManager } from '../../src/config/serial.js';
+import { MicroVm } from '../../src/vmm/microvm.js';
 import { HostIoError, ioErrorDebug, ioErrorText, unixSocketPathError } from '../../src/util/io-error.js';
 import { ApiHarness, startApi } from '../helpers/api-harness.js';
 import { fault, ok } from '../helpers/api-expect.js';
@@ -55,6 +59,33 @@ test('unix socket paths: std sockaddr_un checks, empty path refused', () => {
   assert.is(unixSocketPathError('/tmp/a\0b')?.message, 'paths must not contain interior null bytes');
   assert.is(unixSocketPathError('/tmp/a\0b')?.debug, 'Error { kind: InvalidInput, message: "paths must not contain interior null bytes" }');
   assert.is(unixSocketPathError('')?.message, 'No such file or directory (os error 2)');
+});
+
+const KERNEL_UNREADABLE = 'System configuration error: Cannot load kernel due to invalid memory configuration or invalid kernel image: Kernel Loader: failed to load ELF kernel image: Unable to read elf header';
+
+test('InstanceStart reads of the boot files fail in the loaders\' words', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-boot-'));
+  assert.throws(() => readKernelImage(dir), (e: Error) => e.message === KERNEL_UNREADABLE);
+  assert.throws(() => readInitrdImage(dir),
+    (e: Error) => e.message === 'Error with initrd initialization: Cannot load initrd due to an invalid image: Is a directory (os error 21).');
+  writeFileSync(join(dir, 'k'), 'kernel bytes');
+  assert.is(readKernelImage(join(dir, 'k')).toString(), 'kernel bytes');
+});
+
+test('MicroVm.start with a directory as kernel: the ELF loader\'s text, not EISDIR (no KVM needed: the read comes first)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-boot-'));
+  const vm = new MicroVm({ 'boot-source': { kernel_image_path: dir } }, { log: () => undefined });
+  const e = await vm.start().then(() => null, (err: Error) => err);
+  assert.is(e?.message, KERNEL_UNREADABLE);
+});
+
+test('legacy device set-up (serial output file): DeviceManagerCreateError::EventFd text; other errors pass through', () => {
+  assert.throws(() => createDeviceManager(() => openSync('/tmp/serial\0out', 'a')),
+    (e: Error) => e instanceof DeviceManagerError && e.message === `Failed to create device manager: Error with EventFd: ${NUL}`);
+  assert.throws(() => createDeviceManager(() => openSync('/nonexistent/dir/serial.out', 'a')),
+    (e: Error) => e.message === 'Failed to create device manager: Error with EventFd: No such file or directory (os error 2)');
+  assert.throws(() => createDeviceManager(() => { throw new TypeError('a bug'); }), (e: Error) => e instanceof TypeError);
+  assert.is(createDeviceManager(() => 7), 7);
 });
 
 let h: ApiHarness;
