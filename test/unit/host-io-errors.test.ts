@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { DeviceManagerError, SyscallError } from '../../src/errors.js';
 import { readInitrdImage, readKernelImage } from '../../src/config/boot-source.js';
 import { createDeviceManager } from '../../src/config/serial.js';
+import { ConfigFileError, fromConfigFile } from '../../src/config/config-file.js';
 import { MicroVm } from '../../src/vmm/microvm.js';
 import { HostIoError, ioErrorDebug, ioErrorText, unixSocketPathError } from '../../src/util/io-error.js';
 import { ApiHarness, startApi } from '../helpers/api-harness.js';
@@ -77,6 +78,13 @@ test('MicroVm.start with a directory as kernel: the ELF loader\'s text, not EISD
   const vm = new MicroVm({ 'boot-source': { kernel_image_path: dir } }, { log: () => undefined });
   const e = await vm.start().then(() => null, (err: Error) => err);
   assert.is(e?.message, KERNEL_UNREADABLE);
+});
+
+test('--config-file: a cpu-config template path with a NUL byte is a File operation error in std\'s words', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-boot-'));
+  writeFileSync(join(dir, 'k'), 'k');
+  const json = JSON.stringify({ 'boot-source': { kernel_image_path: join(dir, 'k') }, drives: [], 'cpu-config': join(dir, 't\0.json') });
+  assert.throws(() => fromConfigFile(json), (e: Error) => e instanceof ConfigFileError && e.message === `File operation error: ${NUL}`);
 });
 
 test('legacy device set-up (serial output file): DeviceManagerCreateError::EventFd text; other errors pass through', () => {
