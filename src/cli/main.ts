@@ -171,9 +171,11 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
     try {
       await server.listen();
     } catch (e) {
-      // ApiServer rejects EADDRINUSE with Firecracker's own text and no cause.
+      // ApiServer rejects EADDRINUSE with Firecracker's own text and no cause; other failures
+      // carry Node's error as the cause.
       const cause = (e as Error).cause;
-      return failBind(fail, prefix, o.apiSock, cause === undefined ? 'in-use' : listenError(o.apiSock, cause));
+      const inUse = cause === undefined || (cause as NodeJS.ErrnoException).code === 'EADDRINUSE';
+      return failBind(fail, prefix, o.apiSock, inUse ? 'in-use' : listenError(o.apiSock, cause));
     }
     logger.info(`Listening on API socket (${JSON.stringify(o.apiSock)}).`, MAIN);
     // Accepting first; then load what the first replies and InstanceStart need.
