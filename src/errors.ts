@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   KVM_MISSING_CAPABILITY: 'a KVM capability the VMM needs is absent',
   KVM_IOCTL_FAILED: 'an ioctl on a KVM file descriptor failed',
   SYSCALL_FAILED: 'a libc call (mmap, memfd_create, eventfd, ...) failed',
+  HOST_IO: 'a host file or socket operation failed; the message is Rust io::Error Display as Firecracker prints it (musl strerror, or a std constant text such as a NUL byte in a path)',
   GUEST_MEMORY_OUT_OF_RANGE: 'a guest physical range is not backed by guest RAM',
   GUEST_MEMORY_LAYOUT: 'a guest memory size or region layout is invalid',
   TAP_INVALID_NAME: 'a TAP interface name is empty, too long for IFNAMSIZ or holds a NUL byte',
@@ -22,6 +23,7 @@ export const ERROR_CODES = {
   TAP_IFREQ: 'TUNSETIFF refused the interface (it does not exist as a TAP, is busy, or needs privileges)',
   TAP_VNET_HDR: 'TUNSETVNETHDRSZ refused the virtio-net header size',
   TAP_OFFLOAD: 'TUNSETOFFLOAD refused the offload flags the guest acked',
+  GUEST_MEMORY_ALLOCATION: 'guest RAM cannot be mapped: the address space (RLIMIT_AS, or its end) cannot hold the configured size, or the memfd cannot be sized',
   IO_URING_UNSUPPORTED: 'io_uring cannot be set up, or the kernel lacks a feature the Async block engine needs (single mmap, READ/WRITE opcodes: Linux 5.10+)',
   VCPU_KICK_FAILED: 'a vCPU thread could not be signalled out of KVM_RUN',
   INTERNAL: 'an unexpected error inside Kindling (a bug)',
@@ -35,10 +37,12 @@ export const ERROR_CODES = {
   KERNEL_LOAD_TRUNCATED: 'the kernel image ends before data its headers point at',
   KERNEL_LOAD_ENTRY: 'the kernel entry point or load address is below HIMEM_START (1 MiB)',
   KERNEL_LOAD_ADDRESS: 'a kernel segment lies below HIMEM_START or outside guest RAM',
+  KERNEL_LOAD_READ: 'the kernel image cannot be read at InstanceStart (a directory, or gone since PUT /boot-source)',
   KERNEL_LOAD_BZIMAGE_PROTOCOL: 'the bzImage boot protocol version is older than 2.12',
   KERNEL_LOAD_BZIMAGE_NOT_LOADED_HIGH: 'the bzImage loadflags lack LOADED_HIGH',
   KERNEL_LOAD_BZIMAGE_NOT_64BIT: 'the bzImage xloadflags lack XLF_KERNEL_64',
   INITRD_TOO_LARGE: 'the initrd does not fit between the kernel end and the top of low RAM',
+  INITRD_READ: 'the initrd cannot be read at InstanceStart (a directory, or gone since PUT /boot-source)',
   CMDLINE_TOO_LONG: 'the kernel command line exceeds its capacity (2048 bytes including the NUL)',
   CMDLINE_INVALID_CHAR: 'the kernel command line holds a NUL or a non-printable / non-ASCII character',
   CMDLINE_INVALID_PARAM: 'a kernel command line key or value is malformed',
@@ -67,6 +71,7 @@ export const ERROR_CODES = {
   VIRTIO_MMIO_QUEUE_SIZE: 'at DRIVER_OK a virtio-mmio queue size is 0, not a power of two, or above QueueNumMax',
   VIRTIO_MMIO_QUEUE_ALIGNMENT: 'at DRIVER_OK a virtio-mmio ring is misaligned (descriptors 16, avail 2, used 4 bytes)',
   VIRTIO_MMIO_QUEUE_OUT_OF_RAM: 'at DRIVER_OK a virtio-mmio ring does not lie inside guest RAM',
+  DEVICE_MANAGER_CREATE: 'the legacy devices cannot be set up at InstanceStart (the serial output file cannot be opened, an eventfd cannot be made)',
   VIRTIO_DEVICE_ACTIVATE: 'a virtio device model could not be activated with the queues the driver set up',
   VIRTIO_BLK_REQ_HEADER_WRITE_ONLY: 'a virtio-blk request header descriptor is device-writable',
   VIRTIO_BLK_REQ_HEADER_TOO_SHORT: 'a virtio-blk request header descriptor is shorter than 16 bytes',
@@ -144,6 +149,20 @@ export class GuestMemoryLayoutError extends KindlingError {
   }
 }
 
+/**
+ * Guest RAM cannot be created: Firecracker's `StartMicrovmError::GuestMemory` around a
+ * `MemoryError` (src/vmm/src/builder.rs, vstate/memory.rs). `detail` is the `MemoryError` text,
+ * e.g. `Cannot create mmap region: Out of memory (os error 12)`; the message adds the
+ * `Invalid Memory Configuration: ` prefix InstanceStart's fault_message carries.
+ */
+export class GuestMemoryAllocationError extends KindlingError {
+  readonly detail: string;
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super('GUEST_MEMORY_ALLOCATION', `Invalid Memory Configuration: ${detail}`, options);
+    this.detail = detail;
+  }
+}
+
 /** The shape in which errors travel between workers. */
 export interface WireError {
   code: ErrorCode;
@@ -177,15 +196,15 @@ export class BootError extends KindlingError {}
 
 /** The kernel image is malformed or unsupported (facts §3.3). */
 export class KernelLoaderError extends BootError {
-  constructor(code: KernelLoaderErrorCode, message: string) {
-    super(code, message);
+  constructor(code: KernelLoaderErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 
 /** The initrd cannot be placed in guest RAM. */
 export class InitrdError extends BootError {
-  constructor(code: Extract<ErrorCode, `INITRD_${string}`>, message: string) {
-    super(code, message);
+  constructor(code: Extract<ErrorCode, `INITRD_${string}`>, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 
@@ -276,6 +295,16 @@ export class VirtioMmioError extends KindlingError {
   constructor(code: Extract<ErrorCode, `VIRTIO_MMIO_${string}`>, message: string, queue: number) {
     super(code, message);
     this.queue = queue;
+  }
+}
+
+/**
+ * The legacy devices cannot be set up at InstanceStart: Firecracker's
+ * `StartMicrovmError::CreateDeviceManager` (src/vmm/src/builder.rs, device_manager/mod.rs).
+ */
+export class DeviceManagerError extends KindlingError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('DEVICE_MANAGER_CREATE', message, options);
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * Firecracker's command-line parser (facts §2, utils/arg_parser.rs): `--name value` only (no
+ * Firecracker's command-line parser (src/utils/src/arg_parser.rs): `--name value` only (no
  * `--name=value`, a value may not start with `--`), duplicates and unknown arguments are errors,
  * `--` ends the options, `--help`/`-h` and `--version` short-circuit everything else, and
  * `requires`/`forbids` are checked after parsing. Errors exit with 153 (main.ts).

@@ -6,16 +6,20 @@
  * `--no-api`, boot from the config file alone. The VM itself comes from an injected
  * `VmFactory` (src/cli/kvm.ts for the binary), so tests can run the CLI without KVM.
  *
- * `runCli` resolves with the process exit code; 134 means "abort" (Firecracker panics there).
+ * Startup failures are reported as Firecracker's `main` reports a `MainError`: its Display in the
+ * log, `Error: <Debug>` on stderr, exit code 1 (152/153 for level/argument errors); host I/O
+ * errors in Rust's words (src/util/io-error.ts), never Node's. `runCli` resolves with the process
+ * exit code; 134 means "abort" (Firecracker panics there).
  */
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { ApiServer } from '../api/server.js';
 import { FIRECRACKER_VERSION } from '../vmm/actions.js';
 import { VmmController } from '../vmm/controller.js';
 import type { VmFactory } from '../vmm/running-vm.js';
 import { preloadSerializer } from '../util/json-serializer.js';
 import { ConfigFileError, fromConfigFile } from '../config/config-file.js';
-import { ConfigError, ioErrorText } from '../config/errors.js';
+import { ConfigError, HostIoError, ioErrorDebug, ioErrorText, unixSocketPathError } from '../config/errors.js';
 import { VmResources } from '../config/resources.js';
 import { parseJsonValue } from '../config/serde-read.js';
 import { LOGGER, Logger } from '../logger/logger.js';
@@ -36,6 +40,11 @@ export interface CliDeps {
   stderr?: (s: string) => void;
   logger?: Logger;
   metrics?: Metrics;
+  /**
+   * Ends a CLI that has no VM to wait for (it serves its API until then): runCli closes the
+   * server and returns 0 once this resolves. Tests and embedders use it; the binary does not.
+   */
+  shutdown?: Promise<unknown>;
   /** Kindling's own version (default: package.json). */
   kindlingVersion?: string;
 }
@@ -90,7 +99,7 @@ export async function runCli(argv: readonly string[], deps: CliDeps): Promise<nu
         accessSync(cmd.path, constants.R_OK);
       } catch (e) {
         const m = `When printing Snapshot Data format: Unable to open snapshot state file: ${ioErrorText(e)}`;
-        return fail(m, `PrintSnapshotDataFormat(OpenSnapshot(${JSON.stringify(ioErrorText(e))}))`, EXIT.GenericError);
+        return fail(m, `PrintSnapshotDataFormat(OpenSnapshot(${ioErrorDebug(e)}))`, EXIT.GenericError);
       }
       return fail(
         'When printing Snapshot Data format: Invalid data format version of snapshot file: Kindling does not implement snapshots yet',
@@ -120,16 +129,17 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
     try {
       accessSync(o.seccompFilter, constants.R_OK);
     } catch (e) {
-      return fail(`Seccomp error: ${ioErrorText(e)}`, `SeccompFilter(${JSON.stringify(ioErrorText(e))})`, EXIT.GenericError);
+      return fail(`Seccomp error: Filter file open error: ${ioErrorText(e)}`, `SeccompFilter(FileOpen(${ioErrorDebug(e)}))`, EXIT.GenericError);
     }
     logger.warn('Kindling does not install seccomp filters; --seccomp-filter is ignored.', MAIN);
   }
+  // `fs::read_to_string(..).expect(..)`: the panic shows the io::Error's Debug form.
   const readOrPanic = (path: string | null, what: string): string | null => {
     if (path === null) return null;
     try {
       return readFileSync(path, 'utf8');
     } catch (e) {
-      throw new CliError(`Unable to open or read from the ${what}: ${ioErrorText(e)}`, EXIT.Abort, 'panic');
+      throw new CliError(`Unable to open or read from the ${what}: ${ioErrorDebug(e)}`, EXIT.Abort, 'panic');
     }
   };
   let configJson: string | null;
@@ -156,6 +166,9 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
   const fatalExit = new Promise<number>((r) => (fatal = r));
   const prefix = o.noApi ? 'RunWithoutApiError error' : 'RunWithApiError error';
   if (!o.noApi) {
+    // Node would cut a path at a NUL byte or at 107 bytes and listen somewhere else.
+    const invalid = unixSocketPathError(o.apiSock);
+    if (invalid) return failBind(fail, prefix, o.apiSock, invalid);
     server = new ApiServer({
       socketPath: o.apiSock,
       controller,
@@ -168,7 +181,11 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
     try {
       await server.listen();
     } catch (e) {
-      return fail(`${prefix}: ${(e as Error).message}`, `RunWithApi(FailedToBindSocket(${JSON.stringify(o.apiSock)}))`, EXIT.GenericError);
+      // ApiServer rejects EADDRINUSE with Firecracker's own text and no cause; other failures
+      // carry Node's error as the cause.
+      const cause = (e as Error).cause;
+      const inUse = cause === undefined || (cause as NodeJS.ErrnoException).code === 'EADDRINUSE';
+      return failBind(fail, prefix, o.apiSock, inUse ? 'in-use' : listenError(o.apiSock, cause));
     }
     logger.info(`Listening on API socket (${JSON.stringify(o.apiSock)}).`, MAIN);
     // Accepting first; then load what the first replies and InstanceStart need.
@@ -199,7 +216,11 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
       return fail(`${prefix}: Failed to build MicroVM from Json: ${inner}`, `BuildFromJson(${JSON.stringify(inner)})`, EXIT.GenericError);
     }
   }
-  const outcome = await Promise.race([controller.exited.then((x) => ({ exit: x })), fatalExit.then((code) => ({ code }))]);
+  const outcome = await Promise.race([
+    controller.exited.then((x) => ({ exit: x })),
+    fatalExit.then((code) => ({ code })),
+    ...(deps.shutdown ? [deps.shutdown.then(() => ({ code: EXIT.Ok }))] : []),
+  ]);
   await server?.close();
   controller.close();
   if ('code' in outcome) return outcome.code;
@@ -208,6 +229,34 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
     return EXIT.Ok;
   }
   return fail(`${prefix}: MicroVM stopped with an error: ${outcome.exit.reason ?? outcome.exit.code}`, `MicroVMStoppedWithError(${outcome.exit.code})`, outcome.exit.code);
+}
+
+/**
+ * `HttpServer::new` failing in `run_with_api` (src/firecracker/src/api_server_adapter.rs): a path
+ * already in use is `FailedToBindSocket`; any other failure is `FailedToBindAndRunHttpServer`
+ * around micro_http's `ServerError::IOError` ("IO error: {0}"). Both exit with 1.
+ */
+function failBind(fail: (m: string, d: string, c: number) => number, prefix: string, path: string, io: HostIoError | 'in-use'): number {
+  if (io === 'in-use') {
+    return fail(`${prefix}: Failed to open the API socket at: ${path}. Check that it is not already used.`, `RunWithApi(FailedToBindSocket(${JSON.stringify(path)}))`, EXIT.GenericError);
+  }
+  return fail(`${prefix}: Failed to bind and run the HTTP server: IO error: ${io.message}`, `RunWithApi(FailedToBindAndRunHttpServer(IOError(${io.debug})))`, EXIT.GenericError);
+}
+
+/**
+ * The errno bind(2) gave for the API socket. libuv reports ENOENT (a missing directory) as
+ * EACCES "for compatibility with Windows" (uv_pipe_bind, src/unix/pipe.c), so an EACCES whose
+ * directory does not exist is that directory's ENOENT/ENOTDIR, as Firecracker would print it.
+ */
+function listenError(path: string, cause: unknown): HostIoError {
+  const io = HostIoError.from(cause) ?? HostIoError.std('Uncategorized', String((cause as Error)?.message ?? cause));
+  if ((cause as NodeJS.ErrnoException).code !== 'EACCES') return io;
+  try {
+    statSync(dirname(path));
+    return io;
+  } catch (e) {
+    return HostIoError.from(e) ?? io;
+  }
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * The `firecracker` command line (facts §2, src/firecracker/src/main.rs), parsed into typed
+ * The `firecracker` command line (src/firecracker/src/main.rs), parsed into typed
  * options. Failures carry the exit code Firecracker uses: 153 for argument errors, 152 for an
  * invalid --level, 134 (SIGABRT) where Firecracker panics (bad --id, unparsable numbers).
  */

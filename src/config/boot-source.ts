@@ -1,15 +1,17 @@
 /**
- * PUT /boot-source (facts §1.4 BootSource, vmm_config/boot_source.rs): the body, the file checks
- * Firecracker does at PUT time (kernel and initrd are opened), and the kernel command line split
- * and size check linux-loader's `Cmdline::try_from` applies (2048 bytes including the NUL).
+ * PUT /boot-source (src/vmm/src/vmm_config/boot_source.rs): the body, the file checks
+ * Firecracker does at PUT time (kernel and initrd are opened), the kernel command line split
+ * and size check linux-loader's `Cmdline::try_from` applies (2048 bytes including the NUL), and
+ * the reads of both files at InstanceStart.
  */
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { CMDLINE_MAX_SIZE } from '../arch/x86_64/layout.js';
+import { InitrdError, KernelLoaderError } from '../errors.js';
 import { ConfigError, ioErrorText } from './errors.js';
 import { Desc, deserialize, field, opt, str, struct, toJsonSchema } from './serde.js';
 
 /**
- * Firecracker's default guest command line, used only when `boot_args` is absent (facts §1.4):
+ * Firecracker's default guest command line, used only when `boot_args` is absent:
  * no serial console (`8250.nr_uarts=0`), reboot on panic, i8042 probing trimmed.
  */
 export const DEFAULT_KERNEL_CMDLINE =
@@ -39,7 +41,7 @@ export const BOOT_SOURCE_SCHEMA = toJsonSchema(BOOT_SOURCE);
 /**
  * A command line split the way linux-loader does: the part before the first ` -- ` that is not
  * inside double quotes is the kernel's, the rest goes to init; both trimmed. The VM builder
- * appends `virtio_mmio.device=`, `root=` and `pci=off` to `boot_args` (facts §4.4).
+ * appends `virtio_mmio.device=`, `root=` and `pci=off` to `boot_args`.
  */
 export interface KernelCmdline {
   boot_args: string;
@@ -104,8 +106,8 @@ function checkOpen(path: string): void {
 }
 
 /**
- * `BootConfig::new`: opens the kernel and initrd (readability is checked at PUT time, facts
- * §1.4) and validates the command line (default when `boot_args` is absent).
+ * `BootConfig::new`: opens the kernel and initrd (readability is checked at PUT time) and
+ * validates the command line (default when `boot_args` is absent).
  */
 export function buildBootSource(cfg: BootSourceConfig): BootSource {
   try {
@@ -126,4 +128,34 @@ export function buildBootSource(cfg: BootSourceConfig): BootSource {
   }
   const cmdline = parseKernelCmdline(cfg.boot_args ?? DEFAULT_KERNEL_CMDLINE);
   return { config: { ...cfg }, cmdline };
+}
+
+/**
+ * Reads the kernel at InstanceStart. Firecracker opened it at PUT (`File::open` succeeds on a
+ * directory) and reads that file when it loads the kernel: x86_64 loads ELF only, and a read
+ * that fails is linux-loader's `Elf::load` ReadElfHeader, wrapped by `load_kernel`
+ * (src/vmm/src/arch/x86_64/mod.rs) and `StartMicrovmError::ConfigureSystem`.
+ */
+export function readKernelImage(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new KernelLoaderError(
+      'KERNEL_LOAD_READ',
+      'System configuration error: Cannot load kernel due to invalid memory configuration or invalid kernel image: Kernel Loader: failed to load ELF kernel image: Unable to read elf header',
+      { cause: e },
+    );
+  }
+}
+
+/**
+ * Reads the initrd at InstanceStart: a read that fails is `InitrdError::Read` around the
+ * io::Error (src/vmm/src/initrd.rs), wrapped by `StartMicrovmError::Initrd` ("...: {0}.").
+ */
+export function readInitrdImage(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new InitrdError('INITRD_READ', `Error with initrd initialization: Cannot load initrd due to an invalid image: ${ioErrorText(e)}.`, { cause: e });
+  }
 }

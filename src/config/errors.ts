@@ -2,10 +2,9 @@
  * Errors of the resource store (src/config). Each carries the Display text of the matching
  * Firecracker error enum (`DriveError`, `MachineConfigError`, ...) as `detail`; where it ends up
  * decides the prefix, because Firecracker wraps the same inner error differently:
- * `VmmActionError` for API replies ("Drive config error: ...", facts §1.2) and `ResourcesError`
- * for `--config-file` failures ("Block device error: ...", facts §1.5).
+ * `VmmActionError` for API replies ("Drive config error: ...", src/vmm/src/rpc_interface.rs) and
+ * `ResourcesError` for `--config-file` failures ("Block device error: ...", src/vmm/src/resources.rs).
  */
-import { constants as osConstants } from 'node:os';
 import { ApiLayerError } from '../errors.js';
 
 /** Which configuration an error is about; selects the wrapping prefix. */
@@ -88,42 +87,9 @@ export class ConfigError extends ApiLayerError {
   }
 }
 
-/** Linux strerror texts as Rust's `io::Error` Display prints them, by errno name. */
-const STRERROR: Record<string, string> = {
-  EPERM: 'Operation not permitted',
-  ENOENT: 'No such file or directory',
-  EIO: 'Input/output error',
-  ENXIO: 'No such device or address',
-  EBADF: 'Bad file descriptor',
-  EAGAIN: 'Resource temporarily unavailable',
-  ENOMEM: 'Cannot allocate memory',
-  EACCES: 'Permission denied',
-  EBUSY: 'Device or resource busy',
-  EEXIST: 'File exists',
-  ENODEV: 'No such device',
-  ENOTDIR: 'Not a directory',
-  EISDIR: 'Is a directory',
-  EINVAL: 'Invalid argument',
-  EMFILE: 'Too many open files',
-  ETXTBSY: 'Text file busy',
-  EFBIG: 'File too large',
-  ENOSPC: 'No space left on device',
-  EROFS: 'Read-only file system',
-  ENAMETOOLONG: 'File name too long',
-  ELOOP: 'Too many levels of symbolic links',
-  EADDRINUSE: 'Address already in use',
-  ECONNREFUSED: 'Connection refused',
-  ENOTSOCK: 'Socket operation on non-socket',
-};
-
 /**
- * Formats a Node system error like Rust's `io::Error` Display: `No such file or directory
- * (os error 2)`. Firecracker's fault messages embed this text.
+ * Host I/O errors in Rust's `io::Error` words (`No such file or directory (os error 2)`, musl's
+ * strerror texts); Firecracker's fault messages embed them. Kept importable from here, where
+ * every resource formats its errors.
  */
-export function ioErrorText(e: unknown): string {
-  const err = e as NodeJS.ErrnoException;
-  const code = err?.code;
-  const errno = code ? (osConstants.errno as Record<string, number>)[code] : undefined;
-  if (code && errno !== undefined) return `${STRERROR[code] ?? code} (os error ${errno})`;
-  return err instanceof Error ? err.message : String(e);
-}
+export { HostIoError, ioErrorDebug, ioErrorText, unixSocketPathError } from '../util/io-error.js';

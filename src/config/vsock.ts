@@ -1,11 +1,12 @@
 /**
- * PUT /vsock (facts §1.4 Vsock, §4.7, vmm_config/vsock.rs). Firecracker binds the host Unix
- * socket at PUT time; Kindling checks that the bind can succeed (path free, directory present)
- * and leaves the bind to the backend at InstanceStart. `vsock_id` is deprecated and ignored.
+ * PUT /vsock (src/vmm/src/vmm_config/vsock.rs). Firecracker binds the host Unix socket at PUT
+ * time (`VsockUnixBackend::new`, devices/virtio/vsock/unix/muxer.rs); Kindling checks that the
+ * bind can succeed (a valid socket path, free, in a directory that exists) and leaves the bind
+ * to the backend at InstanceStart. `vsock_id` is deprecated and ignored.
  */
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { ConfigError, ioErrorText } from './errors.js';
+import { ConfigError, HostIoError, ioErrorText, unixSocketPathError } from './errors.js';
 import { Desc, deserialize, field, int, opt, str, struct, toJsonSchema } from './serde.js';
 
 /** The PUT /vsock body. */
@@ -32,9 +33,6 @@ export function parseVsock(body: Uint8Array | string): VsockDeviceConfig {
   return deserialize<VsockDeviceConfig>(body, VSOCK);
 }
 
-/** sockaddr_un.sun_path capacity (including the NUL). */
-const SUN_PATH_MAX = 108;
-
 function bindError(detail: string): ConfigError {
   return new ConfigError('vsock', `Cannot create backend for vsock device: Error binding to the host-side Unix socket: ${detail}`);
 }
@@ -45,8 +43,9 @@ function bindError(detail: string): ConfigError {
  */
 export function buildVsock(cfg: VsockDeviceConfig, previous: VsockConfig | null): VsockConfig {
   if (previous && existsSync(previous.uds_path) && lstatSync(previous.uds_path).isSocket()) unlinkSync(previous.uds_path);
-  if (Buffer.byteLength(cfg.uds_path) >= SUN_PATH_MAX) throw bindError('path must be shorter than SUN_LEN');
-  if (existsSync(cfg.uds_path)) throw bindError('Address already in use (os error 98)');
+  const invalid = unixSocketPathError(cfg.uds_path);
+  if (invalid) throw bindError(invalid.message);
+  if (existsSync(cfg.uds_path)) throw bindError(HostIoError.os('EADDRINUSE').message);
   try {
     lstatSync(dirname(cfg.uds_path));
   } catch (e) {

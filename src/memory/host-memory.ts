@@ -21,10 +21,23 @@
  * that becomes several adjacent regions (and KVM slots). Guest accesses that straddle two
  * such chunks are refused by GuestMemory like any non-RAM access; that only concerns guests
  * above 3 GiB + MAX_CHUNK.
+ *
+ * Address space: Firecracker maps guest RAM with one anonymous MAP_NORESERVE mmap per region
+ * (src/vmm/src/vstate/memory.rs); when the address space cannot hold it (RLIMIT_AS, as its
+ * test_api_machine_config sets, or a size past the end of it) mmap fails and InstanceStart
+ * answers `Invalid Memory Configuration: Cannot create mmap region: Out of memory (os error
+ * 12)`, the process serving on. Here V8 reserves far more than the guest size per
+ * WebAssembly.Memory (its guard regions: 10 GiB each measured on Node 20), and although a
+ * failed reservation is a catchable RangeError, the chunks that did succeed hold their address
+ * space until a GC: a worker isolate starting meanwhile (the vCPU actor warm-up) finds none left
+ * and V8 aborts the whole process ("Fatal process OOM in Failed to reserve virtual memory for
+ * CodeRange", measured). So `create` first reserves the guest size as Firecracker's mmap would,
+ * and frees it at once, before it allocates anything.
  */
 import * as libc from '../kvm/libc.js';
 import { GuestMemory, type GuestRegion, type RamRange } from './guest-memory.js';
-import { GuestMemoryLayoutError } from '../errors.js';
+import { GuestMemoryAllocationError, GuestMemoryLayoutError } from '../errors.js';
+import { HostIoError } from '../util/io-error.js';
 
 /** WebAssembly page size: regions must be multiples of it. */
 export const WASM_PAGE_SIZE = 64 * 1024;
@@ -34,6 +47,25 @@ export const MAX_CHUNK = 3 * 1024 * 1024 * 1024;
 export const HUGE_PAGE_SIZE = 2 * 1024 * 1024;
 /** madvise(2) advice: back the range with transparent huge pages where possible. */
 const MADV_HUGEPAGE = 14;
+/** mmap(2) protection for a reservation nothing may touch. */
+const PROT_NONE = 0;
+
+/** `MemoryError::MmapRegionError` (vstate/memory.rs) around the io::Error mmap failed with. */
+function mmapRegionError(io: HostIoError): GuestMemoryAllocationError {
+  return new GuestMemoryAllocationError(`Cannot create mmap region: ${io.message}`, { cause: io });
+}
+
+/**
+ * Fails with Firecracker's ENOMEM text unless `bytes` of address space can be mapped now: a
+ * PROT_NONE, MAP_NORESERVE reservation (no memory is committed), released at once. A size that
+ * is no exact byte count (mem_size_mib near usize::MAX) cannot be mapped either.
+ */
+export function reserveAddressSpace(bytes: number): void {
+  if (!Number.isSafeInteger(bytes)) throw mmapRegionError(HostIoError.os('ENOMEM'));
+  const p = libc.mmap(null, bytes, PROT_NONE, libc.MAP_PRIVATE | libc.MAP_ANONYMOUS | libc.MAP_NORESERVE, -1, 0) as bigint | null;
+  if (p === null || p === libc.MAP_FAILED) throw mmapRegionError(HostIoError.os(libc.errno()));
+  libc.munmap(p, bytes);
+}
 
 /** A region together with the host address KVM must map. */
 export interface HostRegion extends GuestRegion {
@@ -59,6 +91,7 @@ export class HostGuestMemory extends GuestMemory {
 
   /** Creates guest RAM for the given ranges (e.g. arch ramRanges()). */
   static create(ranges: readonly RamRange[], name = 'kindling-guest-ram'): HostGuestMemory {
+    reserveAddressSpace(ranges.reduce((n, r) => n + r.size, 0));
     const chunks: RamRange[] = [];
     for (const r of ranges) {
       if (r.size <= 0 || r.size % WASM_PAGE_SIZE !== 0 || r.gpa % WASM_PAGE_SIZE !== 0) {
@@ -72,14 +105,15 @@ export class HostGuestMemory extends GuestMemory {
     const total = chunks.reduce((n, c) => n + slot(c.size), 0);
     const memfd = libc.check('memfd_create', libc.memfdCreate(name, libc.MFD_CLOEXEC));
     try {
-      libc.check('ftruncate', libc.ftruncate(memfd, total));
+      // MemoryError::MemfdSetLen (vstate/memory.rs).
+      if (libc.ftruncate(memfd, total) < 0) throw new GuestMemoryAllocationError(`Cannot resize memfd file: ${HostIoError.os(libc.errno()).message}`);
       const regions: HostRegion[] = [];
       const wasm: WebAssembly.Memory[] = [];
       let fdOffset = 0;
       for (const c of chunks) {
         // One huge page of slack so the region can start 2 MiB-aligned inside the buffer.
         const pages = (c.size + HUGE_PAGE_SIZE) / WASM_PAGE_SIZE;
-        const mem = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+        const mem = wasmMemory(pages);
         const start = libc.addressOf(new Uint8Array(mem.buffer));
         const skew = Number(start % BigInt(HUGE_PAGE_SIZE));
         const offset = skew === 0 ? 0 : HUGE_PAGE_SIZE - skew;
@@ -103,8 +137,29 @@ export class HostGuestMemory extends GuestMemory {
     }
   }
 
+  /**
+   * Closes the memfd (a build that failed after `create`). Mappings keep the file alive, so
+   * views into guest RAM stay valid; the WebAssembly memories go with this object.
+   */
+  close(): void {
+    libc.close(this.memfd);
+  }
+
   /** Number of WebAssembly.Memory chunks (for diagnostics). */
   get chunkCount(): number {
     return this.wasm.length;
+  }
+}
+
+/**
+ * A shared WebAssembly.Memory of `pages` (initial = maximum). V8 reports a reservation the
+ * address space refuses as a RangeError ("could not allocate memory"); it is mmap's ENOMEM.
+ */
+function wasmMemory(pages: number): WebAssembly.Memory {
+  try {
+    return new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  } catch (e) {
+    if (e instanceof RangeError) throw mmapRegionError(HostIoError.os('ENOMEM', e));
+    throw e;
   }
 }

@@ -2,8 +2,8 @@
  * Builds a microVM for boot from the validated `VmConfig` (src/config/resources.ts), in
  * Firecracker's order (src/vmm/src/builder.rs `build_microvm_for_boot`):
  *
- *  1. /dev/kvm, API version and required capabilities;
- *  2. KVM_CREATE_VM, KVM_SET_TSS_ADDR, guest RAM (SABs over a huge-page-advised memfd) as KVM memory slots;
+ *  1. guest RAM (SABs over a huge-page-advised memfd); /dev/kvm, API version and capabilities;
+ *  2. KVM_CREATE_VM, KVM_SET_TSS_ADDR, guest RAM as KVM memory slots;
  *  3. KVM_CREATE_IRQCHIP and KVM_CREATE_PIT2 — before any vCPU;
  *  4. vCPUs; kernel, initrd and command line; per-vCPU CPUID, MSRs, registers, FPU, sregs and
  *     LAPIC LINTs; MP table, ACPI tables, zero page / PVH start info;
@@ -11,7 +11,6 @@
  *
  * Any failure releases what was created and throws: InstanceStart failures are not fatal.
  */
-import { readFileSync } from 'node:fs';
 import { Kvm, type VmFd } from '../kvm/kvm.js';
 import type { VcpuFd } from '../kvm/vcpu-fd.js';
 import { KVM_MEM_LOG_DIRTY_PAGES } from '../kvm/constants.js';
@@ -28,6 +27,8 @@ import { ByteRing } from '../devices/byte-ring.js';
 import { VcpuHandle } from '../actors/vcpu/handle.js';
 import { VM_CONTROL_SLOTS, VM_SLOT, type DeviceManifest } from '../actors/vcpu/protocol.js';
 import { createHostDevices } from './host-devices.js';
+import { readInitrdImage, readKernelImage } from '../config/boot-source.js';
+import { createDeviceManager } from '../config/serial.js';
 import { Vmm } from './vmm.js';
 import { placements, planVirtioDevices, spawnAll, spawnVirtioDevices } from './virtio-devices.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -54,19 +55,23 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
   const started = bootTimestamp();
   const { log, metrics } = host;
   const machine = cfg.machine;
-  const kernel = readFileSync(cfg.bootSource.kernel_image_path);
+  const kernel = readKernelImage(cfg.bootSource.kernel_image_path);
   const initrdPath = cfg.bootSource.initrd_path;
-  const initrd = initrdPath ? readFileSync(initrdPath) : undefined;
+  const initrd = initrdPath ? readInitrdImage(initrdPath) : undefined;
   const cmdline = Cmdline.parse(cmdlineString(cfg.bootSource.cmdline));
+  // Guest RAM before /dev/kvm, as build_microvm_for_boot (src/vmm/src/builder.rs) allocates it:
+  // a size the address space cannot hold fails alike with or without KVM.
+  const mem = HostGuestMemory.create(ramRanges(machine.mem_size_mib * MiB));
 
-  const kvm = Kvm.open();
-  const cleanups: (() => void)[] = [() => kvm.close()];
+  // Released in reverse on any failure below (a VM that starts keeps them until teardown).
+  const cleanups: (() => void)[] = [() => mem.close()];
   try {
+    const kvm = Kvm.open();
+    cleanups.push(() => kvm.close());
     kvm.requireCaps();
     const vm = kvm.createVm();
     cleanups.push(() => vm.close());
     vm.setTssAddr(KVM_TSS_ADDRESS);
-    const mem = HostGuestMemory.create(ramRanges(machine.mem_size_mib * MiB));
     const slotFlags = machine.track_dirty_pages ? KVM_MEM_LOG_DIRTY_PAGES : 0;
     mem.hostRegions.forEach((r, slot) => vm.setUserMemoryRegion(slot, BigInt(r.gpa), BigInt(r.size), r.hostAddr, slotFlags));
     vm.createIrqchip();
@@ -105,10 +110,10 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
       extra.push({ kind: 'debug-port', port: DEBUG_PORT, ring });
     }
     const outPath = cfg.serial.serial_out_path;
-    const devices = createHostDevices({
+    const devices = createDeviceManager(() => createHostDevices({
       vm, serial: outPath !== null ? { kind: 'file', path: outPath } : { kind: host.console }, stdin: host.stdin ?? false,
       bootTimer: cfg.bootTimer ? started : undefined, extra,
-    });
+    }));
     // Device manifests must exist before the vCPU workers start.
     let virtio: Awaited<ReturnType<typeof spawnVirtioDevices>>;
     try {

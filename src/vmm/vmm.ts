@@ -229,6 +229,7 @@ export class Vmm implements RunningVm {
     for (const v of this.parts.vcpus) v.close();
     this.parts.vm.close();
     this.parts.kvm.close();
+    this.parts.mem.close(); // the memfd; the mappings go with the WebAssembly memories
     this.resolveExit({ code, reason });
   }
 }

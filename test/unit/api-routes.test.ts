@@ -104,7 +104,7 @@ test('PUT /network-interfaces/{id}: MAC rules, TAP probe, MTU, id mismatch text'
 test('PUT /vsock, /balloon, /entropy, /serial', async () => {
   await ok(h, 'PUT', '/vsock', { guest_cid: 3, uds_path: `${h.dir}/v.sock` });
   await fault(h, 'PUT', '/vsock', '{"uds_path": "/tmp/x"}', serde('missing field `guest_cid` at line 1 column 22'));
-  await fault(h, 'PUT', '/vsock', { guest_cid: 3, uds_path: h.kernel }, 'Vsock config error: Cannot create backend for vsock device: Error binding to the host-side Unix socket: Address already in use (os error 98)');
+  await fault(h, 'PUT', '/vsock', { guest_cid: 3, uds_path: h.kernel }, 'Vsock config error: Cannot create backend for vsock device: Error binding to the host-side Unix socket: Address in use (os error 98)');
   await fault(h, 'PUT', '/vsock', { guest_cid: -1, uds_path: 'x' }, serde('invalid value: integer `-1`, expected u32 at line 1 column 15'));
 
   await fault(h, 'GET', '/balloon', undefined, 'Balloon config error: No balloon device found.');

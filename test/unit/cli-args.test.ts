@@ -1,10 +1,11 @@
 /**
- * The `firecracker` command line (facts §2): parser rules and `runCli` exit codes/outputs, with a
- * FakeBackend standing in for the VM.
+ * The `firecracker` command line (src/firecracker/src/main.rs): parser rules and `runCli` exit
+ * codes/outputs, with a FakeBackend standing in for the VM. Tests wait for log lines, never for
+ * time.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ArgParseError, parseArgs } from '../../src/cli/arg-parser.js';
@@ -25,17 +26,40 @@ const parseErr = (args: string[]): string => {
   throw new Error('expected failure');
 };
 
-/** Runs the CLI with captured output and a private logger/metrics. */
-async function cli(argv: string[], backend = new FakeBackend()): Promise<{ code: number; out: string; err: string; logs: string }> {
+interface CliResult { code: number; out: string; err: string; logs: string }
+
+/**
+ * Starts the CLI with captured output and a private logger/metrics. `untilLogged` resolves once
+ * a log line contains `text` (and rejects if the CLI ends first): the event tests wait on.
+ */
+function startCli(argv: string[], backend = new FakeBackend()): { done: Promise<CliResult>; untilLogged: (text: string) => Promise<void>; stop: () => void } {
+  let stop!: () => void;
+  const shutdown = new Promise<void>((r) => { stop = r; });
   let out = '';
   let err = '';
   const logs: string[] = [];
+  const waiters: { text: string; resolve: () => void }[] = [];
   const logger = new Logger();
-  logger.sink = (l) => logs.push(l);
-  const code = await runCli(argv, {
-    createFactory: () => backend, stdout: (s) => (out += s), stderr: (s) => (err += s), logger, metrics: createMetrics(), kindlingVersion: '9.9.9',
-  });
-  return { code, out, err, logs: logs.join('') };
+  logger.sink = (l) => {
+    logs.push(l);
+    for (const w of waiters) if (l.includes(w.text)) w.resolve();
+  };
+  const done = runCli(argv, {
+    createFactory: () => backend, stdout: (s) => (out += s), stderr: (s) => (err += s), logger, metrics: createMetrics(), kindlingVersion: '9.9.9', shutdown,
+  }).then((code) => ({ code, out, err, logs: logs.join('') }));
+  const untilLogged = (text: string): Promise<void> => {
+    if (logs.some((l) => l.includes(text))) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      waiters.push({ text, resolve });
+      void done.then((r) => reject(new Error(`the CLI ended (exit ${r.code}) before logging ${JSON.stringify(text)}:\n${r.logs}`)));
+    });
+  };
+  return { done, untilLogged, stop };
+}
+
+/** Runs the CLI to its end. */
+function cli(argv: string[], backend = new FakeBackend()): Promise<CliResult> {
+  return startCli(argv, backend).done;
 }
 
 test('parser: --name value only, duplicates, unknown, missing values, --', () => {
@@ -111,16 +135,16 @@ test('runCli: --config-file boots at once; the API then only accepts post-boot r
   writeFileSync(cfg, JSON.stringify({ 'boot-source': { kernel_image_path: kernel }, drives: [], 'machine-config': { vcpu_count: 2, mem_size_mib: 256 } }));
   const sock = join(dir, 'api.sock');
   const backend = new FakeBackend();
-  const run = cli(['--api-sock', sock, '--config-file', cfg, '--id', 'vm-1'], backend);
+  const run = startCli(['--api-sock', sock, '--config-file', cfg, '--id', 'vm-1'], backend);
+  await run.untilLogged('Successfully started microvm that was configured from one single json');
   const client = new FirecrackerClient(sock);
-  for (let i = 0; i < 100 && !backend.started; i++) await new Promise((r) => setTimeout(r, 10));
   assert.is(backend.started?.machine.vcpu_count, 2);
   assert.is((await client.getInstanceInfo()).state, 'Running');
   const r = await client.request('PUT', '/machine-config', { vcpu_count: 1, mem_size_mib: 128 });
   assert.is(JSON.parse(r.body).fault_message, 'The requested operation is not supported after starting the microVM.');
   await client.close();
   backend.stopWith(0);
-  const res = await run;
+  const res = await run.done;
   assert.is(res.code, 0);
   assert.ok(res.logs.includes('Firecracker exiting successfully. exit_code=0'));
 });
@@ -134,6 +158,90 @@ test('runCli: a bad config file fails with exit 1 and the ResourcesError text', 
   assert.ok(r.logs.includes('RunWithoutApiError error: Failed to build MicroVM from Json: Configuration for VMM from one single json failed: VM config error: The number of vCPUs must be greater than 0'), r.logs);
   const missing = await cli(['--no-api', '--config-file', join(dir, 'nope.json')]);
   assert.is(missing.code, 134);
+});
+
+/**
+ * Runs the CLI with `--api-sock sock` and expects a bind failure as Firecracker's main reports
+ * FailedToBindAndRunHttpServer: log, stderr, exit 1. A CLI that listens instead (at whatever
+ * path Node made of `sock`) is stopped and fails the test rather than serving forever.
+ */
+async function expectBindFailure(sock: string, display: string, debug: string): Promise<CliResult> {
+  const backend = new FakeBackend();
+  const run = startCli(['--api-sock', sock], backend);
+  const listening = run.untilLogged('Listening on API socket').then(() => true, () => false);
+  if (await Promise.race([listening, run.done.then(() => false)])) {
+    run.stop();
+    assert.unreachable(`listened instead of refusing ${JSON.stringify(sock)}:\n${(await run.done).logs}`);
+  }
+  const r = await run.done;
+  assert.is(r.code, 1, r.logs);
+  assert.ok(r.logs.includes(`RunWithApiError error: Failed to bind and run the HTTP server: IO error: ${display}\n`), r.logs);
+  assert.ok(r.logs.includes('Firecracker exiting with error. exit_code=1'), r.logs);
+  assert.is(r.err, `Error: RunWithApi(FailedToBindAndRunHttpServer(IOError(${debug})))\n`);
+  assert.not.match(r.logs + r.err, /EACCES|ENOENT|options\.port|listen |\n\s+at /);
+  return r;
+}
+
+test('runCli: an --api-sock longer than sun_path is refused, not truncated (issue 12 defect 4)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-cli-'));
+  const sock = join(dir, 's'.repeat(120 - dir.length));
+  assert.is(Buffer.byteLength(sock), 121);
+  await expectBindFailure(sock, 'path must be shorter than SUN_LEN', 'Error { kind: InvalidInput, message: "path must be shorter than SUN_LEN" }');
+  // Node would have bound the first 107 bytes of the path.
+  assert.not.ok(existsSync(sock.slice(0, 107)));
+  assert.not.ok(existsSync(sock));
+});
+
+test('runCli: an --api-sock of 107 bytes (the longest that fits) is served', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-cli-'));
+  const sock = join(dir, 's'.repeat(106 - dir.length));
+  assert.is(Buffer.byteLength(sock), 107);
+  const backend = new FakeBackend();
+  const run = startCli(['--api-sock', sock], backend);
+  await run.untilLogged(`Listening on API socket (${JSON.stringify(sock)}).`);
+  const client = new FirecrackerClient(sock);
+  assert.is((await client.getInstanceInfo()).state, 'Not started');
+  await client.close();
+  run.stop();
+  assert.is((await run.done).code, 0);
+});
+
+test('runCli: empty, NUL-holding or unreachable --api-sock: Firecracker-style errors, no Node text (issue 12 defect 5)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-cli-'));
+  const ENOENT = ['No such file or directory (os error 2)', 'Os { code: 2, kind: NotFound, message: "No such file or directory" }'] as const;
+  await expectBindFailure('', ...ENOENT);
+  // libuv turns bind's ENOENT into EACCES; Firecracker prints the ENOENT.
+  await expectBindFailure(join(dir, 'no', 'such', 'api.sock'), ...ENOENT);
+  writeFileSync(join(dir, 'file'), '');
+  await expectBindFailure(join(dir, 'file', 'api.sock'), 'Not a directory (os error 20)', 'Os { code: 20, kind: NotADirectory, message: "Not a directory" }');
+  await expectBindFailure(join(dir, 'a\0b'), 'paths must not contain interior null bytes', 'Error { kind: InvalidInput, message: "paths must not contain interior null bytes" }');
+  assert.not.ok(existsSync(join(dir, 'a')));
+});
+
+test('runCli: file arguments fail in Rust io::Error words (issue 12 defect 5)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-cli-'));
+  const nul = join(dir, 'x\0y');
+  const NUL = 'file name contained an unexpected NUL byte';
+  const cfg = await cli(['--no-api', '--config-file', join(dir, 'nope.json')]);
+  assert.is(cfg.code, 134);
+  assert.ok(cfg.err.includes('Unable to open or read from the configuration file: Os { code: 2, kind: NotFound, message: "No such file or directory" }'), cfg.err);
+  const cfgNul = await cli(['--no-api', '--config-file', nul]);
+  assert.ok(cfgNul.err.includes(`Unable to open or read from the configuration file: Error { kind: InvalidInput, message: "${NUL}" }`), cfgNul.err);
+  const meta = await cli(['--metadata', dir]);
+  assert.ok(meta.err.includes('Unable to open or read from the mmds content file: Os { code: 21, kind: IsADirectory, message: "Is a directory" }'), meta.err);
+  const seccomp = await cli(['--seccomp-filter', join(dir, 'nope.bpf')]);
+  assert.is(seccomp.code, 1);
+  assert.ok(seccomp.logs.includes('Seccomp error: Filter file open error: No such file or directory (os error 2)'), seccomp.logs);
+  assert.is(seccomp.err, 'Error: SeccompFilter(FileOpen(Os { code: 2, kind: NotFound, message: "No such file or directory" }))\n');
+  const snap = await cli(['--describe-snapshot', nul]);
+  assert.ok(snap.logs.includes(`When printing Snapshot Data format: Unable to open snapshot state file: ${NUL}`), snap.logs);
+  assert.is(snap.err, `Error: PrintSnapshotDataFormat(OpenSnapshot(Error { kind: InvalidInput, message: "${NUL}" }))\n`);
+  const log = await cli(['--log-path', nul]);
+  assert.is(log.code, 1);
+  assert.ok(log.err.includes(`Failed to open target file: ${NUL}`), log.err);
+  const metrics = await cli(['--metrics-path', nul]);
+  assert.ok(metrics.logs.includes(`Could not initialize metrics: Cannot initialize the metrics system due to bad user input: ${NUL}`), metrics.logs);
+  for (const r of [cfg, cfgNul, meta, seccomp, snap, log, metrics]) assert.not.match(r.logs + r.err, /null bytes\. Received|ENOENT:|EISDIR:|\n\s+at /);
 });
 
 test.run();

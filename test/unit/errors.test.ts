@@ -2,6 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as errors from '../../src/errors.js';
+import { HostIoError } from '../../src/util/io-error.js';
 
 test('every code has a meaning', () => {
   for (const [code, meaning] of Object.entries(errors.ERROR_CODES)) {
@@ -17,6 +18,9 @@ test('error classes carry table codes and their names', () => {
     new errors.GuestMemoryError(0x1000, 4),
     new errors.GuestMemoryLayoutError('x'),
     new errors.KvmUnavailableError('KVM_MISSING_CAPABILITY', 'x'),
+    new errors.GuestMemoryAllocationError('Cannot create mmap region: Out of memory (os error 12)'),
+    new errors.DeviceManagerError('x'),
+    HostIoError.os('ENOENT'),
   ];
   for (const e of samples) {
     assert.ok(e.code in errors.ERROR_CODES, e.code);

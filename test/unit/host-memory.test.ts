@@ -8,6 +8,8 @@ import * as assert from 'uvu/assert';
 import { readFileSync, readSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { HUGE_PAGE_SIZE, HostGuestMemory } from '../../src/memory/host-memory.js';
+import { ramRanges } from '../../src/arch/x86_64/layout.js';
+import { GuestMemoryAllocationError } from '../../src/errors.js';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
 
 const MiB = 1024 * 1024;
@@ -64,6 +66,13 @@ test('the views are the memfd pages', () => {
   readSync(mem.memfd, buf, 0, 8, 0x1234);
   assert.is(buf.toString(), 'kindling');
   assert.match(smapsAt(mem.hostRegions[0]!.hostAddr), /memfd:kindling-guest-ram/);
+});
+
+test('a size no address space holds (mem_size_mib = usize::MAX) fails at once with Firecracker\'s ENOMEM text (issue 12 defect 6)', () => {
+  // Before the check, splitting this size into 3 GiB chunks never ended: the VMM grew its heap
+  // until V8 aborted, and the API client saw the connection close.
+  assert.throws(() => HostGuestMemory.create(ramRanges(18446744073709551615 * MiB)),
+    (e: Error) => e instanceof GuestMemoryAllocationError && e.message === 'Invalid Memory Configuration: Cannot create mmap region: Out of memory (os error 12)');
 });
 
 test.run();

@@ -170,7 +170,7 @@ test('Vmm wiring: drives register at build, unregister after their workers stopp
   };
   const closeable = { close: (): void => undefined };
   const parts = {
-    kvm: closeable, vm: closeable, mem: {}, vcpus: [], handles: [],
+    kvm: closeable, vm: closeable, mem: closeable, vcpus: [], handles: [],
     vmControl: new Int32Array(new SharedArrayBuffer(64)),
     devices: { sendCtrlAltDel: () => true, close: async () => undefined }, config: { drives: [] },
     log: () => undefined, blocks: [block], nets: [], metrics: m,

@@ -24,7 +24,7 @@ function rig(): { vmm: Vmm; calls: string[] } {
     metricsSnapshot: () => ({}),
   });
   const parts = {
-    config: { drives: [] }, kvm: closeable, vm: closeable, mem: {},
+    config: { drives: [] }, kvm: closeable, vm: closeable, mem: closeable,
     vcpus: [{ kvmclockCtrl: (): void => undefined, close: (): void => undefined }],
     handles: [vcpu(0), vcpu(1)], vmControl: new Int32Array(new SharedArrayBuffer(64)),
     devices: { sendCtrlAltDel: () => true, close: async () => undefined },
