@@ -133,8 +133,13 @@ export class ApiServer {
 
   private accept(socket: Socket): void {
     if (this.conns.size >= MAX_CONNECTIONS) {
-      socket.end(SERVER_FULL_RESPONSE);
-      socket.on('error', () => socket.destroy());
+      // micro_http (src/server.rs `HttpServer::requests`) writes the 503 once and drops the
+      // stream. Do the same: the write of these few bytes to a fresh socket completes at once
+      // (libuv tries it synchronously), and destroy() closes the fd now. end() alone left the
+      // read side open (allowHalfOpen, nobody reading) and leaked the fd for good.
+      socket.on('error', () => undefined);
+      socket.write(SERVER_FULL_RESPONSE);
+      socket.destroy();
       return;
     }
     const conn = new Connection(socket, this.payloadMax);
