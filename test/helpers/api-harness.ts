@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FirecrackerClient } from '../../src/api/client.js';
 import { VmmController } from '../../src/api/controller.js';
-import { ApiServer } from '../../src/api/server.js';
+import { ApiServer, ApiServerOptions } from '../../src/api/server.js';
 import { VmResources } from '../../src/config/resources.js';
 import { Logger } from '../../src/logger/logger.js';
 import { Metrics, createMetrics } from '../../src/metrics/metrics.js';
@@ -36,7 +36,7 @@ export interface ApiHarness {
 const allDurations: { name: string; us: number }[] = [];
 
 /** Starts a fresh API. */
-export async function startApi(opts: { payloadMaxSize?: number; instanceId?: string; backend?: FakeBackend } = {}): Promise<ApiHarness> {
+export async function startApi(opts: { payloadMaxSize?: number; instanceId?: string; backend?: FakeBackend; onConnectionPaused?: ApiServerOptions['onConnectionPaused'] } = {}): Promise<ApiHarness> {
   const dir = mkdtempSync(join(tmpdir(), 'kindling-api-'));
   const socketPath = join(dir, 'api.sock');
   const backend = opts.backend ?? new FakeBackend();
@@ -48,7 +48,7 @@ export async function startApi(opts: { payloadMaxSize?: number; instanceId?: str
   logger.metrics = metrics;
   const resources = new VmResources({ openTap: backend.openTap.bind(backend) });
   const controller = new VmmController({ instanceId: opts.instanceId ?? 'anonymous-instance', backend, resources, logger, metrics });
-  const server = new ApiServer({ socketPath, controller, payloadMaxSize: opts.payloadMaxSize });
+  const server = new ApiServer({ socketPath, controller, payloadMaxSize: opts.payloadMaxSize, onConnectionPaused: opts.onConnectionPaused });
   await server.listen();
   const client = new FirecrackerClient(socketPath);
   const file = (name: string, content: string | Buffer = 'x'.repeat(4096)): string => {
