@@ -108,8 +108,11 @@ export function splitResponses(buf: Buffer): RawResponse[] {
 }
 
 /**
- * Writes `chunks` (each in its own write) on a fresh connection and resolves with everything
- * received once `responses` complete responses arrived, the peer closed, or `timeoutMs` passed.
+ * Writes `chunks` on a fresh connection, each in its own write, and resolves with everything
+ * received once `responses` complete responses arrived, the peer closed, or `timeoutMs` passed
+ * (a safety net, not a synchronisation). With several chunks, chunk k+1 is written only once k+1
+ * responses arrived, so each chunk but the last must draw exactly one response: the server has
+ * then surely read each chunk on its own, with no sleeps between writes.
  */
 export function rawExchange(socketPath: string, chunks: (string | Buffer)[] | string | Buffer, opts: { responses?: number; timeoutMs?: number } = {}): Promise<Buffer> {
   const list = Array.isArray(chunks) ? chunks : [chunks];
@@ -118,6 +121,7 @@ export function rawExchange(socketPath: string, chunks: (string | Buffer)[] | st
     const s = connect(socketPath);
     const got: Buffer[] = [];
     let done = false;
+    let sent = 0;
     const finish = (): void => {
       if (done) return;
       done = true;
@@ -126,18 +130,18 @@ export function rawExchange(socketPath: string, chunks: (string | Buffer)[] | st
       resolve(Buffer.concat(got));
     };
     const timer = setTimeout(finish, opts.timeoutMs ?? 2000);
+    const sendNext = (answered: number): void => {
+      while (sent < list.length && sent <= answered) s.write(list[sent++]!);
+    };
     s.on('data', (d) => {
       got.push(d);
-      if (splitResponses(Buffer.concat(got)).length >= want) finish();
+      const answered = splitResponses(Buffer.concat(got)).length;
+      if (answered >= want) finish();
+      else sendNext(answered);
     });
     s.on('close', finish);
     s.on('error', (e) => (done ? undefined : reject(e)));
-    s.on('connect', async () => {
-      for (const c of list) {
-        s.write(c);
-        if (list.length > 1) await new Promise((r) => setTimeout(r, 20));
-      }
-    });
+    s.on('connect', () => sendNext(0));
   });
 }
 

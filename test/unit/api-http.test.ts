@@ -5,8 +5,8 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connect, Socket } from 'node:net';
 import { ApiHarness, rawExchange, reportSlowest, splitResponses, startApi } from '../helpers/api-harness.js';
+import { RawClient } from '../helpers/api-socket.js';
 
 /** Builds raw request bytes with a correct Content-Length. */
 function req(method: string, path: string, body?: string, headers: string[] = []): string {
@@ -112,17 +112,20 @@ test('a header line longer than the buffer → Invalid content length with the b
 });
 
 test('the 11th simultaneous connection gets the raw 503 and is closed', async () => {
-  const socks: Socket[] = [];
+  // Each held connection completes a request, so the server has accepted all ten.
+  const held: RawClient[] = [];
   for (let i = 0; i < 10; i++) {
-    const s = connect(h.socketPath);
-    await new Promise((r) => s.once('connect', r));
-    socks.push(s);
+    const c = new RawClient(h.socketPath);
+    await c.write(req('GET', '/version'));
+    assert.is((await c.waitResponses(1))[0]?.status, 200);
+    held.push(c);
   }
-  await new Promise((r) => setTimeout(r, 50));
   const got = (await rawExchange(h.socketPath, [], { timeoutMs: 1000 })).toString();
   assert.is(got, 'HTTP/1.1 503\r\nServer: Firecracker API\r\nConnection: close\r\nContent-Length: 40\r\n\r\n{ "error": "Too many open connections" }');
-  for (const s of socks) s.destroy();
-  await new Promise((r) => setTimeout(r, 50));
+  // A connection whose peer closed stops counting before the server's FIN goes out, so once
+  // our side sees 'close' the slot is free.
+  for (const c of held) c.socket.end();
+  await Promise.all(held.map((c) => c.waitClose()));
   assert.is((await rawExchange(h.socketPath, req('GET', '/version'))).toString().split(' ')[1], '200');
 });
 
