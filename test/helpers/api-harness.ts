@@ -64,6 +64,7 @@ export async function startApi(opts: { payloadMaxSize?: number; instanceId?: str
       await server.close();
       controller.close();
       metrics.close();
+      logger.close();
       for (const us of server.durationsUs) allDurations.push({ name: dir, us });
       rmSync(dir, { recursive: true, force: true });
     },
