@@ -3,8 +3,8 @@
  * Unix socket in a temp dir, a `FakeBackend` as the VM, a private logger/metrics pair, the typed
  * client, and raw-socket helpers that return the exact bytes the server sent.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FirecrackerClient } from '../../src/api/client.js';
@@ -152,4 +152,100 @@ export function tempFile(name: string, content: string | Buffer): string {
   const p = join(dir, name);
   writeFileSync(p, content);
   return p;
+}
+
+/** Entries of /proc/self/fd: every fd this process holds (sockets of both ends included). */
+export function openFdCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/** How long a wait may see no byte at all before it fails (a hang guard, see `next`). */
+const HANG_GUARD_MS = 10_000;
+
+/**
+ * A client connection that collects every byte it receives, so a test can wait for the n-th
+ * complete response (or for 'close') instead of sleeping.
+ */
+export class RawClient {
+  readonly socket: Socket;
+  private received: Buffer[] = [];
+  private waiters: (() => void)[] = [];
+  closed = false;
+  error: string | undefined;
+
+  constructor(path: string) {
+    this.socket = connect(path);
+    this.socket.on('data', (d: Buffer) => {
+      this.received.push(d);
+      this.wake();
+    });
+    this.socket.on('error', (e: NodeJS.ErrnoException) => (this.error = e.code ?? e.message));
+    this.socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+  }
+
+  /** Everything received so far. */
+  get bytes(): Buffer {
+    if (this.received.length > 1) this.received = [Buffer.concat(this.received)];
+    return this.received[0] ?? Buffer.alloc(0);
+  }
+
+  /** The complete responses received so far. */
+  responses(): RawResponse[] {
+    return splitResponses(this.bytes);
+  }
+
+  /** Resolves once `n` complete responses are held (see `take`), or the connection closed. */
+  async waitResponses(n: number): Promise<RawResponse[]> {
+    for (;;) {
+      const rs = this.responses();
+      if (rs.length >= n || this.closed) return rs;
+      await this.next(`${n} responses (have ${rs.length})`);
+    }
+  }
+
+  /** Resolves once the connection closed. */
+  async waitClose(): Promise<void> {
+    while (!this.closed) await this.next('close');
+  }
+
+  /**
+   * Waits for the next byte or 'close'. Not a synchronisation delay: the guard only turns a
+   * server that never answers into a failure naming what was awaited, instead of a test that
+   * hangs until the tier's deadline kills every result.
+   */
+  private next(what: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const guard = setTimeout(() => reject(new Error(`no progress in ${HANG_GUARD_MS / 1000} s waiting for ${what}; received ${JSON.stringify(this.bytes.toString('latin1').slice(-300))}`)), HANG_GUARD_MS);
+      this.waiters.push(() => {
+        clearTimeout(guard);
+        resolve();
+      });
+    });
+  }
+
+  /** Writes and resolves when the bytes are handed to the kernel. */
+  write(data: string | Buffer): Promise<void> {
+    return new Promise((resolve) => this.socket.write(data, () => resolve()));
+  }
+
+  /** Removes and returns the complete responses held (keeps memory flat on long runs). */
+  take(): RawResponse[] {
+    const rs = this.responses();
+    const used = rs.reduce((n, r) => n + r.raw.length, 0);
+    this.received = [this.bytes.subarray(used)];
+    return rs;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
 }

@@ -12,10 +12,9 @@ import fc from 'fast-check';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ApiHarness, startApi } from '../helpers/api-harness.js';
+import { ApiHarness, RawClient, startApi } from '../helpers/api-harness.js';
 import { AbuseCounts, SEEDS, checkResources, exchange, sampleResources, storedConfig } from '../helpers/api-abuse.js';
 import { Fixtures, describeRequest, requestBytes, requests } from '../helpers/api-schema-arb.js';
-import { RawClient } from '../helpers/api-socket.js';
 
 let fx: Fixtures;
 let cwd: string;
@@ -105,8 +104,8 @@ test('generated requests after boot: one valid reply each, refusals leave the co
 test('fds and memory are flat after another generated run (the runs above were the warm-up)', async () => {
   const counts = new AbuseCounts();
   const before = sampleResources();
-  await run(false, SEEDS.schemaPreBoot + 1, 120, counts);
-  await run(true, SEEDS.schemaPostBoot + 1, 60, counts);
+  await run(false, SEEDS.schemaPreBoot + 1, 250, counts);
+  await run(true, SEEDS.schemaPostBoot + 1, 120, counts);
   const line = checkResources(before, sampleResources());
   console.log(`${counts.line('api-abuse-schema (resource run)')}; ${line}`);
 });

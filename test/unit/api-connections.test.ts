@@ -12,9 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { MAX_QUEUED_REQUESTS, MAX_UNSENT_BYTES } from '../../src/api/connection.js';
 import { MAX_CONNECTIONS } from '../../src/api/server.js';
 import { SERVER_FULL_RESPONSE } from '../../src/api/http-response.js';
-import { ApiHarness, splitResponses, startApi } from '../helpers/api-harness.js';
+import { ApiHarness, RawClient, openFdCount, splitResponses, startApi } from '../helpers/api-harness.js';
 import type { ChildMessage } from '../helpers/api-child.js';
-import { RawClient, openFdCount } from '../helpers/api-socket.js';
 
 const GET_VERSION = 'GET /version HTTP/1.1\r\n\r\n';
 

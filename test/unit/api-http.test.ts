@@ -5,8 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ApiHarness, rawExchange, reportSlowest, splitResponses, startApi } from '../helpers/api-harness.js';
-import { RawClient } from '../helpers/api-socket.js';
+import { ApiHarness, RawClient, rawExchange, reportSlowest, splitResponses, startApi } from '../helpers/api-harness.js';
 
 /** Builds raw request bytes with a correct Content-Length. */
 function req(method: string, path: string, body?: string, headers: string[] = []): string {
