@@ -1,7 +1,8 @@
 /**
- * micro_http compatibility over a real Unix socket (facts §1.1, §10 items 1–2): exact response
- * bytes, the 1024-byte line limits, the payload limit, the 11th connection, pipelining,
- * chunked bodies, malformed headers, Expect: 100-continue.
+ * micro_http compatibility over a real Unix socket (micro_http src/connection.rs, src/server.rs,
+ * src/response.rs): exact response bytes, the 1024-byte line limits, the payload limit, the 11th
+ * connection, pipelining, chunked bodies, malformed headers, Expect: 100-continue. Waits are on
+ * reply bytes and 'close', never on timers.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
