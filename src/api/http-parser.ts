@@ -1,16 +1,21 @@
 /**
- * The request side of micro_http's `HttpConnection` (facts §1.1), rebuilt on a 1024-byte read
- * buffer so the limits fall exactly where Firecracker's do: a request line or a single header
- * line must fit the buffer (CRLF included), the body is collected separately, Content-Length
- * above the payload limit is refused before the body is read, `Expect: 100-continue` queues an
- * interim 100, chunked bodies are not decoded, and several requests in one read are all parsed.
+ * The request side of micro_http's `HttpConnection` (micro_http src/connection.rs), rebuilt on a
+ * 1024-byte read buffer so the limits fall exactly where Firecracker's do: a request line or a
+ * single header line must fit the buffer (CRLF included), the body is collected separately,
+ * Content-Length above the payload limit is refused before the body is read, `Expect:
+ * 100-continue` queues an interim 100, chunked bodies are not decoded, and several requests in
+ * one read are all parsed.
  *
- * Node delivers arbitrary chunks; `feed` cuts them into the reads micro_http would do
- * (`BUFFER_SIZE - read_cursor` bytes each). Divergence, on purpose: after a parse error
+ * Node delivers arbitrary chunks; `step` cuts them into the reads micro_http would do
+ * (`BUFFER_SIZE - read_cursor` bytes each), one read per call, so the server can stop between
+ * reads when a connection's replies back up. Divergence, on purpose: after a parse error
  * micro_http leaves its state machine mid-request (later requests on that connection then
- * mis-parse); Kindling drops the rest of that read and starts afresh, and after a payload-limit
- * error (without Expect) it skips the announced body, so one bad request yields one 400.
+ * mis-parse); Kindling drops the rest of that chunk and starts afresh, and after a
+ * payload-limit error (without Expect) it skips exactly the announced body — whether those bytes
+ * are already in hand or still to come — and parses what follows, so one bad request yields one
+ * 400 and the requests after it are answered.
  */
+import { ApiLayerError } from '../errors.js';
 
 /** micro_http BUFFER_SIZE. */
 export const HTTP_BUFFER_SIZE = 1024;
@@ -58,7 +63,23 @@ const ERR = {
   Utf8Uri: 'Invalid URI: Cannot parse URI as UTF-8.',
 } as const;
 
-class ParseError extends Error {}
+/** An HTTP-level parse error; the message is micro_http's `RequestError` Display text. */
+export class HttpParseError extends ApiLayerError {
+  constructor(message: string) {
+    super('API_HTTP_PARSE', message);
+  }
+}
+
+/**
+ * Content-Length above the payload limit. Carries where the refused body starts in the read
+ * buffer and whether its bytes will follow (they do not with `Expect: 100-continue`: the client
+ * waits for the 100 that never comes), so the parser can skip exactly that many bytes.
+ */
+class PayloadTooLargeError extends HttpParseError {
+  constructor(message: string, readonly bodyStart: number, readonly contentLength: number, readonly bodyFollows: boolean) {
+    super(message);
+  }
+}
 
 const CRLF = Buffer.from('\r\n');
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -76,21 +97,21 @@ export function absPath(uri: string): string {
 
 function parseRequestLine(line: Buffer): Pick<HttpRequest, 'method' | 'uri' | 'path' | 'version'> {
   const sp1 = line.indexOf(0x20);
-  if (sp1 === -1) throw new ParseError(ERR.InvalidRequest);
+  if (sp1 === -1) throw new HttpParseError(ERR.InvalidRequest);
   const sp2 = line.indexOf(0x20, sp1 + 1);
-  if (sp2 === -1) throw new ParseError(ERR.InvalidRequest);
+  if (sp2 === -1) throw new HttpParseError(ERR.InvalidRequest);
   const method = line.subarray(0, sp1).toString('latin1');
   const uriBytes = line.subarray(sp1 + 1, sp2);
   const version = line.subarray(sp2 + 1).toString('latin1');
-  if (method !== 'GET' && method !== 'PUT' && method !== 'PATCH' && method !== 'DELETE') throw new ParseError(ERR.Method);
-  if (uriBytes.length === 0) throw new ParseError(ERR.EmptyUri);
+  if (method !== 'GET' && method !== 'PUT' && method !== 'PATCH' && method !== 'DELETE') throw new HttpParseError(ERR.Method);
+  if (uriBytes.length === 0) throw new HttpParseError(ERR.EmptyUri);
   let uri: string;
   try {
     uri = utf8.decode(uriBytes);
   } catch {
-    throw new ParseError(ERR.Utf8Uri);
+    throw new HttpParseError(ERR.Utf8Uri);
   }
-  if (version !== 'HTTP/1.0' && version !== 'HTTP/1.1') throw new ParseError(ERR.Version);
+  if (version !== 'HTTP/1.0' && version !== 'HTTP/1.1') throw new HttpParseError(ERR.Version);
   return { method, uri, path: absPath(uri), version };
 }
 
@@ -106,17 +127,17 @@ function parseHeaderLine(req: HttpRequest, line: Buffer): void {
     text = utf8.decode(line);
   } catch {
     const valid = validUtf8Prefix(line);
-    throw new ParseError(`Invalid header. Reason: Header contains invalid characters. Key: invalid utf-8 sequence of 1 bytes from index ${valid}`);
+    throw new HttpParseError(`Invalid header. Reason: Header contains invalid characters. Key: invalid utf-8 sequence of 1 bytes from index ${valid}`);
   }
   const colon = text.indexOf(':');
-  if (colon === -1) throw new ParseError(`Invalid header. Reason: Header is incorrectly formatted. Key: ${text}`);
+  if (colon === -1) throw new HttpParseError(`Invalid header. Reason: Header is incorrectly formatted. Key: ${text}`);
   const key = text.slice(0, colon);
   const value = text.slice(colon + 1);
   switch (key.toLowerCase().trim()) {
     case 'content-length': {
       const t = value.trim();
       const n = /^\+?[0-9]+$/.test(t) ? Number(t.replace('+', '')) : NaN;
-      if (!Number.isInteger(n) || n > 0xffffffff) throw new ParseError(`Invalid header. Reason: Invalid value. Key:${key}; Value:${value}`);
+      if (!Number.isInteger(n) || n > 0xffffffff) throw new HttpParseError(`Invalid header. Reason: Invalid value. Key:${key}; Value:${value}`);
       req.contentLength = n;
       return;
     }
@@ -136,11 +157,11 @@ function parseHeaderLine(req: HttpRequest, line: Buffer): void {
       return;
     case 'accept-encoding': {
       const all = value.trim();
-      if (all.length === 0) throw new ParseError(ERR.InvalidRequest);
+      if (all.length === 0) throw new HttpParseError(ERR.InvalidRequest);
       for (const enc of all.split(',')) {
         const e = enc.trim();
         if (e === 'identity;q=0' || (e === '*;q=0' && !all.includes('identity'))) {
-          throw new ParseError(`Invalid header. Reason: Invalid value. Key:Accept-Encoding; Value:${enc}`);
+          throw new HttpParseError(`Invalid header. Reason: Invalid value. Key:Accept-Encoding; Value:${enc}`);
         }
       }
       return;
@@ -178,33 +199,46 @@ export class HttpRequestParser {
   /** @param payloadMaxSize Content-Length limit (`--http-api-max-payload-size`). */
   constructor(readonly payloadMaxSize = DEFAULT_MAX_PAYLOAD_SIZE) {}
 
-  /** Consumes a chunk from the socket; returns what each emulated read produced. */
+  /** Consumes a whole chunk from the socket; returns what each emulated read produced. */
   feed(chunk: Buffer): ParseEvent[] {
     const out: ParseEvent[] = [];
-    let off = 0;
-    while (off < chunk.length) {
-      if (this.skip > 0) {
-        const n = Math.min(this.skip, chunk.length - off);
-        this.skip -= n;
-        off += n;
-        continue;
-      }
-      const n = Math.min(HTTP_BUFFER_SIZE - this.readCursor, chunk.length - off);
-      chunk.copy(this.buffer, this.readCursor, off, off + n);
-      off += n;
-      const events: ParseEvent[] = [];
-      try {
-        this.tryRead(this.readCursor + n, events);
-        out.push(...events);
-      } catch (e) {
-        if (!(e instanceof ParseError)) throw e;
-        // Requests parsed in this read are dropped with the error (ClientConnection::read).
-        out.push(...events.filter((ev) => ev.kind === 'continue'), { kind: 'error', message: e.message });
-        this.reset();
-        return out;
-      }
-    }
+    for (let off = 0; off < chunk.length; ) off = this.step(chunk, off, out);
     return out;
+  }
+
+  /**
+   * Consumes one emulated read (or one stretch of a refused body being skipped) from
+   * `chunk[off..]`, appends what it produced to `out`, and returns the offset of the next
+   * unconsumed byte (`chunk.length` when the rest of the chunk is dropped after an error).
+   */
+  step(chunk: Buffer, off: number, out: ParseEvent[]): number {
+    if (this.skip > 0) {
+      const n = Math.min(this.skip, chunk.length - off);
+      this.skip -= n;
+      return off + n;
+    }
+    const cursor = this.readCursor;
+    const n = Math.min(HTTP_BUFFER_SIZE - cursor, chunk.length - off);
+    chunk.copy(this.buffer, cursor, off, off + n);
+    const events: ParseEvent[] = [];
+    try {
+      this.tryRead(cursor + n, events);
+      out.push(...events);
+      return off + n;
+    } catch (e) {
+      if (!(e instanceof HttpParseError)) throw e;
+      // Requests parsed in this read are dropped with the error (micro_http src/server.rs
+      // `ClientConnection::read` pops and discards them).
+      out.push(...events.filter((ev) => ev.kind === 'continue'), { kind: 'error', message: e.message });
+      this.reset();
+      if (e instanceof PayloadTooLargeError && e.bodyFollows) {
+        // The header block ended inside this read (bytes before `cursor` held no CRLF), so the
+        // body starts at a byte of `chunk`: skip the body from there, then parse what follows.
+        this.skip = e.contentLength;
+        return off + Math.max(0, e.bodyStart - cursor);
+      }
+      return chunk.length;
+    }
   }
 
   private reset(): void {
@@ -223,7 +257,7 @@ export class HttpRequestParser {
       if (this.state === 'line') {
         const at = this.buffer.subarray(start, end).indexOf(CRLF);
         if (at === -1) {
-          if (end === HTTP_BUFFER_SIZE && start === 0) throw new ParseError(ERR.InvalidRequest);
+          if (end === HTTP_BUFFER_SIZE && start === 0) throw new HttpParseError(ERR.InvalidRequest);
           this.shiftLeft(start, end);
           return;
         }
@@ -235,7 +269,7 @@ export class HttpRequestParser {
         const at = this.buffer.subarray(start, end).indexOf(CRLF);
         if (at === -1) {
           if (start === 0 && end === HTTP_BUFFER_SIZE) {
-            throw new ParseError(`Invalid header. Reason: Invalid content length. Header: ${this.buffer.toString('utf8')}`);
+            throw new HttpParseError(`Invalid header. Reason: Invalid content length. Header: ${this.buffer.toString('utf8')}`);
           }
           this.shiftLeft(start, end);
           return;
@@ -252,8 +286,8 @@ export class HttpRequestParser {
           continue;
         }
         if (req.contentLength > this.payloadMaxSize) {
-          if (!req.expect) this.skip = Math.max(0, req.contentLength - (end - start));
-          throw new ParseError(`Request payload with size ${req.contentLength} is larger than the limit of ${this.payloadMaxSize} allowed by server.`);
+          const msg = `Request payload with size ${req.contentLength} is larger than the limit of ${this.payloadMaxSize} allowed by server.`;
+          throw new PayloadTooLargeError(msg, start, req.contentLength, !req.expect);
         }
         if (req.expect) events.push({ kind: 'continue', version: req.version });
         this.bodyRemaining = req.contentLength;

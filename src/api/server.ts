@@ -15,8 +15,9 @@ import { ApiLayerError } from '../errors.js';
 import { rustDebugStr } from '../config/serde.js';
 import { VmmActionError, methodDebug } from '../vmm/actions.js';
 import type { VmmController } from '../vmm/controller.js';
-import { DEFAULT_MAX_PAYLOAD_SIZE, HttpRequest, HttpRequestParser } from './http-parser.js';
-import { SERVER_FULL_RESPONSE, StatusCode, continueResponse, formatResponse, parseErrorResponse } from './http-response.js';
+import { ApiConnection, PauseState, ResponseSlot } from './connection.js';
+import { DEFAULT_MAX_PAYLOAD_SIZE, HttpRequest } from './http-parser.js';
+import { SERVER_FULL_RESPONSE, StatusCode, formatResponse } from './http-response.js';
 import { dataToResponse, serializeFault } from './replies.js';
 import { ApiRequestError, parseRequest } from './router.js';
 
@@ -33,42 +34,8 @@ export interface ApiServerOptions {
   payloadMaxSize?: number;
   /** Called after a fatal failure (snapshot load) once its response is written; should exit(1). */
   onFatal?: (err: VmmActionError) => void;
-}
-
-interface Slot {
-  bytes: Buffer | null;
-}
-
-class Connection {
-  readonly parser: HttpRequestParser;
-  private readonly slots: Slot[] = [];
-  private ended = false;
-
-  constructor(readonly socket: Socket, payloadMax: number) {
-    this.parser = new HttpRequestParser(payloadMax);
-  }
-
-  /** Reserves the next response position. */
-  reserve(bytes: Buffer | null = null): Slot {
-    const s = { bytes };
-    this.slots.push(s);
-    return s;
-  }
-
-  /** Writes every ready response at the head of the queue. */
-  flush(): void {
-    while (this.slots.length && this.slots[0]!.bytes) {
-      const s = this.slots.shift()!;
-      if (!this.socket.destroyed) this.socket.write(s.bytes!);
-    }
-    if (this.ended && this.slots.length === 0 && !this.socket.destroyed) this.socket.end();
-  }
-
-  /** The peer half-closed: answer what was received, then close. */
-  peerEnded(): void {
-    this.ended = true;
-    this.flush();
-  }
+  /** Called when a connection stops being read because its replies backed up (tests). */
+  onConnectionPaused?: (state: PauseState) => void;
 }
 
 /** `Method request on "path" [with body "..."]` (parsed_request.rs `describe`). */
@@ -94,7 +61,7 @@ const LATENCY_ACTIONS: Record<string, [string, 'pause_vm' | 'resume_vm' | 'load_
 /** The HTTP API server. */
 export class ApiServer {
   private server: Server | null = null;
-  private readonly conns = new Set<Connection>();
+  private readonly conns = new Set<ApiConnection>();
   private work: Promise<void> = Promise.resolve();
   /** Duration of each processed request in µs (tests print the slowest). */
   readonly durationsUs: number[] = [];
@@ -125,7 +92,7 @@ export class ApiServer {
 
   /** Stops accepting, closes connections, waits for the request in progress. */
   async close(): Promise<void> {
-    for (const c of this.conns) c.socket.destroy();
+    for (const c of this.conns) c.destroy();
     this.conns.clear();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     await this.work;
@@ -133,42 +100,37 @@ export class ApiServer {
 
   private accept(socket: Socket): void {
     if (this.conns.size >= MAX_CONNECTIONS) {
-      socket.end(SERVER_FULL_RESPONSE);
-      socket.on('error', () => socket.destroy());
+      // micro_http (src/server.rs `HttpServer::requests`) writes the 503 once and drops the
+      // stream. Do the same: the write of these few bytes to a fresh socket completes at once
+      // (libuv tries it synchronously), and destroy() closes the fd now. end() alone left the
+      // read side open (allowHalfOpen, nobody reading) and leaked the fd for good.
+      socket.on('error', () => undefined);
+      socket.write(SERVER_FULL_RESPONSE);
+      socket.destroy();
       return;
     }
-    const conn = new Connection(socket, this.payloadMax);
+    const conn = new ApiConnection(socket, this.payloadMax, {
+      request: (c, slot, req) => this.enqueue(c, slot, req),
+      done: (c) => this.conns.delete(c),
+      paused: this.opts.onConnectionPaused,
+    });
     this.conns.add(conn);
-    socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
-    socket.on('end', () => conn.peerEnded());
-    socket.on('error', () => socket.destroy());
-    socket.on('close', () => this.conns.delete(conn));
   }
 
-  private onData(conn: Connection, chunk: Buffer): void {
-    for (const ev of conn.parser.feed(chunk)) {
-      if (ev.kind === 'continue') {
-        conn.reserve(continueResponse(ev.version));
-      } else if (ev.kind === 'error') {
-        conn.reserve(parseErrorResponse(ev.message));
-      } else {
-        const slot = conn.reserve();
-        const req = ev.request;
-        this.work = this.work
-          .then(() => this.process(conn, slot, req))
-          .catch((e: unknown) => {
-            // A bug, not a request error: answer so the connection does not stall.
-            this.opts.controller.logger.error(`API request handling failed: ${(e as Error).stack ?? e}`, API);
-            slot.bytes ??= formatResponse(400, { body: serializeFault({ fault_message: String((e as Error).message ?? e) }) });
-            conn.flush();
-          });
-      }
-    }
-    conn.flush();
+  /** Queues a request behind every request already received, from any connection. */
+  private enqueue(conn: ApiConnection, slot: ResponseSlot, req: HttpRequest): void {
+    this.work = this.work
+      .then(() => this.process(conn, slot, req))
+      .catch((e: unknown) => {
+        // A bug, not a request error: answer so the connection does not stall.
+        this.opts.controller.logger.error(`API request handling failed: ${(e as Error).stack ?? e}`, API);
+        slot.bytes ??= formatResponse(400, { body: serializeFault({ fault_message: String((e as Error).message ?? e) }) });
+        conn.flush();
+      });
   }
 
   /** `ApiServer::handle_request` + `serve_vmm_action_request` for one request. */
-  private async process(conn: Connection, slot: Slot, req: HttpRequest): Promise<void> {
+  private async process(conn: ApiConnection, slot: ResponseSlot, req: HttpRequest): Promise<void> {
     const c = this.opts.controller;
     const log = c.logger;
     const t0 = performance.now();

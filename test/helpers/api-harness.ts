@@ -3,13 +3,13 @@
  * Unix socket in a temp dir, a `FakeBackend` as the VM, a private logger/metrics pair, the typed
  * client, and raw-socket helpers that return the exact bytes the server sent.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FirecrackerClient } from '../../src/api/client.js';
 import { VmmController } from '../../src/vmm/controller.js';
-import { ApiServer } from '../../src/api/server.js';
+import { ApiServer, ApiServerOptions } from '../../src/api/server.js';
 import { VmResources } from '../../src/config/resources.js';
 import { Logger } from '../../src/logger/logger.js';
 import { Metrics, createMetrics } from '../../src/metrics/metrics.js';
@@ -36,7 +36,7 @@ export interface ApiHarness {
 const allDurations: { name: string; us: number }[] = [];
 
 /** Starts a fresh API. */
-export async function startApi(opts: { payloadMaxSize?: number; instanceId?: string; backend?: FakeBackend } = {}): Promise<ApiHarness> {
+export async function startApi(opts: { payloadMaxSize?: number; instanceId?: string; backend?: FakeBackend; onConnectionPaused?: ApiServerOptions['onConnectionPaused'] } = {}): Promise<ApiHarness> {
   const dir = mkdtempSync(join(tmpdir(), 'kindling-api-'));
   const socketPath = join(dir, 'api.sock');
   const backend = opts.backend ?? new FakeBackend();
@@ -48,7 +48,7 @@ export async function startApi(opts: { payloadMaxSize?: number; instanceId?: str
   logger.metrics = metrics;
   const resources = new VmResources({ openTap: backend.openTap.bind(backend) });
   const controller = new VmmController({ instanceId: opts.instanceId ?? 'anonymous-instance', factory: backend, resources, logger, metrics });
-  const server = new ApiServer({ socketPath, controller, payloadMaxSize: opts.payloadMaxSize });
+  const server = new ApiServer({ socketPath, controller, payloadMaxSize: opts.payloadMaxSize, onConnectionPaused: opts.onConnectionPaused });
   await server.listen();
   const client = new FirecrackerClient(socketPath);
   const file = (name: string, content: string | Buffer = 'x'.repeat(4096)): string => {
@@ -64,6 +64,7 @@ export async function startApi(opts: { payloadMaxSize?: number; instanceId?: str
       await server.close();
       controller.close();
       metrics.close();
+      logger.close();
       for (const us of server.durationsUs) allDurations.push({ name: dir, us });
       rmSync(dir, { recursive: true, force: true });
     },
@@ -108,8 +109,11 @@ export function splitResponses(buf: Buffer): RawResponse[] {
 }
 
 /**
- * Writes `chunks` (each in its own write) on a fresh connection and resolves with everything
- * received once `responses` complete responses arrived, the peer closed, or `timeoutMs` passed.
+ * Writes `chunks` on a fresh connection, each in its own write, and resolves with everything
+ * received once `responses` complete responses arrived, the peer closed, or `timeoutMs` passed
+ * (a safety net, not a synchronisation). With several chunks, chunk k+1 is written only once k+1
+ * responses arrived, so each chunk but the last must draw exactly one response: the server has
+ * then surely read each chunk on its own, with no sleeps between writes.
  */
 export function rawExchange(socketPath: string, chunks: (string | Buffer)[] | string | Buffer, opts: { responses?: number; timeoutMs?: number } = {}): Promise<Buffer> {
   const list = Array.isArray(chunks) ? chunks : [chunks];
@@ -118,6 +122,7 @@ export function rawExchange(socketPath: string, chunks: (string | Buffer)[] | st
     const s = connect(socketPath);
     const got: Buffer[] = [];
     let done = false;
+    let sent = 0;
     const finish = (): void => {
       if (done) return;
       done = true;
@@ -126,18 +131,18 @@ export function rawExchange(socketPath: string, chunks: (string | Buffer)[] | st
       resolve(Buffer.concat(got));
     };
     const timer = setTimeout(finish, opts.timeoutMs ?? 2000);
+    const sendNext = (answered: number): void => {
+      while (sent < list.length && sent <= answered) s.write(list[sent++]!);
+    };
     s.on('data', (d) => {
       got.push(d);
-      if (splitResponses(Buffer.concat(got)).length >= want) finish();
+      const answered = splitResponses(Buffer.concat(got)).length;
+      if (answered >= want) finish();
+      else sendNext(answered);
     });
     s.on('close', finish);
     s.on('error', (e) => (done ? undefined : reject(e)));
-    s.on('connect', async () => {
-      for (const c of list) {
-        s.write(c);
-        if (list.length > 1) await new Promise((r) => setTimeout(r, 20));
-      }
-    });
+    s.on('connect', () => sendNext(0));
   });
 }
 
@@ -147,4 +152,100 @@ export function tempFile(name: string, content: string | Buffer): string {
   const p = join(dir, name);
   writeFileSync(p, content);
   return p;
+}
+
+/** Entries of /proc/self/fd: every fd this process holds (sockets of both ends included). */
+export function openFdCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/** How long a wait may see no byte at all before it fails (a hang guard, see `next`). */
+const HANG_GUARD_MS = 10_000;
+
+/**
+ * A client connection that collects every byte it receives, so a test can wait for the n-th
+ * complete response (or for 'close') instead of sleeping.
+ */
+export class RawClient {
+  readonly socket: Socket;
+  private received: Buffer[] = [];
+  private waiters: (() => void)[] = [];
+  closed = false;
+  error: string | undefined;
+
+  constructor(path: string) {
+    this.socket = connect(path);
+    this.socket.on('data', (d: Buffer) => {
+      this.received.push(d);
+      this.wake();
+    });
+    this.socket.on('error', (e: NodeJS.ErrnoException) => (this.error = e.code ?? e.message));
+    this.socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+  }
+
+  /** Everything received so far. */
+  get bytes(): Buffer {
+    if (this.received.length > 1) this.received = [Buffer.concat(this.received)];
+    return this.received[0] ?? Buffer.alloc(0);
+  }
+
+  /** The complete responses received so far. */
+  responses(): RawResponse[] {
+    return splitResponses(this.bytes);
+  }
+
+  /** Resolves once `n` complete responses are held (see `take`), or the connection closed. */
+  async waitResponses(n: number): Promise<RawResponse[]> {
+    for (;;) {
+      const rs = this.responses();
+      if (rs.length >= n || this.closed) return rs;
+      await this.next(`${n} responses (have ${rs.length})`);
+    }
+  }
+
+  /** Resolves once the connection closed. */
+  async waitClose(): Promise<void> {
+    while (!this.closed) await this.next('close');
+  }
+
+  /**
+   * Waits for the next byte or 'close'. Not a synchronisation delay: the guard only turns a
+   * server that never answers into a failure naming what was awaited, instead of a test that
+   * hangs until the tier's deadline kills every result.
+   */
+  private next(what: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const guard = setTimeout(() => reject(new Error(`no progress in ${HANG_GUARD_MS / 1000} s waiting for ${what}; received ${JSON.stringify(this.bytes.toString('latin1').slice(-300))}`)), HANG_GUARD_MS);
+      this.waiters.push(() => {
+        clearTimeout(guard);
+        resolve();
+      });
+    });
+  }
+
+  /** Writes and resolves when the bytes are handed to the kernel. */
+  write(data: string | Buffer): Promise<void> {
+    return new Promise((resolve) => this.socket.write(data, () => resolve()));
+  }
+
+  /** Removes and returns the complete responses held (keeps memory flat on long runs). */
+  take(): RawResponse[] {
+    const rs = this.responses();
+    const used = rs.reduce((n, r) => n + r.raw.length, 0);
+    this.received = [this.bytes.subarray(used)];
+    return rs;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
 }

@@ -1,12 +1,12 @@
 /**
- * micro_http compatibility over a real Unix socket (facts §1.1, §10 items 1–2): exact response
- * bytes, the 1024-byte line limits, the payload limit, the 11th connection, pipelining,
- * chunked bodies, malformed headers, Expect: 100-continue.
+ * micro_http compatibility over a real Unix socket (micro_http src/connection.rs, src/server.rs,
+ * src/response.rs): exact response bytes, the 1024-byte line limits, the payload limit, the 11th
+ * connection, pipelining, chunked bodies, malformed headers, Expect: 100-continue. Waits are on
+ * reply bytes and 'close', never on timers.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connect, Socket } from 'node:net';
-import { ApiHarness, rawExchange, reportSlowest, splitResponses, startApi } from '../helpers/api-harness.js';
+import { ApiHarness, RawClient, rawExchange, reportSlowest, splitResponses, startApi } from '../helpers/api-harness.js';
 
 /** Builds raw request bytes with a correct Content-Length. */
 function req(method: string, path: string, body?: string, headers: string[] = []): string {
@@ -76,6 +76,23 @@ test('payload limit from --http-api-max-payload-size: limit 250, CL 260 → Cont
   }
 });
 
+test('an over-limit body in the same write as the next request: the next request is answered', async () => {
+  // The refused body and the GET after it reach the server in one read; skipping the body must
+  // not swallow the GET.
+  const big = req('PUT', '/mmds', `"${'a'.repeat(51199)}"`);
+  const got = splitResponses(await rawExchange(h.socketPath, big + req('GET', '/version'), { responses: 2 }));
+  assert.equal(got.map((r) => r.status), [400, 200]);
+  assert.is(got[1]!.body, '{"firecracker_version":"1.16.1"}');
+  // Same with a small limit, where the whole refused body and the GET fit one 1024-byte read.
+  const small = await startApi({ payloadMaxSize: 250 });
+  try {
+    const two = await rawExchange(small.socketPath, req('PUT', '/mmds', `"${'b'.repeat(258)}"`) + req('GET', '/version'), { responses: 2 });
+    assert.equal(splitResponses(two).map((r) => r.status), [400, 200]);
+  } finally {
+    await small.close();
+  }
+});
+
 test('request line: 1022 bytes + CRLF fits the 1024-byte buffer, 1023 does not', async () => {
   const pathFor = (lineLen: number): string => `/${'x'.repeat(lineLen - 'GET / HTTP/1.1'.length)}`;
   const fits = (await rawExchange(h.socketPath, `GET ${pathFor(1022)} HTTP/1.1\r\n\r\n`)).toString();
@@ -95,17 +112,20 @@ test('a header line longer than the buffer → Invalid content length with the b
 });
 
 test('the 11th simultaneous connection gets the raw 503 and is closed', async () => {
-  const socks: Socket[] = [];
+  // Each held connection completes a request, so the server has accepted all ten.
+  const held: RawClient[] = [];
   for (let i = 0; i < 10; i++) {
-    const s = connect(h.socketPath);
-    await new Promise((r) => s.once('connect', r));
-    socks.push(s);
+    const c = new RawClient(h.socketPath);
+    await c.write(req('GET', '/version'));
+    assert.is((await c.waitResponses(1))[0]?.status, 200);
+    held.push(c);
   }
-  await new Promise((r) => setTimeout(r, 50));
   const got = (await rawExchange(h.socketPath, [], { timeoutMs: 1000 })).toString();
   assert.is(got, 'HTTP/1.1 503\r\nServer: Firecracker API\r\nConnection: close\r\nContent-Length: 40\r\n\r\n{ "error": "Too many open connections" }');
-  for (const s of socks) s.destroy();
-  await new Promise((r) => setTimeout(r, 50));
+  // A connection whose peer closed stops counting before the server's FIN goes out, so once
+  // our side sees 'close' the slot is free.
+  for (const c of held) c.socket.end();
+  await Promise.all(held.map((c) => c.waitClose()));
   assert.is((await rawExchange(h.socketPath, req('GET', '/version'))).toString().split(' ')[1], '200');
 });
 
