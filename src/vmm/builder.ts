@@ -10,7 +10,7 @@
  *
  * Any failure releases what was created and throws: InstanceStart failures are not fatal.
  */
-import { readFileSync, openSync, fstatSync, closeSync } from 'node:fs';
+import { readFileSync, openSync, closeSync } from 'node:fs';
 import { Kvm, type VmFd } from '../kvm/kvm.js';
 import type { VcpuFd } from '../kvm/vcpu-fd.js';
 import { IoUring } from '../kvm/io-uring.js';
@@ -30,6 +30,7 @@ import { VM_CONTROL_SLOTS, VM_SLOT, type DeviceManifest } from '../actors/vcpu/p
 import { createHostDevices, type HostDeviceSet } from './host-devices.js';
 import { DEFAULT_BOOT_ARGS, machineDefaults, type DriveConfig, type MicroVmConfig } from './config.js';
 import { BlockHandle } from '../actors/virtio/block-handle.js';
+import { backingFileSize } from '../devices/virtio/block/file-backend.js';
 import { Vmm } from './vmm.js';
 import type { Metrics } from '../metrics/metrics.js';
 
@@ -108,7 +109,7 @@ export async function buildMicroVm(cfg: MicroVmConfig, log: VmmLog, metrics?: Me
         const fileFd = openSync(d.config.path_on_host, d.config.is_read_only ? 'r' : 'r+');
         try {
           return await BlockHandle.spawn({
-            vm, memory: mem.describe(), driveId: d.config.drive_id, fileFd, diskSizeBytes: fstatSync(fileFd).size,
+            vm, memory: mem.describe(), driveId: d.config.drive_id, fileFd, diskSizeBytes: backingFileSize(fileFd),
             readOnly: d.config.is_read_only ?? false, cacheType: d.config.cache_type ?? 'Unsafe', ioEngine: d.config.io_engine ?? 'Sync',
             rateLimiter: { bandwidth: d.config.rate_limiter?.bandwidth ?? null, ops: d.config.rate_limiter?.ops ?? null },
             addr: d.addr, gsi: d.gsi, onLog: log,

@@ -17,7 +17,8 @@ import type { HostGuestMemory } from '../memory/host-memory.js';
 import type { VcpuHandle, VcpuExit } from '../actors/vcpu/handle.js';
 import { VM_SLOT, VCPU_EXIT_KIND, exitCodeOf } from '../actors/vcpu/protocol.js';
 import type { BlockHandle } from '../actors/virtio/block-handle.js';
-import { openSync, fstatSync, closeSync } from 'node:fs';
+import { openSync, closeSync } from 'node:fs';
+import { backingFileSize } from '../devices/virtio/block/file-backend.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { TokenBucketConfig } from './config.js';
 
@@ -127,7 +128,7 @@ export class Vmm {
     if (update.path_on_host !== undefined) {
       const fd = openSync(update.path_on_host, update.readOnly ? 'r' : 'r+');
       try {
-        await b.updateBackingFile(fd, fstatSync(fd).size);
+        await b.updateBackingFile(fd, backingFileSize(fd));
       } catch (e) {
         closeSync(fd);
         throw e;
