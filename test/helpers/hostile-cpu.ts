@@ -125,24 +125,26 @@ export function interpreterCode(): Uint8Array {
   return a.link();
 }
 
+/** One segment of an image built by `elf64`. */
+export interface ImageSegment {
+  /** PT_LOAD (copied to `paddr`, zero-filled up to `memsz`) or PT_NOTE (scanned by the loader). */
+  readonly type: 'load' | 'note';
+  readonly paddr: number;
+  readonly data: Uint8Array;
+  readonly memsz?: number;
+}
+
 /**
- * The payload as an ELF64 image: one PT_LOAD (code, then zeroed mailbox, commands and stack up
- * to STACK_TOP) and one PT_NOTE holding the Xen PHYS32_ENTRY note that selects PVH entry.
+ * A minimal ELF64 x86_64 executable (System V gABI): the header, one program header per
+ * segment, then the segments' bytes. Enough for Kindling's loader (src/boot/elf.ts); kernel-less
+ * test guests are built with it.
  */
-export function hostileElf(): Uint8Array {
-  const code = interpreterCode();
-  if (code.length > PAYLOAD.SEQ - PAYLOAD.LOAD) throw new Error('interpreter overlaps its mailbox');
+export function elf64(entry: number, segments: readonly ImageSegment[]): Uint8Array {
   const EH = 64;
   const PH = 56;
-  const note = Buffer.alloc(12 + 4 + 4);
-  note.writeUInt32LE(4, 0); // namesz ("Xen\0")
-  note.writeUInt32LE(4, 4); // descsz (u32 entry)
-  note.writeUInt32LE(18, 8); // XEN_ELFNOTE_PHYS32_ENTRY
-  note.write('Xen\0', 12, 'latin1');
-  note.writeUInt32LE(PAYLOAD.LOAD, 16);
-  const codeAt = EH + 2 * PH;
-  const noteAt = codeAt + code.length;
-  const buf = Buffer.alloc(noteAt + note.length);
+  let at = EH + PH * segments.length;
+  const placed = segments.map((seg) => ({ seg, off: (at += seg.data.length) - seg.data.length }));
+  const buf = Buffer.alloc(at);
   buf.write('\x7fELF', 0, 'latin1');
   buf[4] = 2; // ELFCLASS64
   buf[5] = 1; // ELFDATA2LSB
@@ -150,25 +152,42 @@ export function hostileElf(): Uint8Array {
   buf.writeUInt16LE(2, 16); // ET_EXEC
   buf.writeUInt16LE(62, 18); // EM_X86_64
   buf.writeUInt32LE(1, 20);
-  buf.writeBigUInt64LE(BigInt(PAYLOAD.LOAD), 24); // e_entry
+  buf.writeBigUInt64LE(BigInt(entry), 24); // e_entry
   buf.writeBigUInt64LE(BigInt(EH), 32); // e_phoff
   buf.writeUInt16LE(EH, 52);
   buf.writeUInt16LE(PH, 54);
-  buf.writeUInt16LE(2, 56); // e_phnum
-  const phdr = (at: number, type: number, off: number, addr: number, filesz: number, memsz: number): void => {
-    buf.writeUInt32LE(type, at);
-    buf.writeUInt32LE(7, at + 4); // PF_R | PF_W | PF_X
-    buf.writeBigUInt64LE(BigInt(off), at + 8);
-    buf.writeBigUInt64LE(BigInt(addr), at + 16);
-    buf.writeBigUInt64LE(BigInt(addr), at + 24);
-    buf.writeBigUInt64LE(BigInt(filesz), at + 32);
-    buf.writeBigUInt64LE(BigInt(memsz), at + 40);
-  };
-  phdr(EH, 1, codeAt, PAYLOAD.LOAD, code.length, PAYLOAD.STACK_TOP - PAYLOAD.LOAD); // PT_LOAD
-  phdr(EH + PH, 4, noteAt, 0, note.length, 0); // PT_NOTE
-  Buffer.from(code).copy(buf, codeAt);
-  note.copy(buf, noteAt);
+  buf.writeUInt16LE(segments.length, 56); // e_phnum
+  placed.forEach(({ seg, off }, i) => {
+    const ph = EH + PH * i;
+    buf.writeUInt32LE(seg.type === 'load' ? 1 : 4, ph); // PT_LOAD / PT_NOTE
+    buf.writeUInt32LE(7, ph + 4); // PF_R | PF_W | PF_X
+    buf.writeBigUInt64LE(BigInt(off), ph + 8);
+    buf.writeBigUInt64LE(BigInt(seg.paddr), ph + 16);
+    buf.writeBigUInt64LE(BigInt(seg.paddr), ph + 24);
+    buf.writeBigUInt64LE(BigInt(seg.data.length), ph + 32);
+    buf.writeBigUInt64LE(BigInt(seg.type === 'load' ? seg.memsz ?? seg.data.length : 0), ph + 40);
+    Buffer.from(seg.data).copy(buf, off);
+  });
   return buf;
+}
+
+/**
+ * The payload as an ELF64 image: one PT_LOAD (code, then zeroed mailbox, commands and stack up
+ * to STACK_TOP) and one PT_NOTE holding the Xen PHYS32_ENTRY note that selects PVH entry.
+ */
+export function hostileElf(): Uint8Array {
+  const code = interpreterCode();
+  if (code.length > PAYLOAD.SEQ - PAYLOAD.LOAD) throw new Error('interpreter overlaps its mailbox');
+  const note = Buffer.alloc(12 + 4 + 4);
+  note.writeUInt32LE(4, 0); // namesz ("Xen\0")
+  note.writeUInt32LE(4, 4); // descsz (u32 entry)
+  note.writeUInt32LE(18, 8); // XEN_ELFNOTE_PHYS32_ENTRY
+  note.write('Xen\0', 12, 'latin1');
+  note.writeUInt32LE(PAYLOAD.LOAD, 16);
+  return elf64(PAYLOAD.LOAD, [
+    { type: 'load', paddr: PAYLOAD.LOAD, data: code, memsz: PAYLOAD.STACK_TOP - PAYLOAD.LOAD },
+    { type: 'note', paddr: 0, data: note },
+  ]);
 }
 
 /** Writes the payload to `path` (a kernel_image_path for MicroVm). */
