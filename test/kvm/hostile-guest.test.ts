@@ -196,6 +196,12 @@ test('avail.idx jumps break a queue: NEEDS_RESET, reset latches FAILED, the othe
   // Firecracker's block device cannot reset: status 0 latches FAILED and re-initialising is refused.
   await cpu.run([{ op: OP.W32, addr: a.base + VIRTIO_MMIO_STATUS, value: 0 }, { op: OP.W32, addr: a.base + VIRTIO_MMIO_STATUS, value: 1 }]);
   assert.is(await a.status(), VIRTIO_CONFIG_S_FAILED);
+  // The device model still holds its activation, so every further reset must latch FAILED
+  // again and a new initialisation must be refused: otherwise the transport would accept
+  // DRIVER_OK for rings the device worker never takes over.
+  await cpu.run([{ op: OP.W32, addr: a.base + VIRTIO_MMIO_STATUS, value: 0 }]);
+  assert.is(await a.status(), VIRTIO_CONFIG_S_FAILED, 'a second reset latches FAILED again');
+  assert.is(await a.init(VERSION_1), VIRTIO_CONFIG_S_FAILED, 're-initialising the unresettable device is refused');
   // Drive b's driver moves avail.idx backwards: 0xffff chains "pending" also breaks the queue.
   b.q.setAvailIdx(b.q.availIdx() - 1);
   await cpu.run([b.notifyCmd()]);
