@@ -74,7 +74,8 @@ let cpu: HostileCpu;
 let mem: GuestMemory;
 let drives: HostileDrive[];
 const counts = { registerBatches: 0, layoutCases: 0, chainCases: 0, hammerBatches: 0, notifies: 0 };
-const started = performance.now();
+/** Set when the first test boots the VM (the tier imports every file before running any). */
+let started = 0;
 /** Host bytes around guest RAM and the last RAM page, filled with canaries before any attack. */
 let canaries: { view: Uint8Array; want: Uint8Array }[] = [];
 
@@ -99,6 +100,7 @@ async function runBatches(batches: readonly Batch[]): Promise<number> {
 }
 
 test('the hostile payload boots under KVM and answers the mailbox', async () => {
+  started = performance.now();
   await vm.start();
   mem = vm.memory;
   cpu = new HostileCpu(mem, () => vm.state === 'Running');
