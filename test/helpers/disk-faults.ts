@@ -88,8 +88,9 @@ export class SmallFs {
 
 /** A device-mapper device `name` over a loop device over `backing` (a file of `bytes`). */
 export class FaultyDisk {
-  /** Table changes made (fail + heal), for the test's fault count. */
-  switches = 0;
+  /** Times the disk was switched to the error target and back, for the test's report. */
+  failures = 0;
+  heals = 0;
 
   private constructor(readonly name: string, readonly backing: string, readonly loop: string, readonly sectors: number) {}
 
@@ -121,7 +122,6 @@ export class FaultyDisk {
     sh('dmsetup', ['suspend', '--noudevsync', this.name]);
     sh('dmsetup', ['reload', '--noudevsync', this.name, '--table', table]);
     sh('dmsetup', ['resume', '--noudevsync', this.name]);
-    this.switches++;
   }
 
   /** Every sector fails from now on; cached pages of the device are written back and dropped. */
@@ -129,11 +129,13 @@ export class FaultyDisk {
     sh('blockdev', ['--flushbufs', this.path]);
     this.load(`0 ${this.sectors} error`);
     sh('blockdev', ['--flushbufs', this.path]);
+    this.failures++;
   }
 
   /** Back to the linear mapping of the loop device. */
   heal(): void {
     this.load(this.linear());
+    this.heals++;
   }
 
   /** Bytes of the backing file (what reached the "disk"). */

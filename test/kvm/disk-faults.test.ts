@@ -146,7 +146,9 @@ test('ENOSPC and EIO under a running guest: errors reach the guest, acknowledged
     const exit = await withTimeout(vm.exit, 120_000, 'the guest did not reboot');
     assert.is(exit.code, 0, exit.reason);
     const served = ioerrs('full_sync') + ioerrs('full_async') + ioerrs('eio_sync') + ioerrs('eio_async');
-    console.log(`\n    disk faults: ${2 + dm.reduce((n, d) => n + d.switches, 0)} faults injected (tmpfs full on 2 drives, ${dm.length} dm tables to error and back); ` +
+    const eioFaults = dm.reduce((n, d) => n + d.failures, 0);
+    console.log(`\n    disk faults: ${full.length + eioFaults} faults injected (ENOSPC under ${full.length} drives, EIO target on ${eioFaults} dm drives), ` +
+      `${1 + dm.reduce((n, d) => n + d.heals, 0)} recoveries (space freed, tables healed); ` +
       `VMM answered ${served} requests with IOERR (${enospc} ENOSPC, ${served - enospc} EIO); guest kernel logged ${healed[2]} I/O errors; ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   } finally {
     if (vm && vm.state !== 'Exited' && vm.state !== 'Not started') await vm.stop();
