@@ -7,7 +7,8 @@
 #     kernel-release         its `uname -r`
 #     guest-initrd.cpio.gz   busybox + scripts/guest/init + virtio/ext4 modules
 #     rootfs.ext4            the same tree as an ext4 image (mke2fs -d, no loop mount)
-#     sandbox-initrd.cpio.gz busybox + scripts/sandbox/init + kvm-amd/9p modules
+#     sandbox-initrd.cpio.gz busybox + scripts/sandbox/init + kvm-amd/9p modules, and loop and
+#                            dm-mod for the disk fault tests (test/helpers/disk-faults.ts)
 #     vmlinux-6.1-mini       minimal ELF kernel (devices on the command line)
 #     bzImage-6.1-mini       the same build as a bzImage
 #     vmlinux-6.1-fc         Firecracker's CI guest config (PVH note, devices via ACPI)
@@ -106,7 +107,7 @@ mke2fs -q -t ext4 -L kindling-root -d "$work/guest" "$out.partial/rootfs.ext4" 6
 
 # --- the sandbox tree --------------------------------------------------------------------
 make_tree "$work/sandbox" "$repo/scripts/sandbox/init"
-add_modules "$work/sandbox" kvm-amd virtio_pci 9pnet_virtio 9p tun
+add_modules "$work/sandbox" kvm-amd virtio_pci 9pnet_virtio 9p tun loop dm-mod
 pack_cpio "$work/sandbox" "$out.partial/sandbox-initrd.cpio.gz"
 
 # --- the minimal kernels -----------------------------------------------------------------

@@ -24,6 +24,8 @@ function run(cmd, args, opts = {}) {
 const NEEDED = {
   'qemu-system-x86_64': 'qemu-system-x86', cpio: 'cpio', mke2fs: 'e2fsprogs', debugfs: 'e2fsprogs',
   depmod: 'kmod', modprobe: 'kmod', curl: 'curl', ip: 'iproute2',
+  // Disk fault tests (test/helpers/disk-faults.ts): device-mapper disks over loop devices.
+  dmsetup: 'dmsetup', losetup: 'mount', blockdev: 'util-linux',
 };
 
 /** Installs missing Debian packages when root; otherwise throws with the exact apt-get line. */

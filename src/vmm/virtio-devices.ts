@@ -6,11 +6,12 @@
  * the next GSI from GSI_LEGACY_START (device_manager/mmio.rs `allocate_mmio_resources`).
  * VmResources keeps the root drive first, so it becomes /dev/vda.
  */
-import { openSync, fstatSync, closeSync } from 'node:fs';
+import { openSync, closeSync } from 'node:fs';
 import { IoUring } from '../kvm/io-uring.js';
 import type { VmFd } from '../kvm/kvm.js';
 import type { GuestMemoryDescriptor } from '../memory/guest-memory.js';
 import { GSI_LEGACY_END, GSI_LEGACY_START, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START } from '../arch/x86_64/layout.js';
+import { backingFileSize } from '../devices/virtio/block/file-backend.js';
 import { BlockHandle } from '../actors/virtio/block-handle.js';
 import { NetHandle } from '../actors/virtio/net-handle.js';
 import type { VirtioBlockDrive } from '../config/drives.js';
@@ -64,7 +65,7 @@ export async function spawnVirtioDevices(p: VirtioPlan, vm: VmFd, memory: GuestM
     const fileFd = openSync(d.config.path_on_host, d.config.is_read_only ? 'r' : 'r+');
     try {
       return await BlockHandle.spawn({
-        vm, memory, driveId: d.config.drive_id, fileFd, diskSizeBytes: fstatSync(fileFd).size,
+        vm, memory, driveId: d.config.drive_id, fileFd, diskSizeBytes: backingFileSize(fileFd),
         readOnly: d.config.is_read_only, cacheType: d.config.cache_type, ioEngine: d.config.io_engine,
         rateLimiter: d.config.rate_limiter ?? {}, addr: d.addr, gsi: d.gsi, onLog: log,
       });

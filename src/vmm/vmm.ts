@@ -20,7 +20,8 @@ import { VM_SLOT, VCPU_EXIT_KIND, exitCodeOf } from '../actors/vcpu/protocol.js'
 import type { BlockHandle } from '../actors/virtio/block-handle.js';
 import type { NetHandle } from '../actors/virtio/net-handle.js';
 import type { ByteRing } from '../devices/byte-ring.js';
-import { openSync, fstatSync, closeSync } from 'node:fs';
+import { openSync, closeSync } from 'node:fs';
+import { backingFileSize } from '../devices/virtio/block/file-backend.js';
 import type { Readable } from 'node:stream';
 import type { Metrics } from '../metrics/metrics.js';
 import type { BlockDeviceUpdateConfig } from '../config/drives.js';
@@ -162,7 +163,7 @@ export class Vmm implements RunningVm {
         throw new Error(`Error manipulating the backing file: ${ioErrorText(e)} ${update.path_on_host}`, { cause: e });
       }
       try {
-        await b.updateBackingFile(fd, fstatSync(fd).size);
+        await b.updateBackingFile(fd, backingFileSize(fd));
       } catch (e) {
         closeSync(fd);
         throw e;

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MicroVm } from 'kindling';
 import { fixture, testBootArgs, ConsoleLog, withTimeout } from '../helpers/guest.js';
+import { elf64 } from '../helpers/hostile-cpu.js';
 
 const BOOT_TIMEOUT_MS = 240_000;
 
@@ -85,35 +86,7 @@ test('minimal ELF vmlinux boots to a shell that runs typed commands; SendCtrlAlt
 
 /** An ELF64 whose only segment, at 1 MiB, is `ud2`: with Firecracker's 1-entry IDT the #UD
  * escalates to a triple fault (KVM_EXIT_SHUTDOWN) at the first instruction. */
-function tripleFaultElf(): Uint8Array {
-  const code = [0x0f, 0x0b]; // ud2
-  const ehsize = 64;
-  const phsize = 56;
-  const buf = Buffer.alloc(ehsize + phsize + code.length);
-  buf.write('\x7fELF', 0, 'latin1');
-  buf[4] = 2; // ELFCLASS64
-  buf[5] = 1; // ELFDATA2LSB
-  buf[6] = 1; // EV_CURRENT
-  buf.writeUInt16LE(2, 16); // ET_EXEC
-  buf.writeUInt16LE(62, 18); // EM_X86_64
-  buf.writeUInt32LE(1, 20);
-  buf.writeBigUInt64LE(0x100000n, 24); // e_entry
-  buf.writeBigUInt64LE(BigInt(ehsize), 32); // e_phoff
-  buf.writeUInt16LE(ehsize, 52);
-  buf.writeUInt16LE(phsize, 54);
-  buf.writeUInt16LE(1, 56); // e_phnum
-  const ph = ehsize;
-  buf.writeUInt32LE(1, ph); // PT_LOAD
-  buf.writeUInt32LE(5, ph + 4); // PF_R | PF_X
-  buf.writeBigUInt64LE(BigInt(ehsize + phsize), ph + 8); // p_offset
-  buf.writeBigUInt64LE(0x100000n, ph + 16); // p_vaddr
-  buf.writeBigUInt64LE(0x100000n, ph + 24); // p_paddr
-  buf.writeBigUInt64LE(BigInt(code.length), ph + 32); // p_filesz
-  buf.writeBigUInt64LE(BigInt(code.length), ph + 40); // p_memsz
-  buf.writeBigUInt64LE(0x1000n, ph + 48);
-  Buffer.from(code).copy(buf, ehsize + phsize);
-  return buf;
-}
+const tripleFaultElf = (): Uint8Array => elf64(0x100000, [{ type: 'load', paddr: 0x100000, data: Uint8Array.of(0x0f, 0x0b) }]); // ud2
 
 test('a guest that triple-faults stops with exit code 1 and an error line', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kindling-tf-'));

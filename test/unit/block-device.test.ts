@@ -4,9 +4,13 @@
  * through the avail ring and come back on the used ring with status bytes and interrupts.
  */
 import { test } from 'uvu';
+import { closeSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { must } from '../../src/memory/guest-memory.js';
 import { CACHE_TYPE } from '../../src/devices/virtio/block/device.js';
+import { backingFileSize, blockDeviceSizePath } from '../../src/devices/virtio/block/file-backend.js';
 import {
   VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
   VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_CONFIG_S_FAILED,
@@ -212,6 +216,26 @@ test('a new backing file updates capacity and raises a config interrupt', () => 
   assert.is(mmioRead32(r.transport, VIRTIO_MMIO_CONFIG), 2);
   assert.equal(r.irqs, [VIRTIO_MMIO_INT_CONFIG]);
   assert.is(r.metrics.count('update_count'), 1);
+});
+
+test('backing file size: st_size for a regular file, not rounded (the device rounds down)', () => {
+  const p = join(mkdtempSync(join(tmpdir(), 'kindling-size-')), 'disk.img');
+  writeFileSync(p, Buffer.alloc(3 * 512 + 100));
+  const fd = openSync(p, 'r');
+  try {
+    assert.is(backingFileSize(fd), 3 * 512 + 100);
+  } finally {
+    closeSync(fd);
+  }
+});
+
+test("a block device's size comes from sysfs, found through glibc's major/minor split of st_rdev", () => {
+  // glibc makedev(): minor bits 0-7 and 20-31 (of 12-39), major bits 8-19 and 32-43 (of 44-63).
+  const makedev = (major: bigint, minor: bigint): bigint =>
+    ((major & 0xfffn) << 8n) | ((major & ~0xfffn) << 32n) | (minor & 0xffn) | ((minor & ~0xffn) << 12n);
+  for (const [major, minor] of [[8n, 0n], [253n, 3n], [7n, 255n], [259n, 1_048_575n], [4097n, 256n]] as const) {
+    assert.is(blockDeviceSizePath(makedev(major, minor)), `/sys/dev/block/${major}:${minor}/size`);
+  }
 });
 
 test('random request chains never make the device throw', () => {

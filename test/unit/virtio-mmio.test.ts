@@ -279,9 +279,25 @@ test('status 0 resets every register; an active device that cannot reset latches
   setStatus(t, 0);
   assert.is(log.resets, 1);
   assert.is(status(t), FAILED);
-  assert.is(state.load(MMIO_SLOT.ACTIVATED), 0);
+  assert.is(state.load(MMIO_SLOT.ACTIVATED), 1, 'the device still holds its activation');
   assert.equal(state.queueConfig(0), { size: 0, ready: false, descTable: 0, availRing: 0, usedRing: 0 });
   assert.is(state.ackedFeatures(), 0n);
+});
+
+test('a device that cannot reset stays FAILED: later resets latch it again, no new activation', () => {
+  // Regression: the second reset used to find the transport inactive, clear FAILED and let the
+  // driver reach DRIVER_OK again while the device worker kept its old rings and ignored the new.
+  const { t, log, mq } = rig({ onReset: () => false });
+  mmioDriverInit(t, OFFERED, [mq]);
+  mmioDriverOk(t);
+  setStatus(t, 0);
+  setStatus(t, 0);
+  assert.is(log.resets, 2, 'every reset asks the device');
+  assert.is(status(t), FAILED);
+  mmioDriverInit(t, OFFERED, [mq]);
+  mmioDriverOk(t);
+  assert.is(status(t), FAILED, 'no transition out of FAILED');
+  assert.is(log.activations.length, 1, 'DRIVER_OK was never accepted again');
 });
 
 test('a device that supports reset goes back to 0 and can be activated again', () => {

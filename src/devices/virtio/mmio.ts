@@ -14,7 +14,8 @@
  *                            consumes it in the kernel and the device worker sees the eventfd)
  *   interrupt(bit)           the transport ORed `bit` into InterruptStatus: raise the line
  *   onReset()                status 0 written while activated; false → the device cannot
- *                            reset, status becomes FAILED (Firecracker behaviour)
+ *                            reset: it stays activated and FAILED, and every later reset
+ *                            latches FAILED again (Firecracker behaviour)
  *   warn(message)            an illegal access, for a (rate limited) log
  * The device worker never calls this class: it reads the activation from MmioState and raises
  * interrupts through MmioInterrupt.
@@ -22,7 +23,9 @@
  * Status state machine (only these transitions; anything else is ignored with a warning):
  *
  *   0 ──► ACK ──► ACK|DRIVER ──► ACK|DRIVER|FEATURES_OK ──► ACK|DRIVER|FEATURES_OK|DRIVER_OK
- *   any value with FAILED ──► status | FAILED (latched)      0 ──► reset (from any status)
+ *   any value with FAILED ──► status | FAILED (latched)      0 ──► reset (from any status;
+ *                                                                  activated: FAILED until
+ *                                                                  onReset() drops it)
  *
  * DriverFeatures is writable with DRIVER set and none of FEATURES_OK, FAILED, NEEDS_RESET;
  * queue fields with FEATURES_OK set and neither DRIVER_OK nor FAILED; the config space with
@@ -294,9 +297,10 @@ export class MmioTransport implements BusDevice {
         this.callbacks.onActivateFailed?.(action.error);
         return;
       case 'reset-active':
-        if (this.callbacks.onReset?.() !== true) {
+        if (this.callbacks.onReset?.() === true) {
           s.lock();
-          s.store(MMIO_SLOT.STATUS, s.load(MMIO_SLOT.STATUS) | VIRTIO_CONFIG_S_FAILED);
+          s.store(MMIO_SLOT.ACTIVATED, 0);
+          s.store(MMIO_SLOT.STATUS, s.load(MMIO_SLOT.STATUS) & ~VIRTIO_CONFIG_S_FAILED);
           s.unlock();
         }
         return;
@@ -318,7 +322,15 @@ export class MmioTransport implements BusDevice {
       if (current === VIRTIO_CONFIG_S_INIT) return { kind: 'none' };
       const wasActive = s.activated();
       this.resetLocked();
-      return wasActive ? { kind: 'reset-active' } : { kind: 'none' };
+      if (!wasActive) return { kind: 'none' };
+      // The device model keeps its activation (its rings) until onReset() says it dropped
+      // it. Until then — for a device that cannot reset, for good — the transport stays
+      // activated and FAILED: a driver may not initialise it again and have DRIVER_OK
+      // accepted for new rings the device would never take over (Firecracker keeps such a
+      // device activated and FAILED too, devices/virtio/transport/mmio.rs set_device_status).
+      s.store(MMIO_SLOT.ACTIVATED, 1);
+      s.store(MMIO_SLOT.STATUS, VIRTIO_CONFIG_S_FAILED);
+      return { kind: 'reset-active' };
     }
     if (!VALID_TRANSITIONS.some(([from, to]) => current === from && v === to)) {
       return { kind: 'invalid', warning: `invalid virtio status transition 0x${current.toString(16)} -> 0x${v.toString(16)}` };

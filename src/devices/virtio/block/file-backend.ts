@@ -6,16 +6,16 @@
  * io_engine `Async` is src/actors/virtio/uring-backend.ts (io_uring needs koffi, so it lives
  * with the actor); both share `backingFileId`.
  */
-import { readSync, writeSync, fsyncSync, fstatSync } from 'node:fs';
+import { readSync, writeSync, fsyncSync, fstatSync, readFileSync } from 'node:fs';
 import type { BlockBackend } from './device.js';
-import { VIRTIO_BLK_ID_BYTES } from '../constants.js';
+import { VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_SECTOR_SIZE } from '../constants.js';
 
 export class FileBlockBackend implements BlockBackend {
   constructor(readonly fd: number) {}
 
-  /** Size of the backing file in bytes. */
+  /** Size of the backing file (or block device) in bytes. */
   size(): number {
-    return fstatSync(this.fd).size;
+    return backingFileSize(this.fd);
   }
 
   readAt(buf: Uint8Array, offset: number): number {
@@ -47,4 +47,25 @@ export class FileBlockBackend implements BlockBackend {
 export function backingFileId(fd: number): Uint8Array {
   const st = fstatSync(fd);
   return Buffer.from(`${st.dev}${st.rdev}${st.ino}`).subarray(0, VIRTIO_BLK_ID_BYTES);
+}
+
+/**
+ * Size in bytes of a drive's backing file, as Firecracker measures it: by seeking to its end
+ * (devices/virtio/block/virtio/device.rs, DiskProperties::file_size), which works for regular
+ * files and block devices alike. st_size is that size for a regular file but 0 for a block
+ * device (an LVM volume, a dm or loop device), whose size comes from sysfs instead.
+ */
+export function backingFileSize(fd: number): number {
+  const st = fstatSync(fd, { bigint: true });
+  if (!st.isBlockDevice()) return Number(st.size);
+  // The sysfs `size` attribute counts 512-byte sectors whatever the logical block size
+  // (Documentation/ABI/stable/sysfs-block).
+  return Number(readFileSync(blockDeviceSizePath(st.rdev), 'utf8').trim()) * VIRTIO_BLK_SECTOR_SIZE;
+}
+
+/** The sysfs file with the size of the block device `rdev` (st_rdev, split as glibc's major()/minor()). */
+export function blockDeviceSizePath(rdev: bigint): string {
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & 0xffff_ff00n);
+  return `/sys/dev/block/${major}:${minor}/size`;
 }
