@@ -14,6 +14,7 @@
 import { createServer, type Socket } from 'node:net';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 
 export const UP_BYTES = 64 << 20;
 export const DOWN_BYTES = 64 << 20;
@@ -88,7 +89,10 @@ async function main(): Promise<void> {
   console.log('PEER_READY');
 }
 
-main().catch((e: Error) => {
-  console.log(`PEER_ERROR ${e.message}`);
-  process.exit(1);
-});
+// Run as a program (`node net-peer.js …`); the test imports it only for the sizes.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((e: Error) => {
+    console.log(`PEER_ERROR ${e.message}`);
+    process.exit(1);
+  });
+}
