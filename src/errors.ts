@@ -50,8 +50,8 @@ export const ERROR_CODES = {
   CPUID_NORMALIZATION: 'KVM CPUID entries cannot be normalized for a vCPU (missing leaf, unknown vendor, bad topology)',
   MPTABLE_SETUP: 'the MP table cannot be built (vCPU count outside 1..254)',
   ACPI_SETUP: 'the ACPI tables cannot be built (bad device resource, bad vCPU count, or no room in the system region)',
-  API_HTTP_PARSE: 'a request on the API socket is not valid HTTP as micro_http parses it (facts §1.1)',
-  API_REQUEST_INVALID: 'an API request has a bad method/path, resource id or body shape (facts §1.2)',
+  API_HTTP_PARSE: 'a request on the API socket is not valid HTTP as micro_http parses it (micro_http src/request.rs)',
+  API_REQUEST_INVALID: 'an API request has a bad method/path, resource id or body shape (firecracker src/firecracker/src/api_server/parsed_request.rs)',
   API_SOCKET_IN_USE: 'the API socket path already exists or is in use (bind EADDRINUSE)',
   CONFIG_DESERIALIZE: 'a JSON body or config file does not match the resource schema (serde_json error text)',
   CONFIG_INVALID: 'a resource configuration was rejected by validation (Firecracker fault text)',
@@ -194,7 +194,7 @@ export type KernelLoaderErrorCode = Extract<ErrorCode, `KERNEL_LOAD_${string}`>;
  */
 export class BootError extends KindlingError {}
 
-/** The kernel image is malformed or unsupported (facts §3.3). */
+/** The kernel image is malformed or unsupported (firecracker src/vmm/src/arch/x86_64/mod.rs). */
 export class KernelLoaderError extends BootError {
   constructor(code: KernelLoaderErrorCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
@@ -222,21 +222,21 @@ export class BootParamsError extends BootError {
   }
 }
 
-/** CPUID normalization failed (facts §3.4): the entries or the topology asked for are unusable. */
+/** CPUID normalization failed (firecracker src/vmm/src/arch/x86_64/regs.rs): the entries or the topology asked for are unusable. */
 export class CpuidError extends KindlingError {
   constructor(message: string) {
     super('CPUID_NORMALIZATION', message);
   }
 }
 
-/** The MP table (facts §3.5) cannot be built. */
+/** The MP table (firecracker src/vmm/src/arch/x86_64/mptable.rs and src/vmm/src/acpi/) cannot be built. */
 export class MptableError extends KindlingError {
   constructor(message: string) {
     super('MPTABLE_SETUP', message);
   }
 }
 
-/** The ACPI tables (facts §3.5) cannot be built. */
+/** The ACPI tables (firecracker src/vmm/src/arch/x86_64/mptable.rs and src/vmm/src/acpi/) cannot be built. */
 export class AcpiError extends KindlingError {
   constructor(message: string) {
     super('ACPI_SETUP', message);
@@ -246,7 +246,7 @@ export class AcpiError extends KindlingError {
 /**
  * Base of the API/config-layer errors (src/api, src/config, src/cli). `faultMessage` is the exact
  * text Firecracker puts in `{"fault_message": ...}` (or prints), `status` the HTTP status the API
- * answers with (facts §1.2: 400, except MMDS data-store overflow → 413).
+ * answers with (firecracker src/firecracker/src/api_server/parsed_request.rs: 400, except MMDS data-store overflow → 413).
  */
 export class ApiLayerError extends KindlingError {
   readonly status: number;
@@ -289,7 +289,7 @@ export class VirtqueueError extends KindlingError {
   }
 }
 
-/** A virtio-mmio queue failed validation at DRIVER_OK (facts §4.4); the device gets NEEDS_RESET. */
+/** A virtio-mmio queue failed validation at DRIVER_OK (firecracker src/vmm/src/devices/virtio/transport/mmio.rs); the device gets NEEDS_RESET. */
 export class VirtioMmioError extends KindlingError {
   readonly queue: number;
   constructor(code: Extract<ErrorCode, `VIRTIO_MMIO_${string}`>, message: string, queue: number) {
@@ -316,7 +316,7 @@ export class VirtioActivateError extends KindlingError {
 }
 
 /**
- * A malformed virtio-blk request chain (virtio 1.1 §5.2.6, facts §4.5). Returned by the parser;
+ * A malformed virtio-blk request chain (virtio 1.1 §5.2.6). Returned by the parser;
  * the device completes the chain with used len 0 and writes no status (Firecracker's
  * `execute_fails`).
  */
@@ -333,7 +333,7 @@ export class NetDeviceParamsError extends KindlingError {
   }
 }
 
-/** A rate limiter token bucket was configured with a value outside u64 (facts §4.10). */
+/** A rate limiter token bucket was configured with a value outside u64 (firecracker src/vmm/src/rate_limiter/mod.rs). */
 export class RateLimiterError extends KindlingError {
   constructor(message: string) {
     super('RATE_LIMITER_CONFIG', message);

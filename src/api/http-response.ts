@@ -1,5 +1,5 @@
 /**
- * micro_http's response bytes (facts §1.1, response.rs): `HTTP/1.1 <code> \r\n` (trailing space,
+ * micro_http's response bytes (response.rs): `HTTP/1.1 <code> \r\n` (trailing space,
  * no reason phrase), `Server: Firecracker API`, `Connection: keep-alive`, optional
  * `Deprecation: true`, then Content-Type/Content-Length unless the status is 100 or 204.
  */

@@ -1,6 +1,6 @@
 /**
  * Reply bodies, serialized with fast-json-stringify from schemas whose property order is the
- * Rust struct order (serde serializes fields in declaration order; facts §1.2 "compact
+ * Rust struct order (serde serializes fields in declaration order; firecracker src/firecracker/src/api_server/parsed_request.rs "compact
  * serde_json"). `VmmData` → status + body (`ParsedRequest::convert_to_response`).
  */
 import { lazySerializer } from '../util/json-serializer.js';

@@ -1,10 +1,10 @@
 /**
- * The API server: micro_http over a Unix socket with node:net (facts §1.1 — node:http's parser
+ * The API server: micro_http over a Unix socket with node:net (micro_http src/request.rs — node:http's parser
  * accepts and rejects different things), feeding one `VmmController`.
  *
  * - At most 10 connections; the 11th gets the raw 503 and is closed.
  * - Requests from all connections are processed one at a time, end to end, in arrival order
- *   (Firecracker's API thread blocks on the VMM thread per request, facts §0); each
+ *   (Firecracker's API thread blocks on the VMM thread per request); each
  *   connection's responses go out in request order, keep-alive always.
  * - Per request, as `ApiServer::handle_request` logs it: "The API server received a ...",
  *   the outcome, a deprecation warning, then "Total previous API call duration: N us." —

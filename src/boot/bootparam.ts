@@ -1,5 +1,5 @@
 /**
- * The Linux x86 boot protocol's binary layouts, transcribed once (conventions §6 item 7) from
+ * The Linux x86 boot protocol's binary layouts, transcribed once (docs/design.md, Layers) from
  * arch/x86/include/uapi/asm/bootparam.h, arch/x86/include/uapi/asm/setup_data.h and
  * Documentation/arch/x86/{boot.rst,zero-page.rst}. Used by bzimage.ts (reading a kernel's
  * setup header) and zero-page.ts (writing struct boot_params). Firecracker gets the same
@@ -111,7 +111,7 @@ export const XLF_KERNEL_64 = 1 << 0;
 
 /**
  * Oldest boot protocol Kindling accepts: 2.12, the first with xloadflags, as Firecracker
- * requires (facts §3.3; linux-loader alone accepts 2.00+).
+ * requires (firecracker src/vmm/src/arch/x86_64/mod.rs; linux-loader alone accepts 2.00+).
  */
 export const BOOT_PROTOCOL_MIN_VERSION = 0x020c;
 /** bzImage sector size: setup_sects counts these, plus one for the boot sector. */

@@ -1,6 +1,6 @@
 /**
  * bzImage kernel loader, per the Linux x86 boot protocol (Documentation/arch/x86/boot.rst) and
- * Firecracker's extra rules (facts §3.3). The file is: a boot sector plus `setup_sects` sectors
+ * Firecracker's extra rules (firecracker src/vmm/src/arch/x86_64/mod.rs). The file is: a boot sector plus `setup_sects` sectors
  * of real-mode setup code (the setup header sits at 0x1f1 inside it), then the protected-mode
  * kernel, which is copied to `code32_start`. Kindling never runs the real-mode code: it enters
  * the 64-bit entry point `startup_64`, STARTUP_64_OFFSET bytes into the loaded kernel, with a
@@ -50,7 +50,7 @@ export interface BzImageHeader {
   readonly kernelSize: number;
   /**
    * A copy of the raw setup header, boot_params offsets [0x1f1, 0x26c): the zero page starts
-   * from it (facts §3.3).
+   * from it (firecracker src/vmm/src/arch/x86_64/mod.rs).
    */
   readonly raw: Uint8Array;
 }
@@ -89,7 +89,7 @@ export function parseBzImage(bytes: Uint8Array): BzImageHeader {
     throw new KernelLoaderError('KERNEL_LOAD_BZIMAGE_NOT_LOADED_HIGH', `loadflags ${hex(loadflags)} lack LOADED_HIGH (a zImage cannot be booted)`);
   }
   // Without XLF_KERNEL_64 there is no startup_64 at STARTUP_64_OFFSET, and Kindling only
-  // enters kernels in long mode (facts §3.4: the Linux path sets up paging and EFER.LMA).
+  // enters kernels in long mode (firecracker src/vmm/src/arch/x86_64/regs.rs: the Linux path sets up paging and EFER.LMA).
   const xloadflags = view.getUint16(SETUP_HEADER.xloadflags, true);
   if ((xloadflags & XLF_KERNEL_64) === 0) {
     throw new KernelLoaderError('KERNEL_LOAD_BZIMAGE_NOT_64BIT', `xloadflags ${hex(xloadflags)} lack XLF_KERNEL_64 (no 64-bit entry point)`);

@@ -1,12 +1,12 @@
 /**
  * The kernel command line: a builder that validates as it goes, after linux-loader
  * `src/cmdline/mod.rs` (the crate Firecracker builds its command line with), and the writer
- * that puts it at CMDLINE_START (facts §3.2).
+ * that puts it at CMDLINE_START (firecracker src/vmm/src/arch/x86_64/layout.rs).
  *
  * A command line has two parts: boot args (kernel parameters) and init args (handed to init),
  * joined by INIT_ARGS_SEPARATOR " -- ". Firecracker appends its own kernel parameters
  * (`virtio_mmio.device=...`, `root=...`, `pci=off`) to the boot args, i.e. before the " -- "
- * (facts §10 item 5); `insertStr` does exactly that.
+ * (firecracker src/vmm/src/builder.rs, the command line is finished last); `insertStr` does exactly that.
  *
  * Invariants, held after every successful call:
  * - every character is printable ASCII, ' '..'~' (so there is no NUL inside);
@@ -164,7 +164,7 @@ function render(boot: string, init: string): string {
 
 /**
  * Writes the NUL-terminated command line at CMDLINE_START and returns where it went; `size`
- * (NUL included) is what boot_params.hdr.cmdline_size gets (facts §3.3). A string is parsed
+ * (NUL included) is what boot_params.hdr.cmdline_size gets (firecracker src/vmm/src/arch/x86_64/mod.rs). A string is parsed
  * first (Cmdline.parse). Throws CmdlineError CMDLINE_TOO_LONG when it exceeds
  * CMDLINE_MAX_SIZE, whatever the builder's own capacity.
  */

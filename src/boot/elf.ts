@@ -1,5 +1,5 @@
 /**
- * ELF64 kernel loader (`vmlinux`), facts §3.3: PT_LOAD segments are copied to their physical
+ * ELF64 kernel loader (`vmlinux`), firecracker src/vmm/src/arch/x86_64/mod.rs: PT_LOAD segments are copied to their physical
  * address p_paddr, e_entry must be at least HIMEM_START, and a Xen note of type
  * XEN_ELFNOTE_PHYS32_ENTRY selects PVH boot at the note's address instead of the 64-bit Linux
  * entry. Mirrors linux-loader `src/loader/x86_64/elf/mod.rs` as Firecracker calls it (no
@@ -70,7 +70,7 @@ export interface ElfImage {
   readonly segments: readonly ElfSegment[];
 }
 
-/** True when `bytes` starts with the ELF magic (facts §3.3: only then is ELF tried). */
+/** True when `bytes` starts with the ELF magic (firecracker src/vmm/src/arch/x86_64/mod.rs: only then is ELF tried). */
 export function isElf(bytes: Uint8Array): boolean {
   return bytes.length >= SELFMAG && ELFMAG.every((b, i) => bytes[i] === b);
 }
@@ -110,7 +110,7 @@ export function parseElf(bytes: Uint8Array): ElfImage {
     throw new KernelLoaderError('KERNEL_LOAD_TRUNCATED', `program header table ${hex(phoff)}+${phnum}x${ELF64_PHDR_SIZE} runs past the end of the file`);
   }
 
-  // linux-loader checks the entry before reading segments; so do we (facts §3.3).
+  // linux-loader checks the entry before reading segments; so do we (firecracker src/vmm/src/arch/x86_64/mod.rs).
   const entry = u64(view, ELF64_EHDR.e_entry);
   if (entry < HIMEM_START) throw new KernelLoaderError('KERNEL_LOAD_ENTRY', `ELF entry ${hex(entry)} is below HIMEM_START`);
 
@@ -200,7 +200,7 @@ function noteName(view: DataView, at: number, namesz: number): string {
  * Loads an ELF64 kernel into guest memory: validates it (parseElf), checks each segment lies
  * at or above HIMEM_START and inside one RAM region (KERNEL_LOAD_ADDRESS), then copies
  * p_filesz bytes to p_paddr and zeroes up to p_memsz. The entry point is PVH when the image
- * has a XEN_ELFNOTE_PHYS32_ENTRY note, else 64-bit Linux at e_entry (facts §3.3).
+ * has a XEN_ELFNOTE_PHYS32_ENTRY note, else 64-bit Linux at e_entry (firecracker src/vmm/src/arch/x86_64/mod.rs).
  */
 export function loadElf(mem: GuestMemory, bytes: Uint8Array): LoadedImage {
   const img = parseElf(bytes);

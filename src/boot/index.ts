@@ -1,10 +1,10 @@
 /**
- * Kindling's boot layer (conventions §6 item 14): loads a kernel, initrd and command line into
+ * Kindling's boot layer (docs/design.md, Layers): loads a kernel, initrd and command line into
  * a GuestMemory and writes the boot information the entry kind needs, then returns the
  * EntryPoint. It never touches KVM, registers or files: callers pass file contents, and the
- * vCPU set-up (facts §3.4) turns the EntryPoint into registers.
+ * vCPU set-up (firecracker src/vmm/src/arch/x86_64/regs.rs) turns the EntryPoint into registers.
  *
- * Order, as Firecracker's builder (facts §3.1 step 4, §3.3):
+ * Order, as Firecracker's builder (firecracker src/vmm/src/builder.rs and arch/x86_64/mod.rs):
  *   1. loadKernel: kernel image (ELF first, bzImage when the ELF magic is absent), initrd above
  *      it at the top of low RAM, command line at CMDLINE_START;
  *   2. (caller: attach devices, possibly extending the command line and re-writing it with
@@ -61,7 +61,7 @@ export interface LoadedKernel extends LoadedImage {
 
 /**
  * Copies a kernel image into guest memory: ELF when it has the ELF magic, otherwise bzImage;
- * a file that is neither fails with KERNEL_LOAD_BAD_MAGIC (facts §3.3). An ELF with a bad
+ * a file that is neither fails with KERNEL_LOAD_BAD_MAGIC (firecracker src/vmm/src/arch/x86_64/mod.rs). An ELF with a bad
  * class, machine or headers is refused outright, not retried as a bzImage.
  */
 export function loadKernelImage(mem: GuestMemory, kernel: Uint8Array): LoadedImage {
@@ -90,7 +90,7 @@ export function loadKernel(mem: GuestMemory, kernel: Uint8Array, opts: LoadKerne
 export type BootInfo = { readonly kind: 'linux64'; readonly bootParams: BootParams } | { readonly kind: 'pvh'; readonly pvh: PvhInfo };
 
 /**
- * Writes the boot information the kernel's entry kind reads (facts §3.3): the zero page at
+ * Writes the boot information the kernel's entry kind reads (firecracker src/vmm/src/arch/x86_64/mod.rs): the zero page at
  * ZERO_PAGE_START for `linux64`, or hvm_start_info + module list + memory map for `pvh`.
  * `ram` overrides the memory map's RAM ranges (default: the guest memory's regions).
  */

@@ -1,5 +1,5 @@
 /**
- * Initrd placement (facts §3.3; firecracker arch/x86_64/mod.rs `initrd_load_addr`): the image
+ * Initrd placement (firecracker src/vmm/src/arch/x86_64/mod.rs; firecracker arch/x86_64/mod.rs `initrd_load_addr`): the image
  * goes as high as possible in the first RAM region, page-aligned down:
  *
  *     addr = align_down(end_of_first_region - size, GUEST_PAGE_SIZE)

@@ -1,10 +1,10 @@
 /**
  * The Xen PVH boot ABI's start info, for ELF kernels with a XEN_ELFNOTE_PHYS32_ENTRY note
- * (facts §3.3, firecracker arch/x86_64/mod.rs `configure_pvh`). Layouts from
+ * (firecracker arch/x86_64/mod.rs `configure_pvh`). Layouts from
  * xen/include/public/arch-x86/hvm/start_info.h (linux-loader
  * `src/loader_gen/x86_64/start_info.rs`):
  *
- *   PVH_INFO_START  struct hvm_start_info        (RBX points here at entry, facts §3.4)
+ *   PVH_INFO_START  struct hvm_start_info        (RBX points here at entry)
  *   MODLIST_START   struct hvm_modlist_entry[]   (the initrd, when there is one)
  *   MEMMAP_START    struct hvm_memmap_table_entry[] (the same 4 kinds of entries as e820)
  *
@@ -156,7 +156,7 @@ export interface PvhInfo {
 
 /**
  * Writes hvm_start_info at PVH_INFO_START, the module list at MODLIST_START and the memory
- * map at MEMMAP_START (facts §3.3). modlist_paddr is set only when there is a module, as in
+ * map at MEMMAP_START (firecracker src/vmm/src/arch/x86_64/mod.rs). modlist_paddr is set only when there is a module, as in
  * Firecracker. MEMMAP_START is ZERO_PAGE_START: never combine with writeBootParams.
  */
 export function writePvhInfo(mem: GuestMemory, cfg: PvhBootConfig): PvhInfo {

@@ -1,12 +1,12 @@
 /**
  * Types shared by the kernel loaders (elf.ts, bzimage.ts) and the boot configurators
- * (zero-page.ts, pvh.ts). The boot layer is pure (conventions §6 item 14): it writes into a
+ * (zero-page.ts, pvh.ts). The boot layer is pure (docs/design.md, Layers): it writes into a
  * GuestMemory and returns these values; registers are set elsewhere from the EntryPoint
- * (facts §3.4: Linux boot → rip=entry, rsi=ZERO_PAGE_START; PVH → rip=entry, rbx=PVH_INFO_START).
+ * (firecracker src/vmm/src/arch/x86_64/regs.rs: Linux boot → rip=entry, rsi=ZERO_PAGE_START; PVH → rip=entry, rbx=PVH_INFO_START).
  */
 
 /**
- * How the vCPU enters the kernel (facts §3.3):
+ * How the vCPU enters the kernel (firecracker src/vmm/src/arch/x86_64/mod.rs):
  * - `linux64`: the Linux 64-bit boot protocol, long mode with identity paging, RSI → zero page;
  * - `pvh`: the Xen PVH ABI, 32-bit protected mode without paging, RBX → hvm_start_info.
  */
@@ -28,7 +28,7 @@ export interface LoadedImage {
   readonly kernelEnd: number;
   /**
    * bzImage only: the image's own setup header (boot_params offsets 0x1f1..0x26c), which the
-   * zero page must start from (facts §3.3). Absent for ELF, whose zero page starts zeroed.
+   * zero page must start from (firecracker src/vmm/src/arch/x86_64/mod.rs). Absent for ELF, whose zero page starts zeroed.
    */
   readonly setupHeader?: Uint8Array;
 }

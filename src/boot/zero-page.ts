@@ -1,7 +1,7 @@
 /**
  * The Linux zero page (struct boot_params, arch/x86/include/uapi/asm/bootparam.h) for the
  * 64-bit Linux boot entry, and the guest memory map it and the PVH start info share.
- * Firecracker's `configure_system` (arch/x86_64/mod.rs), facts §3.3:
+ * Firecracker's `configure_system` (arch/x86_64/mod.rs), firecracker src/vmm/src/arch/x86_64/mod.rs:
  *
  * - start: ELF → zeroed setup header with kernel_alignment = KERNEL_MIN_ALIGNMENT_BYTES;
  *   bzImage → the image's own setup header;
@@ -10,7 +10,7 @@
  *   acpi_rsdp_addr = RSDP_ADDR, and the e820 table from `bootMemoryMap`.
  *
  * One DataView codec (encodeBootParams / decodeBootParams), u64 fields as bigint, little-endian
- * explicit (conventions §6 item 7). The vCPU later gets RSI = ZERO_PAGE_START (facts §3.4).
+ * explicit (docs/design.md, Layers). The vCPU later gets RSI = ZERO_PAGE_START (firecracker src/vmm/src/arch/x86_64/regs.rs).
  */
 import {
   HIMEM_START,
@@ -49,7 +49,7 @@ export interface E820Entry {
 }
 
 /**
- * The guest memory map, in Firecracker's order (facts §3.3; not sorted):
+ * The guest memory map, in Firecracker's order (firecracker src/vmm/src/arch/x86_64/mod.rs; not sorted):
  *   1. [0, SYSTEM_MEM_START) RAM;
  *   2. [SYSTEM_MEM_START, +SYSTEM_MEM_SIZE) reserved (MP table + ACPI tables);
  *   3. [PCI_MMCONFIG_START, +PCI_MMCONFIG_SIZE) reserved (ECAM, always present);
@@ -172,10 +172,10 @@ export interface LinuxBootConfig {
   readonly ram?: readonly RamRange[];
 }
 
-/** Builds the zero page's field values for a configuration (facts §3.3). */
+/** Builds the zero page's field values for a configuration (firecracker src/vmm/src/arch/x86_64/mod.rs). */
 export function bootParamsFor(cfg: LinuxBootConfig, mem: GuestMemory): BootParams {
   // The image's header carries fields the kernel checks on entry (version, xloadflags,
-  // init_size...), which is why a bzImage zero page must start from it (facts §10 item 7).
+  // init_size...), which is why a bzImage zero page must start from it (firecracker src/vmm/src/arch/x86_64/mod.rs `configure_system`).
   const fromImage = cfg.setupHeader !== undefined;
   const setupHeader = new Uint8Array(SETUP_HEADER_SIZE);
   if (cfg.setupHeader) setupHeader.set(cfg.setupHeader.subarray(0, SETUP_HEADER_SIZE));

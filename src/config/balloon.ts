@@ -1,5 +1,5 @@
 /**
- * PUT/PATCH/GET /balloon (facts §1.4 Balloon/BalloonStats, §4.8, vmm_config/balloon.rs). The
+ * PUT/PATCH/GET /balloon (firecracker src/vmm/src/vmm_config/ Balloon/BalloonStats, vmm_config/balloon.rs). The
  * pre-boot store checks the target against guest memory; statistics, hinting and live updates
  * are the backend's (post-boot only).
  */

@@ -1,5 +1,5 @@
 /**
- * `--config-file` (facts §1.5, resources.rs `VmResources::from_json`): the GET /vm/config shape
+ * `--config-file` (resources.rs `VmResources::from_json`): the GET /vm/config shape
  * read back, applied in Firecracker's order — logger, metrics, machine-config, cpu-config,
  * boot-source, drives, network-interfaces, vsock, balloon, --metadata into MMDS, mmds-config,
  * entropy, pmem, memory-hotplug. Top-level unknown keys are ignored; `boot-source` and `drives`
@@ -104,7 +104,7 @@ function wrap<T>(f: () => T): T {
   }
 }
 
-/** Builds a `VmResources` from a config file, in Firecracker's order (facts §1.5). */
+/** Builds a `VmResources` from a config file, in Firecracker's order (firecracker src/vmm/src/resources.rs). */
 export function fromConfigFile(json: string | Uint8Array, opts: ConfigFileOptions = {}): VmResources {
   let cfg: VmmConfigFile;
   try {

@@ -1,5 +1,5 @@
 /**
- * PUT /cpu-config: an x86_64 custom CPU template (facts §1.4 CpuConfig,
+ * PUT /cpu-config: an x86_64 custom CPU template (firecracker src/vmm/src/vmm_config/ CpuConfig,
  * cpu_config/x86_64/custom_cpu_template.rs, templates_serde.rs). Numbers are strings with a
  * `0x`/`0b` prefix, bitmaps are `0b` + 0/1/x characters (x = leave the bit alone).
  * aarch64-only fields (`reg_modifiers`, `vcpu_features`) are unknown fields on x86_64.

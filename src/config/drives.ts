@@ -1,5 +1,5 @@
 /**
- * PUT/PATCH /drives/{id} (facts §1.4 Drive/PartialDrive, vmm_config/drive.rs, block/device.rs).
+ * PUT/PATCH /drives/{id} (firecracker src/vmm/src/vmm_config/ Drive/PartialDrive, vmm_config/drive.rs, block/device.rs).
  * A drive is virtio-block iff `path_on_host` is set and `socket` is not; with `socket` it is
  * vhost-user-blk. The backing file is opened at PUT time (read-write unless read-only). The
  * store keeps at most one root device, always first in the list (→ /dev/vda).
@@ -111,7 +111,7 @@ export function openBackingFile(path: string, readOnly: boolean): void {
   }
 }
 
-/** `Block::new`: picks the backend type and opens the backing file (facts §1.4). */
+/** `Block::new`: picks the backend type and opens the backing file (firecracker src/vmm/src/vmm_config/). */
 export function buildDrive(cfg: BlockDeviceConfig): DriveConfig {
   if (cfg.path_on_host !== null && cfg.socket === null) {
     const readOnly = cfg.is_read_only ?? false;
@@ -134,7 +134,7 @@ export function buildDrive(cfg: BlockDeviceConfig): DriveConfig {
   throw new ConfigError('drive', 'Unable to create the virtio block device: Invalid block config.');
 }
 
-/** A drive as GET /vm/config reports it: all nine keys, nulls included (facts §1.4). */
+/** A drive as GET /vm/config reports it: all nine keys, nulls included (firecracker src/vmm/src/vmm_config/). */
 export function driveJson(d: DriveConfig): BlockDeviceConfig {
   if (d.kind === 'vhost-user-block') {
     return { drive_id: d.drive_id, partuuid: d.partuuid, is_root_device: d.is_root_device, cache_type: d.cache_type, is_read_only: null, path_on_host: null, rate_limiter: null, io_engine: null, socket: d.socket };

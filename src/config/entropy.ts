@@ -1,4 +1,4 @@
-/** PUT /entropy (facts §1.4 Entropy, §4.9): a virtio-rng device with an optional rate limiter. */
+/** PUT /entropy (firecracker src/vmm/src/vmm_config/ Entropy): a virtio-rng device with an optional rate limiter. */
 import { RATE_LIMITER, RateLimiterConfig, effectiveRateLimiter } from './rate-limiter.js';
 import { Desc, deserialize, field, opt, struct, toJsonSchema } from './serde.js';
 

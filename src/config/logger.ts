@@ -1,5 +1,5 @@
 /**
- * PUT /logger body (facts §1.4 Logger, §7; logger/logging.rs `LoggerConfig`). Levels are matched
+ * PUT /logger body (firecracker src/vmm/src/vmm_config/ Logger; logger/logging.rs `LoggerConfig`). Levels are matched
  * case-insensitively and `Warning` means `Warn`; anything else is serde's custom
  * "Invalid LevelFilter". Applying the config is src/logger's job.
  */

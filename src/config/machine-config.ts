@@ -1,5 +1,5 @@
 /**
- * GET/PUT/PATCH /machine-config (facts §1.4 MachineConfiguration, vmm_config/machine_config.rs
+ * GET/PUT/PATCH /machine-config (firecracker src/vmm/src/vmm_config/ MachineConfiguration, vmm_config/machine_config.rs
  * at v1.16.1). PUT requires `vcpu_count` and `mem_size_mib`; PATCH takes any non-empty subset;
  * both become a `MachineConfigUpdate` applied by `applyMachineConfigUpdate`.
  *
@@ -86,7 +86,7 @@ export const MACHINE_CONFIG_REPLY_SCHEMA = {
   required: ['vcpu_count', 'mem_size_mib', 'smt', 'track_dirty_pages', 'huge_pages'],
 } as const;
 
-/** The machine configuration before any PUT (facts §1.4: 1 vCPU, 128 MiB). */
+/** The machine configuration before any PUT (firecracker src/vmm/src/vmm_config/: 1 vCPU, 128 MiB). */
 export function defaultMachineConfig(): MachineConfig {
   return { vcpu_count: DEFAULT_VCPU_COUNT, mem_size_mib: DEFAULT_MEM_SIZE_MIB, smt: false, cpu_template: null, track_dirty_pages: false, huge_pages: 'None' };
 }
@@ -116,7 +116,7 @@ export const MACHINE_CONFIG_ERRORS = {
 
 /**
  * `MachineConfig::update`: validates the merged result. A PUT without cpu_template keeps the
- * previous template (code quirk, facts §1.4); `None` clears it.
+ * previous template (code quirk); `None` clears it.
  */
 export function applyMachineConfigUpdate(cur: MachineConfig, u: MachineConfigUpdate): MachineConfig {
   const vcpu = u.vcpu_count ?? cur.vcpu_count;

@@ -1,5 +1,5 @@
 /**
- * PUT/PATCH/GET /hotplug/memory (facts §1.4 MemoryHotplugConfig, §4.9 virtio-mem,
+ * PUT/PATCH/GET /hotplug/memory (firecracker src/vmm/src/vmm_config/ MemoryHotplugConfig, virtio-mem,
  * vmm_config/memory_hotplug.rs).
  */
 import { ConfigError } from './errors.js';

@@ -1,5 +1,5 @@
 /**
- * PUT /metrics body (facts §1.4 Metrics, §7; vmm_config/metrics.rs). Unknown fields are accepted
+ * PUT /metrics body (firecracker src/vmm/src/vmm_config/ Metrics; vmm_config/metrics.rs). Unknown fields are accepted
  * (no deny_unknown_fields). `emit_id` and `properties` come from Firecracker after 1.16; v1.16.1
  * ignores them as unknown fields, Kindling honours them.
  */

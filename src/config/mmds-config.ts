@@ -1,5 +1,5 @@
 /**
- * PUT /mmds/config (facts §1.4 MmdsConfig, §5; vmm_config/mmds.rs, resources.rs
+ * PUT /mmds/config (firecracker src/vmm/src/vmm_config/ MmdsConfig; vmm_config/mmds.rs, resources.rs
  * `set_mmds_network_stack_config`). The interfaces must already exist; the address must be
  * RFC 3927 link-local outside 169.254.0.x and 169.254.255.x.
  */

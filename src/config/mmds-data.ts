@@ -1,5 +1,5 @@
 /**
- * The MMDS data store (facts §5, mmds/data_store.rs): one JSON value, PUT replaces it, PATCH
+ * The MMDS data store (firecracker src/vmm/src/mmds/, mmds/data_store.rs): one JSON value, PUT replaces it, PATCH
  * merges (RFC 7396) and requires a prior PUT, both refuse results whose compact serialization
  * exceeds the limit (→ 413). Keys come back sorted (serde_json's BTreeMap). The guest-facing MMDS
  * (backend) reads `value()`.
@@ -64,7 +64,7 @@ export class MmdsDataStore {
     return this.data;
   }
 
-  /** The GET /mmds body: serde_json serialization, `null` shown as `{}` (facts §1.2). */
+  /** The GET /mmds body: serde_json serialization, `null` shown as `{}` (firecracker src/firecracker/src/api_server/parsed_request.rs). */
   toJson(): string {
     return this.data === null ? '{}' : serdeJsonStringify(this.data);
   }

@@ -1,5 +1,5 @@
 /**
- * PUT/PATCH /network-interfaces/{id} (facts §1.4 NetworkInterface, vmm_config/net.rs). The TAP is
+ * PUT/PATCH /network-interfaces/{id} (firecracker src/vmm/src/vmm_config/ NetworkInterface, vmm_config/net.rs). The TAP is
  * opened at PUT time in Firecracker; Kindling asks the backend's `DeviceProbe.openTap` (the API
  * layer has no TUN ioctls) and otherwise only checks the name length. Same id → replaced (moved
  * to the end, as `swap_remove` + push does); a MAC used by another interface is refused.

@@ -1,5 +1,5 @@
 /**
- * PUT/PATCH /pmem/{id} (facts §1.4 Pmem, §4.9, vmm_config/pmem.rs). v1.16.1 stores the config
+ * PUT/PATCH /pmem/{id} (firecracker src/vmm/src/vmm_config/ Pmem, vmm_config/pmem.rs). v1.16.1 stores the config
  * at PUT (the file is mapped at boot); a root pmem device and a root block device exclude each
  * other.
  */

@@ -1,5 +1,5 @@
 /**
- * `VmResources`: the validated pre-boot configuration store (facts §1.3–§1.4, firecracker
+ * `VmResources`: the validated pre-boot configuration store (firecracker
  * resources.rs). The API controller and the config-file loader both go through these methods,
  * so PUT/PATCH semantics (same-id replace, root-device-first, one root, duplicate MAC, file checks
  * at PUT time) live in one place. `toVmConfig()` is what a backend receives at InstanceStart;
@@ -23,15 +23,15 @@ import { PmemConfig, insertPmem, pmemJson } from './pmem.js';
 import { SerialConfig } from './serial.js';
 import { VsockConfig, VsockDeviceConfig, buildVsock } from './vsock.js';
 
-/** A network interface as the backend receives it: `mmds` marks MMDS interception (facts §5). */
+/** A network interface as the backend receives it: `mmds` marks MMDS interception (firecracker src/vmm/src/mmds/). */
 export interface NetworkInterfaceVmConfig extends NetworkInterfaceConfig {
   mmds: boolean;
 }
 
 /**
- * Everything a VM backend needs to build and boot a microVM (InstanceStart, facts §3–§4).
+ * Everything a VM backend needs to build and boot a microVM (InstanceStart).
  * Paths are host paths already checked at PUT time; lists are in attach order (root drive
- * first, facts §4.4).
+ * first, firecracker src/vmm/src/devices/virtio/transport/mmio.rs).
  */
 export interface VmConfig {
   /** `--id` (the instance id, also the MMDS token AAD). */
@@ -60,13 +60,13 @@ export interface VmConfig {
   /** MMDS settings and the live data store, when MMDS is attached to an interface. */
   mmds: { config: MmdsConfig; store: MmdsDataStore } | null;
   serial: SerialConfig;
-  /** --boot-timer: add the boot-timer MMIO device (facts §4.3). */
+  /** --boot-timer: add the boot-timer MMIO device (firecracker src/vmm/src/devices/pseudo/boot_timer.rs). */
   bootTimer: boolean;
   /** --enable-pci. */
   pciEnabled: boolean;
 }
 
-/** The GET /vm/config body (`VmmConfig` serialized with kebab-case keys, facts §1.4). */
+/** The GET /vm/config body (`VmmConfig` serialized with kebab-case keys). */
 export interface FullVmConfiguration {
   balloon: BalloonDeviceConfig | null;
   drives: BlockDeviceConfig[];

@@ -1,5 +1,5 @@
 /**
- * A byte reader that reproduces serde_json's `SliceRead` + `Deserializer` primitives (facts §1.2):
+ * A byte reader that reproduces serde_json's `SliceRead` + `Deserializer` primitives (firecracker src/firecracker/src/api_server/parsed_request.rs):
  * whitespace, strings, numbers, literals, and the exact error texts and positions serde_json
  * reports ("expected `,` or `}` at line 1 column 12"). Firecracker embeds these texts in its
  * `fault_message`, so tools match on them; positions are byte offsets on the line, as in
@@ -432,7 +432,7 @@ export function formatF64(v: number): string {
 
 /**
  * Serializes a `JsonValue` compactly as serde_json does with its default `BTreeMap`: object keys
- * sorted by their UTF-8 bytes, floats via `formatF64` (facts §1.2: GET /mmds output).
+ * sorted by their UTF-8 bytes, floats via `formatF64` (firecracker src/firecracker/src/api_server/parsed_request.rs: GET /mmds output).
  */
 export function serdeJsonStringify(v: JsonValue): string {
   if (v === null) return 'null';

@@ -1,5 +1,5 @@
 /**
- * Schema-driven deserialization with serde's semantics (facts §1.2, conventions §6 item 13).
+ * Schema-driven deserialization with serde's semantics (firecracker src/firecracker/src/api_server/parsed_request.rs, docs/design.md, Errors and replies).
  *
  * Each API resource describes its body once with the `Desc` builders below. From that one
  * description we get (1) `deserialize()`, which walks the bytes exactly as serde_json + serde

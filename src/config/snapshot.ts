@@ -1,7 +1,7 @@
 /**
- * Snapshot request bodies (facts §1.4 SnapshotCreateParams/SnapshotLoadParams, §6;
+ * Snapshot request bodies (firecracker src/vmm/src/vmm_config/ SnapshotCreateParams/SnapshotLoadParams;
  * vmm_config/snapshot.rs, api_server/request/snapshot.rs) and PATCH /vm (`Vm`). Executing them is
- * the backend's job; Kindling's snapshot format is its own (facts §6: binary compatibility with
+ * the backend's job; Kindling's snapshot format is its own (firecracker src/vmm/src/persist.rs: binary compatibility with
  * Firecracker files is not a goal).
  */
 import { SerdeError } from './serde-read.js';

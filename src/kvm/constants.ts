@@ -33,7 +33,7 @@ export const KVM_CAP = {
 export type KvmCapName = keyof typeof KVM_CAP;
 
 /**
- * What Kindling requires before creating a VM: Firecracker's list (facts §3.1) plus
+ * What Kindling requires before creating a VM: Firecracker's list (firecracker src/vmm/src/builder.rs) plus
  * KVM_CAP_IMMEDIATE_EXIT, which the vCPU kick relies on (see kick.ts).
  */
 export const REQUIRED_CAPS: readonly KvmCapName[] = [

@@ -6,8 +6,8 @@
  *
  * Why io_uring and not a piscina pool of blocking workers: Firecracker's Async engine is
  * io_uring, and it keeps the per-request cost at a few stores into shared memory plus one
- * io_uring_enter per batch, with no message per request between threads (the brief's rule for
- * hot paths) and no copy of the data. A pool would post a message per request and wake a
+ * io_uring_enter per batch, with no message per request between threads (docs/design.md,
+ * Threads and actors) and no copy of the data. A pool would post a message per request and wake a
  * second thread to block in pread.
  *
  * Shared-memory protocol (io_uring(7) "Submission/Completion Queue Ring"): we own the SQ tail

@@ -122,7 +122,7 @@ export class VmFd {
     kvmIoctl(this.fd, 'KVM_CREATE_IRQCHIP');
   }
 
-  /** KVM_CREATE_PIT2 with KVM_PIT_SPEAKER_DUMMY, as Firecracker does (facts §3.1). */
+  /** KVM_CREATE_PIT2 with KVM_PIT_SPEAKER_DUMMY, as Firecracker does (firecracker src/vmm/src/builder.rs). */
   createPit2(): void {
     kvmIoctl(this.fd, 'KVM_CREATE_PIT2', abi.encode(abi.kvm_pit_config, { flags: KVM_PIT_SPEAKER_DUMMY }));
   }

@@ -1,5 +1,5 @@
 /**
- * Firecracker's logger (facts §7, logger/logging.rs):
+ * Firecracker's logger (firecracker src/vmm/src/logger/metrics.rs, logger/logging.rs):
  *
  *   `<YYYY-MM-DDTHH:MM:SS.nnnnnnnnn local> [<instance id>:<thread>[:<LEVEL>][:<file>:<line>]] <msg>\n`
  *

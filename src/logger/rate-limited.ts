@@ -1,5 +1,5 @@
 /**
- * Per-call-site log rate limiting (facts §7; logger/rate_limited.rs): a GCRA token bucket of 10
+ * Per-call-site log rate limiting (firecracker src/vmm/src/logger/metrics.rs; logger/rate_limited.rs): a GCRA token bucket of 10
  * messages per 5 s. After a cold start 10 calls pass back-to-back, then one per 500 ms. Denied
  * calls count `logger.rate_limited_log_count`; the next allowed call first reports
  * "<n> messages were suppressed due to rate limiting" at warn level.

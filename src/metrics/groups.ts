@@ -1,6 +1,6 @@
 /**
  * The metric groups Firecracker v1.16.1 emits, field by field and in serialization order
- * (facts §7; logger/metrics.rs and each device's metrics.rs). `inc` fields are counters
+ * (firecracker src/vmm/src/logger/metrics.rs; logger/metrics.rs and each device's metrics.rs). `inc` fields are counters
  * (SharedIncMetric, emitted as the delta since the previous flush), `store` fields are gauges
  * (SharedStoreMetric, absolute), `agg` fields are LatencyAggregateMetrics
  * `{min_us, max_us, sum_us}` (min/max gauges, sum a counter).

@@ -1,5 +1,5 @@
 /**
- * Firecracker-compatible metrics (facts §7, logger/metrics.rs): counters are emitted as the
+ * Firecracker-compatible metrics (firecracker src/vmm/src/logger/metrics.rs, logger/metrics.rs): counters are emitted as the
  * delta since the previous flush, gauges as absolute values; every flush writes ONE JSON object
  * per line with ALL groups (zeros when a device is absent), serialized by fast-json-stringify
  * from a schema built for the current set of devices. Flushes: once when the VM is built, every

@@ -99,8 +99,8 @@ export const PHASE_ERRORS = {
 
 /**
  * A failed action; `message` is the full `VmmActionError` Display (the fault_message), `status`
- * 400 or 413 (MMDS limit, facts §1.2). `fatal` marks snapshot-load failures after which the
- * process exits (facts §1.3).
+ * 400 or 413 (MMDS limit). `fatal` marks snapshot-load failures after which the
+ * process exits (firecracker src/vmm/src/rpc_interface.rs).
  */
 export class VmmActionError extends ApiLayerError {
   readonly fatal: boolean;

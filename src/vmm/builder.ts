@@ -146,7 +146,7 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
   }
 }
 
-/** Per-vCPU state (facts §3.4): CPUID, MSRs, regs, FPU, sregs, LAPIC LINT0/LINT1. */
+/** Per-vCPU state (firecracker src/vmm/src/arch/x86_64/regs.rs): CPUID, MSRs, regs, FPU, sregs, LAPIC LINT0/LINT1. */
 function configureVcpus(kvm: Kvm, vcpus: VcpuFd[], entry: { kind: 'linux64' | 'pvh'; addr: number }, smt: boolean): void {
   const supported = kvm.getSupportedCpuid();
   for (const v of vcpus) {

@@ -1,6 +1,6 @@
 /**
- * The driver side of a split virtqueue, for tests and benchmarks of device models (conventions
- * §6 item 4; like rust-vmm virtio-queue `MockSplitQueue` and Firecracker `VirtQueue`): lays out
+ * The driver side of a split virtqueue, for tests and benchmarks of device models (the fake a
+ * pure device model is tested with, docs/design.md "Layers"; like rust-vmm virtio-queue `MockSplitQueue` and Firecracker `VirtQueue`): lays out
  * a descriptor table, an available ring and a used ring in a GuestMemory as a guest driver
  * would, adds chains, reads back used elements, and sets the driver's suppression fields. It
  * also drives a virtio-mmio transport through the driver initialisation sequence (§3.1.1).

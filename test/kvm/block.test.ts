@@ -114,7 +114,7 @@ test('Debian guest: write to ext4, read-only drive, PATCH grows a drive, rate-li
     assert.match(con.text, /RO_TOUCH=[1-9]/);
     assert.match(con.text, /RO_DD=[1-9]/);
     assert.is(sha(ro), roSum, 'the read-only image is unchanged');
-    // Firecracker's refill rule (facts §4.10: ≥ refill_time since the last refill → full
+    // Firecracker's refill rule (firecracker src/vmm/src/rate_limiter/mod.rs: ≥ refill_time since the last refill → full
     // bucket) means a bucket idle since boot grants its 2 MiB twice: once as the initial full
     // budget and again at the first refill. A cold 16 MiB read therefore needs only 6.0 s; the
     // 4 MiB warm-up read spends both, so the timed 16 MiB read runs at the steady 2 MiB/s

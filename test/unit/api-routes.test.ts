@@ -1,5 +1,5 @@
 /**
- * Pre-boot configuration endpoints over the real socket (facts §1.2–§1.4): for each path and
+ * Pre-boot configuration endpoints over the real socket (firecracker src/firecracker/src/api_server/ and src/vmm/src/vmm_config/): for each path and
  * method the happy path and at least three refusals, asserting status and exact fault_message.
  */
 import { test } from 'uvu';

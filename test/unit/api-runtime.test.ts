@@ -1,5 +1,5 @@
 /**
- * Actions and the post-boot half of the API (facts §1.3): InstanceStart (success, retryable
+ * Actions and the post-boot half of the API (firecracker src/vmm/src/rpc_interface.rs): InstanceStart (success, retryable
  * failure, unsupported devices), PATCH /vm, runtime device updates, snapshot routing, MMDS after
  * boot, metrics flushed at start, and the API log lines.
  */

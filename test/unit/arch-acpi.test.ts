@@ -1,5 +1,5 @@
 /**
- * ACPI tables and the AML of the DSDT (facts §3.5): checksums, lengths, the pointer chain, and
+ * ACPI tables and the AML of the DSDT (firecracker src/vmm/src/arch/x86_64/mptable.rs and src/vmm/src/acpi/): checksums, lengths, the pointer chain, and
  * the virtio-mmio / COM1 / PS2 devices decoded back with a small AML reader.
  */
 import { test } from 'uvu';

@@ -1,4 +1,4 @@
-/** CPUID normalization per vCPU, Intel and AMD branches (facts §3.4). */
+/** CPUID normalization per vCPU, Intel and AMD branches (firecracker src/vmm/src/arch/x86_64/regs.rs). */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { CpuidEntry } from '../../src/kvm/kvm.js';

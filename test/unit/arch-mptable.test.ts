@@ -1,4 +1,4 @@
-/** MP floating pointer and configuration table (facts §3.5, MP spec 1.4 §4). */
+/** MP floating pointer and configuration table (firecracker src/vmm/src/arch/x86_64/mptable.rs and src/vmm/src/acpi/, MP spec 1.4 §4). */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { arrayGuestMemory } from '../../src/memory/guest-memory.js';

@@ -1,4 +1,4 @@
-/** Boot register state, GDT, identity page tables, MSRs and LAPIC LINTs (facts §3.4). */
+/** Boot register state, GDT, identity page tables, MSRs and LAPIC LINTs (firecracker src/vmm/src/arch/x86_64/regs.rs). */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { KvmSegment, KvmSregs } from '../../src/kvm/vcpu-fd.js';
@@ -26,7 +26,7 @@ function resetSregs(): KvmSregs {
   };
 }
 
-test('GDT flag constants are the facts §3.4 values', () => {
+test('GDT flag constants are the firecracker src/vmm/src/arch/x86_64/regs.rs values', () => {
   assert.is(GDT_CODE64_FLAGS, 0xa09b);
   assert.is(GDT_DATA_FLAGS, 0xc093);
   assert.is(GDT_TSS64_FLAGS, 0x808b);

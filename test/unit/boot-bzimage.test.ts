@@ -1,6 +1,6 @@
 /**
  * bzImage loader (src/boot/bzimage.ts): crafted setup headers break one rule each (boot.rst +
- * Firecracker's 2.12 / XLF_KERNEL_64 rules, facts §3.3) and expect one code; the real bzImage
+ * Firecracker's 2.12 / XLF_KERNEL_64 rules, firecracker src/vmm/src/arch/x86_64/mod.rs) and expect one code; the real bzImage
  * fixtures load at code32_start with the 64-bit entry 0x200 further. Fixture tests fail,
  * never skip, without the files.
  */

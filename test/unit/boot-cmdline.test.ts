@@ -1,7 +1,7 @@
 /**
  * Kernel command line builder (src/boot/cmdline.ts): the 2048-byte limit counts the NUL,
  * only printable ASCII, " -- " splits boot args from init args and Kindling's own params go
- * before it (facts §3.2, §10 item 5; linux-loader cmdline semantics).
+ * before it (firecracker src/vmm/src/arch/x86_64/layout.rs; linux-loader cmdline semantics).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';

@@ -1,7 +1,7 @@
 /**
  * ELF kernel loader (src/boot/elf.ts): crafted images break one field each and expect one
- * error code (conventions §6 item 5); the real vmlinux fixtures must load with the entry
- * Firecracker would use (facts §3.3). The fixture tests fail, never skip, without the files.
+ * error code (docs/design.md, Errors and replies); the real vmlinux fixtures must load with the entry
+ * Firecracker would use (firecracker src/vmm/src/arch/x86_64/mod.rs). The fixture tests fail, never skip, without the files.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';

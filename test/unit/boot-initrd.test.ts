@@ -1,6 +1,6 @@
 /**
  * Initrd placement (src/boot/initrd.ts): align_down(end of low RAM - size, 4096), above the
- * kernel, below MMIO32_MEM_START (facts §3.3).
+ * kernel, below MMIO32_MEM_START (firecracker src/vmm/src/arch/x86_64/mod.rs).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';

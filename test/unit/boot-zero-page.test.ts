@@ -1,6 +1,6 @@
 /**
  * Zero page (struct boot_params) and PVH start info encoders: layouts asserted against
- * bootparam.h / start_info.h offsets, field values and the e820 map exactly as facts §3.3
+ * bootparam.h / start_info.h offsets, field values and the e820 map exactly as firecracker src/vmm/src/arch/x86_64/mod.rs
  * lists them. Raw reads at absolute offsets check the bytes, not just the codec round trip.
  */
 import { test } from 'uvu';
@@ -23,7 +23,7 @@ const mem = () => arrayGuestMemory([{ gpa: 0, size: 256 * MiB }]);
 const cmdline = { addr: 0x20000, size: 42 };
 const initrd = { addr: 0xf000000, size: 0x123456 };
 
-/** Firecracker's e820 for a 256 MiB guest (facts §3.3, in this order). */
+/** Firecracker's e820 for a 256 MiB guest (firecracker src/vmm/src/arch/x86_64/mod.rs, in this order). */
 const E820_256M = [
   { addr: 0n, size: 0x9fc00n, type: 1 },
   { addr: 0x9fc00n, size: 0x40400n, type: 2 },

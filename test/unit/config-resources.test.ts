@@ -1,5 +1,5 @@
 /**
- * `VmResources` semantics and `--config-file` (facts §1.4, §1.5): same-id replace, root first,
+ * `VmResources` semantics and `--config-file` (firecracker src/vmm/src/vmm_config/): same-id replace, root first,
  * one root, MAC uniqueness, MMDS attachment, GET /vm/config shape, config-file order and errors.
  */
 import { test } from 'uvu';

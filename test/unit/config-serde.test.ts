@@ -1,5 +1,5 @@
 /**
- * serde_json/serde-derive fidelity of the body deserializer (facts §1.2): one malformation per
+ * serde_json/serde-derive fidelity of the body deserializer (firecracker src/firecracker/src/api_server/parsed_request.rs): one malformation per
  * assertion, exact text and position.
  */
 import { test } from 'uvu';

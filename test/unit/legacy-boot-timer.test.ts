@@ -1,4 +1,4 @@
-/** Boot-timer pseudo device (facts §4.3): the magic write and the exact log line. */
+/** Boot-timer pseudo device (firecracker src/vmm/src/devices/pseudo/boot_timer.rs): the magic write and the exact log line. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {

@@ -1,4 +1,4 @@
-/** i8042 model (facts §4.2): status/control, commands, ACK + IRQ1, reset, Ctrl+Alt+Del. */
+/** i8042 model (firecracker src/vmm/src/devices/legacy/i8042.rs): status/control, commands, ACK + IRQ1, reset, Ctrl+Alt+Del. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {

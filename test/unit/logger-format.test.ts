@@ -1,5 +1,5 @@
 /**
- * Log line format and filters (facts §7): timestamp with nanoseconds, `[id:thread:LEVEL:origin]`,
+ * Log line format and filters (firecracker src/vmm/src/logger/metrics.rs): timestamp with nanoseconds, `[id:thread:LEVEL:origin]`,
  * level filter, module filter, rate limiting, and file targets.
  */
 import { test } from 'uvu';

@@ -1,5 +1,5 @@
 /**
- * Metrics semantics (facts §7): counters flush as deltas, gauges as absolute values, every group
+ * Metrics semantics (firecracker src/vmm/src/logger/metrics.rs): counters flush as deltas, gauges as absolute values, every group
  * present (zeros), per-device groups with an aggregate, one JSON object per line, sink set once.
  */
 import { test } from 'uvu';

@@ -1,5 +1,5 @@
 /**
- * Device metrics sources (facts §7; Firecracker devices/virtio/block/virtio/metrics.rs): a
+ * Device metrics sources (firecracker src/vmm/src/logger/metrics.rs; Firecracker devices/virtio/block/virtio/metrics.rs): a
  * drive's worker keeps absolute counters in shared memory, the registry turns them into
  * per-flush deltas (SharedIncMetric), emits `block_<drive_id>` for each drive (sorted, as
  * Firecracker's BTreeMap) and the `block` aggregate, and the Vmm registers/unregisters the

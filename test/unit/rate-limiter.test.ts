@@ -1,4 +1,4 @@
-/** Token bucket and rate limiter arithmetic (facts §4.10), on an injected clock. */
+/** Token bucket and rate limiter arithmetic (firecracker src/vmm/src/rate_limiter/mod.rs), on an injected clock. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TokenBucket } from '../../src/devices/rate-limiter/token-bucket.js';

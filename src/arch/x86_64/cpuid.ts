@@ -1,5 +1,5 @@
 /**
- * Per-vCPU CPUID normalization (facts §3.4; firecracker cpu_config/x86_64/cpuid/normalize.rs,
+ * Per-vCPU CPUID normalization (firecracker src/vmm/src/arch/x86_64/regs.rs; firecracker cpu_config/x86_64/cpuid/normalize.rs,
  * intel/normalize.rs, amd/normalize.rs; docs/cpu_templates/cpuid-normalization.md).
  *
  * Input is KVM_GET_SUPPORTED_CPUID's list (after any CPU template); output is a new list for
@@ -203,7 +203,7 @@ const copyRegs = (dst: CpuidEntry, src: CpuidEntry, regs: readonly Reg[]): void 
 const nextPowerOfTwo = (n: number): number => 2 ** Math.ceil(Math.log2(n));
 
 /**
- * Normalizes `entries` for one vCPU (facts §3.4). Throws CpuidError when leaf 0 or 1 is
+ * Normalizes `entries` for one vCPU (firecracker src/vmm/src/arch/x86_64/regs.rs). Throws CpuidError when leaf 0 or 1 is
  * missing, the vendor is neither Intel nor AMD, or the topology is out of range.
  */
 export function normalizeCpuid(entries: readonly CpuidEntry[], opts: CpuidNormalizeOptions): CpuidEntry[] {

@@ -1,5 +1,5 @@
 /**
- * x86_64 guest physical memory layout, Firecracker's (facts §3.2, firecracker
+ * x86_64 guest physical memory layout, Firecracker's (firecracker
  * src/vmm/src/arch/x86_64/layout.rs). Every fixed guest address Kindling uses is here.
  */
 import type { RamRange } from '../../memory/guest-memory.js';
@@ -57,7 +57,7 @@ export const GUEST_PAGE_SIZE = 0x1000;
 export const FIRST_ADDR_PAST_32BITS = 4 * GiB;
 
 /**
- * Interrupt lines (facts §3.2): KVM's default routing maps GSI n to IOAPIC pin n for the
+ * Interrupt lines (firecracker src/vmm/src/arch/x86_64/layout.rs): KVM's default routing maps GSI n to IOAPIC pin n for the
  * IOAPIC's IOAPIC_NUM_PINS pins; legacy devices use fixed GSIs, virtio-mmio devices get
  * GSI_LEGACY_START..=GSI_LEGACY_END in order.
  */
@@ -79,7 +79,7 @@ export const I8042_BUS_PORTS = 5;
 
 /**
  * The RAM ranges for a guest of `bytes` bytes: [0, min(bytes, 3 GiB)), the rest from 4 GiB
- * up to 256 GiB, then from 512 GiB (facts §3.2).
+ * up to 256 GiB, then from 512 GiB (firecracker src/vmm/src/arch/x86_64/layout.rs).
  */
 export function ramRanges(bytes: number): RamRange[] {
   const out: RamRange[] = [];

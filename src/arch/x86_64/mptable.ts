@@ -1,5 +1,5 @@
 /**
- * The Intel MultiProcessor Specification 1.4 tables (facts §3.5; firecracker
+ * The Intel MultiProcessor Specification 1.4 tables (firecracker src/vmm/src/arch/x86_64/mptable.rs and src/vmm/src/acpi/; firecracker
  * arch/x86_64/mptable.rs; struct names from Linux arch/x86/include/asm/mpspec_def.h).
  *
  * Layout, written at SYSTEM_MEM_START (0x9fc00, inside the "last KiB of base memory" Linux
@@ -11,7 +11,7 @@
  *
  * Invariants: the 16 bytes of mpf_intel sum to 0 mod 256, and so do the `length` bytes of
  * the configuration table (header + entries); `length` covers exactly the header and the
- * entries. The ACPI tables go right after the MP table (facts §3.5), so `writeMptable`
+ * entries. The ACPI tables go right after the MP table (firecracker src/vmm/src/arch/x86_64/mptable.rs and src/vmm/src/acpi/), so `writeMptable`
  * returns the first free address.
  */
 import { MptableError } from '../../errors.js';

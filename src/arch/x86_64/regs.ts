@@ -1,12 +1,12 @@
 /**
- * Initial vCPU state for the two x86_64 boot protocols (facts §3.4; firecracker
+ * Initial vCPU state for the two x86_64 boot protocols (firecracker src/vmm/src/arch/x86_64/regs.rs; firecracker
  * arch/x86_64/regs.rs, msr.rs, interrupts.rs), as pure values and guest-memory writes.
  *
  * Nothing here talks to KVM: the vCPU owner applies the results in Firecracker's order
  * (CPUID → MSRs → regs → FPU → sregs → LAPIC LINTs). All vCPUs get the same state; APs then
  * wait in the in-kernel LAPIC for INIT/SIPI.
  *
- * Guest memory written here (facts §3.2): the GDT at BOOT_GDT_START, the IDT at
+ * Guest memory written here (firecracker src/vmm/src/arch/x86_64/layout.rs): the GDT at BOOT_GDT_START, the IDT at
  * BOOT_IDT_START and, for the Linux 64-bit entry, identity page tables at
  * PML4_START/PDPTE_START/PDE_START. A write outside guest RAM throws its GuestMemoryError
  * (set-up code: a missing low page is a bug, not guest input).
@@ -47,7 +47,7 @@ export const DESC_DB = 1 << 14;
 /** G: the limit counts 4 KiB pages. */
 export const DESC_G = 1 << 15;
 
-/** Flags of the Linux 64-bit boot GDT entries (facts §3.4: code 0xa09b, data 0xc093, TSS 0x808b). */
+/** Flags of the Linux 64-bit boot GDT entries (firecracker src/vmm/src/arch/x86_64/regs.rs: code 0xa09b, data 0xc093, TSS 0x808b). */
 export const GDT_CODE64_FLAGS = DESC_G | DESC_L | DESC_P | DESC_S | DESC_TYPE_CODE_XRA;
 export const GDT_DATA_FLAGS = DESC_G | DESC_DB | DESC_P | DESC_S | DESC_TYPE_DATA_RWA;
 export const GDT_TSS64_FLAGS = DESC_G | DESC_P | DESC_TYPE_TSS_BUSY;
@@ -79,7 +79,7 @@ const PAGE_GRANULARITY_SHIFT = 12;
 const PAGE_GRANULARITY_FILL = 0xfff;
 
 /**
- * Encodes one segment descriptor (facts §3.4): `(base&0xff000000)<<32 | (flags&0xf0ff)<<40 |
+ * Encodes one segment descriptor (firecracker src/vmm/src/arch/x86_64/regs.rs): `(base&0xff000000)<<32 | (flags&0xf0ff)<<40 |
  * (limit&0xf0000)<<32 | (base&0xffffff)<<16 | (limit&0xffff)`. `base` and `limit` are u32.
  */
 export function gdtEntry(flags: number, base: number, limit: number): bigint {
@@ -170,7 +170,7 @@ export const LARGE_PAGE_SHIFT = 21n;
 const PTE_SIZE = 8;
 
 /**
- * General-purpose registers at entry (facts §3.4). Linux: `rip=entry, rsp=rbp=BOOT_STACK_POINTER,
+ * General-purpose registers at entry (firecracker src/vmm/src/arch/x86_64/regs.rs). Linux: `rip=entry, rsp=rbp=BOOT_STACK_POINTER,
  * rsi=ZERO_PAGE_START` (boot_params); PVH: `rip=entry, rbx=PVH_INFO_START` (hvm_start_info).
  * Fields not returned must be zero (VcpuFd.setRegs zero-fills).
  */
@@ -186,14 +186,14 @@ export function bootRegs(entry: BootEntry): Partial<KvmRegs> {
   };
 }
 
-/** Largest 20-bit descriptor limit: with G set it spans 4 GiB (Linux boot GDT, facts §3.4). */
+/** Largest 20-bit descriptor limit: with G set it spans 4 GiB (Linux boot GDT). */
 export const GDT_LIMIT_MAX_PAGES = 0xfffff;
 /** PVH's flat 4 GiB limit, given in bytes (gdtEntry keeps its low 20 bits, the same value). */
 export const GDT_LIMIT_FLAT_BYTES = 0xffff_ffff;
 /** Limit of a 32-bit TSS: 104 bytes (SDM vol. 3A §7.2.1) minus one. */
 export const TSS32_LIMIT = 0x67;
 
-/** The four boot GDT descriptors for `kind` (facts §3.4: NULL, CODE, DATA, TSS). */
+/** The four boot GDT descriptors for `kind` (firecracker src/vmm/src/arch/x86_64/regs.rs: NULL, CODE, DATA, TSS). */
 export function bootGdt(kind: BootProtocol): bigint[] {
   const nul = gdtEntry(0, 0, 0);
   if (kind === 'pvh') {
@@ -224,7 +224,7 @@ export function writeGdtIdt(mem: GuestMemory, kind: BootProtocol): void {
 }
 
 /**
- * Identity-maps the first 1 GiB with 2 MiB pages (facts §3.4): PML4[0] → PDPTE, PDPTE[0] →
+ * Identity-maps the first 1 GiB with 2 MiB pages (firecracker src/vmm/src/arch/x86_64/regs.rs): PML4[0] → PDPTE, PDPTE[0] →
  * PDE, PDE[i] = (i << 21) | PS | RW | P. Only the Linux 64-bit entry uses these tables.
  */
 export function writeIdentityPageTables(mem: GuestMemory): void {
@@ -271,7 +271,7 @@ export const FPU_FCW_DEFAULT = 0x37f;
 /** MXCSR reset value (all SSE exceptions masked). */
 export const MXCSR_DEFAULT = 0x1f80;
 
-/** The FPU fields KVM_SET_FPU gets at boot (facts §3.4); every other field is zero. */
+/** The FPU fields KVM_SET_FPU gets at boot (firecracker src/vmm/src/arch/x86_64/regs.rs); every other field is zero. */
 export interface BootFpu {
   fcw: number;
   mxcsr: number;
@@ -308,7 +308,7 @@ export interface MsrEntry {
 }
 
 /**
- * The boot MSRs (facts §3.4, firecracker create_boot_msr_entries); KVM_SET_MSRS must accept
+ * The boot MSRs (firecracker create_boot_msr_entries); KVM_SET_MSRS must accept
  * all of them. SYSENTER/SYSCALL/TSC start at 0, MISC_ENABLE has fast strings on, and
  * MTRRdefType enables MTRRs with write-back as the default type (0x806).
  */
@@ -344,7 +344,7 @@ export function setApicDeliveryMode(reg: number, mode: number): number {
 }
 
 /**
- * Rewrites a KVM_GET_LAPIC register page in place (facts §3.4): LINT0 → ExtINT (the 8259
+ * Rewrites a KVM_GET_LAPIC register page in place (firecracker src/vmm/src/arch/x86_64/regs.rs): LINT0 → ExtINT (the 8259
  * path), LINT1 → NMI. Only bits 10:8 of each register change.
  */
 export function setLapicLints(lapicRegs: Uint8Array): void {

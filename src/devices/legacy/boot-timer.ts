@@ -1,5 +1,5 @@
 /**
- * The boot-timer pseudo device (facts §4.3; firecracker devices/pseudo/boot_timer.rs): a
+ * The boot-timer pseudo device (firecracker src/vmm/src/devices/pseudo/boot_timer.rs; firecracker devices/pseudo/boot_timer.rs): a
  * 4 KiB MMIO page at BOOT_DEVICE_MEM_START (0xC000_0000), present only with --boot-timer.
  * The test init writes the byte 123 at offset 0 once /sbin/init is about to run, and the VMM
  * logs (info) how long the boot took since InstanceStart began building the microVM:

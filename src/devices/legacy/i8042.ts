@@ -1,7 +1,7 @@
 /**
  * i8042 PS/2 controller, just enough of it for a Linux guest to reboot and to receive
- * Ctrl+Alt+Del: Firecracker's devices/legacy/i8042.rs, specified in facts §4.2 (shutdown path
- * in facts §0). Bit and command names follow Firecracker's (`CB_*` control bits, `SB_*`
+ * Ctrl+Alt+Del: Firecracker's devices/legacy/i8042.rs, specified in firecracker src/vmm/src/devices/legacy/i8042.rs (shutdown path
+ * in firecracker src/firecracker/src/main.rs). Bit and command names follow Firecracker's (`CB_*` control bits, `SB_*`
  * status bits, `CMD_*` commands), prefixed with I8042_.
  *
  * Ports (offsets from base 0x60): 0 = data (0x60), 4 = status on read / command on write
@@ -35,7 +35,7 @@ export const I8042_CMD_WRITE_CTR = 0x60;
 export const I8042_CMD_READ_OUTP = 0xd0;
 /** Command 0xD1: the next data-port byte is the new output port. */
 export const I8042_CMD_WRITE_OUTP = 0xd1;
-/** Pulse the CPU reset line: how `reboot=k` guests ask the VMM to stop (facts §0). */
+/** Pulse the CPU reset line: how `reboot=k` guests ask the VMM to stop (firecracker src/firecracker/src/main.rs). */
 export const I8042_CMD_RESET_CPU = 0xfe;
 
 /** Status bit 0: the output buffer holds data for port 0x60. */

@@ -1,5 +1,5 @@
 /**
- * 16550A UART (COM1), modelled on Firecracker's serial device (facts §4.1): rust-vmm
+ * 16550A UART (COM1), modelled on Firecracker's serial device (firecracker src/vmm/src/devices/legacy/serial.rs): rust-vmm
  * vm-superio `Serial` behind devices/legacy/serial.rs. Register semantics follow the National
  * Semiconductor PC16550D datasheet (June 1995, "Register Description", Tables II–IV) and the
  * bit names of Linux include/uapi/linux/serial_reg.h.

@@ -1,7 +1,7 @@
 /**
  * Device state that lives in a SharedArrayBuffer, for the legacy devices (serial, i8042) that
  * several threads drive at once: every vCPU worker handles its own port-IO exits against the
- * device directly (no postMessage per exit, conventions §6 item 10), while the main thread
+ * device directly (no postMessage per exit, docs/design.md, Threads and actors), while the main thread
  * feeds input, drains output and injects keys. Each thread builds its own device object over
  * the same buffer; this module gives those objects a common shape:
  *

@@ -155,7 +155,7 @@ export class RateLimiter {
   }
 
   /**
-   * PATCH semantics per bucket (facts §4.10): absent or null → unchanged; size or refill_time
+   * PATCH semantics per bucket (firecracker src/vmm/src/rate_limiter/mod.rs): absent or null → unchanged; size or refill_time
    * 0 → disabled; otherwise a fresh, full bucket. The block state is left alone.
    */
   update(config: RateLimiterConfig): void {

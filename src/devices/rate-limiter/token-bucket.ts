@@ -1,5 +1,5 @@
 /**
- * A token bucket exactly as Firecracker's rate_limiter/mod.rs `TokenBucket` (facts §4.10):
+ * A token bucket exactly as Firecracker's rate_limiter/mod.rs `TokenBucket` (firecracker src/vmm/src/rate_limiter/mod.rs):
  *
  * - `size` tokens of capacity, refilled from empty to full in `refill_time` ms; a bucket with
  *   size 0 or refill_time 0 is disabled (`TokenBucket.create` returns undefined), and so is one

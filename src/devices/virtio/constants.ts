@@ -3,7 +3,8 @@
  * (include/uapi/linux/virtio_config.h, virtio_ring.h, virtio_mmio.h, virtio_ids.h,
  * virtio_blk.h, virtio_net.h). Grouped by spec section; section numbers are those of virtio 1.1
  * (https://docs.oasis-open.org/virtio/virtio/v1.1/virtio-v1.1.html), with the 1.2 number
- * where the section moved. Firecracker-specific numbers are in facts §4.4/§4.5.
+ * where the section moved. Firecracker-specific numbers cite firecracker src/vmm/src/devices/virtio/ (transport/mmio.rs,
+ * block/, net/).
  *
  * Every value below is a definition; code compares against these names, never against
  * literals.
@@ -169,11 +170,11 @@ export const VIRTIO_MMIO_QUEUE_AVAIL_HIGH = 0x094;
 export const VIRTIO_MMIO_QUEUE_USED_LOW = 0x0a0;
 /** See VIRTIO_MMIO_QUEUE_USED_LOW. */
 export const VIRTIO_MMIO_QUEUE_USED_HIGH = 0x0a4;
-/** Offset 0x0fc, R: configuration atomicity value (Kindling: always 0, facts §4.4). */
+/** Offset 0x0fc, R: configuration atomicity value (Kindling: always 0). */
 export const VIRTIO_MMIO_CONFIG_GENERATION = 0x0fc;
 /** Offset 0x100: start of the device-specific configuration space (any access width). */
 export const VIRTIO_MMIO_CONFIG = 0x100;
-/** Size of one virtio-mmio device window (facts §4.4: 4 KiB slots). */
+/** Size of one virtio-mmio device window (firecracker src/vmm/src/devices/virtio/transport/mmio.rs: 4 KiB slots). */
 export const VIRTIO_MMIO_REGION_SIZE = 0x1000;
 /** Width of every register access below VIRTIO_MMIO_CONFIG (§4.2.2: 32-bit only). */
 export const VIRTIO_MMIO_REGISTER_WIDTH = 4;
@@ -307,7 +308,7 @@ export const VIRTIO_BLK_OUTHDR_TYPE = 0;
 export const VIRTIO_BLK_OUTHDR_SECTOR = 8;
 /** Offset of `capacity` (le64, in sectors) in `struct virtio_blk_config`. */
 export const VIRTIO_BLK_CONFIG_CAPACITY = 0;
-/** Bytes of the block config space Kindling exposes (capacity only, facts §4.5). */
+/** Bytes of the block config space Kindling exposes (capacity only). */
 export const VIRTIO_BLK_CONFIG_SIZE = 8;
 
 /** The bigint mask of one feature bit. */

@@ -9,7 +9,7 @@
  *   placement). Plain data: it crosses from a vCPU thread to the device worker by
  *   structured clone or is re-read from the transport state there.
  * - `VirtioInterrupt`: the device's only way back to the transport, injected at activation
- *   with the guest memory (conventions §6 item 3): raise a used-buffer or config interrupt,
+ *   with the guest memory (docs/design.md, Layers): raise a used-buffer or config interrupt,
  *   or report that the device needs a reset.
  * - `VirtioDevice`: what the device worker actor calls on the model.
  */

@@ -44,7 +44,7 @@ export const MMIO_SLOT = {
   QUEUE_SEL: 6,
   /** InterruptStatus (VIRTIO_MMIO_INT_* bits). */
   INTERRUPT_STATUS: 7,
-  /** ConfigGeneration (stays 0, facts §4.4). */
+  /** ConfigGeneration (stays 0). */
   CONFIG_GENERATION: 8,
   /** Acked driver features, bits 0..31. */
   DRIVER_FEATURES_LO: 9,

@@ -1,6 +1,6 @@
 /**
  * The virtio-mmio version 2 transport register file (virtio 1.1 §4.2.2–§4.2.3, Firecracker
- * devices/virtio/transport/mmio.rs; facts §4.4). One 4 KiB window per device:
+ * devices/virtio/transport/mmio.rs; firecracker src/vmm/src/devices/virtio/transport/mmio.rs). One 4 KiB window per device:
  *
  *   0x000–0x0ff  registers, 32-bit accesses only (others: reads return 0, writes dropped)
  *   0x100–0xfff  device config space, any width, delegated to the device description
@@ -349,7 +349,7 @@ export class MmioTransport implements BusDevice {
     return { kind: 'activate', activation: s.activationLocked() };
   }
 
-  /** Firecracker `Queue::is_valid`: ready, size, alignment, inside RAM (facts §4.4). */
+  /** Firecracker `Queue::is_valid`: ready, size, alignment, inside RAM (firecracker src/vmm/src/devices/virtio/transport/mmio.rs). */
   private validateQueueLocked(q: number): VirtioMmioError | undefined {
     const c = this.state.queueConfig(q);
     const max = this.device.queueMaxSizes[q]!;

@@ -1,6 +1,6 @@
 /**
- * The DSDT definition block: the devices a guest cannot enumerate by itself (facts §3.5,
- * §4.4; firecracker device_manager/mmio.rs add_virtio_aml and device_manager/legacy.rs
+ * The DSDT definition block: the devices a guest cannot enumerate by itself (firecracker
+ * src/vmm/src/acpi/mod.rs; device_manager/mmio.rs add_virtio_aml and device_manager/legacy.rs
  * append_aml_bytes).
  *
  * Stock distribution kernels (e.g. Debian's) are built without CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES
@@ -52,7 +52,7 @@ export const VIRTIO_CCA_COHERENT = 1;
 export const IO_ALIGN_BYTE = 1;
 export const I8042_ACPI_PORT_LENGTH = 1;
 
-/** Every interrupt Kindling announces: edge-triggered, active-high, exclusive (facts §4.4). */
+/** Every interrupt Kindling announces: edge-triggered, active-high, exclusive (firecracker src/vmm/src/devices/virtio/transport/mmio.rs). */
 const EDGE_HIGH_EXCLUSIVE: InterruptFlags = { edge: true, activeLow: false, shared: false };
 
 /** The NameSeg of the device on `gsi`: "V" + three decimal digits of gsi − GSI_LEGACY_START. */

@@ -1,5 +1,5 @@
 /**
- * Places the ACPI tables in guest memory (facts §3.2, §3.5; firecracker acpi/mod.rs
+ * Places the ACPI tables in guest memory (firecracker src/vmm/src/arch/x86_64/layout.rs; firecracker acpi/mod.rs
  * create_acpi_tables).
  *
  * Layout: tables are allocated first-fit with byte alignment from `startAddr` (the end of

@@ -1,5 +1,5 @@
 /**
- * The fixed ACPI tables Firecracker gives an x86_64 guest (facts §3.5; firecracker
+ * The fixed ACPI tables Firecracker gives an x86_64 guest (firecracker src/vmm/src/arch/x86_64/mptable.rs and src/vmm/src/acpi/; firecracker
  * src/acpi-tables, src/vmm/src/acpi), each built as a byte array with its checksum set.
  * Sections are those of the ACPI 6.5 specification, chapter 5.2; MCFG is from the PCI
  * Firmware Specification 3.x §4.1.2.
@@ -14,7 +14,7 @@ import { AcpiError } from '../../../errors.js';
 import { APIC_ADDR, IOAPIC_ADDR, PCI_MMCONFIG_START } from '../layout.js';
 import { checksum8 } from '../mptable.js';
 
-// --- Identity (facts §3.5; firecracker acpi/mod.rs, acpi-tables/src/lib.rs) ---
+// --- Identity (firecracker src/vmm/src/arch/x86_64/mptable.rs and src/vmm/src/acpi/; firecracker acpi/mod.rs, acpi-tables/src/lib.rs) ---
 /** OEM id of every table, and OEM revision. */
 export const ACPI_OEM_ID = 'FIRECK';
 export const ACPI_OEM_REVISION = 0;
@@ -24,7 +24,7 @@ export const ACPI_CREATOR_REVISION = 0x2024_0119;
 /** FADT Hypervisor Vendor Identity (§5.2.9, offset 268). */
 export const HYPERVISOR_VENDOR_ID = 'FIRECKVM';
 
-// --- Signatures (§5.2.5, §5.2.6 Table 5.5) and OEM table ids (facts §3.5, spelled as Firecracker does) ---
+// --- Signatures (§5.2.5, §5.2.6 Table 5.5) and OEM table ids (firecracker src/vmm/src/arch/x86_64/mptable.rs and src/vmm/src/acpi/, spelled as Firecracker does) ---
 export const ACPI_SIG_RSDP = 'RSD PTR ';
 export const ACPI_SIG_XSDT = 'XSDT';
 export const ACPI_SIG_FADT = 'FACP';

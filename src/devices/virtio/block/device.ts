@@ -1,6 +1,6 @@
 /**
  * The virtio-block device model (virtio 1.1 §5.2, Firecracker devices/virtio/block/virtio/
- * device.rs; facts §4.5). Pure: guest memory and the interrupt channel arrive at activation,
+ * device.rs; firecracker src/vmm/src/devices/virtio/block/). Pure: guest memory and the interrupt channel arrive at activation,
  * disk I/O goes through an injected BlockBackend, time through injected clocks.
  *
  * - One queue of BLOCK_QUEUE_SIZE entries. Features VERSION_1 and RING_EVENT_IDX, plus FLUSH
@@ -47,7 +47,7 @@ import { BlockMetrics } from './metrics.js';
 import { BLOCK_REQUEST_KIND, parseBlockRequest, type BlockRequest } from './request.js';
 import { InFlightTable, isAsyncBackend, type AsyncBlockBackend, type InFlight } from './async-io.js';
 
-/** Disk I/O as the device needs it; the lead's file backend and the tests' memory backend implement it. */
+/** Disk I/O as the device needs it; the file backends and the tests' memory backend implement it. */
 export interface BlockBackend {
   /** Reads up to buf.length bytes at byte `offset` into `buf` (a view of guest RAM); returns the count. */
   readAt(buf: Uint8Array, offset: number): number | Promise<number>;

@@ -1,6 +1,6 @@
 /**
  * Parsing a virtio-blk request chain (virtio 1.1 §5.2.6, Firecracker
- * devices/virtio/block/virtio/request.rs; facts §4.5):
+ * devices/virtio/block/virtio/request.rs; firecracker src/vmm/src/devices/virtio/block/):
  *
  *   header  (device-readable, >= 16 bytes: type le32, reserved le32, sector le64)
  *   data    (optional, exactly one: device-writable for IN and GET_ID, readable for OUT)
