@@ -6,6 +6,7 @@
  * their pages; pre-started vCPU actors (actor-pool.ts) taking a VM, and unused ones draining.
  */
 import { test } from 'uvu';
+import { spawn } from 'node:child_process';
 import * as assert from 'uvu/assert';
 import { Worker } from 'node:worker_threads';
 import { tinyVm, readRing } from '../helpers/tiny-vm.js';
@@ -14,6 +15,7 @@ import { Kvm } from '../../src/kvm/kvm.js';
 import { HostGuestMemory } from '../../src/memory/host-memory.js';
 import { must } from '../../src/memory/guest-memory.js';
 import { pollUntil } from '../helpers/poll.js';
+import { withTimeout } from '../helpers/guest.js';
 import { ramRanges, GiB, MMIO32_MEM_START } from '../../src/arch/x86_64/layout.js';
 import { drainActorPool, prewarmActors, warmActorCount } from '../../src/actors/actor-pool.js';
 
@@ -165,6 +167,18 @@ test('a 4.5 GiB guest: both RAM regions registered, pages untouched', () => {
     vm.close();
     kvm.close();
   }
+});
+
+test('a process that exits while a vCPU spins inside the guest still ends (the exit hook kicks it out of KVM_RUN)', async () => {
+  const child = spawn(process.execPath, [new URL('../helpers/exit-while-running.js', import.meta.url).pathname], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
+  const code = await withTimeout(new Promise<number | null>((r) => child.on('exit', (c) => r(c))), 60_000, () => {
+    child.kill('SIGKILL');
+    return `the process did not end after exiting with a vCPU in KVM_RUN; output: ${out}`;
+  });
+  assert.match(out, /GUEST_RUNNING/);
+  assert.is(code, 0);
 });
 
 test.run();

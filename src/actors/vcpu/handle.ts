@@ -41,6 +41,15 @@ async function waitChange(ctl: Int32Array, slot: number, value: number, timeoutM
   return outcome !== 'timed-out';
 }
 
+/**
+ * vCPU actors whose worker is alive. At process exit Node terminates worker threads and joins
+ * them, but a thread inside KVM_RUN runs no JavaScript, so termination never reaches it and
+ * the exit would hang forever (a guest spinning without exits, a test that failed before
+ * stopping its VM). The exit hook asks each one to stop and kicks it out of KVM_RUN.
+ */
+const live = new Set<VcpuHandle>();
+let exitHookInstalled = false;
+
 export class VcpuHandle {
   readonly id: number;
   readonly worker: Worker;
@@ -75,6 +84,12 @@ export class VcpuHandle {
     };
     const worker = startActor('vcpu', init, `fc_vcpu ${opts.vcpu.id}`);
     const h = new VcpuHandle(opts, worker, control);
+    live.add(h);
+    void h.exited.then(() => live.delete(h));
+    if (!exitHookInstalled) {
+      exitHookInstalled = true;
+      process.on('exit', () => { for (const v of live) v.abandon(); });
+    }
     h.thread = await new Promise<bigint>((resolve, reject) => {
       const onMsg = (m: VcpuMessage): void => {
         if (m.kind === 'ready') { worker.off('message', onMsg); resolve(m.thread); }
@@ -117,6 +132,18 @@ export class VcpuHandle {
     if (this.state === VCPU_STATE.EXITED) return;
     this.vcpu.immediateExit = 1;
     signalThread(this.thread);
+  }
+
+  /**
+   * Process exit: posts STOP and kicks, without waiting for an answer (nothing can be awaited
+   * in an exit hook). immediate_exit stays set, so the worker cannot enter the guest again.
+   */
+  abandon(): void {
+    if (this.state === VCPU_STATE.EXITED || this.thread === 0n) return;
+    Atomics.store(this.control, S.REQ, VCPU_REQUEST.STOP);
+    Atomics.add(this.control, S.REQ_SEQ, 1);
+    Atomics.notify(this.control, S.REQ_SEQ);
+    this.kick();
   }
 
   /** Lets the vCPU run (first start or resume). */
