@@ -58,7 +58,9 @@ nc ${A} 5001 < /tmp/up
 rm /tmp/up
 echo "DOWN_SHA_GUEST $(nc ${A} 5002 | sha256sum | cut -d' ' -f1)"
 head -c ${TIMED_BYTES} /dev/zero | nc ${A} 5004
+echo "UNLIMITED_SENT $?"
 head -c ${TIMED_BYTES} /dev/zero | nc ${B} 5003
+echo "LIMITED_SENT $?"
 echo NET_DONE
 sleep 600
 `;
@@ -118,7 +120,10 @@ test('Debian guest on two TAPs in a namespace: ping, 64 MiB each way with SHA-25
     const downGuest = (await waitFor(vmm, /DOWN_SHA_GUEST ([0-9a-f]{64})/, 300_000, 'the guest did not hash its download'))[1];
     assert.is(downGuest, downPeer, 'host → guest: the 64 MiB arrived intact');
     const fast = Number((await waitFor(peer, /TIMED A (\d+)/, 120_000, 'no unlimited upload'))[1]);
-    const slow = Number((await waitFor(peer, /TIMED B (\d+)/, 120_000, 'no limited upload'))[1]);
+    const slow = Number((await waitFor(peer, /TIMED B (\d+)/, 120_000, 'no limited upload').catch(async (e: Error) => {
+      await api.request('PUT', '/actions', { action_type: 'FlushMetrics' });
+      throw new Error(`${e.message}\nguest:\n${vmm.text().slice(-1500)}\nmetrics:\n${readFileSync(metricsPath, 'utf8').split('\n').map((l) => l.replace(/.*("net_eth1":\{[^}]*\}).*/, '$1')).join('\n')}`);
+    }))[1]);
     console.log(`    8 MiB upload: eth0 unlimited ${(fast / 1000).toFixed(2)} s, eth1 at 1 MiB/s ${(slow / 1000).toFixed(2)} s`);
     assert.ok(slow >= 7000, `the limited upload took ${slow} ms`);
     assert.ok(fast < slow, `the unlimited interface (${fast} ms) is faster than the limited one (${slow} ms)`);

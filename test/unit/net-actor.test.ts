@@ -21,6 +21,7 @@ import { VIRTIO_F_VERSION_1, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NE
 import { NET_RX_MIN_SMALL_BUFFER, NET_RX_INDEX, NET_TX_INDEX, MAX_BUFFER_SIZE } from '../../src/devices/virtio/net/constants.js';
 import { GuestArena, MockQueue, mmioDriverInit, mmioDriverOk, mmioNotify } from '../helpers/mock-queue.js';
 import { withTimeout } from '../helpers/guest.js';
+import type { RateLimiterConfig } from '../../src/devices/rate-limiter/rate-limiter.js';
 
 const TAP = `knt${process.pid % 100000}`;
 // A link-local /30 of this process's own (never the MMDS address 169.254.169.254).
@@ -57,34 +58,44 @@ test.after(() => {
   ip('link', 'del', TAP);
 });
 
-test('guest → TAP and TAP → guest through the real worker; stop releases the TAP', async () => {
+const vm = { registerIoeventfd() {}, registerIrqfd() {}, irqLine() {} } as unknown as VmFd;
+
+/** A started net actor on the test TAP, its register window driven by the queue fakes. */
+async function rig(txRateLimiter: RateLimiterConfig = {}) {
   const mem = new GuestMemory([{ gpa: 0, size: RAM, bytes: new Uint8Array(new SharedArrayBuffer(RAM)) }]);
-  const vm = { registerIoeventfd() {}, registerIrqfd() {}, irqLine() {} } as unknown as VmFd;
   const h = await withTimeout(NetHandle.spawn({
     vm, memory: mem.describe(), ifaceId: 'eth0', tapName: TAP, guestMac: Uint8Array.from(GUEST_MAC), mtu: null,
-    rxRateLimiter: {}, txRateLimiter: {}, addr: ADDR, gsi: 5,
+    rxRateLimiter: {}, txRateLimiter, addr: ADDR, gsi: 5,
   }), DEADLINE_MS, 'the net worker did not become ready');
-  try {
-    const { mmio } = buildBuses([h.manifest], { vm, mem, sink: { log() {}, requestExit() {} } as never });
-    // The register window as the guest reaches it: through the vCPU's MMIO bus.
-    const dev: BusDevice = { read: (off, d) => { mmio.read(ADDR + off, d); }, write: (off, d) => { mmio.write(ADDR + off, d); } };
-    const rxq = new MockQueue(mem, 256, 0);
-    const txq = new MockQueue(mem, 64, 0x4000);
-    rxq.notify = () => mmioNotify(dev, NET_RX_INDEX);
-    txq.notify = () => mmioNotify(dev, NET_TX_INDEX);
-    const arena = new GuestArena(0x8000, RAM);
-    mmioDriverInit(dev, (1n << BigInt(VIRTIO_F_VERSION_1)) | (1n << BigInt(VIRTIO_NET_F_MRG_RXBUF)) | (1n << BigInt(VIRTIO_NET_F_MAC)), [rxq, txq]);
-    mmioDriverOk(dev);
-
-    // TX: one broadcast frame with the guest's MAC as source.
-    const sentBefore = tapStat('rx_packets');
-    const frameAt = arena.alloc(VIRTIO_NET_HDR_SIZE + 60);
-    const eth = new Uint8Array(60);
+  const { mmio } = buildBuses([h.manifest], { vm, mem, sink: { log() {}, requestExit() {} } as never });
+  // The register window as the guest reaches it: through the vCPU's MMIO bus.
+  const dev: BusDevice = { read: (off, d) => { mmio.read(ADDR + off, d); }, write: (off, d) => { mmio.write(ADDR + off, d); } };
+  const rxq = new MockQueue(mem, 256, 0);
+  const txq = new MockQueue(mem, 64, 0x4000);
+  rxq.notify = () => mmioNotify(dev, NET_RX_INDEX);
+  txq.notify = () => mmioNotify(dev, NET_TX_INDEX);
+  const arena = new GuestArena(0x8000, RAM);
+  mmioDriverInit(dev, (1n << BigInt(VIRTIO_F_VERSION_1)) | (1n << BigInt(VIRTIO_NET_F_MRG_RXBUF)) | (1n << BigInt(VIRTIO_NET_F_MAC)), [rxq, txq]);
+  mmioDriverOk(dev);
+  /** Queues one broadcast frame of `len` Ethernet bytes from the guest's MAC (not notified). */
+  const queueFrame = (len: number): void => {
+    const at = arena.alloc(VIRTIO_NET_HDR_SIZE + len);
+    const eth = new Uint8Array(len);
     eth.fill(0xff, 0, 6);
     eth.set(GUEST_MAC, 6);
-    eth.set([0x88, 0xb5], 12);
-    mem.write(frameAt + VIRTIO_NET_HDR_SIZE, eth);
-    txq.addChain([{ addr: frameAt, len: VIRTIO_NET_HDR_SIZE + 60 }]);
+    eth.set([0x88, 0xb5], 12); // IEEE local experimental EtherType: nothing answers it
+    mem.write(at + VIRTIO_NET_HDR_SIZE, eth);
+    txq.addChain([{ addr: at, len: VIRTIO_NET_HDR_SIZE + len }]);
+  };
+  return { h, mem, rxq, txq, arena, queueFrame };
+}
+
+test('guest → TAP and TAP → guest through the real worker; stop releases the TAP', async () => {
+  const { h, mem, rxq, txq, arena, queueFrame } = await rig();
+  try {
+    // TX: one broadcast frame with the guest's MAC as source.
+    const sentBefore = tapStat('rx_packets');
+    queueFrame(60);
     txq.kick();
     await until(() => tapStat('rx_packets') > sentBefore, 'the frame on the TAP');
     await until(() => txq.usedIdx() === 1, 'the TX chain completed');
@@ -127,6 +138,35 @@ test('guest → TAP and TAP → guest through the real worker; stop releases the
     ifaceId: 'eth0', tapName: TAP, guestMac: null, mtu: null, rxRateLimiter: {}, txRateLimiter: {}, addr: ADDR, gsi: 5,
   }), DEADLINE_MS, 'respawn');
   await again.stop();
+});
+
+test('TX rate limit in the worker: frames wait for the limiter\'s timer and all of them go out while other events wake the worker', async () => {
+  // 4 KiB per 100 ms: 24 frames of 1000 bytes (24,288 bytes with headers) need about 0.5 s.
+  const { h, txq, rxq, arena, queueFrame } = await rig({ bandwidth: { size: 4096, refill_time: 100 } });
+  try {
+    const chains = 2 * Math.ceil(MAX_BUFFER_SIZE / NET_RX_MIN_SMALL_BUFFER);
+    for (let i = 0; i < chains; i++) rxq.addChain([{ addr: arena.alloc(NET_RX_MIN_SMALL_BUFFER), len: NET_RX_MIN_SMALL_BUFFER, write: true }]);
+    rxq.kick();
+    const before = tapStat('rx_packets');
+    for (let i = 0; i < 24; i++) queueFrame(1000);
+    txq.kick();
+    // Keep the worker busy with other events while it is throttled: a fresh RX buffer (and
+    // its notify) every 5 ms, more often than the limiter's 100 ms retry.
+    const noise = setInterval(() => {
+      rxq.addChain([{ addr: arena.alloc(64), len: 64, write: true }]);
+      rxq.kick();
+    }, 5);
+    try {
+      await until(() => txq.usedIdx() === 24, `all 24 frames sent (used ${txq.usedIdx()}, metrics ${JSON.stringify(h.metricsSnapshot())})`);
+    } finally {
+      clearInterval(noise);
+    }
+    assert.ok(tapStat('rx_packets') - before >= 24, 'the TAP saw every frame');
+    const m = h.metricsSnapshot();
+    assert.ok(m.tx_rate_limiter_throttled > 0 && m.tx_rate_limiter_event_count > 0, JSON.stringify(m));
+  } finally {
+    await withTimeout(h.stop(), DEADLINE_MS, 'stop');
+  }
 });
 
 test('a TAP that does not exist as a TAP fails spawn with Firecracker\'s text and starts no worker', async () => {

@@ -97,6 +97,9 @@ async function loop(): Promise<void> {
   post({ kind: 'ready' });
   for (;;) {
     const retry = device.retryAfterMs();
+    // The limiter's timer is due at this time whatever else wakes the worker meanwhile: a
+    // stream of other events (frames, notifies) must not starve it.
+    const due = retry > 0 ? performance.now() + retry : Infinity;
     const ring = backend instanceof UringBlockBackend ? backend : undefined;
     const fds = ring ? [queueEvt.fd, ctlEvt.fd, ring.completionFd] : [queueEvt.fd, ctlEvt.fd];
     const ready = pollReadable(fds, retry > 0 ? retry : -1);
@@ -116,7 +119,7 @@ async function loop(): Promise<void> {
       queueEvt.drain();
       if (device.isActive) await device.onQueueNotify(0);
     }
-    if (ready.length === 0 && retry > 0) await device.onRateLimiterTimer();
+    if (performance.now() >= due) await device.onRateLimiterTimer();
   }
 }
 

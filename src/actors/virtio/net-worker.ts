@@ -84,6 +84,9 @@ async function loop(): Promise<void> {
   post({ kind: 'ready' });
   for (;;) {
     const retry = device.retryAfterMs();
+    // The limiter's timer is due at this time whatever else wakes the worker meanwhile: a
+    // stream of other events (frames, notifies) must not starve it.
+    const due = retry > 0 ? performance.now() + retry : Infinity;
     const fds = [ctlEvt.fd, rxEvt.fd, txEvt.fd];
     if (device.wantsTapInput()) fds.push(tap.fd);
     const ready = pollReadable(fds, retry > 0 ? retry : -1);
@@ -102,7 +105,7 @@ async function loop(): Promise<void> {
       device.onTxQueueNotify();
     }
     if (ready.includes(tap.fd)) device.onTapReadable();
-    if (ready.length === 0 && retry > 0) device.onRateLimiterTimer();
+    if (performance.now() >= due) device.onRateLimiterTimer();
   }
 }
 
