@@ -4,7 +4,7 @@
  * are the backend's (post-boot only).
  */
 import { ConfigError } from './errors.js';
-import { Desc, bool, deserialize, field, int, struct, toJsonSchema } from './serde.js';
+import { Desc, bool, deserialize, field, int, struct } from './serde.js';
 
 /** The PUT /balloon body and GET /balloon reply (`BalloonDeviceConfig`). */
 export interface BalloonDeviceConfig {
@@ -76,8 +76,6 @@ export const BALLOON_UPDATE_STATS: Desc = struct('BalloonUpdateStatsConfig', [fi
 /** serde description of `StartHintingCmd` (unknown fields ignored). */
 export const START_HINTING: Desc = struct('StartHintingCmd', [field('acknowledge_on_stop', bool, () => true)], false);
 
-/** JSON Schema of the PUT body. */
-export const BALLOON_SCHEMA = toJsonSchema(BALLOON);
 
 /** Order of the optional statistics in the reply (device.rs `BalloonStats`). */
 export const BALLOON_STAT_NAMES = [

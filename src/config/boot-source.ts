@@ -8,7 +8,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { CMDLINE_MAX_SIZE } from '../arch/x86_64/layout.js';
 import { InitrdError, KernelLoaderError } from '../errors.js';
 import { ConfigError, ioErrorText } from './errors.js';
-import { Desc, deserialize, field, opt, str, struct, toJsonSchema } from './serde.js';
+import { Desc, deserialize, field, opt, str, struct } from './serde.js';
 
 /**
  * Firecracker's default guest command line, used only when `boot_args` is absent:
@@ -35,8 +35,6 @@ export const BOOT_SOURCE: Desc = struct('BootSourceConfig', [
   field('boot_args', opt(str)),
 ]);
 
-/** JSON Schema of the body. */
-export const BOOT_SOURCE_SCHEMA = toJsonSchema(BOOT_SOURCE);
 
 /**
  * A command line split the way linux-loader does: the part before the first ` -- ` that is not

@@ -48,7 +48,7 @@ const CPU_CONFIG_OR_PATH = custom<JsonValue>(any, (v) => {
 });
 
 /** serde description of `VmmConfig` (kebab-case keys, unknown top-level keys ignored). */
-export const VMM_CONFIG: Desc = struct(
+const VMM_CONFIG: Desc = struct(
   'VmmConfig',
   [
     field('balloon', opt(BALLOON)),

@@ -4,7 +4,7 @@
  * `0x`/`0b` prefix, bitmaps are `0b` + 0/1/x characters (x = leave the bit alone).
  * aarch64-only fields (`reg_modifiers`, `vcpu_features`) are unknown fields on x86_64.
  */
-import { Desc, customError, custom, deserialize, field, int, seq, str, struct, toJsonSchema } from './serde.js';
+import { Desc, customError, custom, deserialize, field, int, seq, str, struct } from './serde.js';
 
 /** A KVM capability the template requires (`"121"`) or forbids (`"!121"`). */
 export interface KvmCapability {
@@ -132,8 +132,6 @@ export const CUSTOM_CPU_TEMPLATE: Desc = struct('CustomCpuTemplate', [
   field('msr_modifiers', seq(struct('RegisterModifier', [field('addr', U32_STR), field('bitmap', custom<string>(str, bitmap(64)))], false)), () => []),
 ]);
 
-/** JSON Schema of the body. */
-export const CUSTOM_CPU_TEMPLATE_SCHEMA = toJsonSchema(CUSTOM_CPU_TEMPLATE);
 
 /** Parses a PUT /cpu-config body (`CustomCpuTemplate::try_from(&[u8])`). */
 export function parseCpuConfig(body: Uint8Array | string): CustomCpuTemplate {

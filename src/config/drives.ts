@@ -7,7 +7,7 @@
 import { closeSync, constants, openSync } from 'node:fs';
 import { ConfigError, ioErrorText } from './errors.js';
 import { RATE_LIMITER, RateLimiterConfig, effectiveRateLimiter } from './rate-limiter.js';
-import { Desc, bool, deserialize, enumOf, field, opt, str, struct, toJsonSchema } from './serde.js';
+import { Desc, bool, deserialize, enumOf, field, opt, str, struct } from './serde.js';
 
 import type { CacheType, FileEngineType } from '../devices/virtio/block/device.js';
 
@@ -73,14 +73,12 @@ export const BLOCK_DEVICE: Desc = struct('BlockDeviceConfig', [
 ]);
 
 /** serde description of `BlockDeviceUpdateConfig` (deny_unknown_fields). */
-export const BLOCK_DEVICE_UPDATE: Desc = struct('BlockDeviceUpdateConfig', [
+const BLOCK_DEVICE_UPDATE: Desc = struct('BlockDeviceUpdateConfig', [
   field('drive_id', str),
   field('path_on_host', opt(str)),
   field('rate_limiter', opt(RATE_LIMITER)),
 ]);
 
-/** JSON Schema of the PUT body. */
-export const BLOCK_DEVICE_SCHEMA = toJsonSchema(BLOCK_DEVICE);
 
 /** Parses a PUT /drives body. */
 export function parseDrive(body: Uint8Array | string): BlockDeviceConfig {

@@ -1,6 +1,6 @@
 /** PUT /entropy (firecracker src/vmm/src/vmm_config/ Entropy): a virtio-rng device with an optional rate limiter. */
 import { RATE_LIMITER, RateLimiterConfig, effectiveRateLimiter } from './rate-limiter.js';
-import { Desc, deserialize, field, opt, struct, toJsonSchema } from './serde.js';
+import { Desc, deserialize, field, opt, struct } from './serde.js';
 
 /** The PUT /entropy body (`EntropyDeviceConfig`). */
 export interface EntropyDeviceConfig {
@@ -10,8 +10,6 @@ export interface EntropyDeviceConfig {
 /** serde description of `EntropyDeviceConfig` (deny_unknown_fields). */
 export const ENTROPY: Desc = struct('EntropyDeviceConfig', [field('rate_limiter', opt(RATE_LIMITER))]);
 
-/** JSON Schema of the body. */
-export const ENTROPY_SCHEMA = toJsonSchema(ENTROPY);
 
 /** Parses a PUT /entropy body. */
 export function parseEntropy(body: Uint8Array | string): EntropyDeviceConfig {

@@ -3,7 +3,7 @@
  * case-insensitively and `Warning` means `Warn`; anything else is serde's custom
  * "Invalid LevelFilter". Applying the config is src/logger's job.
  */
-import { Desc, bool, custom, customError, deserialize, field, opt, path, str, struct, toJsonSchema } from './serde.js';
+import { Desc, bool, custom, customError, deserialize, field, opt, path, str, struct } from './serde.js';
 
 /** Log levels, most to least severe after `Off`. */
 export type LogLevel = 'Off' | 'Error' | 'Warn' | 'Info' | 'Debug' | 'Trace';
@@ -42,8 +42,6 @@ export const LOGGER: Desc = struct('LoggerConfig', [
   field('module', opt(str)),
 ]);
 
-/** JSON Schema of the body. */
-export const LOGGER_SCHEMA = toJsonSchema(LOGGER);
 
 /** Parses a PUT /logger body. */
 export function parseLoggerConfig(body: Uint8Array | string): LoggerConfig {

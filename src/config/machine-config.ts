@@ -6,7 +6,7 @@
  * v1.16.1 knows huge pages `None` and `2M` only (`Transparent` arrived after 1.16).
  */
 import { ConfigError } from './errors.js';
-import { Desc, bool, deserialize, enumOf, field, int, opt, struct, toJsonSchema } from './serde.js';
+import { Desc, bool, deserialize, enumOf, field, int, opt, struct } from './serde.js';
 import type { CustomCpuTemplate } from './cpu-config.js';
 
 /** Default vCPU count before any PUT. */
@@ -60,7 +60,7 @@ export const MACHINE_CONFIG: Desc = struct('MachineConfig', [
 ]);
 
 /** serde description of `MachineConfigUpdate` (PATCH body). */
-export const MACHINE_CONFIG_UPDATE: Desc = struct('MachineConfigUpdate', [
+const MACHINE_CONFIG_UPDATE: Desc = struct('MachineConfigUpdate', [
   field('vcpu_count', opt(int('u8'))),
   field('mem_size_mib', opt(int('usize'))),
   field('smt', opt(bool)),
@@ -69,8 +69,6 @@ export const MACHINE_CONFIG_UPDATE: Desc = struct('MachineConfigUpdate', [
   field('huge_pages', opt(HUGE_PAGES)),
 ]);
 
-/** JSON Schema of the PUT body. */
-export const MACHINE_CONFIG_SCHEMA = toJsonSchema(MACHINE_CONFIG);
 
 /** Reply schema of GET /machine-config (cpu_template omitted when none/custom). */
 export const MACHINE_CONFIG_REPLY_SCHEMA = {

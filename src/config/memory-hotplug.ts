@@ -3,7 +3,7 @@
  * vmm_config/memory_hotplug.rs).
  */
 import { ConfigError } from './errors.js';
-import { Desc, deserialize, field, int, struct, toJsonSchema } from './serde.js';
+import { Desc, deserialize, field, int, struct } from './serde.js';
 
 /** VIRTIO_MEM_DEFAULT_BLOCK_SIZE_MIB (also the minimum). */
 export const DEFAULT_BLOCK_SIZE_MIB = 2;
@@ -36,10 +36,8 @@ export const MEMORY_HOTPLUG: Desc = struct('MemoryHotplugConfig', [
 ]);
 
 /** serde description of `MemoryHotplugSizeUpdate` (deny_unknown_fields). */
-export const MEMORY_HOTPLUG_UPDATE: Desc = struct('MemoryHotplugSizeUpdate', [field('requested_size_mib', int('usize'))]);
+const MEMORY_HOTPLUG_UPDATE: Desc = struct('MemoryHotplugSizeUpdate', [field('requested_size_mib', int('usize'))]);
 
-/** JSON Schema of the PUT body. */
-export const MEMORY_HOTPLUG_SCHEMA = toJsonSchema(MEMORY_HOTPLUG);
 
 /** Parses a PUT body. */
 export function parseMemoryHotplug(body: Uint8Array | string): MemoryHotplugConfig {

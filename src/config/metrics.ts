@@ -3,7 +3,7 @@
  * (no deny_unknown_fields). `emit_id` and `properties` come from Firecracker after 1.16; v1.16.1
  * ignores them as unknown fields, Kindling honours them.
  */
-import { Desc, bool, deserialize, field, map, opt, path, str, struct, toJsonSchema } from './serde.js';
+import { Desc, bool, deserialize, field, map, opt, path, str, struct } from './serde.js';
 
 /** The PUT /metrics body. */
 export interface MetricsConfig {
@@ -19,8 +19,6 @@ export const METRICS: Desc = struct(
   false,
 );
 
-/** JSON Schema of the body. */
-export const METRICS_SCHEMA = toJsonSchema(METRICS);
 
 /** Parses a PUT /metrics body. */
 export function parseMetricsConfig(body: Uint8Array | string): MetricsConfig {

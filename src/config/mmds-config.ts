@@ -4,7 +4,7 @@
  * RFC 3927 link-local outside 169.254.0.x and 169.254.255.x.
  */
 import { ConfigError } from './errors.js';
-import { Desc, bool, custom, customError, deserialize, enumOf, field, opt, seq, str, struct, toJsonSchema } from './serde.js';
+import { Desc, bool, custom, customError, deserialize, enumOf, field, opt, seq, str, struct } from './serde.js';
 
 /** MMDS version (`V1` is the deprecated default). */
 export type MmdsVersion = 'V1' | 'V2';
@@ -44,8 +44,6 @@ export const MMDS_CONFIG: Desc = struct('MmdsConfig', [
   field('imds_compat', bool, () => false),
 ]);
 
-/** JSON Schema of the body. */
-export const MMDS_CONFIG_SCHEMA = toJsonSchema(MMDS_CONFIG);
 
 /** Parses a PUT /mmds/config body. */
 export function parseMmdsConfig(body: Uint8Array | string): MmdsConfig {

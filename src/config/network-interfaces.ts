@@ -6,7 +6,7 @@
  */
 import { ConfigError } from './errors.js';
 import { RATE_LIMITER, RateLimiterConfig, effectiveRateLimiter } from './rate-limiter.js';
-import { Desc, custom, customError, deserialize, field, int, opt, str, struct, toJsonSchema } from './serde.js';
+import { Desc, custom, customError, deserialize, field, int, opt, str, struct } from './serde.js';
 
 /** IFNAMSIZ: TAP names must be shorter (IFACE_NAME_MAX_LEN). */
 export const IFACE_NAME_MAX_LEN = 16;
@@ -57,14 +57,12 @@ export const NETWORK_INTERFACE: Desc = struct('NetworkInterfaceConfig', [
 ]);
 
 /** serde description of `NetworkInterfaceUpdateConfig` (deny_unknown_fields). */
-export const NETWORK_INTERFACE_UPDATE: Desc = struct('NetworkInterfaceUpdateConfig', [
+const NETWORK_INTERFACE_UPDATE: Desc = struct('NetworkInterfaceUpdateConfig', [
   field('iface_id', str),
   field('rx_rate_limiter', opt(RATE_LIMITER)),
   field('tx_rate_limiter', opt(RATE_LIMITER)),
 ]);
 
-/** JSON Schema of the PUT body. */
-export const NETWORK_INTERFACE_SCHEMA = toJsonSchema(NETWORK_INTERFACE);
 
 /** Parses a PUT body. */
 export function parseNetworkInterface(body: Uint8Array | string): NetworkInterfaceConfig {

@@ -5,7 +5,7 @@
  */
 import { ConfigError } from './errors.js';
 import { RATE_LIMITER, RateLimiterConfig, effectiveRateLimiter } from './rate-limiter.js';
-import { Desc, bool, deserialize, field, opt, str, struct, toJsonSchema } from './serde.js';
+import { Desc, bool, deserialize, field, opt, str, struct } from './serde.js';
 
 /** The PUT /pmem body (`PmemConfig`). */
 export interface PmemConfig {
@@ -32,10 +32,8 @@ export const PMEM: Desc = struct('PmemConfig', [
 ]);
 
 /** serde description of `PmemDeviceUpdateConfig` (deny_unknown_fields). */
-export const PMEM_UPDATE: Desc = struct('PmemDeviceUpdateConfig', [field('id', str), field('rate_limiter', opt(RATE_LIMITER))]);
+const PMEM_UPDATE: Desc = struct('PmemDeviceUpdateConfig', [field('id', str), field('rate_limiter', opt(RATE_LIMITER))]);
 
-/** JSON Schema of the PUT body. */
-export const PMEM_SCHEMA = toJsonSchema(PMEM);
 
 /** Parses a PUT /pmem body. */
 export function parsePmem(body: Uint8Array | string): PmemConfig {

@@ -1,13 +1,11 @@
 /**
  * Schema-driven deserialization with serde's semantics (firecracker src/firecracker/src/api_server/parsed_request.rs, docs/design.md, Errors and replies).
  *
- * Each API resource describes its body once with the `Desc` builders below. From that one
- * description we get (1) `deserialize()`, which walks the bytes exactly as serde_json + serde
- * derive would — same order of checks, same texts ("unknown field `foo`, expected one of ...",
- * "missing field `vcpu_count`", "invalid type: string \"2\", expected u8") and positions — and
- * (2) `toJsonSchema()`, the JSON Schema used as the documented contract and by
- * fast-json-stringify. JSON Schema validators cannot reproduce serde's texts, so the schema is
- * derived from the description, not the other way round.
+ * Each API resource describes its body once with the `Desc` builders below, and
+ * `deserialize()` walks the bytes exactly as serde_json + serde derive would — same order of
+ * checks, same texts ("unknown field `foo`, expected one of ...", "missing field
+ * `vcpu_count`", "invalid type: string \"2\", expected u8") and positions. (JSON Schema
+ * validators cannot reproduce serde's texts, which is why bodies are not validated by schema.)
  */
 import { JsonValue, ParsedNumber, SERDE_CODES, SerdeError, SerdeReader, numberToValue } from './serde-read.js';
 
@@ -340,42 +338,6 @@ export function deserialize<T>(input: Uint8Array | string, d: Desc): T {
 /** Re-exported for resources that take raw JSON values. */
 export { numberToValue };
 export type { JsonValue };
-
-/** A JSON Schema object (the subset `toJsonSchema` emits). */
-export type JsonSchema = Record<string, unknown>;
-
-/** Derives the JSON Schema contract for a description (additionalProperties false = deny). */
-export function toJsonSchema(d: Desc): JsonSchema {
-  switch (d.kind) {
-    case 'struct': {
-      const properties: Record<string, JsonSchema> = {};
-      const required: string[] = [];
-      for (const f of d.fields) {
-        properties[f.name] = toJsonSchema(f.desc);
-        if (!f.default && f.desc.kind !== 'option') required.push(f.name);
-      }
-      return { type: 'object', title: d.name, properties, required, additionalProperties: !d.denyUnknown };
-    }
-    case 'int': {
-      const [lo, hi] = RANGES[d.rust];
-      const s: JsonSchema = { type: 'integer', 'x-rust-type': d.rust, minimum: Number(lo) };
-      if (hi <= BigInt(Number.MAX_SAFE_INTEGER)) s.maximum = Number(hi);
-      return s;
-    }
-    case 'bool': return { type: 'boolean' };
-    case 'string': return { type: 'string' };
-    case 'enum': return { type: 'string', enum: [...d.variants] };
-    case 'option': {
-      const inner = toJsonSchema(d.inner);
-      const t = inner.type;
-      return typeof t === 'string' && !('enum' in inner) ? { ...inner, type: [t, 'null'] } : { anyOf: [inner, { type: 'null' }] };
-    }
-    case 'seq': return { type: 'array', items: toJsonSchema(d.items) };
-    case 'map': return { type: 'object', additionalProperties: toJsonSchema(d.values) };
-    case 'any': return {};
-    case 'custom': return toJsonSchema(d.inner);
-  }
-}
 
 /**
  * A request body as a client writes it: the keys `K` Firecracker requires, every other key

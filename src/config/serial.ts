@@ -6,7 +6,7 @@
 import { DeviceManagerError } from '../errors.js';
 import { HostIoError } from './errors.js';
 import { TOKEN_BUCKET, TokenBucketConfig } from './rate-limiter.js';
-import { Desc, deserialize, field, opt, path, struct, toJsonSchema } from './serde.js';
+import { Desc, deserialize, field, opt, path, struct } from './serde.js';
 
 /** The PUT /serial body (`SerialConfig`). */
 export interface SerialConfig {
@@ -15,10 +15,8 @@ export interface SerialConfig {
 }
 
 /** serde description of `SerialConfig` (deny_unknown_fields). */
-export const SERIAL: Desc = struct('SerialConfig', [field('serial_out_path', opt(path)), field('rate_limiter', opt(TOKEN_BUCKET))]);
+const SERIAL: Desc = struct('SerialConfig', [field('serial_out_path', opt(path)), field('rate_limiter', opt(TOKEN_BUCKET))]);
 
-/** JSON Schema of the body. */
-export const SERIAL_SCHEMA = toJsonSchema(SERIAL);
 
 /** Parses a PUT /serial body. */
 export function parseSerial(body: Uint8Array | string): SerialConfig {

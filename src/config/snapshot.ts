@@ -41,7 +41,7 @@ export interface ParsedLoad {
 export type VmStateRequest = 'Paused' | 'Resumed';
 
 /** serde description of `CreateSnapshotParams`. */
-export const CREATE_SNAPSHOT: Desc = struct('CreateSnapshotParams', [
+const CREATE_SNAPSHOT: Desc = struct('CreateSnapshotParams', [
   field('snapshot_type', enumOf('Diff', 'Full'), () => 'Full'),
   field('snapshot_path', path),
   field('mem_file_path', path),
@@ -50,7 +50,7 @@ export const CREATE_SNAPSHOT: Desc = struct('CreateSnapshotParams', [
 const MEM_BACKEND = struct('MemBackendConfig', [field('backend_path', path), field('backend_type', enumOf('File', 'Uffd'))]);
 
 /** serde description of `LoadSnapshotConfig`. */
-export const LOAD_SNAPSHOT: Desc = struct('LoadSnapshotConfig', [
+const LOAD_SNAPSHOT: Desc = struct('LoadSnapshotConfig', [
   field('snapshot_path', path),
   field('mem_file_path', opt(path)),
   field('mem_backend', opt(MEM_BACKEND)),
@@ -63,7 +63,7 @@ export const LOAD_SNAPSHOT: Desc = struct('LoadSnapshotConfig', [
 ]);
 
 /** serde description of `Vm` (PATCH /vm). */
-export const VM_STATE: Desc = struct('Vm', [field('state', enumOf('Paused', 'Resumed'))]);
+const VM_STATE: Desc = struct('Vm', [field('state', enumOf('Paused', 'Resumed'))]);
 
 /** Parses a PUT /snapshot/create body. */
 export function parseCreateSnapshot(body: Uint8Array | string): CreateSnapshotParams {

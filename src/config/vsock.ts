@@ -7,7 +7,7 @@
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ConfigError, HostIoError, ioErrorText, unixSocketPathError } from './errors.js';
-import { Desc, deserialize, field, int, opt, str, struct, toJsonSchema } from './serde.js';
+import { Desc, deserialize, field, int, opt, str, struct } from './serde.js';
 
 /** The PUT /vsock body. */
 export interface VsockDeviceConfig {
@@ -25,8 +25,6 @@ export interface VsockConfig {
 /** serde description of `VsockDeviceConfig` (deny_unknown_fields). */
 export const VSOCK: Desc = struct('VsockDeviceConfig', [field('vsock_id', opt(str)), field('guest_cid', int('u32')), field('uds_path', str)]);
 
-/** JSON Schema of the body. */
-export const VSOCK_SCHEMA = toJsonSchema(VSOCK);
 
 /** Parses a PUT /vsock body. */
 export function parseVsock(body: Uint8Array | string): VsockDeviceConfig {

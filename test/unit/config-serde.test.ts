@@ -8,7 +8,7 @@ import { parseMachineConfigPut } from '../../src/config/machine-config.js';
 import { parseDrive } from '../../src/config/drives.js';
 import { parseLoadSnapshot } from '../../src/config/snapshot.js';
 import { formatF64, parseJsonValue, serdeJsonStringify } from '../../src/config/serde-read.js';
-import { deserialize, enumOf, field, int, opt, str, struct, toJsonSchema } from '../../src/config/serde.js';
+import { deserialize, enumOf, field, int, opt, str, struct } from '../../src/config/serde.js';
 
 const err = (f: () => unknown): string => {
   try {
@@ -76,14 +76,6 @@ test('serde_json values: sorted keys, float formatting, escapes', () => {
   assert.is(err(() => parseJsonValue('"a\u0001"')), 'control character (\\u0000-\\u001F) found while parsing a string at line 1 column 3');
   assert.is(err(() => parseJsonValue('[1,]')), 'trailing comma at line 1 column 4');
   assert.is(err(() => parseJsonValue('1e999')), 'number out of range at line 1 column 5');
-});
-
-test('JSON Schema derived from a description', () => {
-  const s = toJsonSchema(struct('T', [field('a', int('u8')), field('b', opt(str)), field('c', enumOf('X', 'Y'), () => 'X')]));
-  assert.equal(s, {
-    type: 'object', title: 'T', additionalProperties: false, required: ['a'],
-    properties: { a: { type: 'integer', 'x-rust-type': 'u8', minimum: 0, maximum: 255 }, b: { type: ['string', 'null'] }, c: { type: 'string', enum: ['X', 'Y'] } },
-  });
 });
 
 test.run();
