@@ -57,10 +57,12 @@ echo "UP_SHA_GUEST $(sha256sum /tmp/up | cut -d' ' -f1)"
 nc ${A} 5001 < /tmp/up
 rm /tmp/up
 echo "DOWN_SHA_GUEST $(nc ${A} 5002 | sha256sum | cut -d' ' -f1)"
+read t0 x </proc/uptime
 head -c ${TIMED_BYTES} /dev/zero | nc ${A} 5004
-echo "UNLIMITED_SENT $?"
+read t1 x </proc/uptime
 head -c ${TIMED_BYTES} /dev/zero | nc ${B} 5003
-echo "LIMITED_SENT $?"
+read t2 x </proc/uptime
+echo "GUEST_TIMED $t0 $t1 $t2"
 echo NET_DONE
 sleep 600
 `;
@@ -107,7 +109,11 @@ test('Debian guest on two TAPs in a namespace: ping, 64 MiB each way with SHA-25
     await api.putNetworkInterface({ iface_id: 'eth0', host_dev_name: 'tap0', guest_mac: '06:00:a9:fe:14:02' });
     await api.putNetworkInterface({
       iface_id: 'eth1', host_dev_name: 'tap1', guest_mac: '06:00:a9:fe:15:02',
-      tx_rate_limiter: { bandwidth: { size: 1 << 20, refill_time: 1000 } },
+      // 1 MiB/s as 128 KiB per 125 ms. A bucket's burst is effectively twice its size after an
+      // idle spell (Firecracker's TokenBucket refills to full at the first shortfall when
+      // last_update is older than refill_time, and Kindling's does the same), so a 1 MiB
+      // bucket would let 2 MiB through at once; 128 KiB keeps the burst small against 8 MiB.
+      tx_rate_limiter: { bandwidth: { size: 128 << 10, refill_time: 125 } },
     });
     await api.instanceStart();
 
@@ -119,12 +125,17 @@ test('Debian guest on two TAPs in a namespace: ping, 64 MiB each way with SHA-25
     const downPeer = (await waitFor(peer, /DOWN_SHA ([0-9a-f]{64})/, 300_000, 'the peer did not send 64 MiB'))[1];
     const downGuest = (await waitFor(vmm, /DOWN_SHA_GUEST ([0-9a-f]{64})/, 300_000, 'the guest did not hash its download'))[1];
     assert.is(downGuest, downPeer, 'host → guest: the 64 MiB arrived intact');
-    const fast = Number((await waitFor(peer, /TIMED A (\d+)/, 120_000, 'no unlimited upload'))[1]);
-    const slow = Number((await waitFor(peer, /TIMED B (\d+)/, 120_000, 'no limited upload').catch(async (e: Error) => {
+    const peerFast = Number((await waitFor(peer, /TIMED A (\d+)/, 120_000, 'no unlimited upload'))[1]);
+    const peerSlow = Number((await waitFor(peer, /TIMED B (\d+)/, 120_000, 'no limited upload').catch(async (e: Error) => {
       await api.request('PUT', '/actions', { action_type: 'FlushMetrics' });
       throw new Error(`${e.message}\nguest:\n${vmm.text().slice(-1500)}\nmetrics:\n${readFileSync(metricsPath, 'utf8').split('\n').map((l) => l.replace(/.*("net_eth1":\{[^}]*\}).*/, '$1')).join('\n')}`);
     }))[1]);
-    console.log(`    8 MiB upload: eth0 unlimited ${(fast / 1000).toFixed(2)} s, eth1 at 1 MiB/s ${(slow / 1000).toFixed(2)} s`);
+    // Timed in the guest, from `nc` start to its exit (the sender's view, as Firecracker's
+    // rate-limiter tests take it); the peer's first-to-last-byte times are printed beside.
+    const g = (await waitFor(vmm, /GUEST_TIMED ([0-9.]+) ([0-9.]+) ([0-9.]+)/, 60_000, 'no guest timing')).slice(1).map(Number);
+    const fast = Math.round((g[1]! - g[0]!) * 1000);
+    const slow = Math.round((g[2]! - g[1]!) * 1000);
+    console.log(`    8 MiB upload (guest clock): eth0 unlimited ${(fast / 1000).toFixed(2)} s, eth1 at 1 MiB/s ${(slow / 1000).toFixed(2)} s; peer saw ${(peerFast / 1000).toFixed(2)} s and ${(peerSlow / 1000).toFixed(2)} s`);
     await api.request('PUT', '/actions', { action_type: 'FlushMetrics' });
     const eth1 = readFileSync(metricsPath, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as Record<string, unknown>).net_eth1);
     assert.ok(slow >= 7000, `the limited upload took ${slow} ms; net_eth1 per flush: ${JSON.stringify(eth1)}`);
