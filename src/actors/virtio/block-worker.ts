@@ -20,7 +20,8 @@ import { actorInit } from '../actor-init.js';
 import { serveControl } from '../control-channel.js';
 import { KindlingError } from '../../errors.js';
 import { closeSync } from 'node:fs';
-import { EventFd, pollReadable } from '../../kvm/eventfd.js';
+import { EventFd } from '../../kvm/eventfd.js';
+import { DeviceLoopTimer } from './device-poll.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { BlockDevice } from '../../devices/virtio/block/device.js';
 import { BlockMetrics } from '../../devices/virtio/block/metrics.js';
@@ -94,15 +95,12 @@ const control: BlockControl = {
 const server = serveControl(control, port);
 
 async function loop(): Promise<void> {
+  const timer = new DeviceLoopTimer();
   post({ kind: 'ready' });
   for (;;) {
-    const retry = device.retryAfterMs();
-    // The limiter's timer is due at this time whatever else wakes the worker meanwhile: a
-    // stream of other events (frames, notifies) must not starve it.
-    const due = retry > 0 ? performance.now() + retry : Infinity;
     const ring = backend instanceof UringBlockBackend ? backend : undefined;
     const fds = ring ? [queueEvt.fd, ctlEvt.fd, ring.completionFd] : [queueEvt.fd, ctlEvt.fd];
-    const ready = pollReadable(fds, retry > 0 ? retry : -1);
+    const ready = timer.wait(fds, device.retryAfterMs());
     if (ring && ready.includes(ring.completionFd)) {
       ring.drainDoorbell(); // before reaping: a completion after the reap rings it again
       device.onIoCompletion();
@@ -119,7 +117,7 @@ async function loop(): Promise<void> {
       queueEvt.drain();
       if (device.isActive) await device.onQueueNotify(0);
     }
-    if (performance.now() >= due) await device.onRateLimiterTimer();
+    if (timer.due()) await device.onRateLimiterTimer();
   }
 }
 

@@ -17,7 +17,8 @@ import { parentPort } from 'node:worker_threads';
 import { actorInit } from '../actor-init.js';
 import { serveControl } from '../control-channel.js';
 import { KindlingError } from '../../errors.js';
-import { EventFd, pollReadable } from '../../kvm/eventfd.js';
+import { EventFd } from '../../kvm/eventfd.js';
+import { DeviceLoopTimer } from './device-poll.js';
 import { Tap } from '../../kvm/tap.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { NetDevice } from '../../devices/virtio/net/device.js';
@@ -81,15 +82,12 @@ const control: NetControl = {
 const server = serveControl(control, port);
 
 async function loop(): Promise<void> {
+  const timer = new DeviceLoopTimer();
   post({ kind: 'ready' });
   for (;;) {
-    const retry = device.retryAfterMs();
-    // The limiter's timer is due at this time whatever else wakes the worker meanwhile: a
-    // stream of other events (frames, notifies) must not starve it.
-    const due = retry > 0 ? performance.now() + retry : Infinity;
     const fds = [ctlEvt.fd, rxEvt.fd, txEvt.fd];
     if (device.wantsTapInput()) fds.push(tap.fd);
-    const ready = pollReadable(fds, retry > 0 ? retry : -1);
+    const ready = timer.wait(fds, device.retryAfterMs());
     if (ready.includes(ctlEvt.fd)) {
       ctlEvt.drain();
       await server.dispatch();
@@ -105,7 +103,7 @@ async function loop(): Promise<void> {
       device.onTxQueueNotify();
     }
     if (ready.includes(tap.fd)) device.onTapReadable();
-    if (performance.now() >= due) device.onRateLimiterTimer();
+    if (timer.due()) device.onRateLimiterTimer();
   }
 }
 
