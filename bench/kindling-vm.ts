@@ -24,6 +24,7 @@ export interface KindlingVmArgs {
   /** Console text that ends the boot measurement. */
   marker: string;
   drives?: MicroVmConfig['drives'];
+  nets?: MicroVmConfig['network-interfaces'];
 }
 
 /** The BENCH_KINDLING payload. */
@@ -42,6 +43,7 @@ async function main(): Promise<void> {
     'boot-source': { kernel_image_path: args.kernel, initrd_path: args.initrd, boot_args: args.bootArgs },
     'machine-config': { vcpu_count: args.vcpus, mem_size_mib: args.memMiB },
     ...(args.drives ? { drives: args.drives } : {}),
+    ...(args.nets ? { 'network-interfaces': args.nets } : {}),
   };
   const vm = new MicroVm(config, {
     log: (level, msg) => { if (level !== 'info') process.stderr.write(`kindling ${level}: ${msg}\n`); },

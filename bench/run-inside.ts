@@ -21,6 +21,7 @@ import { QEMU_MACHINE, type RunContext, type VmSpec } from './scenarios/vm-run.j
 import { defineBootMetrics, definePerVcpuMetric, recordPerVcpu, runBootVariant, type BootVariant } from './scenarios/boot.js';
 import { defineStartupMetrics, runStartup } from './scenarios/startup.js';
 import { defineBlockMetrics, runBlock } from './scenarios/block.js';
+import { defineNetMetrics, runNet } from './scenarios/net.js';
 import { inPlace, stage, type Runtime } from './stage.js';
 import { fixturePath, fixturesDir } from '../scripts/fixtures.mjs';
 
@@ -44,7 +45,7 @@ function parseArgs(argv: readonly string[]): Options {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const out = get('out');
-  if (!out) throw new Error('usage: run-inside.js --out <results.json> [--runs N] [--only startup,mini,mini2,debian,block]');
+  if (!out) throw new Error('usage: run-inside.js --out <results.json> [--runs N] [--only startup,mini,mini2,debian,block,net]');
   const only = get('only');
   return { out: resolve(out), runs: Number(get('runs') ?? 5), only: only ? new Set(only.split(',')) : undefined };
 }
@@ -97,6 +98,7 @@ async function main(): Promise<void> {
   if (want('mini') && want('mini2')) definePerVcpuMetric(c);
   if (want('startup')) defineStartupMetrics(c);
   if (want('block')) defineBlockMetrics(c);
+  if (want('net')) defineNetMetrics(c);
 
   try {
     if (want('startup')) await runStartup(c, base, ctx(60_000), opts.runs, 1, log);
@@ -105,6 +107,7 @@ async function main(): Promise<void> {
     if (want('mini2') && one) recordPerVcpu(c, one, await runBootVariant(c, mini2, ctx(240_000), opts.runs, 0, log));
     if (want('debian')) await runBootVariant(c, debian, ctx(420_000), opts.runs, 0, log);
     if (want('block')) await runBlock(c, base, ctx(420_000), opts.runs, log);
+    if (want('net')) await runNet(c, base, ctx(420_000), opts.runs, log);
   } finally {
     stats.close();
   }

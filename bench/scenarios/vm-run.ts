@@ -34,6 +34,8 @@ export interface VmSpec {
   memMiB: number;
   /** A raw disk image to attach as a read-write virtio-block device. */
   drive?: string;
+  /** An existing TAP for one virtio-net interface (Kindling: network-interfaces; QEMU: -netdev tap, vhost off). */
+  tap?: string;
 }
 
 /** What the harness needs to run VMs. */
@@ -69,10 +71,14 @@ export function qemuArgs(spec: VmSpec, extra: readonly string[] = []): string[] 
   const drive = spec.drive
     ? ['-drive', `id=bench,file=${spec.drive},format=raw,if=none,cache=unsafe,aio=threads`, '-device', 'virtio-blk-device,drive=bench']
     : [];
+  // vhost=off: QEMU's own userspace virtio-net, as Kindling and Firecracker serve the device in the VMM.
+  const net = spec.tap
+    ? ['-netdev', `tap,id=bench,ifname=${spec.tap},script=no,downscript=no,vhost=off`, '-device', 'virtio-net-device,netdev=bench']
+    : [];
   return [
     '-M', QEMU_MACHINE, '-enable-kvm', '-cpu', 'host', '-m', String(spec.memMiB), '-smp', String(spec.vcpus),
     '-nodefaults', '-no-user-config', '-nographic', '-serial', 'stdio', '-no-reboot',
-    '-kernel', spec.kernel, '-initrd', spec.initrd, '-append', spec.bootArgs, ...drive, ...extra,
+    '-kernel', spec.kernel, '-initrd', spec.initrd, '-append', spec.bootArgs, ...drive, ...net, ...extra,
   ];
 }
 
@@ -82,6 +88,7 @@ export function kindlingArgs(repo: string, spec: VmSpec): string[] {
     kernel: spec.kernel, initrd: spec.initrd, bootArgs: spec.bootArgs, vcpus: spec.vcpus, memMiB: spec.memMiB,
     marker: GUEST_MARKER,
     ...(spec.drive ? { drives: [{ drive_id: 'bench', path_on_host: spec.drive, is_root_device: false, is_read_only: false }] } : {}),
+    ...(spec.tap ? { nets: [{ iface_id: 'eth0', host_dev_name: spec.tap }] } : {}),
   };
   return [join(repo, 'dist', 'bench', 'kindling-vm.js'), JSON.stringify(a)];
 }

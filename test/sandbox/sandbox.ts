@@ -10,9 +10,10 @@
  * It never skips: a missing QEMU, kernel or initramfs, a guest that does not come up, or a
  * run past the deadline is a SandboxError with a message saying which.
  */
+import { fileURLToPath } from 'node:url';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { delimiter, join, resolve } from 'node:path';
 import { cacheDir } from '../../scripts/fixtures.mjs';
 
 export class SandboxError extends Error {
@@ -56,6 +57,11 @@ function findInPath(cmd: string): string | undefined {
   return undefined;
 }
 
+/** This checkout (the compiled file is dist/test/sandbox/sandbox.js). */
+const REPO = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
+/** Host folders the sandbox covers with its own tmpfs (scripts/sandbox/init). */
+const MASKED = ['/tmp/', '/run/', '/dev/shm/'];
+
 /** Boots the sandbox, runs `script` inside it, and returns its exit status. */
 export function runInSandbox(opts: SandboxOptions): Promise<SandboxResult> {
   const qemu = findInPath(process.env.KINDLING_QEMU ?? 'qemu-system-x86_64');
@@ -71,13 +77,19 @@ export function runInSandbox(opts: SandboxOptions): Promise<SandboxResult> {
   writeFileSync(join(outDir, 'run.sh'), `${opts.script}\n`);
   const onLine = opts.onLine ?? ((l: string) => process.stdout.write(`${l}\n`));
 
+  // The sandbox mounts fresh tmpfs over /tmp, /run and /dev/shm of the host tree, so a
+  // checkout below one of them (a CI clone in /tmp) is shared on its own, at the same path.
+  const repoShare = MASKED.some((m) => REPO.startsWith(m))
+    ? ['-virtfs', `local,path=${REPO},mount_tag=repo,security_model=none,readonly=on,multidevs=remap`]
+    : [];
   const args = [
     '-M', 'q35', '-cpu', 'max', '-smp', '2', '-m', String(opts.memMiB ?? 6144),
     '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-nic', 'none', '-no-reboot',
     '-kernel', kernel, '-initrd', initrd,
-    '-append', `console=ttyS0 quiet panic=-1 kindling.out=${outDir}`,
+    '-append', `console=ttyS0 quiet panic=-1 kindling.out=${outDir}${repoShare.length ? ` kindling.repo=${REPO}` : ''}`,
     '-virtfs', 'local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap',
     '-virtfs', `local,path=${outDir},mount_tag=out,security_model=none,multidevs=remap`,
+    ...repoShare,
   ];
   const started = performance.now();
   let bootSeconds = -1;

@@ -1,0 +1,100 @@
+/**
+ * Scenario 6, **Net**: TCP throughput over virtio-net on a TAP, guest → host and host → guest.
+ *
+ * Each run creates a TAP (link-local /30, on this machine only) and boots the minimal kernel
+ * with one interface on it: Kindling through network-interfaces, QEMU microvm with
+ * `virtio-net-device` on `-netdev tap,vhost=off` (QEMU's userspace device, as Kindling and
+ * Firecracker serve theirs in the VMM). The bench process is the peer: it takes STREAM_MIB
+ * MiB on one port and sends STREAM_MIB MiB from another. The guest runs
+ *
+ *   head -c N /dev/zero | nc HOST 6001     (guest → host)
+ *   nc HOST 6002 > /dev/null               (host → guest)
+ *
+ * timed with the guest's /proc/uptime and reported as `BENCH_NET <t0> <t1> <t2>`. 64 MiB per
+ * direction rather than 1 GiB: nested, a gigabyte per direction per run would take minutes.
+ */
+import { execFileSync } from 'node:child_process';
+import { createServer, type Server } from 'node:net';
+import { bootOnce, type RunContext, type VmSpec } from './vm-run.js';
+import type { ResultsCollector, RunRecord } from '../results.js';
+
+const STREAM_MIB = 64;
+const TAP = 'kbench0';
+const HOST = '169.254.40.1';
+const GUEST = '169.254.40.2';
+const GUEST_CMD = `"ip link set eth0 up; ip addr add ${GUEST}/30 dev eth0; until ping -c 1 -W 1 ${HOST} >/dev/null; do :; done; `
+  + `read a x </proc/uptime; head -c ${STREAM_MIB << 20} /dev/zero | nc ${HOST} 6001; read b x </proc/uptime; `
+  + `nc ${HOST} 6002 >/dev/null; read c x </proc/uptime; echo BENCH_NET $a $b $c"`;
+
+/** Declares the net metrics. */
+export function defineNetMetrics(c: ResultsCollector): void {
+  c.define({ id: 'net.tx', scenario: 'Net', label: `TCP guest → host, ${STREAM_MIB} MiB`, unit: 'MiB/s', better: 'higher', note: `guest \`head -c ${STREAM_MIB}M /dev/zero | nc\` to a listener on the TAP's host side, timed with the guest's /proc/uptime.` });
+  c.define({ id: 'net.rx', scenario: 'Net', label: `TCP host → guest, ${STREAM_MIB} MiB`, unit: 'MiB/s', better: 'higher', note: 'the host sends the same amount; the guest\'s `nc` writes it to /dev/null.' });
+}
+
+/** MiB/s each way from the guest's `BENCH_NET t0 t1 t2` line. */
+export function netRates(consoleText: string, mib = STREAM_MIB): { tx?: number; rx?: number } {
+  const m = /BENCH_NET ([0-9.]+) ([0-9.]+) ([0-9.]+)/.exec(consoleText);
+  if (!m) return {};
+  const [t0, t1, t2] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const rate = (secs: number): number | undefined => (secs > 0 ? mib / secs : undefined);
+  return { tx: rate(t1 - t0), rx: rate(t2 - t1) };
+}
+
+/** The peer: port 6001 swallows the guest's stream, port 6002 sends one; each serves one connection. */
+function peer(): Promise<Server[]> {
+  const sink = createServer((s) => { s.on('data', () => undefined); s.on('error', () => undefined); });
+  const source = createServer((s) => {
+    s.on('error', () => undefined);
+    const chunk = Buffer.alloc(1 << 16);
+    let left = STREAM_MIB << 20;
+    const pump = (): void => {
+      while (left > 0) {
+        left -= chunk.length;
+        if (!s.write(chunk)) { s.once('drain', pump); return; }
+      }
+      s.end();
+    };
+    pump();
+  });
+  return Promise.all([sink, source].map((srv, i) => new Promise<Server>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(6001 + i, HOST, () => resolve(srv));
+  })));
+}
+
+const ip = (...args: string[]): void => { execFileSync('ip', args, { stdio: 'ignore' }); };
+
+/** Runs the net rounds (Kindling then QEMU in each), a fresh TAP per run. */
+export async function runNet(c: ResultsCollector, base: VmSpec, ctx: RunContext, rounds: number, log: (m: string) => void): Promise<void> {
+  const args = base.bootArgs.replace(/ -- kindling-run .*$/, '');
+  const spec: VmSpec = { ...base, memMiB: 256, bootArgs: `${args} -- kindling-run ${GUEST_CMD}`, tap: TAP };
+  for (let round = 0; round < rounds; round++) {
+    for (const side of ['kindling', 'qemu'] as const) {
+      const run: RunRecord = { scenario: 'net', variant: 'mini-1vcpu-tap', side, round, warmup: false, ok: false, startedAt: new Date().toISOString(), data: {} };
+      c.runs.push(run);
+      let servers: Server[] = [];
+      try {
+        try { ip('link', 'del', TAP); } catch { /* none left over */ }
+        ip('tuntap', 'add', 'dev', TAP, 'mode', 'tap');
+        ip('addr', 'add', `${HOST}/30`, 'dev', TAP);
+        ip('link', 'set', TAP, 'up');
+        servers = await peer();
+        const s = await bootOnce(side, spec, ctx, /BENCH_NET [0-9.]+ [0-9.]+ [0-9.]+/);
+        const { tx, rx } = netRates(s.console);
+        run.data = { txMiBs: tx, rxMiBs: rx, console: s.console.slice(0, 2000) };
+        if (tx === undefined || rx === undefined) throw new Error(`no BENCH_NET timing line: ${s.console.slice(0, 400)}`);
+        run.ok = true;
+        c.add('net.tx', side, tx);
+        c.add('net.rx', side, rx);
+        log(`net ${side} round ${round + 1}/${rounds}: guest→host ${tx.toFixed(1)} MiB/s, host→guest ${rx.toFixed(1)} MiB/s`);
+      } catch (e) {
+        run.error = (e as Error).message;
+        log(`net ${side} round ${round + 1} FAILED: ${run.error}`);
+      } finally {
+        servers.forEach((srv) => srv.close());
+        try { ip('link', 'del', TAP); } catch { /* already gone */ }
+      }
+    }
+  }
+}
