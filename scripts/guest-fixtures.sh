@@ -44,7 +44,13 @@ recipe=$(cat "$0" "$repo/scripts/guest/init" "$repo/scripts/guest/inittab" "$rep
   | sha256sum | cut -c1-12)
 key="${kpkg#linux-image-}_${kver}_bb${bbver//[:+~]/_}_${recipe}"
 out="$cache/guest/$key"
+shared_ok() { [ -f "$shared/SHA256SUMS" ] && (cd "$shared" && grep " $1\$" SHA256SUMS | sha256sum -c --quiet - >/dev/null 2>&1); }
 if [ -f "$out/.complete" ]; then
+  # A cache built where ../shared/guest was absent lacks the fc kernel: add it once it is here.
+  if [ ! -f "$out/vmlinux-6.1-fc" ] && shared_ok vmlinux-6.1-fc.gz; then
+    gzip -dc "$shared/vmlinux-6.1-fc.gz" > "$out/vmlinux-6.1-fc.partial" && mv "$out/vmlinux-6.1-fc.partial" "$out/vmlinux-6.1-fc"
+    log "added vmlinux-6.1-fc from $shared"
+  fi
   ln -sfn "$out" "$cache/guest/current"
   log "cached: $out"
   echo "$out"
@@ -111,7 +117,6 @@ add_modules "$work/sandbox" kvm-amd virtio_pci 9pnet_virtio 9p tun loop dm-mod
 pack_cpio "$work/sandbox" "$out.partial/sandbox-initrd.cpio.gz"
 
 # --- the minimal kernels -----------------------------------------------------------------
-shared_ok() { [ -f "$shared/SHA256SUMS" ] && (cd "$shared" && grep " $1\$" SHA256SUMS | sha256sum -c --quiet - >/dev/null 2>&1); }
 
 build_kernel() { # $1 = mini|fc: the recipe of ../shared/guest/README.md
   local flavour=$1 src="$cache/linux-build-$1"
