@@ -80,20 +80,37 @@ if (wantKvm) {
     console.log(`npm test: ${why || 'KINDLING_SANDBOX=always'}: KVM tier runs inside the QEMU sandbox`);
     const { runInSandbox } = await import('../dist/test/sandbox/sandbox.js');
     const exports = sandboxEnvScript(fixtures);
-    try {
-      const res = await runInSandbox({
-        fixtures,
-        timeoutMs: 25 * 60_000,
-        script: `${exports}\nexport KINDLING_TIER_RESULT="$(dirname "$0")/result.json"\ncd '${repo}' || exit 97\nexec '${process.execPath}' dist/test/harness/tier.js kvm ${kvmFiles.map((f) => `'${f}'`).join(' ')}`,
-      });
-      const r = readResult(resultFile(res.outDir), 'kvm');
-      r.sandbox = { bootSeconds: res.bootSeconds, totalSeconds: res.totalSeconds, status: res.status };
-      if (res.status !== 0 && r.failed === 0) r.failed = 1;
-      console.log(`npm test: sandbox boot ${res.bootSeconds.toFixed(1)} s, sandbox total ${res.totalSeconds.toFixed(1)} s`);
-      results.push(r);
-    } catch (e) {
-      console.error(`\n${e.message}`);
-      results.push({ tier: 'kvm', passed: 0, failed: 1, skipped: 0, seconds: 0 });
+    // The sandbox's own kernel (QEMU TCG emulating nested SVM) panics now and then under load
+    // ("BUG: TASK stack guard page was hit" in its page-fault entry); that is the test rig
+    // failing, not Kindling, and it leaves no test result. Only then is the tier run again,
+    // once, and the output says so. A test that fails is never retried.
+    for (let attempt = 1; ; attempt++) {
+      let panicked = false;
+      try {
+        const res = await runInSandbox({
+          fixtures,
+          timeoutMs: 25 * 60_000,
+          onLine: (l) => {
+            if (/Kernel panic - not syncing/.test(l)) panicked = true;
+            process.stdout.write(`${l}\n`);
+          },
+          script: `${exports}\nexport KINDLING_TIER_RESULT="$(dirname "$0")/result.json"\ncd '${repo}' || exit 97\nexec '${process.execPath}' dist/test/harness/tier.js kvm ${kvmFiles.map((f) => `'${f}'`).join(' ')}`,
+        });
+        const r = readResult(resultFile(res.outDir), 'kvm');
+        r.sandbox = { bootSeconds: res.bootSeconds, totalSeconds: res.totalSeconds, status: res.status };
+        if (res.status !== 0 && r.failed === 0) r.failed = 1;
+        console.log(`npm test: sandbox boot ${res.bootSeconds.toFixed(1)} s, sandbox total ${res.totalSeconds.toFixed(1)} s`);
+        results.push(r);
+        break;
+      } catch (e) {
+        console.error(`\n${e.message}`);
+        if (panicked && attempt === 1) {
+          console.log('npm test: the KVM sandbox\'s kernel panicked (the nested-virtualisation rig, not a test): running the KVM tier again, once');
+          continue;
+        }
+        results.push({ tier: 'kvm', passed: 0, failed: 1, skipped: 0, seconds: 0 });
+        break;
+      }
     }
   }
 }
