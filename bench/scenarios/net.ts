@@ -34,7 +34,7 @@ export function defineNetMetrics(c: ResultsCollector): void {
 
 /** MiB/s each way from the guest's `BENCH_NET t0 t1 t2` line. */
 export function netRates(consoleText: string, mib = STREAM_MIB): { tx?: number; rx?: number } {
-  const m = /BENCH_NET ([0-9.]+) ([0-9.]+) ([0-9.]+)/.exec(consoleText);
+  const m = /BENCH_NET ([0-9.]+) ([0-9.]+) ([0-9.]+)\s*\n/.exec(consoleText);
   if (!m) return {};
   const [t0, t1, t2] = [Number(m[1]), Number(m[2]), Number(m[3])];
   const rate = (secs: number): number | undefined => (secs > 0 ? mib / secs : undefined);
@@ -80,7 +80,8 @@ export async function runNet(c: ResultsCollector, base: VmSpec, ctx: RunContext,
         ip('addr', 'add', `${HOST}/30`, 'dev', TAP);
         ip('link', 'set', TAP, 'up');
         servers = await peer();
-        const s = await bootOnce(side, spec, ctx, /BENCH_NET [0-9.]+ [0-9.]+ [0-9.]+/);
+        // The whole line, newline included: the console can arrive mid-number.
+        const s = await bootOnce(side, spec, ctx, /BENCH_NET [0-9.]+ [0-9.]+ [0-9.]+\s*\n/);
         const { tx, rx } = netRates(s.console);
         run.data = { txMiBs: tx, rxMiBs: rx, console: s.console.slice(0, 2000) };
         if (tx === undefined || rx === undefined) throw new Error(`no BENCH_NET timing line: ${s.console.slice(0, 400)}`);

@@ -8,6 +8,7 @@ import { ResultsCollector, mergeResults, type BenchResults, type MetricResult } 
 import { parseHist } from '../../bench/scenarios/kvm-stats.js';
 import { parseSmaps, guestRamMatcher } from '../../bench/scenarios/process.js';
 import { blockRates } from '../../bench/scenarios/block.js';
+import { netRates } from '../../bench/scenarios/net.js';
 
 const metric = (id: string, kindling: number[], qemu: number[], extra: Partial<MetricResult> = {}): MetricResult => ({
   id, scenario: 'Boot', label: id, unit: 'ms', better: 'lower', samples: { kindling, qemu }, ...extra,
@@ -195,6 +196,11 @@ test('mergeResults: samples pooled per metric id, runs and skips joined, span an
   assert.equal([m.startedAt, m.finishedAt], ['2025-01-02T03:04:05.000Z', '2025-01-02T04:30:00.000Z']);
   assert.is(m.environment.kvmStats.tracefsHist, false, 'a source counts as available only if every session had it');
   assert.throws(() => mergeResults([]));
+});
+
+test('netRates: MiB/s each way from a whole BENCH_NET line; a line cut mid-number is not read', () => {
+  assert.equal(netRates('x\r\nBENCH_NET 1.90 11.64 12.56\r\n', 64), { tx: 64 / (11.64 - 1.9), rx: 64 / (12.56 - 11.64) });
+  assert.equal(netRates('BENCH_NET 1.90 11.64 1', 64), {}, 'the console can arrive mid-number');
 });
 
 test.run();
