@@ -14,7 +14,7 @@
  * direction rather than 1 GiB: nested, a gigabyte per direction per run would take minutes.
  */
 import { execFileSync } from 'node:child_process';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { bootOnce, type RunContext, type VmSpec } from './vm-run.js';
 import type { ResultsCollector, RunRecord } from '../results.js';
 
@@ -41,11 +41,12 @@ export function netRates(consoleText: string, mib = STREAM_MIB): { tx?: number; 
   return { tx: rate(t1 - t0), rx: rate(t2 - t1) };
 }
 
-/** The peer: port 6001 swallows the guest's stream, port 6002 sends one; each serves one connection. */
-function peer(): Promise<Server[]> {
-  const sink = createServer((s) => { s.on('data', () => undefined); s.on('error', () => undefined); });
+/** The peer: port 6001 swallows the guest's stream, port 6002 sends one. */
+function peer(sockets: Set<Socket>): Promise<Server[]> {
+  const track = (s: Socket): void => { sockets.add(s); s.on('close', () => sockets.delete(s)); s.on('error', () => undefined); };
+  const sink = createServer((s) => { track(s); s.on('data', () => undefined); });
   const source = createServer((s) => {
-    s.on('error', () => undefined);
+    track(s);
     const chunk = Buffer.alloc(1 << 16);
     let left = STREAM_MIB << 20;
     const pump = (): void => {
@@ -74,12 +75,15 @@ export async function runNet(c: ResultsCollector, base: VmSpec, ctx: RunContext,
       const run: RunRecord = { scenario: 'net', variant: 'mini-1vcpu-tap', side, round, warmup: false, ok: false, startedAt: new Date().toISOString(), data: {} };
       c.runs.push(run);
       let servers: Server[] = [];
+      // Connections to a guest that was killed never close by themselves; they are destroyed
+      // after each run, or they would keep the bench process alive.
+      const sockets = new Set<Socket>();
       try {
         try { ip('link', 'del', TAP); } catch { /* none left over */ }
         ip('tuntap', 'add', 'dev', TAP, 'mode', 'tap');
         ip('addr', 'add', `${HOST}/30`, 'dev', TAP);
         ip('link', 'set', TAP, 'up');
-        servers = await peer();
+        servers = await peer(sockets);
         // The whole line, newline included: the console can arrive mid-number.
         const s = await bootOnce(side, spec, ctx, /BENCH_NET [0-9.]+ [0-9.]+ [0-9.]+\s*\n/);
         const { tx, rx } = netRates(s.console);
@@ -93,6 +97,7 @@ export async function runNet(c: ResultsCollector, base: VmSpec, ctx: RunContext,
         run.error = (e as Error).message;
         log(`net ${side} round ${round + 1} FAILED: ${run.error}`);
       } finally {
+        sockets.forEach((so) => so.destroy());
         servers.forEach((srv) => srv.close());
         try { ip('link', 'del', TAP); } catch { /* already gone */ }
       }
