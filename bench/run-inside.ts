@@ -107,7 +107,7 @@ async function main(): Promise<void> {
     if (want('mini2') && one) recordPerVcpu(c, one, await runBootVariant(c, mini2, ctx(240_000), opts.runs, 0, log));
     if (want('debian')) await runBootVariant(c, debian, ctx(420_000), opts.runs, 0, log);
     if (want('block')) await runBlock(c, base, ctx(420_000), opts.runs, log);
-    if (want('net')) await runNet(c, base, ctx(420_000), opts.runs, log);
+    if (want('net')) await runNet(c, base, ctx(900_000), opts.runs, log);
   } finally {
     stats.close();
   }
