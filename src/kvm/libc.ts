@@ -50,6 +50,9 @@ export const poll = lib.func('int poll(void *fds, unsigned long nfds, int timeou
 export const POLLIN = 0x1;
 export const POLLFD_SIZE = 8;
 export const write = lib.func('intptr_t write(int fd, const void *buf, size_t n)');
+/** readv/writev over an array of struct iovec (tun-abi.ts): the TAP's frame I/O. */
+export const readv = lib.func('intptr_t readv(int fd, const void *iov, int iovcnt)');
+export const writev = lib.func('intptr_t writev(int fd, const void *iov, int iovcnt)');
 export const pthreadSelf = lib.func('uint64_t pthread_self()');
 export const pthreadKill = lib.func('int pthread_kill(uint64_t thread, int sig)');
 export const sigaction = lib.func('int sigaction(int sig, const void *act, _Out_ void *old)');

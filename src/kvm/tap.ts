@@ -21,8 +21,6 @@ export const VNET_HDR_SIZE = 12;
 /** How many guest buffers one readv/writev may take (the scratch iovec array's capacity). */
 export const MAX_IOVECS = 256;
 
-const readv = koffi.load('libc.so.6').func('intptr_t readv(int fd, const void *iov, int iovcnt)');
-const writev = koffi.load('libc.so.6').func('intptr_t writev(int fd, const void *iov, int iovcnt)');
 
 function ioText(errno: number): string {
   return `${libc.strerror(errno) as string} (os error ${errno})`;
@@ -74,19 +72,19 @@ export class Tap {
 
   /** readv into `bufs` (views of guest RAM): bytes read, or -errno (-EAGAIN when empty). */
   read(bufs: readonly Uint8Array[]): number {
-    return this.io(readv, bufs);
+    return this.io(libc.readv, bufs);
   }
 
   /** writev from `bufs`: bytes written, or -errno. */
   write(bufs: readonly Uint8Array[]): number {
-    return this.io(writev, bufs);
+    return this.io(libc.writev, bufs);
   }
 
   close(): void {
     libc.close(this.fd);
   }
 
-  private io(f: typeof readv, bufs: readonly Uint8Array[]): number {
+  private io(f: typeof libc.readv, bufs: readonly Uint8Array[]): number {
     const n = Math.min(bufs.length, MAX_IOVECS);
     for (let i = 0; i < n; i++) {
       const b = bufs[i]!;

@@ -111,10 +111,7 @@ export class VcpuHandle {
    * of KVM_RUN (pause/stop); RUN needs no kick (a paused worker sleeps in Atomics.wait).
    */
   private async request(req: number, kick: boolean, timeoutMs: number): Promise<void> {
-    const seq = Atomics.add(this.control, S.REQ_SEQ, 0) + 1;
-    Atomics.store(this.control, S.REQ, req);
-    Atomics.store(this.control, S.REQ_SEQ, seq);
-    Atomics.notify(this.control, S.REQ_SEQ);
+    const seq = this.post(req);
     if (kick) this.kick();
     const deadline = performance.now() + timeoutMs;
     for (;;) {
@@ -140,10 +137,17 @@ export class VcpuHandle {
    */
   abandon(): void {
     if (this.state === VCPU_STATE.EXITED || this.thread === 0n) return;
-    Atomics.store(this.control, S.REQ, VCPU_REQUEST.STOP);
-    Atomics.add(this.control, S.REQ_SEQ, 1);
-    Atomics.notify(this.control, S.REQ_SEQ);
+    this.post(VCPU_REQUEST.STOP);
     this.kick();
+  }
+
+  /** Writes request `req` and bumps REQ_SEQ (protocol.ts: REQ first, then the sequence); returns the new sequence. */
+  private post(req: number): number {
+    const seq = Atomics.load(this.control, S.REQ_SEQ) + 1;
+    Atomics.store(this.control, S.REQ, req);
+    Atomics.store(this.control, S.REQ_SEQ, seq);
+    Atomics.notify(this.control, S.REQ_SEQ);
+    return seq;
   }
 
   /** Lets the vCPU run (first start or resume). */
