@@ -77,6 +77,22 @@ export class LatencyAggregateMetrics {
   }
 }
 
+/**
+ * Turns successive readings of a counter that wraps at 2^32 (a shared Int32 slot, e.g. the
+ * UART's, src/devices/legacy/shared-state.ts invariant 2) into a running total for a source.
+ * Correct as long as it is called at least once per 2^32 counts (every flush is).
+ */
+export function runningTotalU32(): (reading: number) => number {
+  const U32 = 2 ** 32;
+  let total = 0;
+  let last = 0;
+  return (reading) => {
+    total += (((reading >>> 0) - last) % U32 + U32) % U32;
+    last = reading >>> 0;
+    return total;
+  };
+}
+
 /** A latency aggregate's absolute values as a device source reports them. */
 export interface LatencyAggregateValues {
   readonly min_us: number;
@@ -93,11 +109,20 @@ export type DeviceMetricValues<K extends DeviceGroupKind> = {
   readonly [E in (typeof DEVICE_GROUPS)[K][number] as E[0]]: E[1] extends 'agg' ? LatencyAggregateValues : number;
 };
 
+/**
+ * Absolute values of a fixed group as another thread keeps them (the vCPU workers' exit
+ * counters, the UART's shared state, ...): the same shape as a device source, typed from GROUPS.
+ */
+export type GroupMetricValues<G extends GroupName> = {
+  readonly [E in (typeof GROUPS)[G][number] as E[0]]: E[1] extends 'agg' ? LatencyAggregateValues : number;
+};
+
 /** A registered source and the totals already pulled from it (per counter field). */
-interface DeviceSource {
-  readonly kind: DeviceGroupKind;
-  readonly id: string;
-  readonly read: () => Readonly<Record<string, number | LatencyAggregateValues>>;
+interface MetricsSource {
+  readonly spec: GroupSpec;
+  /** The registry group the source's increases land in. */
+  readonly group: () => Record<string, unknown>;
+  readonly read: () => Readonly<Partial<Record<string, number | LatencyAggregateValues>>>;
   readonly pulled: Map<string, number>;
 }
 
@@ -138,7 +163,7 @@ type FixedGroups = { readonly [G in GroupName]: MetricGroup<(typeof GROUPS)[G]> 
 /** The process-wide metrics registry (Firecracker's `METRICS`). */
 class MetricsBase {
   private readonly devices = new Map<DeviceGroupKind, Map<string, Record<string, unknown>>>();
-  private readonly sources = new Set<DeviceSource>();
+  private readonly sources = new Set<MetricsSource>();
   private fd: number | null = null;
   private emitId: string | null = null;
   private properties: Record<string, string> | null = null;
@@ -171,8 +196,25 @@ class MetricsBase {
    * (alloc reuses the entry).
    */
   addDeviceSource<K extends DeviceGroupKind>(kind: K, id: string, read: () => DeviceMetricValues<K>): () => void {
-    const src: DeviceSource = { kind, id, read: read as DeviceSource['read'], pulled: new Map() };
     this.device(kind, id);
+    return this.addSource({ spec: DEVICE_GROUPS[kind], group: () => this.device(kind, id) as Record<string, unknown>, read, pulled: new Map() });
+  }
+
+  /**
+   * Registers a fixed group's values kept outside this registry (docs/design.md, Metrics):
+   * `read` returns absolute totals since the source began (counters, `sum_us`) and gauges as
+   * stored; each snapshot adds the counters' increase since the previous pull to the group, so
+   * they flush as deltas like every SharedIncMetric, and a gauge is stored as read. Fields the
+   * source leaves out stay the registry's own (e.g. `vcpu.kvmclock_ctrl_fails` counted on main).
+   * Several sources may feed one group (their increases add up). The returned function
+   * unregisters after a last pull, so a stopped VM's last counts still reach the final flush.
+   */
+  addGroupSource<G extends GroupName>(group: G, read: () => Partial<GroupMetricValues<G>>): () => void {
+    const self = this as unknown as Record<string, Record<string, unknown>>;
+    return this.addSource({ spec: GROUPS[group], group: () => self[group]!, read: read as MetricsSource['read'], pulled: new Map() });
+  }
+
+  private addSource(src: MetricsSource): () => void {
     this.sources.add(src);
     return () => {
       if (!this.sources.delete(src)) return;
@@ -180,9 +222,9 @@ class MetricsBase {
     };
   }
 
-  /** Moves what a source counted since the last pull into its device group. */
-  private pull(src: DeviceSource): void {
-    const g = this.device(src.kind, src.id) as Record<string, unknown>;
+  /** Moves what a source counted since the last pull into its group. */
+  private pull(src: MetricsSource): void {
+    const g = src.group();
     const values = src.read();
     const advance = (field: string, total: number, m: SharedIncMetric): void => {
       // Totals only grow; a smaller value (never expected) is not subtracted from what was emitted.
@@ -190,8 +232,9 @@ class MetricsBase {
       if (d > 0) m.add(d);
       src.pulled.set(field, Math.max(total, src.pulled.get(field) ?? 0));
     };
-    for (const [name, kind] of DEVICE_GROUPS[src.kind] as GroupSpec) {
+    for (const [name, kind] of src.spec) {
       const v = values[name];
+      if (v === undefined) continue;
       if (kind === 'inc') advance(name, v as number, g[name] as SharedIncMetric);
       else if (kind === 'store') (g[name] as SharedStoreMetric).store(v as number);
       else {

@@ -24,7 +24,7 @@ import { loadKernel, writeBootInfo, Cmdline } from '../boot/index.js';
 import { bootTimestamp } from '../devices/legacy/boot-timer.js';
 import { DEBUG_PORT } from '../devices/debug-port.js';
 import { ByteRing } from '../devices/byte-ring.js';
-import { VcpuHandle } from '../actors/vcpu/handle.js';
+import { VcpuHandle, vcpuThreadName } from '../actors/vcpu/handle.js';
 import { VM_CONTROL_SLOTS, VM_SLOT, type DeviceManifest } from '../actors/vcpu/protocol.js';
 import { createHostDevices } from './host-devices.js';
 import { readInitrdImage, readKernelImage } from '../config/boot-source.js';
@@ -35,7 +35,8 @@ import type { Metrics } from '../metrics/metrics.js';
 import { cmdlineString } from '../config/boot-source.js';
 import type { VmConfig } from '../config/resources.js';
 
-export type VmmLog = (level: 'info' | 'warn' | 'error', msg: string) => void;
+/** A VMM log line; `thread` names the thread it comes from (`fc_vcpu N`), else the main thread. */
+export type VmmLog = (level: 'info' | 'warn' | 'error', msg: string, thread?: string) => void;
 
 /** What the host side of a VM is attached to; the configuration says what the guest sees. */
 export interface VmHostOptions {
@@ -130,7 +131,7 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
     try {
       handles = await spawnAll(vcpus.map((vcpu) => () => VcpuHandle.spawn({
         vm, vcpu, memory: mem.describe(), vmControl: vmControl.buffer as SharedArrayBuffer,
-        devices: devices.manifest, onLog: (m) => log(m.level, m.message),
+        devices: devices.manifest, onLog: (m) => log(m.level, m.message, vcpuThreadName(m.vcpuId)),
       })));
     } catch (e) {
       await Promise.all([...blocks, ...nets].map((d) => d.stop().catch(() => undefined)));
