@@ -28,28 +28,36 @@
  * SA_RESTART keeps other syscalls of the worker (epoll_wait, futex) from seeing EINTR;
  * KVM_RUN's EINTR is not restartable, so it still returns.
  *
- * The signal is SIGRTMIN (glibc's first free real-time signal), as in Firecracker.
+ * The signal is SIGRTMIN (glibc's first free real-time signal), as in Firecracker
+ * (vstate/vcpu.rs VCPU_RTSIG_OFFSET = 0). Firecracker's release builds use musl, whose
+ * SIGRTMIN is glibc's SIGRTMIN+1 (35): that is the number its users send to a running VMM and
+ * expect to be harmless (its test_signals.py sends 35). Under glibc 35 has no handler and would
+ * terminate the process, so the same no-op handler is installed for it too; Kindling never
+ * kicks with it, so such a signal from outside can only cost a vCPU one KVM_RUN re-entry.
  */
 import * as libc from './libc.js';
 import { KindlingError } from '../errors.js';
 
-/** glibc's struct sigaction on x86_64: handler(8) | sa_mask(128) | sa_flags(4)+pad(4) | restorer(8). */
-const SIGACTION_SIZE = 152;
-const SA_FLAGS_OFFSET = 136;
+/** Musl's SIGRTMIN (Firecracker's kick number in its releases) is glibc's SIGRTMIN + this. */
+export const MUSL_SIGRTMIN_OFFSET = 1;
 
 let kickSignal = -1;
 
-/** The signal used for kicks; installs its no-op handler once per process (idempotent). */
+/**
+ * The signal used for kicks; installs its no-op handler once per process (idempotent), and the
+ * same for SIGRTMIN + MUSL_SIGRTMIN_OFFSET (see above).
+ */
 export function installKickHandler(): number {
   if (kickSignal > 0) return kickSignal;
   const sig = libc.libcSigRtMin();
   const handler = libc.dlsym(null, 'getpid') as bigint | null;
   if (!handler) throw new KindlingError('VCPU_KICK_FAILED', 'dlsym(getpid) failed: no native no-op handler');
-  const act = Buffer.alloc(SIGACTION_SIZE);
-  act.writeBigUInt64LE(handler, 0);
-  act.writeInt32LE(libc.SA_RESTART, SA_FLAGS_OFFSET);
-  const old = Buffer.alloc(SIGACTION_SIZE);
+  const act = Buffer.alloc(libc.SIGACTION_SIZE);
+  act.writeBigUInt64LE(handler, libc.SIGACTION_HANDLER_OFFSET);
+  act.writeInt32LE(libc.SA_RESTART, libc.SIGACTION_FLAGS_OFFSET);
+  const old = Buffer.alloc(libc.SIGACTION_SIZE);
   libc.check('sigaction', libc.sigaction(sig, act, old));
+  libc.check('sigaction', libc.sigaction(sig + MUSL_SIGRTMIN_OFFSET, act, old));
   kickSignal = sig;
   return sig;
 }
