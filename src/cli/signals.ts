@@ -23,7 +23,7 @@
  *   Kindling installs no seccomp filter (--seccomp-filter is refused), so it treats every SIGSYS
  *   as Firecracker treats one that is not a trap — exit 2 (UnexpectedError) — never 148.
  * - A real fault (SIGSEGV/SIGBUS/SIGILL raised by an instruction) cannot run JavaScript: the
- *   handlers are made one-shot (src/kvm/process-signals.ts), so a real fault kills the process
+ *   handlers are made one-shot (src/kvm/kick.ts `oneShot`), so a real fault kills the process
  *   with the signal, as it would without a handler, instead of looping on the faulting
  *   instruction; a signal sent from outside gets Firecracker's handling.
  * - SIGXFSZ raised by a write past RLIMIT_FSIZE is delivered like a sent one (the write fails
@@ -121,7 +121,7 @@ export function installSignalHandlers(d: SignalDeps): () => void {
  * handlers, the no-op handler for SIGRTMIN+1, and `_exit`. Resolves with the exit function.
  */
 export async function hardenSignalHandlers(): Promise<(code: number) => never> {
-  const [{ oneShot, exitNow }, { installKickHandler }] = await Promise.all([import('../kvm/process-signals.js'), import('../kvm/kick.js')]);
+  const { oneShot, exitNow, installKickHandler } = await import('../kvm/kick.js');
   oneShot(FAULT_SIGNALS.map((s) => constants.signals[s]));
   installKickHandler();
   return exitNow;

@@ -5,6 +5,7 @@
  *  - Firecracker's signal handling (src/cli/signals.ts): SIGPIPE logged and counted, the VMM
  *    goes on; SIGHUP, SIGSEGV and SIGSYS end it with 156, 150 and 2, each with its log line
  *    and a last metrics line counting it;
+ *  - a real fault dies of its signal (the handlers are one-shot), it does not loop;
  *  - `--seccomp-filter` with a readable file is refused, never ignored;
  * and, in-process, the API gate of `--config-file`: a request read before the VM runs is
  * answered after it runs (src/api/server.ts `ready`).
@@ -83,6 +84,19 @@ test('SIGSEGV sent from outside: exit 150 and signals.sigsegv; SIGSYS (no seccom
     assert.ok(logText(v).includes(`Shutting down VM after intercepting signal ${signo}, code 0.`), logText(v));
     assert.is(count(lastMetrics(v)), 1, sig);
   }
+});
+
+test('a real fault (not a sent signal) kills the process with SIGSEGV instead of looping in the handler', async () => {
+  const child = spawn(process.execPath, [resolve('dist/test/helpers/real-fault.js')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
+  child.stderr!.on('data', (b: Buffer) => { out += b.toString(); });
+  const ended = new Promise<[number | null, NodeJS.Signals | null]>((r) => child.on('exit', (code, signal) => r([code, signal])));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const [code, signal] = await ended;
+  clearTimeout(timer);
+  assert.ok(out.includes('armed'), out);
+  assert.equal([code, signal], [null, 'SIGSEGV'], `the child ended with ${code}/${signal} (SIGKILL: it hung in the fault):\n${out}`);
 });
 
 test('--seccomp-filter with a readable filter file is refused with exit 1, never ignored', async () => {
