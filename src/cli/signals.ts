@@ -33,6 +33,7 @@
  * - A panic is an uncaught exception: "Firecracker panicked at ...", `vmm.panic_count` = 1, the
  *   metrics written, then abort (SIGABRT), as Firecracker's panic hook and panic = "abort".
  */
+import { writeSync } from 'node:fs';
 import { constants } from 'node:os';
 import type { Logger } from '../logger/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -106,6 +107,12 @@ export function installSignalHandlers(d: SignalDeps): () => void {
     const err = e instanceof Error ? e : new Error(String(e));
     const at = err.stack?.split('\n').find((l) => /^\s+at /.test(l))?.trim().replace(/^at /, '') ?? 'unknown location';
     d.logger.error(`Firecracker panicked at ${at}:\n${err.message}`, MAIN);
+    // Firecracker's hook prints nothing else; the stack is for whoever debugs Kindling.
+    try {
+      writeSync(2, `${err.stack ?? err.message}\n`); // synchronous: the abort follows
+    } catch {
+      // stderr closed: the log line above is the record
+    }
     d.metrics.vmm.panic_count.store(1);
     exitWithCode(d, EXIT.Abort, 'panicking');
   };

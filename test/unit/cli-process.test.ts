@@ -5,7 +5,8 @@
  *  - Firecracker's signal handling (src/cli/signals.ts): SIGPIPE logged and counted, the VMM
  *    goes on; SIGHUP, SIGSEGV and SIGSYS end it with 156, 150 and 2, each with its log line
  *    and a last metrics line counting it;
- *  - a real fault dies of its signal (the handlers are one-shot), it does not loop;
+ *  - a real fault dies of its signal (the handlers are one-shot), it does not loop; a panic
+ *    logs Firecracker's line, counts vmm.panic_count and aborts;
  *  - `--seccomp-filter` with a readable file is refused, never ignored;
  * and, in-process, the API gate of `--config-file`: a request read before the VM runs is
  * answered after it runs (src/api/server.ts `ready`).
@@ -97,6 +98,20 @@ test('a real fault (not a sent signal) kills the process with SIGSEGV instead of
   clearTimeout(timer);
   assert.ok(out.includes('armed'), out);
   assert.equal([code, signal], [null, 'SIGSEGV'], `the child ended with ${code}/${signal} (SIGKILL: it hung in the fault):\n${out}`);
+});
+
+test('a panic (uncaught exception): Firecracker\'s line, vmm.panic_count in a last metrics line, SIGABRT', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-panic-'));
+  const metrics = join(dir, 'metrics.json');
+  const child = spawn(process.execPath, [resolve('dist/test/helpers/panic-child.js'), metrics], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
+  child.stderr!.on('data', (b: Buffer) => { out += b.toString(); });
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((r) => child.on('exit', (c, s) => r([c, s])));
+  assert.equal([code, signal], [null, 'SIGABRT'], out);
+  assert.match(out, /\[panic-test:main\] Firecracker panicked at .*panic-child\.js:\d+:\d+.*:\nthe VMM hit a bug\n/);
+  const last = JSON.parse(readFileSync(metrics, 'utf8').trim().split('\n').pop()!) as Record<string, Record<string, number>>;
+  assert.is(last.vmm!.panic_count, 1);
 });
 
 test('--seccomp-filter with a readable filter file is refused with exit 1, never ignored', async () => {
