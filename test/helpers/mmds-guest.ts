@@ -4,6 +4,14 @@
  * apart from src/mmds/ on purpose, with its own checksum arithmetic over a DataView, so a
  * shared mistake cannot make a wrong checksum look right.
  */
+
+/** The part of an MmdsStack (src/mmds/stack.ts) a guest talks to. */
+export interface MmdsLink {
+  detourFrame(frame: Uint8Array): boolean;
+  hasPendingFrames(): boolean;
+  writeNextFrame(buf: Uint8Array): number;
+}
+
 export const GUEST_MAC = [0x02, 0x00, 0x00, 0x00, 0x00, 0x07];
 export const GUEST_IP = ip('172.16.0.2');
 export const MMDS_IP = ip('169.254.169.254');
@@ -152,3 +160,71 @@ export function decode(frame: Uint8Array): Reply {
   return r;
 }
 
+/** Every frame the stack has ready now, decoded. */
+export function drain(stack: MmdsLink, bufLen = 2048): Reply[] {
+  const out: Reply[] = [];
+  const buf = new Uint8Array(bufLen);
+  for (let n = stack.writeNextFrame(buf); n > 0; n = stack.writeNextFrame(buf)) out.push(decode(buf.slice(0, n)));
+  return out;
+}
+
+/** A manual clock. */
+export function fakeClock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
+  let t = start;
+  return { now: () => t, advance: (ms) => void (t += ms) };
+}
+
+/** A guest-side TCP client of one connection (ports fixed), for driving the stack by hand. */
+export class GuestConn {
+  seq: number;
+  ack = 0;
+  /** Bytes received in order. */
+  received = '';
+  constructor(readonly stack: MmdsLink, readonly srcPort = 40000, isn = 1000, readonly srcIp = GUEST_IP) {
+    this.seq = isn;
+  }
+
+  /** Sends a segment (seq/ack default to the client's), returning what the stack answered. */
+  send(flags: number, payload: Uint8Array | string = '', extra: Partial<TcpSpec> = {}): Reply[] {
+    const bytes = typeof payload === 'string' ? new TextEncoder().encode(payload) : payload;
+    const frame = tcpFrame({ srcPort: this.srcPort, srcIp: this.srcIp, seq: this.seq, ack: this.ack, flags, payload: bytes, ...extra });
+    if (!this.stack.detourFrame(frame)) throw new Error('frame not taken by the MMDS');
+    if (extra.seq === undefined) this.seq = (this.seq + bytes.length + (flags & (SYN | FIN) ? 1 : 0)) >>> 0;
+    return this.absorb(drain(this.stack));
+  }
+
+  /** Learns the stack's sequence numbers and data from replies addressed to this client. */
+  absorb(replies: Reply[]): Reply[] {
+    for (const r of replies) {
+      if (!r.tcp || r.tcp.dstPort !== this.srcPort) continue;
+      const t = r.tcp;
+      if (t.flags & SYN) this.ack = (t.seq + 1) >>> 0;
+      else if (t.seq === this.ack && t.payload.length > 0) {
+        this.received += new TextDecoder().decode(t.payload);
+        this.ack = (this.ack + t.payload.length) >>> 0;
+      }
+      if (t.flags & FIN && ((t.seq + t.payload.length) >>> 0) === this.ack) this.ack = (this.ack + 1) >>> 0;
+    }
+    return replies;
+  }
+
+  /** SYN, SYN-ACK, ACK. */
+  connect(mss = 1460): Reply[] {
+    const synAck = this.send(SYN, '', { mss });
+    this.send(ACK);
+    return synAck;
+  }
+
+  /** Sends a request in one segment, then ACKs until the stack stops sending; returns the bytes received. */
+  request(text: string, chunks = [text.length]): string {
+    const start = this.received.length;
+    let off = 0;
+    for (const n of chunks) {
+      this.send(ACK | PSH, text.slice(off, off + n));
+      off += n;
+    }
+    for (let i = 0; i < 100 && this.stack.hasPendingFrames(); i++) this.absorb(drain(this.stack));
+    this.send(ACK);
+    return this.received.slice(start);
+  }
+}
