@@ -122,6 +122,22 @@ test('V2 across interfaces: a token from one stack opens the other (one shared k
   assert.is(other.m.count('rx_invalid_token'), 1);
 });
 
+test('over the wire: PATCH gets 405 with Allow, an unknown method 501 as micro_http answers it, a bad request line 400', () => {
+  const { stack } = rig();
+  const c = new GuestConn(stack);
+  c.connect();
+  assert.is(
+    c.request('DELETE /latest HTTP/1.0\r\n\r\n'),
+    'HTTP/1.0 405 \r\nServer: Firecracker API\r\nConnection: keep-alive\r\nAllow: GET, PUT\r\nContent-Type: text/plain\r\nContent-Length: 24\r\n\r\nNot allowed HTTP method.',
+  );
+  assert.is(
+    c.request('POST /latest HTTP/1.0\r\n\r\n'),
+    'HTTP/1.1 501 \r\nServer: Firecracker API\r\nConnection: keep-alive\r\nContent-Type: application/json\r\nContent-Length: 24\r\n\r\nUnsupported HTTP method.',
+  );
+  assert.match(c.request('GET /latest\n\n'), /^HTTP\/1\.1 400 [\s\S]*\r\n\r\nInvalid request\.$/);
+  assert.match(c.request('GET /latest/meta-data/ami-id HTTP/1.1\r\n\r\n'), /ami-12345678$/, 'and the connection still serves');
+});
+
 test('configuration: another IPv4 address, V2 and imds_compat take effect; new data is served at once', () => {
   const { stack } = rig({ ipv4: '169.254.170.2' });
   assert.not.ok(stack.detourFrame(arpRequest(MMDS_IP)));
