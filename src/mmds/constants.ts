@@ -64,8 +64,6 @@ export const TCP_MSS_DEFAULT = 536;
  * MAX_WINDOW_SIZE, 2^30 − 2^14: the largest window with window scaling).
  */
 export const TCP_MAX_WINDOW = 1_073_725_440;
-/** Largest value of the 16-bit window field (the stack never scales its window). */
-export const TCP_MAX_WINDOW_FIELD = 0xffff;
 /**
  * Window of the RSTs the listener sends for segments it cannot place (Firecracker
  * dumbo/tcp/handler.rs `write_next_packet`: an arbitrary value, a RST carries no data).

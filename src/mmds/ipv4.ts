@@ -25,6 +25,8 @@ const SRC_OFFSET = 12;
 /** Offset of the destination address. */
 export const IPV4_DEST_OFFSET = 16;
 
+/** The IHL bits of the version/IHL byte: the header length in 32-bit words. */
+const IPV4_IHL_MASK = 0x0f;
 /** The More Fragments flag in the flags/fragment-offset word. */
 const IPV4_FLAG_MF = 0x2000;
 /** The fragment offset bits of that word. */
@@ -43,16 +45,19 @@ export function checksumAdd(sum: number, b: Uint8Array, start: number, end: numb
   return sum;
 }
 
+/** What data with a right checksum sums to, checksum field included: ones' complement zero. */
+export const CHECKSUM_ALL_ONES = 0xffff;
+
 /** Folds a sum of 16-bit words into 16 bits with end-around carry (ones' complement sum). */
 export function checksumFold(sum: number): number {
   // Division, not >>>: a sum over a 64 KiB frame can pass 2^31.
-  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
+  while (sum > CHECKSUM_ALL_ONES) sum = (sum & CHECKSUM_ALL_ONES) + Math.floor(sum / 0x10000);
   return sum;
 }
 
 /** The Internet checksum of b[start, end) plus `sum`: the ones' complement of the folded sum. */
 export function internetChecksum(b: Uint8Array, start: number, end: number, sum = 0): number {
-  return ~checksumFold(checksumAdd(sum, b, start, end)) & 0xffff;
+  return ~checksumFold(checksumAdd(sum, b, start, end)) & CHECKSUM_ALL_ONES;
 }
 
 /** An IPv4 header as read by `parseIpv4`, reused from frame to frame. */
@@ -82,7 +87,7 @@ export function parseIpv4(frame: Uint8Array, off: number, out: Ipv4Header): Ipv4
   if (off < 0 || avail < IPV4_MIN_HEADER_LEN) return 'ipv4-truncated';
   const vihl = frame[off + VERSION_IHL_OFFSET]!;
   if (vihl >> 4 !== IPV4_VERSION) return 'ipv4-version';
-  const headerLen = (vihl & 0x0f) * 4;
+  const headerLen = (vihl & IPV4_IHL_MASK) * 4;
   if (headerLen < IPV4_MIN_HEADER_LEN) return 'ipv4-header-length';
   const totalLen = readU16(frame, off + TOTAL_LEN_OFFSET);
   if (totalLen < headerLen) return 'ipv4-total-length';

@@ -149,14 +149,6 @@ export class TcpListener {
     return next;
   }
 
-  /** Drops every connection without a word (the stack's reset). */
-  clear(): void {
-    this.metrics.inc('connections_destroyed', this.conns.size);
-    this.conns.clear();
-    this.ready.clear();
-    this.rsts.length = 0;
-  }
-
   /** Puts a connection where its state says: gone when done, else ready or not (moved to the back when ready). */
   private refresh(key: number, conn: TcpConnection): void {
     this.ready.delete(conn);

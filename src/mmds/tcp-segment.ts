@@ -15,7 +15,7 @@ import {
   TCP_SYN,
 } from './constants.js';
 import { readU16, readU32, writeU16, writeU32 } from './ethernet.js';
-import { checksumAdd, checksumFold } from './ipv4.js';
+import { CHECKSUM_ALL_ONES, checksumAdd, checksumFold } from './ipv4.js';
 
 /** TCP header field offsets (RFC 9293 §3.1). */
 const SRC_PORT_OFFSET = 0;
@@ -58,7 +58,7 @@ export function tcpPseudoHeaderSum(src: number, dst: number, len: number): numbe
 
 /** The checksum field value for the segment at b[off, off + len) between `src` and `dst` (its checksum field must be 0). */
 export function tcpChecksum(b: Uint8Array, off: number, len: number, src: number, dst: number): number {
-  return ~checksumFold(checksumAdd(tcpPseudoHeaderSum(src, dst, len), b, off, off + len)) & 0xffff;
+  return ~checksumFold(checksumAdd(tcpPseudoHeaderSum(src, dst, len), b, off, off + len)) & CHECKSUM_ALL_ONES;
 }
 
 /**
@@ -98,7 +98,7 @@ export function parseTcp(frame: Uint8Array, off: number, len: number, src: numbe
   const headerLen = (frame[off + DATA_OFFSET_OFFSET]! >> 4) * 4;
   if (headerLen < TCP_MIN_HEADER_LEN || headerLen > TCP_MAX_HEADER_LEN || headerLen > len) return 'tcp-header-length';
   const sum = checksumFold(checksumAdd(tcpPseudoHeaderSum(src, dst, len), frame, off, off + len));
-  if (sum !== 0xffff) {
+  if (sum !== CHECKSUM_ALL_ONES) {
     const pseudo = checksumFold(tcpPseudoHeaderSum(src, dst, len));
     if (readU16(frame, off + TCP_CHECKSUM_OFFSET) !== pseudo) return 'tcp-checksum';
   }

@@ -216,6 +216,32 @@ test('retransmission: the SYN-ACK when the handshake stalls; progress resets the
   assert.is(stack.events['tcp-dup-ack'], 1);
 });
 
+test('lost segments: after the timeout the stack goes back to the first unacknowledged byte and the answer completes', () => {
+  const { stack, clock } = rig();
+  const c = new GuestConn(stack);
+  c.connect(200);
+  const sent = drainAfter(c, 'GET /latest/meta-data/big HTTP/1.1\r\n\r\n');
+  assert.ok(sent.length > 10);
+  c.absorb(sent.slice(0, 2)); // the rest is "lost"
+  const ackOfTwo = c.send(ACK);
+  assert.equal(ackOfTwo, [], 'an ACK of the first two: everything else is already in flight');
+  clock.advance(MMDS_RTO_MS);
+  const resent = c.absorb(drain(stack));
+  assert.is(tcp(resent[0]!).seq, tcp(sent[2]!).seq, 'from the first unacknowledged byte');
+  assert.is(resent.length, sent.length - 2);
+  c.send(ACK);
+  assert.ok(c.received.endsWith('x'.repeat(3000)));
+  assert.not.ok(stack.hasPendingFrames());
+  assert.is(stack.nextTimeoutMs(), null);
+});
+
+/** Sends a request and returns every frame the stack answers with, without the guest taking them in. */
+function drainAfter(c: GuestConn, request: string): Reply[] {
+  c.stack.detourFrame(tcpFrame({ seq: c.seq, ack: c.ack, flags: ACK | PSH, payload: request, srcPort: c.srcPort }));
+  c.seq += request.length;
+  return drain(c.stack);
+}
+
 test('the peer window bounds the data in flight; a window update lets more out', () => {
   const { stack } = rig();
   const c = new GuestConn(stack);
