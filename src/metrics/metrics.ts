@@ -93,10 +93,18 @@ export type DeviceMetricValues<K extends DeviceGroupKind> = {
   readonly [E in (typeof DEVICE_GROUPS)[K][number] as E[0]]: E[1] extends 'agg' ? LatencyAggregateValues : number;
 };
 
-/** A registered source and the totals already pulled from it (per counter field). */
-interface DeviceSource {
-  readonly kind: DeviceGroupKind;
-  readonly id: string;
+/**
+ * Absolute values of a fixed group as sources elsewhere keep them (e.g. each net worker's
+ * `mmds` counters): typed from GROUPS like DeviceMetricValues.
+ */
+export type GroupMetricValues<G extends GroupName> = {
+  readonly [E in (typeof GROUPS)[G][number] as E[0]]: E[1] extends 'agg' ? LatencyAggregateValues : number;
+};
+
+/** A registered source, the group it feeds, and the totals already pulled from it (per counter field). */
+interface MetricsSource {
+  readonly spec: GroupSpec;
+  readonly group: () => Record<string, unknown>;
   readonly read: () => Readonly<Record<string, number | LatencyAggregateValues>>;
   readonly pulled: Map<string, number>;
 }
@@ -138,7 +146,7 @@ type FixedGroups = { readonly [G in GroupName]: MetricGroup<(typeof GROUPS)[G]> 
 /** The process-wide metrics registry (Firecracker's `METRICS`). */
 class MetricsBase {
   private readonly devices = new Map<DeviceGroupKind, Map<string, Record<string, unknown>>>();
-  private readonly sources = new Set<DeviceSource>();
+  private readonly sources = new Set<MetricsSource>();
   private fd: number | null = null;
   private emitId: string | null = null;
   private properties: Record<string, string> | null = null;
@@ -171,8 +179,24 @@ class MetricsBase {
    * (alloc reuses the entry).
    */
   addDeviceSource<K extends DeviceGroupKind>(kind: K, id: string, read: () => DeviceMetricValues<K>): () => void {
-    const src: DeviceSource = { kind, id, read: read as DeviceSource['read'], pulled: new Map() };
     this.device(kind, id);
+    return this.addSource({ spec: DEVICE_GROUPS[kind], group: () => this.device(kind, id) as Record<string, unknown>, read, pulled: new Map() });
+  }
+
+  /**
+   * Registers one of several sources of a fixed group, e.g. the `mmds` counters of each net
+   * worker that runs an MMDS stack: Firecracker has one MMDS and one `mmds` group, Kindling an
+   * MMDS stack per interface, so every flush emits the sum of what all of them counted since
+   * the last one (counters add up; a gauge field would take the last source's value, and
+   * `mmds` has none). Pulled like a device source; the returned function unregisters with a
+   * last pull.
+   */
+  addGroupSource<G extends GroupName>(group: G, read: () => GroupMetricValues<G>): () => void {
+    const target = (this as unknown as Record<string, Record<string, unknown>>)[group]!;
+    return this.addSource({ spec: GROUPS[group], group: () => target, read, pulled: new Map() });
+  }
+
+  private addSource(src: MetricsSource): () => void {
     this.sources.add(src);
     return () => {
       if (!this.sources.delete(src)) return;
@@ -180,9 +204,9 @@ class MetricsBase {
     };
   }
 
-  /** Moves what a source counted since the last pull into its device group. */
-  private pull(src: DeviceSource): void {
-    const g = this.device(src.kind, src.id) as Record<string, unknown>;
+  /** Moves what a source counted since the last pull into its group. */
+  private pull(src: MetricsSource): void {
+    const g = src.group();
     const values = src.read();
     const advance = (field: string, total: number, m: SharedIncMetric): void => {
       // Totals only grow; a smaller value (never expected) is not subtracted from what was emitted.
@@ -190,7 +214,7 @@ class MetricsBase {
       if (d > 0) m.add(d);
       src.pulled.set(field, Math.max(total, src.pulled.get(field) ?? 0));
     };
-    for (const [name, kind] of DEVICE_GROUPS[src.kind] as GroupSpec) {
+    for (const [name, kind] of src.spec) {
       const v = values[name];
       if (kind === 'inc') advance(name, v as number, g[name] as SharedIncMetric);
       else if (kind === 'store') (g[name] as SharedStoreMetric).store(v as number);
