@@ -110,7 +110,7 @@ function benchGroups() {
 async function runGroupInSandbox(runInSandbox, group) {
   const runs = passArgs.includes('--runs') ? ['--runs', passArgs[passArgs.indexOf('--runs') + 1]] : [];
   const script = [
-    sandboxEnvScript(fixtures, { KINDLING_BENCH_COMMIT: commit + dirty, ...(process.env.KINDLING_BENCH_NET_MIB ? { KINDLING_BENCH_NET_MIB: process.env.KINDLING_BENCH_NET_MIB } : {}) }),
+    sandboxEnvScript(fixtures, { KINDLING_BENCH_COMMIT: commit + dirty, ...Object.fromEntries(['KINDLING_BENCH_NET_MIB', 'KINDLING_BENCH_SIDES'].filter((k) => process.env[k]).map((k) => [k, process.env[k]])) }),
     // KVM's statistics: per-VM debugfs counters and the kvm_userspace_exit tracepoint.
     'mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null',
     'mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null',

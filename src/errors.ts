@@ -87,6 +87,8 @@ export const ERROR_CODES = {
   VIRTIO_BLK_REQ_STATUS_TOO_SHORT: 'a virtio-blk request status descriptor has length 0',
   VIRTIO_NET_PARAMS: 'virtio-net device parameters are unusable (guest MAC not 6 bytes, MTU outside 68..65535): a wiring bug, the API validates both first',
   RATE_LIMITER_CONFIG: 'a token bucket size, one_time_burst or refill_time is not an integer in 0..2^64-1',
+  MMDS_CONFIG: 'the MMDS network stack or token authority was given an unusable setting (IPv4 address text, key length, clock): a wiring bug, the API validates first',
+  MMDS_DATA_INVALID: 'the MMDS data handed to a network stack is not JSON text (the data store serializes it; a wiring bug)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -350,6 +352,16 @@ export class IoUringError extends KindlingError {
 /** A TAP device could not be opened or configured; the message is Firecracker's `TapError` text. */
 export class TapError extends KindlingError {
   constructor(code: 'TAP_INVALID_NAME' | 'TAP_OPEN_TUN' | 'TAP_IFREQ' | 'TAP_VNET_HDR' | 'TAP_OFFLOAD', message: string) {
+    super(code, message);
+  }
+}
+
+/**
+ * The MMDS network stack (src/mmds/) was wired with an unusable setting or data text. Never
+ * raised for anything the guest sends: guest frames are counted and dropped, not thrown.
+ */
+export class MmdsError extends KindlingError {
+  constructor(code: 'MMDS_CONFIG' | 'MMDS_DATA_INVALID', message: string) {
     super(code, message);
   }
 }

@@ -75,7 +75,7 @@ export async function runNet(c: ResultsCollector, base: VmSpec, ctx: RunContext,
   const args = base.bootArgs.replace(/ -- kindling-run .*$/, '');
   const spec: VmSpec = { ...base, memMiB: 256, bootArgs: `${args} -- kindling-run ${GUEST_CMD}`, tap: TAP };
   for (let round = 0; round < rounds; round++) {
-    for (const side of ['kindling', 'qemu'] as const) {
+    for (const side of (['kindling', 'qemu'] as const).filter((s) => (process.env.KINDLING_BENCH_SIDES ?? 'kindling,qemu').split(',').includes(s))) {
       const run: RunRecord = { scenario: 'net', variant: 'mini-1vcpu-tap', side, round, warmup: false, ok: false, startedAt: new Date().toISOString(), data: {} };
       c.runs.push(run);
       let servers: Server[] = [];

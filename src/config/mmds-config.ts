@@ -6,8 +6,9 @@
 import { ConfigError } from './errors.js';
 import { Desc, bool, custom, customError, deserialize, enumOf, field, opt, seq, str, struct } from './serde.js';
 
-/** MMDS version (`V1` is the deprecated default). */
-export type MmdsVersion = 'V1' | 'V2';
+import type { MmdsVersion } from '../mmds/responder.js';
+/** MMDS version (`V1` is the deprecated default); defined once, by the guest-facing responder. */
+export type { MmdsVersion };
 /** MmdsNetworkStack::default_ipv4_addr. */
 export const DEFAULT_MMDS_IPV4 = '169.254.169.254';
 

@@ -110,18 +110,19 @@ export type DeviceMetricValues<K extends DeviceGroupKind> = {
 };
 
 /**
- * Absolute values of a fixed group as another thread keeps them (the vCPU workers' exit
- * counters, the UART's shared state, ...): the same shape as a device source, typed from GROUPS.
+ * Absolute values of a fixed group as sources elsewhere keep them (each net worker's `mmds`
+ * counters, the vCPU workers' exit counters, the UART's shared state): typed from GROUPS like
+ * DeviceMetricValues.
  */
 export type GroupMetricValues<G extends GroupName> = {
   readonly [E in (typeof GROUPS)[G][number] as E[0]]: E[1] extends 'agg' ? LatencyAggregateValues : number;
 };
 
-/** A registered source and the totals already pulled from it (per counter field). */
+/** A registered source, the group it feeds, and the totals already pulled from it (per counter field). */
 interface MetricsSource {
   readonly spec: GroupSpec;
-  /** The registry group the source's increases land in. */
   readonly group: () => Record<string, unknown>;
+  /** Fields a source leaves out are not its to count (addGroupSource). */
   readonly read: () => Readonly<Partial<Record<string, number | LatencyAggregateValues>>>;
   readonly pulled: Map<string, number>;
 }
@@ -201,17 +202,19 @@ class MetricsBase {
   }
 
   /**
-   * Registers a fixed group's values kept outside this registry (docs/design.md, Metrics):
-   * `read` returns absolute totals since the source began (counters, `sum_us`) and gauges as
-   * stored; each snapshot adds the counters' increase since the previous pull to the group, so
-   * they flush as deltas like every SharedIncMetric, and a gauge is stored as read. Fields the
-   * source leaves out stay the registry's own (e.g. `vcpu.kvmclock_ctrl_fails` counted on main).
-   * Several sources may feed one group (their increases add up). The returned function
-   * unregisters after a last pull, so a stopped VM's last counts still reach the final flush.
+   * Registers one of several sources of a fixed group (docs/design.md, Metrics): the `mmds`
+   * counters of each net worker that runs an MMDS stack (Firecracker has one MMDS and one
+   * `mmds` group, Kindling an MMDS stack per interface), the vCPU workers' `vcpu` counters, the
+   * UART's and i8042's shared state. `read` returns absolute totals since the source began
+   * (counters, `sum_us`) and gauges as stored; every flush emits the sum of what all sources of
+   * the group counted since the last one (a gauge takes the last source's value). Fields a
+   * source leaves out stay the registry's own (e.g. `uart.flush_count`). Pulled like a device
+   * source; the returned function unregisters with a last pull, so a stopped VM's last counts
+   * still reach the final flush.
    */
   addGroupSource<G extends GroupName>(group: G, read: () => Partial<GroupMetricValues<G>>): () => void {
-    const self = this as unknown as Record<string, Record<string, unknown>>;
-    return this.addSource({ spec: GROUPS[group], group: () => self[group]!, read: read as MetricsSource['read'], pulled: new Map() });
+    const target = (this as unknown as Record<string, Record<string, unknown>>)[group]!;
+    return this.addSource({ spec: GROUPS[group], group: () => target, read: read as MetricsSource['read'], pulled: new Map() });
   }
 
   private addSource(src: MetricsSource): () => void {

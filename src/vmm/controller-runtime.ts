@@ -5,6 +5,7 @@
  * supported: ..." instead of pretending success.
  */
 import { machineConfigJson } from '../config/machine-config.js';
+import { serdeJsonStringify } from '../config/serde-read.js';
 import type { VmmController } from './controller.js';
 import { FIRECRACKER_VERSION, PHASE_ERRORS, VmmAction, VmmActionError, VmmData, toActionError } from './actions.js';
 
@@ -66,11 +67,14 @@ export async function runtimeAction(c: VmmController, a: VmmAction): Promise<Vmm
     case 'GetVmmVersion':
       return { kind: 'VmmVersion', version: FIRECRACKER_VERSION };
     case 'PatchMMDS':
-      mmdsStore(c).patch(a.value);
+    case 'PutMMDS': {
+      const store = mmdsStore(c);
+      if (a.kind === 'PutMMDS') store.put(a.value);
+      else store.patch(a.value);
+      // The guest reads the store through the net workers' MMDS stacks: they get the new text.
+      await b.updateMmdsData?.(serdeJsonStringify(store.value()));
       return EMPTY;
-    case 'PutMMDS':
-      mmdsStore(c).put(a.value);
-      return EMPTY;
+    }
     case 'InsertBlockDevice':
     case 'InsertPmemDevice':
     case 'InsertNetworkDevice':

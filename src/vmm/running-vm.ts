@@ -43,6 +43,8 @@ export interface RunningVm {
   /** Stops the VM from the host; resolves with its exit. */
   stop(): Promise<VmExit>;
   updateNetworkInterface?(update: NetworkInterfaceUpdateConfig): Promise<void>;
+  /** PUT/PATCH /mmds after boot: the data store's new serde_json text for the guest-facing MMDS. */
+  updateMmdsData?(json: string): Promise<void>;
   updatePmemDevice?(update: PmemDeviceUpdateConfig): Promise<void>;
   updateBalloon?(amountMib: number): Promise<void>;
   updateBalloonStatistics?(intervalS: number): Promise<void>;

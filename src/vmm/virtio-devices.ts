@@ -14,7 +14,11 @@ import { GSI_LEGACY_END, GSI_LEGACY_START, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START }
 import { backingFileSize } from '../devices/virtio/block/file-backend.js';
 import { BlockHandle } from '../actors/virtio/block-handle.js';
 import { NetHandle } from '../actors/virtio/net-handle.js';
+import { TokenAuthority } from '../mmds/token.js';
+import type { NetMmdsInit } from '../actors/virtio/net-protocol.js';
 import type { VirtioBlockDrive } from '../config/drives.js';
+import { DEFAULT_MMDS_IPV4 } from '../config/mmds-config.js';
+import { serdeJsonStringify } from '../config/serde-read.js';
 import type { VmConfig } from '../config/resources.js';
 import type { VmmLog } from './builder.js';
 
@@ -28,6 +32,8 @@ export interface Placed<C> {
 export interface VirtioPlan {
   drives: Placed<VirtioBlockDrive>[];
   nets: Placed<VmConfig['networkInterfaces'][number]>[];
+  /** What every MMDS interface's worker starts with (docs/design.md "MMDS"), or null. */
+  mmds: Omit<NetMmdsInit, 'metrics'> | null;
 }
 
 /** Every placed device's window and line, in order (command line, ACPI DSDT). */
@@ -47,7 +53,21 @@ export function planVirtioDevices(cfg: VmConfig): VirtioPlan {
     if (gsi > GSI_LEGACY_END) throw new Error('Failed to allocate requested resource: no free interrupt line for another virtio device');
     return { config, addr: VIRTIO_MMIO_START + VIRTIO_MMIO_SIZE * next++, gsi };
   };
-  return { drives: drives.map(place), nets: cfg.networkInterfaces.map(place) };
+  return { drives: drives.map(place), nets: cfg.networkInterfaces.map(place), mmds: mmdsInit(cfg) };
+}
+
+/**
+ * The MMDS settings the interfaces listed in PUT /mmds/config start with: one token key per VM
+ * (Firecracker has one MMDS for all interfaces, so a token from one works on another), the
+ * data store's text as it is at InstanceStart.
+ */
+function mmdsInit(cfg: VmConfig): VirtioPlan['mmds'] {
+  const m = cfg.mmds;
+  if (!m || !cfg.networkInterfaces.some((n) => n.mmds)) return null;
+  return {
+    key: [...TokenAuthority.generateKey()], instanceId: cfg.instanceId, ipv4: m.config.ipv4_address ?? DEFAULT_MMDS_IPV4,
+    version: m.config.version, imdsCompat: m.config.imds_compat, data: serdeJsonStringify(m.store.value()),
+  };
 }
 
 /** "aa:bb:cc:dd:ee:ff" (validated at PUT time) as 6 bytes. */
@@ -77,6 +97,7 @@ export async function spawnVirtioDevices(p: VirtioPlan, vm: VmFd, memory: GuestM
   const nets = p.nets.map((n) => () => NetHandle.spawn({
     vm, memory, ifaceId: n.config.iface_id, tapName: n.config.host_dev_name, guestMac: macBytes(n.config.guest_mac), mtu: n.config.mtu,
     rxRateLimiter: n.config.rx_rate_limiter ?? {}, txRateLimiter: n.config.tx_rate_limiter ?? {}, addr: n.addr, gsi: n.gsi, onLog: log,
+    mmds: n.config.mmds ? p.mmds : null,
   }));
   const all = await spawnAll<BlockHandle | NetHandle>([...blocks, ...nets]);
   return { blocks: all.slice(0, blocks.length) as BlockHandle[], nets: all.slice(blocks.length) as NetHandle[] };

@@ -81,6 +81,8 @@ export class Vmm implements RunningVm {
       ? [
           ...parts.blocks.map((b) => m.addDeviceSource('block', b.driveId, () => b.metricsSnapshot())),
           ...parts.nets.map((n) => m.addDeviceSource('net', n.ifaceId, () => n.metricsSnapshot())),
+          // Every MMDS interface's stack counts on its own; the `mmds` group is their sum.
+          ...parts.nets.flatMap((n) => (n.mmdsMetrics ? [m.addGroupSource('mmds', () => n.mmdsMetrics!.snapshot())] : [])),
           ...registerVmMetrics(m, { handles: parts.handles, devices: parts.devices, manifest: parts.devices.manifest }),
         ]
       : [];
@@ -185,6 +187,14 @@ export class Vmm implements RunningVm {
     const n = this.parts.nets.find((x) => x.ifaceId === update.iface_id);
     if (!n) throw new Error(`network interface ${update.iface_id} does not exist`);
     await n.updateRateLimiters(update.rx_rate_limiter, update.tx_rate_limiter);
+  }
+
+  /**
+   * PUT/PATCH /mmds after boot: every MMDS interface's stack gets the store's new text
+   * (Firecracker's one `Arc<Mutex<Mmds>>`; here each worker holds its copy).
+   */
+  async updateMmdsData(json: string): Promise<void> {
+    await Promise.all(this.parts.nets.filter((n) => n.mmdsMetrics).map((n) => n.setMmdsData(json)));
   }
 
   /** Stops the VM from the host side; resolves with the exit. */

@@ -8,7 +8,7 @@ import { constants as osConstants } from 'node:os';
 import { arrayGuestMemory, must, type GuestMemory } from '../../src/memory/guest-memory.js';
 import { MmioTransport } from '../../src/devices/virtio/mmio.js';
 import { MmioInterrupt, MmioState } from '../../src/devices/virtio/mmio-state.js';
-import { NetDevice, type NetBackend } from '../../src/devices/virtio/net/device.js';
+import { NetDevice, type NetBackend, type NetMmds } from '../../src/devices/virtio/net/device.js';
 import { NET_CONFIG_STATE_SIZE, netDescription, type NetDeviceParams } from '../../src/devices/virtio/net/config.js';
 import { NetMetrics } from '../../src/devices/virtio/net/metrics.js';
 import { ETH_ALEN, NET_NUM_QUEUES, NET_RX_INDEX, NET_TX_INDEX } from '../../src/devices/virtio/net/constants.js';
@@ -86,6 +86,8 @@ export interface NetRigOptions {
   txLimits?: RateLimiterConfig;
   /** Queue size the driver programs (default 64). */
   queueSize?: number;
+  /** An MMDS on the interface. */
+  mmds?: NetMmds;
 }
 
 export function netRig(o: NetRigOptions = {}) {
@@ -101,6 +103,7 @@ export function netRig(o: NetRigOptions = {}) {
     rxRateLimiter: new RateLimiter(o.rxLimits ?? {}, () => clock.t),
     txRateLimiter: new RateLimiter(o.txLimits ?? {}, () => clock.t),
     nowUs: () => clock.us,
+    mmds: o.mmds,
   });
   const state = MmioState.create(NET_NUM_QUEUES);
   const irqs: number[] = [];

@@ -21,6 +21,11 @@ function kind(k: DeviceKind): string {
   return KVM_SUPPORTED.has(k) ? WORKS : `refused: InstanceStart fails (400) naming ${DEVICE_KIND_NAMES[k]}`;
 }
 
+/** A device's metric group: counted when the device runs, else zeros as Firecracker emits without it. */
+function deviceGroup(k: DeviceKind, counted: string, idle = 'zeros'): string {
+  return KVM_SUPPORTED.has(k) ? `counted (${counted})` : `${idle}: ${kind(k)}`;
+}
+
 /** Snapshots: the factory's restore and the VM's createSnapshot (src/vmm/running-vm.ts). */
 function snapshot(which: 'load' | 'create'): string {
   const has = which === 'load' ? 'restore' in KvmVmFactory.prototype : 'createSnapshot' in Vmm.prototype;
@@ -112,7 +117,7 @@ const API: [endpoint: string, fields: Field[]][] = [
 /** Metric groups (top-level keys of a metrics line), by name. */
 const METRICS: Record<string, string> = {
   api_server: `counted (set from --start-time-us / --start-time-cpu-us, as Firecracker)`,
-  balloon: `zeros: ${kind('balloon')}`,
+  balloon: deviceGroup('balloon', 'the balloon device'),
   block: 'counted (and block_<drive_id> per drive)',
   deprecated_api: 'counted',
   get_api_requests: 'counted',
@@ -120,7 +125,7 @@ const METRICS: Record<string, string> = {
   uart: 'counted (the vCPUs\' shared device state; flush_count is never counted by Firecracker either; rate_limiter_dropped_bytes: the serial rate limiter is refused)',
   latencies_us: 'counted (pause/resume; the snapshot ones stay 0: no snapshots)',
   logger: 'counted (metrics_fails is never counted by Firecracker either)',
-  mmds: `counted by the MMDS stack: ${kind('mmds')}`,
+  mmds: deviceGroup('mmds', 'the sum of every MMDS interface\'s stack'),
   net: 'counted (and net_<iface_id> per interface)',
   patch_api_requests: 'counted',
   put_api_requests: 'counted',
@@ -128,12 +133,12 @@ const METRICS: Record<string, string> = {
   vcpu: 'counted (exits by kind, their latency, failures, kvmclock_ctrl_fails)',
   vmm: 'counted (panic_count on an uncaught exception)',
   signals: 'counted (src/cli/signals.ts)',
-  vsock: `zeros: ${kind('vsock')}`,
-  entropy: `zeros: ${kind('entropy')}`,
-  pmem: `zeros: ${kind('pmem')} (and pmem_<id>)`,
-  vhost_user: `absent: ${kind('vhost-user-block')} (vhost_user_<id> per device)`,
+  vsock: deviceGroup('vsock', 'the vsock device'),
+  entropy: deviceGroup('entropy', 'the entropy device'),
+  pmem: deviceGroup('pmem', 'and pmem_<id> per device'),
+  vhost_user: deviceGroup('vhost-user-block', 'vhost_user_<id> per device', 'absent'),
   interrupts: 'counted (triggers: every virtio interrupt; config_updates: MSI-X only, with PCI, which is refused)',
-  memory_hotplug: `zeros: ${kind('memory-hotplug')}`,
+  memory_hotplug: deviceGroup('memory-hotplug', 'the virtio-mem device'),
 };
 
 /** Every metric group Kindling's registry emits, in Firecracker's order. */

@@ -16,7 +16,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['memory'],
   ['arch'],
   ['boot'],
-  ['devices'],
+  ['devices', 'mmds'],
   ['actors'],
   ['config'],
   ['metrics'],

@@ -12,7 +12,8 @@ import { NET_CONFIG_STATE_SIZE, encodeNetConfig, type NetDeviceParams } from '..
 import { NET_NUM_QUEUES } from '../../devices/virtio/net/constants.js';
 import { NetMetrics, type NetMetricsSnapshot } from '../../devices/virtio/net/metrics.js';
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
-import type { NetControl, NetWorkerInit, VirtioNetManifest } from './net-protocol.js';
+import { MmdsMetrics } from '../../mmds/metrics.js';
+import type { NetControl, NetMmdsInit, NetWorkerInit, VirtioNetManifest } from './net-protocol.js';
 import { VirtioActor } from './virtio-actor.js';
 
 export interface NetSpawnOptions {
@@ -27,6 +28,8 @@ export interface NetSpawnOptions {
   txRateLimiter: RateLimiterConfig;
   addr: number;
   gsi: number;
+  /** The MMDS settings when PUT /mmds/config listed this interface (its `metrics` buffer is made here). */
+  mmds?: Omit<NetMmdsInit, 'metrics'> | null;
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
 }
 
@@ -35,12 +38,15 @@ export class NetHandle {
   readonly manifest: VirtioNetManifest;
   private readonly actor: VirtioActor<NetControl>;
   private readonly metrics: NetMetrics;
+  /** The worker's MMDS counters, when it runs an MMDS. */
+  readonly mmdsMetrics: MmdsMetrics | null;
 
-  private constructor(ifaceId: string, actor: VirtioActor<NetControl>, manifest: VirtioNetManifest, metrics: NetMetrics) {
+  private constructor(ifaceId: string, actor: VirtioActor<NetControl>, manifest: VirtioNetManifest, metrics: NetMetrics, mmdsMetrics: MmdsMetrics | null) {
     this.ifaceId = ifaceId;
     this.actor = actor;
     this.manifest = manifest;
     this.metrics = metrics;
+    this.mmdsMetrics = mmdsMetrics;
   }
 
   /** Opens the TAP, sets up KVM doorbells and starts the worker; resolves when it is ready. */
@@ -53,6 +59,7 @@ export class NetHandle {
       encodeNetConfig(params, new Uint8Array(config));
       const metrics = new NetMetrics();
       const guestMac = opts.guestMac ? [...opts.guestMac] : null;
+      const mmdsMetrics = opts.mmds ? new MmdsMetrics() : null;
       const actor = await VirtioActor.spawn<NetControl, NetWorkerInit>({
         vm: opts.vm, kind: 'net', thread: `fc_net ${opts.ifaceId}`, label: `net ${opts.ifaceId}`,
         addr: opts.addr, gsi: opts.gsi, queues: NET_NUM_QUEUES, onLog: opts.onLog,
@@ -60,13 +67,14 @@ export class NetHandle {
           ifaceId: opts.ifaceId, tapName: opts.tapName, tapFd: tap.fd, guestMac, mtu: opts.mtu,
           rxRateLimiter: opts.rxRateLimiter, txRateLimiter: opts.txRateLimiter, state, config, metrics: metrics.buffer,
           memory: opts.memory, ctlFd: d.ctlFd, rxFd: d.queueFds[0]!, txFd: d.queueFds[1]!, irqFd: d.irqFd,
+          mmds: opts.mmds && mmdsMetrics ? { ...opts.mmds, metrics: mmdsMetrics.buffer } : null,
         }),
       });
       const d = actor.doorbells;
       const manifest: VirtioNetManifest = {
         kind: 'virtio-net', addr: opts.addr, state, config, guestMac, mtu: opts.mtu, metrics: metrics.buffer, ctlFd: d.ctlFd, queueFds: d.queueFds, irqFd: d.irqFd,
       };
-      return new NetHandle(opts.ifaceId, actor, manifest, metrics);
+      return new NetHandle(opts.ifaceId, actor, manifest, metrics, mmdsMetrics);
     } catch (e) {
       tap.close(); // a worker that never became ready never took the TAP
       throw e;
@@ -76,6 +84,11 @@ export class NetHandle {
   /** PATCH /network-interfaces: new rate limiter buckets (null: unchanged). */
   updateRateLimiters(rx: RateLimiterConfig | null, tx: RateLimiterConfig | null): Promise<void> {
     return this.actor.remote.updateRateLimiters(rx, tx);
+  }
+
+  /** PUT/PATCH /mmds after boot: the store's new serde_json text (MMDS interfaces only). */
+  setMmdsData(json: string): Promise<void> {
+    return this.actor.remote.setMmdsData(json);
   }
 
   /** Makes the worker look at both queues (resume: VirtioActor.kick). */

@@ -5,6 +5,24 @@
  */
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
+import type { MmdsVersion } from '../../mmds/responder.js';
+
+/**
+ * The MMDS a net worker runs when PUT /mmds/config listed its interface (docs/design.md
+ * "MMDS"): one stack per worker, all sharing the token key so a token works on any of them.
+ */
+export interface NetMmdsInit {
+  /** TokenAuthority key (32 bytes), drawn once per VM by main. */
+  key: number[];
+  instanceId: string;
+  ipv4: string;
+  version: MmdsVersion;
+  imdsCompat: boolean;
+  /** The data store's serde_json text at spawn ("null" before the first PUT). */
+  data: string;
+  /** MmdsMetrics buffer, summed by main into the `mmds` group. */
+  metrics: SharedArrayBuffer;
+}
 
 /** What a vCPU worker needs to serve a net device's registers. */
 export interface VirtioNetManifest {
@@ -44,6 +62,7 @@ export interface NetWorkerInit {
   rxFd: number;
   txFd: number;
   irqFd: number;
+  mmds: NetMmdsInit | null;
 }
 
 /**
@@ -53,6 +72,8 @@ export interface NetWorkerInit {
 export interface NetControl {
   /** PATCH /network-interfaces: new buckets per direction; absent or null: unchanged. */
   updateRateLimiters(rx: RateLimiterConfig | null, tx: RateLimiterConfig | null): void;
+  /** PUT/PATCH /mmds after boot: the data store's new serde_json text (only on MMDS interfaces). */
+  setMmdsData(json: string): void;
   /** Closes the TAP and ends the worker after replying. */
   stop(): void;
 }

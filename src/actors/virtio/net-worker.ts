@@ -25,6 +25,9 @@ import { NetDevice } from '../../devices/virtio/net/device.js';
 import { NetMetrics } from '../../devices/virtio/net/metrics.js';
 import { MmioInterrupt, MmioState } from '../../devices/virtio/mmio-state.js';
 import { RateLimiter } from '../../devices/rate-limiter/rate-limiter.js';
+import { MmdsStack } from '../../mmds/stack.js';
+import { TokenAuthority } from '../../mmds/token.js';
+import { MmdsMetrics } from '../../mmds/metrics.js';
 import type { NetControl, NetWorkerInit } from './net-protocol.js';
 import type { VirtioEventMessage } from './virtio-actor.js';
 
@@ -40,12 +43,17 @@ const rxEvt = new EventFd(init.rxFd);
 const txEvt = new EventFd(init.txFd);
 const irqEvt = new EventFd(init.irqFd);
 const tap = Tap.fromFd(init.tapName, init.tapFd);
+const mmds = init.mmds && new MmdsStack({
+  tokens: new TokenAuthority({ key: Uint8Array.from(init.mmds.key), instanceId: init.mmds.instanceId }),
+  ipv4: init.mmds.ipv4, version: init.mmds.version, imdsCompat: init.mmds.imdsCompat, metrics: new MmdsMetrics(init.mmds.metrics),
+});
+mmds?.setData(init.mmds!.data);
 const device = new NetDevice(
   { guestMac: init.guestMac ? Uint8Array.from(init.guestMac) : null, mtu: init.mtu },
   tap,
   {
     rxRateLimiter: new RateLimiter(init.rxRateLimiter), txRateLimiter: new RateLimiter(init.txRateLimiter),
-    metrics: new NetMetrics(init.metrics), configBytes: new Uint8Array(init.config),
+    metrics: new NetMetrics(init.metrics), configBytes: new Uint8Array(init.config), mmds: mmds ?? undefined,
   },
 );
 const interrupt = new MmioInterrupt(state, () => irqEvt.signal());
@@ -73,6 +81,10 @@ const control: NetControl = {
     if (stopping) throw new KindlingError('ACTOR_EXITED', `${label}: the device worker is stopping`);
     device.updateRateLimiters({ rx, tx });
   },
+  setMmdsData(json) {
+    if (!mmds) throw new KindlingError('ACTOR_EXITED', `${label}: MMDS is not attached to this interface`);
+    mmds.setData(json);
+  },
   stop() {
     if (stopping) throw new KindlingError('ACTOR_EXITED', `${label}: the device worker is stopping`);
     stopping = true;
@@ -87,7 +99,10 @@ async function loop(): Promise<void> {
   for (;;) {
     const fds = [ctlEvt.fd, rxEvt.fd, txEvt.fd];
     if (device.wantsTapInput()) fds.push(tap.fd);
-    const ready = timer.wait(fds, device.retryAfterMs());
+    const mmdsMs = device.mmdsTimeoutMs();
+    const limiterMs = device.retryAfterMs();
+    // 0 from the limiters means "no timer"; the MMDS's null does.
+    const ready = timer.wait(fds, mmdsMs === null ? limiterMs : limiterMs === 0 ? Math.max(mmdsMs, 1) : Math.min(limiterMs, Math.max(mmdsMs, 1)));
     if (ready.includes(ctlEvt.fd)) {
       ctlEvt.drain();
       await server.dispatch();
@@ -103,7 +118,10 @@ async function loop(): Promise<void> {
       device.onTxQueueNotify();
     }
     if (ready.includes(tap.fd)) device.onTapReadable();
-    if (timer.due()) device.onRateLimiterTimer();
+    if (timer.due()) {
+      device.onRateLimiterTimer();
+      if (mmdsMs !== null) device.onMmdsTimer();
+    }
   }
 }
 

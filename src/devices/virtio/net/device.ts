@@ -42,7 +42,8 @@ import {
 import {
   activateQueues, signalUsed, type VirtioActivation, type VirtioDevice, type VirtioDeviceDescription, type VirtioInterrupt,
 } from '../device.js';
-import { chainViews, iovLength, iovRead } from '../iovec.js';
+import { chainViews, iovLength, iovRead, iovWrite } from '../iovec.js';
+import { MMDS_FRAME_PEEK_LEN, MMDS_MIN_FRAME_LEN } from '../../../mmds/stack.js';
 import type { Queue } from '../queue.js';
 import { encodeNetConfig, knownGuestMac, netDescription, netTapOffloadFlags, type NetDeviceParams } from './config.js';
 import {
@@ -67,6 +68,24 @@ export interface NetBackend {
   write(bufs: readonly Uint8Array[]): number;
 }
 
+/**
+ * The MMDS as the device needs it (src/mmds/stack.ts `MmdsStack`): TX frames addressed to it
+ * are taken off the TAP path, its answers are written into RX buffers ahead of TAP frames.
+ * Frames here start at the Ethernet header (no virtio-net header).
+ */
+export interface NetMmds {
+  /** From the frame's first MMDS_FRAME_PEEK_LEN bytes, without side effects. */
+  isMmdsFrame(head: Uint8Array): boolean;
+  /** True: the frame was the MMDS's and is consumed. */
+  detourFrame(frame: Uint8Array): boolean;
+  hasPendingFrames(): boolean;
+  /** Writes the next answer frame into `buf`; its length, 0 when none. */
+  writeNextFrame(buf: Uint8Array): number;
+  /** Milliseconds until `tick()` is due, null when no timer runs. */
+  nextTimeoutMs(): number | null;
+  tick(): void;
+}
+
 /** Injected collaborators; all optional. */
 export interface NetDeviceOptions {
   /** The receive limiter (default: unlimited). */
@@ -79,6 +98,8 @@ export interface NetDeviceOptions {
   readonly configBytes?: Uint8Array;
   /** Clock for tap_write_agg, µs (default: performance.now). */
   readonly nowUs?: () => number;
+  /** The MMDS on this interface (PUT /mmds/config listed it), or none. */
+  readonly mmds?: NetMmds;
 }
 
 /** New rate limiter buckets (PATCH /network-interfaces); absent or null: unchanged. */
@@ -106,6 +127,9 @@ interface DeferredFrame {
   readonly used: RxUsed[];
   readonly bytes: number;
 }
+
+/** The virtio-net header of a frame the device builds itself: no offload, checksums complete. */
+const ZERO_NET_HDR = new Uint8Array(VIRTIO_NET_HDR_SIZE);
 
 /** Takes 1 op and `bytes` bytes, or nothing (Firecracker `Net::rate_limiter_consume_op`). */
 function consumeFrame(limiter: RateLimiter, bytes: number): boolean {
@@ -139,6 +163,11 @@ export class NetDevice implements VirtioDevice {
   private readonly nowUs: () => number;
   private readonly rxBuffers = new RxBuffers();
   private readonly sourceMac = new Uint8Array(ETH_ALEN);
+  private readonly mmds: NetMmds | undefined;
+  /** The first bytes of a TX frame, for `NetMmds.isMmdsFrame`. */
+  private readonly mmdsPeek = new Uint8Array(MMDS_FRAME_PEEK_LEN);
+  /** One frame copied out of guest memory for the MMDS, or an MMDS answer on its way in (allocated with the MMDS). */
+  private readonly mmdsFrame: Uint8Array;
   private active: Active | undefined;
   private deferred: DeferredFrame | undefined;
   /** The last TX drain stopped on the limiter: a frame waits in the ring. */
@@ -150,6 +179,8 @@ export class NetDevice implements VirtioDevice {
     this.txRateLimiter = options.txRateLimiter ?? new RateLimiter();
     this.nowUs = options.nowUs ?? (() => performance.now() * 1000);
     this.configBytes = encodeNetConfig(params, options.configBytes);
+    this.mmds = options.mmds;
+    this.mmdsFrame = new Uint8Array(this.mmds ? MAX_BUFFER_SIZE - VIRTIO_NET_HDR_SIZE : 0);
     this.description = netDescription(params, this.configBytes, this.metrics);
   }
 
@@ -265,6 +296,19 @@ export class NetDevice implements VirtioDevice {
     return rx === 0 ? tx : tx === 0 ? rx : Math.min(rx, tx);
   }
 
+  /** Milliseconds until `onMmdsTimer()` is due (a retransmission), or null. */
+  mmdsTimeoutMs(): number | null {
+    return this.mmds?.nextTimeoutMs() ?? null;
+  }
+
+  /** The MMDS's timer is due: fire it and deliver what it has for the guest. */
+  onMmdsTimer(): void {
+    if (!this.mmds) return;
+    this.mmds.tick();
+    const a = this.usable();
+    if (a && this.writeMmdsFrames(a)) signalUsed(a.rx, a.interrupt);
+  }
+
   /**
    * Whether the actor should poll the TAP for input now: activated, holding MAX_BUFFER_SIZE
    * bytes of receive buffers, no refused frame waiting, RX limiter not blocked. Recompute after
@@ -334,6 +378,8 @@ export class NetDevice implements VirtioDevice {
 
   /** Publishes a refused frame if the limiter now allows it, then reads on (Firecracker `resume_rx`). */
   private resumeRx(a: Active): void {
+    this.writeMmdsFrames(a);
+    if (a.broken) return;
     const d = this.deferred;
     if (d && !consumeFrame(this.rxRateLimiter, d.bytes)) {
       this.metrics.inc('rx_rate_limiter_throttled');
@@ -418,12 +464,64 @@ export class NetDevice implements VirtioDevice {
         this.txThrottled = true;
         break;
       }
-      this.transmit(bufs, chain.totalLen);
+      if (this.detourToMmds(bufs, chain.totalLen)) {
+        // MMDS frames are not charged to the TX limiter (net/device.rs `write_to_mmds_or_tap`).
+        this.txRateLimiter.manualReplenish(1, TOKEN_TYPE.OPS);
+        this.txRateLimiter.manualReplenish(chain.totalLen, TOKEN_TYPE.BYTES);
+      } else this.transmit(bufs, chain.totalLen);
       q.addUsed(chain.head, 0);
       sentAny = true;
     }
     if (!sentAny) this.metrics.inc('no_tx_avail_buffer');
     signalUsed(q, a.interrupt);
+    // The MMDS usually has its answer now (Firecracker processes RX after a detour).
+    if (this.mmds?.hasPendingFrames() && !a.broken && this.writeMmdsFrames(a)) signalUsed(a.rx, a.interrupt);
+  }
+
+  /**
+   * Writes pending MMDS frames into the held RX chains, ahead of any TAP frame and outside the
+   * RX limiter (Firecracker `read_from_mmds_or_tap`): a zeroed virtio-net header (the stack's
+   * checksums are complete), `num_buffers` set by `take`. Stops when the chains held cannot
+   * take a minimal frame. True when any frame was written.
+   */
+  private writeMmdsFrames(a: Active): boolean {
+    const m = this.mmds;
+    if (!m) return false;
+    let wrote = false;
+    while (m.hasPendingFrames()) {
+      if (this.rxBuffers.length === 0) {
+        this.parseRx(a);
+        if (a.broken || this.rxBuffers.length === 0) break;
+      }
+      const views = this.rxBuffers.readViews(a.mergeable);
+      const room = Math.min(iovLength(views), MAX_BUFFER_SIZE) - VIRTIO_NET_HDR_SIZE;
+      if (room < MMDS_MIN_FRAME_LEN) break;
+      const frame = this.mmdsFrame.subarray(0, room);
+      const n = m.writeNextFrame(frame);
+      if (n <= 0) break;
+      iovWrite(views, 0, ZERO_NET_HDR);
+      iovWrite(views, VIRTIO_NET_HDR_SIZE, frame.subarray(0, n));
+      for (const u of this.rxBuffers.take(VIRTIO_NET_HDR_SIZE + n)) a.rx.addUsed(u.head, u.len);
+      this.metrics.inc('rx_count');
+      this.metrics.inc('rx_bytes_count', VIRTIO_NET_HDR_SIZE + n);
+      this.metrics.inc('rx_packets_count');
+      wrote = true;
+    }
+    return wrote;
+  }
+
+  /**
+   * Offers a TX frame to the MMDS (Firecracker `write_to_mmds_or_tap`): only frames whose
+   * first bytes address it are copied out of guest memory. True when it took the frame.
+   */
+  private detourToMmds(bufs: Uint8Array[], len: number): boolean {
+    const m = this.mmds;
+    if (!m || len < VIRTIO_NET_HDR_SIZE) return false;
+    const head = this.mmdsPeek.subarray(0, iovRead(bufs, VIRTIO_NET_HDR_SIZE, this.mmdsPeek));
+    if (!m.isMmdsFrame(head)) return false;
+    const frame = this.mmdsFrame.subarray(0, len - VIRTIO_NET_HDR_SIZE);
+    iovRead(bufs, VIRTIO_NET_HDR_SIZE, frame);
+    return m.detourFrame(frame);
   }
 
   /** Firecracker `write_to_mmds_or_tap` without MMDS: header check, spoof count, one TAP write. */
