@@ -5,16 +5,25 @@
  * message synchronously. Blocking is fine: this is a worker thread with nothing else to do.
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { DOORBELL, type PrewarmedWorkerData } from './actor-pool.js';
+import { setThreadName } from '../util/thread-name.js';
+import { DOORBELL, type ActorStart, type PrewarmedWorkerData } from './actor-pool.js';
 
-/** This actor's init data; exits the thread when a pre-started worker is told to quit. */
+/**
+ * This actor's init data; names the thread as main asked (`fc_vcpu N`, src/util/thread-name.ts).
+ * Exits the thread when a pre-started worker is told to quit.
+ */
 export function actorInit<T>(): T {
   const pre = (workerData as Partial<PrewarmedWorkerData> | null)?.prewarmed;
-  if (!(pre instanceof SharedArrayBuffer)) return workerData as T;
-  const doorbell = new Int32Array(pre);
-  while (Atomics.load(doorbell, 0) === DOORBELL.WAIT) Atomics.wait(doorbell, 0, DOORBELL.WAIT);
-  if (Atomics.load(doorbell, 0) === DOORBELL.QUIT) process.exit(0);
-  const msg = receiveMessageOnPort(parentPort as never);
-  if (!msg) throw new Error('pre-started actor: doorbell rang without an init message');
-  return msg.message as T;
+  let start: ActorStart<T>;
+  if (!(pre instanceof SharedArrayBuffer)) start = workerData as ActorStart<T>;
+  else {
+    const doorbell = new Int32Array(pre);
+    while (Atomics.load(doorbell, 0) === DOORBELL.WAIT) Atomics.wait(doorbell, 0, DOORBELL.WAIT);
+    if (Atomics.load(doorbell, 0) === DOORBELL.QUIT) process.exit(0);
+    const msg = receiveMessageOnPort(parentPort as never);
+    if (!msg) throw new Error('pre-started actor: doorbell rang without an init message');
+    start = msg.message as ActorStart<T>;
+  }
+  setThreadName(start.thread);
+  return start.actorInit;
 }

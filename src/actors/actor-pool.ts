@@ -31,6 +31,15 @@ export interface PrewarmedWorkerData {
   prewarmed: SharedArrayBuffer;
 }
 
+/**
+ * What an actor is started with (workerData of a fresh worker, or the message a pre-started
+ * one takes): its init data and the name its thread gives itself (actor-init.ts).
+ */
+export interface ActorStart<T = unknown> {
+  actorInit: T;
+  thread: string;
+}
+
 interface WarmWorker {
   worker: Worker;
   doorbell: Int32Array;
@@ -64,13 +73,17 @@ export function prewarmActors(kind: ActorKind, count: number): void {
   }
 }
 
-/** A worker running actor `kind` with `init`: a pre-started one when available, else a new one. */
+/**
+ * A worker running actor `kind` with `init`: a pre-started one when available, else a new one.
+ * Its thread names itself `name` (Firecracker's `fc_vcpu N`).
+ */
 export function startActor(kind: ActorKind, init: unknown, name: string): Worker {
+  const start: ActorStart = { actorInit: init, thread: name };
   const entry = warm[kind].shift();
-  if (!entry) return new Worker(ACTOR_SCRIPTS[kind], { workerData: init, name });
+  if (!entry) return new Worker(ACTOR_SCRIPTS[kind], { workerData: start, name });
   entry.worker.removeAllListeners();
   entry.worker.ref();
-  entry.worker.postMessage(init);
+  entry.worker.postMessage(start);
   Atomics.store(entry.doorbell, 0, DOORBELL.INIT);
   Atomics.notify(entry.doorbell, 0);
   return entry.worker;

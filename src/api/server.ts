@@ -32,8 +32,15 @@ export interface ApiServerOptions {
   controller: VmmController;
   /** --http-api-max-payload-size (default 51200). */
   payloadMaxSize?: number;
+  /**
+   * Requests wait until this resolves (the VM of `--config-file` is running); they are read and
+   * queued meanwhile, as Firecracker's API thread queues them for the VMM thread.
+   */
+  ready?: Promise<void>;
   /** Called after a fatal failure (snapshot load) once its response is written; should exit(1). */
   onFatal?: (err: VmmActionError) => void;
+  /** Called when a request was read and queued, before it is processed (tests). */
+  onQueued?: () => void;
   /** Called when a connection stops being read because its replies backed up (tests). */
   onConnectionPaused?: (state: PauseState) => void;
 }
@@ -62,13 +69,19 @@ const LATENCY_ACTIONS: Record<string, [string, 'pause_vm' | 'resume_vm' | 'load_
 export class ApiServer {
   private server: Server | null = null;
   private readonly conns = new Set<ApiConnection>();
-  private work: Promise<void> = Promise.resolve();
+  private work: Promise<void>;
+  /** Set by close(): queued requests are dropped, not processed. */
+  private closed = false;
+  private releaseGate: () => void = () => undefined;
   /** Duration of each processed request in µs (tests print the slowest). */
   readonly durationsUs: number[] = [];
   private readonly payloadMax: number;
 
   constructor(private readonly opts: ApiServerOptions) {
     this.payloadMax = opts.payloadMaxSize ?? DEFAULT_MAX_PAYLOAD_SIZE;
+    // close() releases the gate too, so it never waits on a VM that will not come.
+    const released = new Promise<void>((r) => { this.releaseGate = r; });
+    this.work = opts.ready ? Promise.race([opts.ready, released]) : Promise.resolve();
   }
 
   /** Binds the socket (never unlinking an existing file) and starts serving. */
@@ -92,6 +105,8 @@ export class ApiServer {
 
   /** Stops accepting, closes connections, waits for the request in progress. */
   async close(): Promise<void> {
+    this.closed = true;
+    this.releaseGate();
     for (const c of this.conns) c.destroy();
     this.conns.clear();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
@@ -119,6 +134,7 @@ export class ApiServer {
 
   /** Queues a request behind every request already received, from any connection. */
   private enqueue(conn: ApiConnection, slot: ResponseSlot, req: HttpRequest): void {
+    this.opts.onQueued?.();
     this.work = this.work
       .then(() => this.process(conn, slot, req))
       .catch((e: unknown) => {
@@ -131,6 +147,7 @@ export class ApiServer {
 
   /** `ApiServer::handle_request` + `serve_vmm_action_request` for one request. */
   private async process(conn: ApiConnection, slot: ResponseSlot, req: HttpRequest): Promise<void> {
+    if (this.closed) return;
     const c = this.opts.controller;
     const log = c.logger;
     const t0 = performance.now();

@@ -19,4 +19,4 @@ function stdinIsConsole(): boolean {
 }
 
 export const createKvmFactory: FactoryMaker = ({ metrics }) =>
-  new KvmVmFactory({ console: 'stdout', stdin: stdinIsConsole(), log: (level, msg) => LOGGER[level](msg), metrics });
+  new KvmVmFactory({ console: 'stdout', stdin: stdinIsConsole(), log: (level, msg, thread) => LOGGER[level](msg, { thread }), metrics });

@@ -25,7 +25,12 @@ import { parseJsonValue } from '../config/serde-read.js';
 import { LOGGER, Logger } from '../logger/logger.js';
 import { METRICS, Metrics } from '../metrics/metrics.js';
 import { formattedHelp } from './arg-parser.js';
-import { CliError, CliOptions, EXIT, FIRECRACKER_ARGS, parseCommandLine } from './options.js';
+import { CliError, CliOptions, EXIT, FIRECRACKER_ARGS, exitCodeName, parseCommandLine } from './options.js';
+import { hardenSignalHandlers, installSignalHandlers } from './signals.js';
+
+/** Why --seccomp-filter is refused (docs/parity.md). */
+export const SECCOMP_FILTER_UNSUPPORTED =
+  'Kindling does not install seccomp filters, so it cannot apply a custom one; run without --seccomp-filter (as with --no-seccomp).';
 
 /** Snapshot data format version Firecracker v1.16.1 prints for --snapshot-version. */
 export const SNAPSHOT_VERSION = '11.0.0';
@@ -47,6 +52,11 @@ export interface CliDeps {
   shutdown?: Promise<unknown>;
   /** Kindling's own version (default: package.json). */
   kindlingVersion?: string;
+  /**
+   * The binary's process-wide duties (src/cli/signals.ts): Firecracker's signal handlers and
+   * panic hook, ending the process through `exit`. Tests running the CLI in-process leave it out.
+   */
+  process?: { exit: (code: number) => void };
 }
 
 const MAIN = { thread: 'main', module: 'firecracker::main' } as const;
@@ -118,6 +128,18 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
     return fail(`Could not initialize logger: ${(e as ConfigError).detail}`, `LoggerInitialization(${(e as ConfigError).detail})`, EXIT.GenericError);
   }
   logger.info(`Running Firecracker v${FIRECRACKER_VERSION}`, MAIN);
+  // register_signal_handlers() comes right after this line in Firecracker's main. The libc part
+  // (one-shot fault handlers, `_exit`) waits for the VM machinery (harden below).
+  let exitProcess = deps.process?.exit;
+  if (deps.process) installSignalHandlers({ logger, metrics, exit: (code) => exitProcess!(code) });
+  const harden = (): void => {
+    if (!deps.process) return;
+    void hardenSignalHandlers().then((exitNow) => {
+      // A panic still aborts through the binary's own exit (SIGABRT, not _exit).
+      const binaryExit = deps.process!.exit;
+      exitProcess = (code) => (code === EXIT.Abort ? binaryExit(code) : exitNow(code));
+    }, (e: Error) => logger.warn(`Signal handlers stay without their libc part: ${e.message}`, MAIN));
+  };
   if (o.metricsPath !== null) {
     try {
       metrics.init({ metrics_path: o.metricsPath, emit_id: false, properties: null }, o.id);
@@ -131,7 +153,8 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
     } catch (e) {
       return fail(`Seccomp error: Filter file open error: ${ioErrorText(e)}`, `SeccompFilter(FileOpen(${ioErrorDebug(e)}))`, EXIT.GenericError);
     }
-    logger.warn('Kindling does not install seccomp filters; --seccomp-filter is ignored.', MAIN);
+    // Refused, never ignored: a user who asked for a filter must not run without one.
+    return fail(`Seccomp error: ${SECCOMP_FILTER_UNSUPPORTED}`, 'SeccompFilter(Unsupported)', EXIT.GenericError);
   }
   // `fs::read_to_string(..).expect(..)`: the panic shows the io::Error's Debug form.
   const readOrPanic = (path: string | null, what: string): string | null => {
@@ -165,6 +188,12 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
   let fatal: ((code: number) => void) | null = null;
   const fatalExit = new Promise<number>((r) => (fatal = r));
   const prefix = o.noApi ? 'RunWithoutApiError error' : 'RunWithApiError error';
+  // With a config file the VM is built and running before the API serves its first request
+  // (Firecracker's run_with_api builds it on the VMM thread while the API thread queues what
+  // arrives): the socket listens at once, requests wait behind this gate.
+  let openGate = (): void => undefined;
+  const gate = configJson !== null && !o.noApi ? new Promise<void>((r) => { openGate = r; }) : undefined;
+  if (o.noApi) harden();
   if (!o.noApi) {
     // Node would cut a path at a NUL byte or at 107 bytes and listen somewhere else.
     const invalid = unixSocketPathError(o.apiSock);
@@ -173,6 +202,7 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
       socketPath: o.apiSock,
       controller,
       payloadMaxSize: o.httpApiMaxPayloadSize,
+      ready: gate,
       onFatal: () => {
         logger.error(`${prefix}: Failed to build MicroVM: Loading snapshot failed..`, MAIN);
         fatal!(EXIT.GenericError);
@@ -191,6 +221,7 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
     // Accepting first; then load what the first replies and InstanceStart need.
     setImmediate(preloadSerializer);
     factory.warmUp?.();
+    setImmediate(harden);
     // ProcessTimeReporter: --start-time-us is CLOCK_MONOTONIC µs (set by the jailer).
     const monoUs = Number(process.hrtime.bigint() / 1000n);
     if (o.startTimeUs !== null) metrics.api_server.process_startup_time_us.store(Math.max(0, monoUs - o.startTimeUs));
@@ -209,6 +240,7 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
       });
       await controller.startMicroVm();
       logger.info('Successfully started microvm that was configured from one single json', MAIN);
+      openGate();
     } catch (e) {
       await server?.close();
       if (e instanceof ConfigFileError && e.panic) return fail(e.message, 'panic', EXIT.Abort);
@@ -228,7 +260,11 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
     logger.info('Firecracker exiting successfully. exit_code=0', MAIN);
     return EXIT.Ok;
   }
-  return fail(`${prefix}: MicroVM stopped with an error: ${outcome.exit.reason ?? outcome.exit.code}`, `MicroVMStoppedWithError(${outcome.exit.code})`, outcome.exit.code);
+  // ApiServerError::MicroVMStoppedWithError / RunWithoutApiError::Shutdown print the FcExitCode's
+  // name (`{:?}`); the vCPU's own failure line was logged when it happened.
+  const name = exitCodeName(outcome.exit.code);
+  if (o.noApi) return fail(`${prefix}: MicroVMStopped without an error: ${name}`, `RunWithoutApiError(Shutdown(${name}))`, outcome.exit.code);
+  return fail(`${prefix}: MicroVM stopped with an error: ${name}`, `RunWithApi(MicroVMStoppedWithError(${name}))`, outcome.exit.code);
 }
 
 /**

@@ -9,8 +9,19 @@ import { ArgParseError, ArgSpec, ParsedArgs, parseArgs } from './arg-parser.js';
 
 /** DEFAULT_API_SOCK_PATH. */
 export const DEFAULT_API_SOCK_PATH = '/run/firecracker.socket';
-/** Exit codes (FcExitCode). */
-export const EXIT = { Ok: 0, GenericError: 1, BadConfiguration: 152, ArgParsing: 153, Abort: 134 } as const;
+/**
+ * Exit codes (FcExitCode, src/vmm/src/lib.rs), plus Abort: the 134 a panic's SIGABRT gives.
+ * The key is the variant's name, which Firecracker's error lines print (`{:?}`).
+ */
+export const EXIT = {
+  Ok: 0, GenericError: 1, UnexpectedError: 2, BadSyscall: 148, SIGBUS: 149, SIGSEGV: 150, SIGXFSZ: 151,
+  BadConfiguration: 152, ArgParsing: 153, SIGXCPU: 154, SIGPIPE: 155, SIGHUP: 156, SIGILL: 157, Abort: 134,
+} as const;
+
+/** FcExitCode's Debug text for a code (`GenericError`), or the number when it is none of them. */
+export function exitCodeName(code: number): string {
+  return Object.entries(EXIT).find(([name, c]) => c === code && name !== 'Abort')?.[0] ?? String(code);
+}
 
 /** Firecracker's argument table (help texts verbatim). */
 export const FIRECRACKER_ARGS: readonly ArgSpec[] = [

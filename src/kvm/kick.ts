@@ -1,5 +1,6 @@
 /**
- * The vCPU kick: how another thread gets a vCPU worker out of KVM_RUN within milliseconds.
+ * The vCPU kick: how another thread gets a vCPU worker out of KVM_RUN within milliseconds (and,
+ * at the end of this file, the libc side of the process's signal handling: one-shot fault handlers, _exit).
  *
  * A worker blocked in a synchronous koffi call to ioctl(KVM_RUN) runs no JavaScript and sees
  * no messages until the ioctl returns, which for a guest spinning in `jmp $` is never. KVM
@@ -28,28 +29,36 @@
  * SA_RESTART keeps other syscalls of the worker (epoll_wait, futex) from seeing EINTR;
  * KVM_RUN's EINTR is not restartable, so it still returns.
  *
- * The signal is SIGRTMIN (glibc's first free real-time signal), as in Firecracker.
+ * The signal is SIGRTMIN (glibc's first free real-time signal), as in Firecracker
+ * (vstate/vcpu.rs VCPU_RTSIG_OFFSET = 0). Firecracker's release builds use musl, whose
+ * SIGRTMIN is glibc's SIGRTMIN+1 (35): that is the number its users send to a running VMM and
+ * expect to be harmless (its test_signals.py sends 35). Under glibc 35 has no handler and would
+ * terminate the process, so the same no-op handler is installed for it too; Kindling never
+ * kicks with it, so such a signal from outside can only cost a vCPU one KVM_RUN re-entry.
  */
 import * as libc from './libc.js';
 import { KindlingError } from '../errors.js';
 
-/** glibc's struct sigaction on x86_64: handler(8) | sa_mask(128) | sa_flags(4)+pad(4) | restorer(8). */
-const SIGACTION_SIZE = 152;
-const SA_FLAGS_OFFSET = 136;
+/** Musl's SIGRTMIN (Firecracker's kick number in its releases) is glibc's SIGRTMIN + this. */
+export const MUSL_SIGRTMIN_OFFSET = 1;
 
 let kickSignal = -1;
 
-/** The signal used for kicks; installs its no-op handler once per process (idempotent). */
+/**
+ * The signal used for kicks; installs its no-op handler once per process (idempotent), and the
+ * same for SIGRTMIN + MUSL_SIGRTMIN_OFFSET (see above).
+ */
 export function installKickHandler(): number {
   if (kickSignal > 0) return kickSignal;
   const sig = libc.libcSigRtMin();
   const handler = libc.dlsym(null, 'getpid') as bigint | null;
   if (!handler) throw new KindlingError('VCPU_KICK_FAILED', 'dlsym(getpid) failed: no native no-op handler');
-  const act = Buffer.alloc(SIGACTION_SIZE);
-  act.writeBigUInt64LE(handler, 0);
-  act.writeInt32LE(libc.SA_RESTART, SA_FLAGS_OFFSET);
-  const old = Buffer.alloc(SIGACTION_SIZE);
+  const act = Buffer.alloc(libc.SIGACTION_SIZE);
+  act.writeBigUInt64LE(handler, libc.SIGACTION_HANDLER_OFFSET);
+  act.writeInt32LE(libc.SA_RESTART, libc.SIGACTION_FLAGS_OFFSET);
+  const old = Buffer.alloc(libc.SIGACTION_SIZE);
   libc.check('sigaction', libc.sigaction(sig, act, old));
+  libc.check('sigaction', libc.sigaction(sig + MUSL_SIGRTMIN_OFFSET, act, old));
   kickSignal = sig;
   return sig;
 }
@@ -64,4 +73,35 @@ export function signalThread(thread: bigint): void {
   const sig = installKickHandler();
   const r = libc.pthreadKill(thread, sig);
   if (r !== 0) throw new KindlingError('VCPU_KICK_FAILED', `pthread_kill failed: ${libc.errnoName(r)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The libc side of Firecracker's signal handling (src/vmm/src/signal_handler.rs) that Node
+// cannot do itself (docs/design.md, Signals; the JavaScript side is src/cli/signals.ts):
+//
+// - `oneShot(signals)`: the handlers Node installs for `process.on('SIGSEGV')` and friends
+//   (libuv's, which only queue the signal for the event loop) get SA_RESETHAND. A signal sent
+//   with kill(2) is then handled by the JavaScript listener as Firecracker handles it (log,
+//   metrics, exit code); a real fault — the faulting instruction runs again as soon as the
+//   handler returns — meets the default action instead of a handler that would return into
+//   the same fault forever, so the process dies of the signal, as it would with no handler.
+// - `exitNow(code)`: `_exit`, as Firecracker's handlers end the process. process.exit() would
+//   join every worker thread, and a device actor sleeping in poll() never joins.
+// ---------------------------------------------------------------------------------------------
+
+/** Adds SA_RESETHAND to the handler currently installed for each signal (by number). */
+export function oneShot(signals: readonly number[]): void {
+  for (const sig of signals) {
+    const cur = Buffer.alloc(libc.SIGACTION_SIZE);
+    libc.check('sigaction', libc.sigaction(sig, null, cur));
+    const flags = cur.readUInt32LE(libc.SIGACTION_FLAGS_OFFSET);
+    cur.writeUInt32LE((flags | libc.SA_RESETHAND) >>> 0, libc.SIGACTION_FLAGS_OFFSET);
+    libc.check('sigaction', libc.sigaction(sig, cur, Buffer.alloc(libc.SIGACTION_SIZE)));
+  }
+}
+
+/** Ends the process now with `code` (no exit hooks, no thread joins). */
+export function exitNow(code: number): never {
+  libc.exitImmediately(code);
+  throw new Error('unreachable: _exit returned');
 }

@@ -29,6 +29,12 @@ export const MFD_CLOEXEC = 0x1;
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
 export const SA_RESTART = 0x10000000;
+/** Restore the default action when the handler is entered (asm-generic/signal-defs.h). */
+export const SA_RESETHAND = 0x80000000;
+/** glibc's struct sigaction on x86_64: handler(8) | sa_mask(128) | sa_flags(4)+pad(4) | restorer(8). */
+export const SIGACTION_SIZE = 152;
+export const SIGACTION_HANDLER_OFFSET = 0;
+export const SIGACTION_FLAGS_OFFSET = 136;
 /** mmap's failure value, `(void *)-1`. */
 export const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 
@@ -58,6 +64,8 @@ export const pthreadKill = lib.func('int pthread_kill(uint64_t thread, int sig)'
 export const sigaction = lib.func('int sigaction(int sig, const void *act, _Out_ void *old)');
 export const dlsym = lib.func('void *dlsym(void *handle, const char *name)');
 export const libcSigRtMin = lib.func('int __libc_current_sigrtmin()');
+/** _exit(2): ends the process at once, without joining threads (a worker in poll() never joins). */
+export const exitImmediately = lib.func('void _exit(int status)');
 /**
  * syscall(2) for the io_uring calls glibc does not wrap. Variadic: each argument is passed
  * with its C type ('int', 'uint32_t', 'void *', ...), as koffi's variadic calls require.

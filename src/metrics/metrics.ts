@@ -77,6 +77,22 @@ export class LatencyAggregateMetrics {
   }
 }
 
+/**
+ * Turns successive readings of a counter that wraps at 2^32 (a shared Int32 slot, e.g. the
+ * UART's, src/devices/legacy/shared-state.ts invariant 2) into a running total for a source.
+ * Correct as long as it is called at least once per 2^32 counts (every flush is).
+ */
+export function runningTotalU32(): (reading: number) => number {
+  const U32 = 2 ** 32;
+  let total = 0;
+  let last = 0;
+  return (reading) => {
+    total += (((reading >>> 0) - last) % U32 + U32) % U32;
+    last = reading >>> 0;
+    return total;
+  };
+}
+
 /** A latency aggregate's absolute values as a device source reports them. */
 export interface LatencyAggregateValues {
   readonly min_us: number;
@@ -94,8 +110,9 @@ export type DeviceMetricValues<K extends DeviceGroupKind> = {
 };
 
 /**
- * Absolute values of a fixed group as sources elsewhere keep them (e.g. each net worker's
- * `mmds` counters): typed from GROUPS like DeviceMetricValues.
+ * Absolute values of a fixed group as sources elsewhere keep them (each net worker's `mmds`
+ * counters, the vCPU workers' exit counters, the UART's shared state): typed from GROUPS like
+ * DeviceMetricValues.
  */
 export type GroupMetricValues<G extends GroupName> = {
   readonly [E in (typeof GROUPS)[G][number] as E[0]]: E[1] extends 'agg' ? LatencyAggregateValues : number;
@@ -105,7 +122,8 @@ export type GroupMetricValues<G extends GroupName> = {
 interface MetricsSource {
   readonly spec: GroupSpec;
   readonly group: () => Record<string, unknown>;
-  readonly read: () => Readonly<Record<string, number | LatencyAggregateValues>>;
+  /** Fields a source leaves out are not its to count (addGroupSource). */
+  readonly read: () => Readonly<Partial<Record<string, number | LatencyAggregateValues>>>;
   readonly pulled: Map<string, number>;
 }
 
@@ -184,16 +202,19 @@ class MetricsBase {
   }
 
   /**
-   * Registers one of several sources of a fixed group, e.g. the `mmds` counters of each net
-   * worker that runs an MMDS stack: Firecracker has one MMDS and one `mmds` group, Kindling an
-   * MMDS stack per interface, so every flush emits the sum of what all of them counted since
-   * the last one (counters add up; a gauge field would take the last source's value, and
-   * `mmds` has none). Pulled like a device source; the returned function unregisters with a
-   * last pull.
+   * Registers one of several sources of a fixed group (docs/design.md, Metrics): the `mmds`
+   * counters of each net worker that runs an MMDS stack (Firecracker has one MMDS and one
+   * `mmds` group, Kindling an MMDS stack per interface), the vCPU workers' `vcpu` counters, the
+   * UART's and i8042's shared state. `read` returns absolute totals since the source began
+   * (counters, `sum_us`) and gauges as stored; every flush emits the sum of what all sources of
+   * the group counted since the last one (a gauge takes the last source's value). Fields a
+   * source leaves out stay the registry's own (e.g. `uart.flush_count`). Pulled like a device
+   * source; the returned function unregisters with a last pull, so a stopped VM's last counts
+   * still reach the final flush.
    */
-  addGroupSource<G extends GroupName>(group: G, read: () => GroupMetricValues<G>): () => void {
+  addGroupSource<G extends GroupName>(group: G, read: () => Partial<GroupMetricValues<G>>): () => void {
     const target = (this as unknown as Record<string, Record<string, unknown>>)[group]!;
-    return this.addSource({ spec: GROUPS[group], group: () => target, read, pulled: new Map() });
+    return this.addSource({ spec: GROUPS[group], group: () => target, read: read as MetricsSource['read'], pulled: new Map() });
   }
 
   private addSource(src: MetricsSource): () => void {
@@ -216,6 +237,7 @@ class MetricsBase {
     };
     for (const [name, kind] of src.spec) {
       const v = values[name];
+      if (v === undefined) continue;
       if (kind === 'inc') advance(name, v as number, g[name] as SharedIncMetric);
       else if (kind === 'store') (g[name] as SharedStoreMetric).store(v as number);
       else {

@@ -11,31 +11,33 @@
  *
  * Any failure releases what was created and throws: InstanceStart failures are not fatal.
  */
+import { randomBytes } from 'node:crypto';
 import { Kvm, type VmFd } from '../kvm/kvm.js';
 import type { VcpuFd } from '../kvm/vcpu-fd.js';
 import { KVM_MEM_LOG_DIRTY_PAGES } from '../kvm/constants.js';
 import { HostGuestMemory } from '../memory/host-memory.js';
-import { ramRanges, KVM_TSS_ADDRESS, MiB, SYSTEM_MEM_START } from '../arch/x86_64/layout.js';
+import { interruptLayout, ramRanges, KVM_TSS_ADDRESS, MiB, SYSTEM_MEM_START, VMGENID_MEM_SIZE } from '../arch/x86_64/layout.js';
 import { normalizeCpuid } from '../arch/x86_64/cpuid.js';
 import { bootRegs, bootSregs, bootFpu, bootMsrs, setLapicLints, writeGdtIdt, writeIdentityPageTables } from '../arch/x86_64/regs.js';
 import { writeMptable } from '../arch/x86_64/mptable.js';
-import { writeAcpiTables } from '../arch/x86_64/acpi/index.js';
+import { acpiDevicesPlan, writeAcpiDeviceData, writeAcpiTables } from '../arch/x86_64/acpi/index.js';
 import { loadKernel, writeBootInfo, Cmdline } from '../boot/index.js';
 import { bootTimestamp } from '../devices/legacy/boot-timer.js';
 import { DEBUG_PORT } from '../devices/debug-port.js';
 import { ByteRing } from '../devices/byte-ring.js';
-import { VcpuHandle } from '../actors/vcpu/handle.js';
+import { VcpuHandle, vcpuThreadName } from '../actors/vcpu/handle.js';
 import { VM_CONTROL_SLOTS, VM_SLOT, type DeviceManifest } from '../actors/vcpu/protocol.js';
 import { createHostDevices } from './host-devices.js';
 import { readInitrdImage, readKernelImage } from '../config/boot-source.js';
 import { createDeviceManager } from '../config/serial.js';
 import { Vmm } from './vmm.js';
-import { placements, planVirtioDevices, spawnAll, spawnVirtioDevices } from './virtio-devices.js';
+import { placements, planVirtioDevices, spawnAll, spawnVirtioDevices, type VirtioPlan } from './virtio-devices.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { cmdlineString } from '../config/boot-source.js';
 import type { VmConfig } from '../config/resources.js';
 
-export type VmmLog = (level: 'info' | 'warn' | 'error', msg: string) => void;
+/** A VMM log line; `thread` names the thread it comes from (`fc_vcpu N`), else the main thread. */
+export type VmmLog = (level: 'info' | 'warn' | 'error', msg: string, thread?: string) => void;
 
 /** What the host side of a VM is attached to; the configuration says what the guest sees. */
 export interface VmHostOptions {
@@ -85,21 +87,19 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
     }
 
     const plan = planVirtioDevices(cfg);
-    for (const d of placements(plan)) {
-      // Kernels with VIRTIO_MMIO_CMDLINE_DEVICES take the devices from here; the rest from ACPI.
-      cmdline.insertStr(`virtio_mmio.device=4K@0x${d.addr.toString(16)}:${d.gsi}`);
-    }
-    const root = plan.drives[0]?.config.is_root_device ? plan.drives[0] : undefined;
-    if (root) {
-      const dev = root.config.partuuid ? `PARTUUID=${root.config.partuuid}` : '/dev/vda';
-      cmdline.insertStr(`root=${dev} ${root.config.is_read_only ? 'ro' : 'rw'}`);
-    }
+    const placed = placements(plan);
+    // VMGenID and VMClock take the GSIs after the virtio devices (builder.rs attaches them last).
+    const irqs = interruptLayout(placed.length);
+    if (!irqs) throw new Error('Error attaching device to the microVM: VMGenID: Could not allocate GSI: no free interrupt line left after the virtio devices');
+    const acpiDevices = acpiDevicesPlan(irqs);
+    addDeviceArgs(cmdline, cfg.pciEnabled, plan);
     const loaded = loadKernel(mem, kernel, { initrd, cmdline });
     configureVcpus(kvm, vcpus, loaded.entry, machine.smt);
     writeGdtIdt(mem, loaded.entry.kind);
     if (loaded.entry.kind === 'linux64') writeIdentityPageTables(mem);
     const mpEnd = writeMptable(mem, machine.vcpu_count, SYSTEM_MEM_START);
-    writeAcpiTables(mem, { vcpuCount: machine.vcpu_count, virtioDevices: placements(plan), startAddr: mpEnd });
+    writeAcpiTables(mem, { vcpuCount: machine.vcpu_count, virtioDevices: placed, startAddr: mpEnd, acpiDevices });
+    writeAcpiDeviceData(mem, acpiDevices, randomBytes(VMGENID_MEM_SIZE)); // a new generation id per VM
     writeBootInfo(mem, loaded);
 
     const extra: DeviceManifest[] = [];
@@ -130,7 +130,7 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
     try {
       handles = await spawnAll(vcpus.map((vcpu) => () => VcpuHandle.spawn({
         vm, vcpu, memory: mem.describe(), vmControl: vmControl.buffer as SharedArrayBuffer,
-        devices: devices.manifest, onLog: (m) => log(m.level, m.message),
+        devices: devices.manifest, onLog: (m) => log(m.level, m.message, vcpuThreadName(m.vcpuId)),
       })));
     } catch (e) {
       await Promise.all([...blocks, ...nets].map((d) => d.stop().catch(() => undefined)));
@@ -143,6 +143,22 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
       try { c(); } catch { /* best effort */ }
     }
     throw e;
+  }
+}
+
+/**
+ * Firecracker's command line additions, in its order (builder.rs `build_microvm_for_boot`):
+ * `pci=off` without PCI, then per device in attach order the root drive's `root=... rw|ro` and
+ * its `virtio_mmio.device=` (for kernels with VIRTIO_MMIO_CMDLINE_DEVICES; the rest use ACPI).
+ */
+export function addDeviceArgs(cmdline: Cmdline, pciEnabled: boolean, plan: VirtioPlan): void {
+  if (!pciEnabled) cmdline.insert('pci', 'off');
+  const root = plan.drives[0]?.config.is_root_device ? plan.drives[0] : undefined;
+  for (const d of placements(plan)) {
+    if (root && d.addr === root.addr) {
+      cmdline.insertStr(`root=${root.config.partuuid ? `PARTUUID=${root.config.partuuid}` : '/dev/vda'} ${root.config.is_read_only ? 'ro' : 'rw'}`);
+    }
+    cmdline.insertStr(`virtio_mmio.device=4K@0x${d.addr.toString(16)}:${d.gsi}`);
   }
 }
 

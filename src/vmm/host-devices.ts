@@ -10,7 +10,7 @@ import { openSync, writeSync, closeSync, constants as fsc } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
 import type { VmFd } from '../kvm/kvm.js';
 import type { DeviceManifest } from '../actors/vcpu/protocol.js';
-import { Serial, I8042, type BootTimestamp } from '../devices/legacy/index.js';
+import { Serial, I8042, type BootTimestamp, type I8042Metrics, type SerialMetrics } from '../devices/legacy/index.js';
 import { BOOT_DEVICE_MEM_START, I8042_DATA_PORT, I8042_GSI, SERIAL_COM1_GSI, SERIAL_COM1_PORT } from '../arch/x86_64/layout.js';
 
 /** Where the serial console goes: PUT /serial `serial_out_path`, this process's stdout, or a stream. */
@@ -34,6 +34,8 @@ export interface HostDeviceSet {
   writeConsole(bytes: Uint8Array | string): void;
   /** Injects Ctrl+Alt+Del through the i8042; false when its buffer has no room. */
   sendCtrlAltDel(): boolean;
+  /** The UART's and the i8042's counters as the vCPUs left them (totals modulo 2^32). */
+  legacyMetrics(): { uart: SerialMetrics; i8042: I8042Metrics };
   /** Stops the pumps (stdin, serial output) and flushes pending output. */
   close(): Promise<void>;
 }
@@ -131,6 +133,7 @@ export function createHostDevices(opts: HostDeviceOptions): HostDeviceSet {
     console: stream,
     writeConsole,
     sendCtrlAltDel: () => i8042.sendCtrlAltDel(),
+    legacyMetrics: () => ({ uart: serial.metrics(), i8042: i8042.metrics() }),
     async close() {
       running = false;
       Atomics.notify(out.array, out.index);

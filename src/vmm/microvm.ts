@@ -120,7 +120,7 @@ export class MicroVm {
     this.config = config;
     this.console = new PassThrough();
     const id = config.id ?? 'anonymous-instance';
-    const log = opts.log ?? ((level, msg) => process.stderr.write(`[${id}:main:${level.toUpperCase()}] ${msg}\n`));
+    const log = opts.log ?? ((level, msg, thread = 'main') => process.stderr.write(`[${id}:${thread}:${level.toUpperCase()}] ${msg}\n`));
     // The controller's own log lines (API-style records) go to the same callback; only warnings
     // and errors, as a library should not chat on stderr.
     const logger = new Logger();

@@ -30,6 +30,7 @@ import { ioErrorText } from '../config/errors.js';
 import type { VmConfig } from '../config/resources.js';
 import type { HostDeviceSet } from './host-devices.js';
 import type { RunningVm, VmExit } from './running-vm.js';
+import { registerVmMetrics } from './vm-metrics.js';
 
 export type VmState = 'Not started' | 'Running' | 'Paused' | 'Exited';
 
@@ -46,7 +47,7 @@ export interface VmmParts {
   devices: HostDeviceSet;
   /** The debug-port ring, when the host options asked for one (tests). */
   debugRing?: ByteRing;
-  log: (level: 'info' | 'warn' | 'error', msg: string) => void;
+  log: (level: 'info' | 'warn' | 'error', msg: string, thread?: string) => void;
   /** virtio-block device actors, in drive order. */
   blocks: BlockHandle[];
   /** virtio-net device actors, in interface order. */
@@ -82,6 +83,7 @@ export class Vmm implements RunningVm {
           ...parts.nets.map((n) => m.addDeviceSource('net', n.ifaceId, () => n.metricsSnapshot())),
           // Every MMDS interface's stack counts on its own; the `mmds` group is their sum.
           ...parts.nets.flatMap((n) => (n.mmdsMetrics ? [m.addGroupSource('mmds', () => n.mmdsMetrics!.snapshot())] : [])),
+          ...registerVmMetrics(m, { handles: parts.handles, devices: parts.devices, manifest: parts.devices.manifest }),
         ]
       : [];
     this.exit = new Promise((r) => { this.resolveExit = r; });
@@ -104,13 +106,16 @@ export class Vmm implements RunningVm {
     if (this._state === 'Paused') return;
     if (this._state !== 'Running') throw new Error(`cannot pause a VM in state ${this._state}`);
     await Promise.all(this.handles.map((h) => h.pause()));
-    for (const v of this.parts.vcpus) {
+    this.parts.vcpus.forEach((v, i) => {
       try {
         v.kvmclockCtrl();
-      } catch {
-        // Not fatal (Firecracker counts vcpu.kvmclock_ctrl_fails); EINVAL when the guest has no kvmclock.
+      } catch (e) {
+        // Not fatal, counted and logged as Firecracker's arch/x86_64/vcpu.rs `kvmclock_ctrl` does;
+        // EINVAL when the guest has no kvmclock.
+        this.handles[i]?.metrics.inc('kvmclock_ctrl_fails');
+        this.parts.log('warn', `KVM_KVMCLOCK_CTRL call failed ${(e as Error).message}`);
       }
-    }
+    });
     this._state = 'Paused';
   }
 
@@ -220,8 +225,15 @@ export class Vmm implements RunningVm {
     await this.stopping;
   }
 
+  /**
+   * Stops everything, in the order and with the lines of Firecracker's `Vmm::stop` and its Drop
+   * (src/vmm/src/lib.rs): "Vmm is stopping.", "Killing vCPU threads", then one last metrics
+   * write, so the metrics file's last line holds what the VM did up to its end.
+   */
   private async teardown(): Promise<void> {
     const ctl = this.parts.vmControl;
+    this.parts.log('info', 'Vmm is stopping.');
+    this.parts.log('info', 'Killing vCPU threads');
     const exits: VcpuExit[] = await Promise.all(this.handles.map((h) => h.stop().catch((e: Error) => ({
       vcpuId: h.id, exitKind: VCPU_EXIT_KIND.ERROR, detail: e.message,
     }))));
@@ -231,12 +243,16 @@ export class Vmm implements RunningVm {
     // stay in the metrics file (Firecracker never drops a drive's entry).
     this.metricsSources.forEach((off) => off());
     await this.parts.devices.close();
+    try {
+      this.parts.metrics?.write();
+    } catch (e) {
+      // The error's text already starts "Failed to write metrics: " (MetricsError::Write), as in Firecracker's line.
+      this.parts.log('error', `Failed to write metrics while stopping: ${(e as Error).message}`);
+    }
     const first = exits.find((e) => e.exitKind !== VCPU_EXIT_KIND.STOPPED);
     let code = Atomics.load(ctl, VM_SLOT.EXIT_CODE);
     if (code < 0) code = first ? exitCodeOf(first.exitKind) : 0;
     const reason = first ? `vCPU ${first.vcpuId}: ${first.detail}` : 'stopped by the host';
-    if (code !== 0) this.parts.log('error', `Vmm is stopping: ${reason}`);
-    else this.parts.log('info', `Vmm is stopping: ${reason}`);
     for (const v of this.parts.vcpus) v.close();
     this.parts.vm.close();
     this.parts.kvm.close();

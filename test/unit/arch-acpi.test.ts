@@ -7,7 +7,8 @@ import * as assert from 'uvu/assert';
 import { arrayGuestMemory, type GuestMemory } from '../../src/memory/guest-memory.js';
 import { AcpiError } from '../../src/errors.js';
 import { writeMptable } from '../../src/arch/x86_64/mptable.js';
-import { writeAcpiTables, type AcpiLayout } from '../../src/arch/x86_64/acpi/index.js';
+import { acpiDevicesPlan, writeAcpiDeviceData, writeAcpiTables, type AcpiLayout } from '../../src/arch/x86_64/acpi/index.js';
+import { interruptLayout, VMCLOCK_ADDR, VMGENID_ADDR } from '../../src/arch/x86_64/layout.js';
 import { eisaId, eisaIdValue, integer, namePath, pkgLength, resourceTemplate, string, memory32Fixed, interrupt, ioPort } from '../../src/arch/x86_64/acpi/aml.js';
 
 /** uvu's throws() takes a predicate, not a class. */
@@ -16,7 +17,9 @@ const isA = (C: abstract new (...a: never[]) => unknown) => (e: unknown): boolea
 // ----------------------------------------------------------------------------------------------
 // A tiny AML reader for the subset the DSDT uses (ACPI 6.5 §20.2).
 // ----------------------------------------------------------------------------------------------
-type AmlValue = number | bigint | string | Uint8Array;
+type AmlValue = number | bigint | string | Uint8Array | AmlValue[] | AmlMethod;
+/** A Method object: its flags byte and its raw TermList (checked against hand-assembled bytes). */
+interface AmlMethod { flags: number; body: Uint8Array }
 interface AmlDevice { path: string; names: Map<string, AmlValue> }
 
 class AmlReader {
@@ -81,6 +84,13 @@ class AmlReader {
         this.pos = end;
         return data;
       }
+      case 0x12: {
+        const end = this.pkgEnd();
+        const n = this.u8();
+        const items = Array.from({ length: n }, () => this.dataObject());
+        assert.is(this.pos, end, 'Package ends where its PkgLength says');
+        return items;
+      }
       default: throw new Error(`unexpected data object opcode 0x${op.toString(16)} at ${this.pos - 1}`);
     }
   }
@@ -92,7 +102,15 @@ class AmlReader {
       const devEnd = this.pkgEnd();
       const dev: AmlDevice = { path: this.nameString(), names: new Map() };
       while (this.pos < devEnd) {
-        assert.is(this.u8(), 0x08, 'NameOp');
+        const op = this.u8();
+        if (op === 0x14) {
+          const end = this.pkgEnd();
+          const n = this.nameString();
+          dev.names.set(n, { flags: this.u8(), body: this.b.slice(this.pos, end) });
+          this.pos = end;
+          continue;
+        }
+        assert.is(op, 0x08, 'NameOp or MethodOp');
         const n = this.nameString();
         dev.names.set(n, this.dataObject());
       }
@@ -103,12 +121,17 @@ class AmlReader {
   }
 }
 
-interface Resources { mem: { base: number; len: number; rw: number }[]; io: { min: number; max: number; len: number }[]; irq: { gsi: number; flags: number }[] }
+interface Resources {
+  mem: { base: number; len: number; rw: number }[];
+  io: { min: number; max: number; len: number }[];
+  irq: { gsi: number; flags: number }[];
+  qmem: { type: number; general: number; typeFlags: number; min: bigint; max: bigint; len: bigint }[];
+}
 
 /** Decodes a _CRS buffer: Memory32Fixed, IO, Extended Interrupt, End Tag (ACPI 6.5 §6.4). */
 function resources(buf: Uint8Array): Resources {
   const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const r: Resources = { mem: [], io: [], irq: [] };
+  const r: Resources = { mem: [], io: [], irq: [], qmem: [] };
   let off = 0;
   for (;;) {
     const tag = buf[off]!;
@@ -123,6 +146,12 @@ function resources(buf: Uint8Array): Resources {
     else if (tag === 0x89) {
       assert.is(buf[off + 4], 1, 'one interrupt');
       r.irq.push({ flags: buf[off + 3]!, gsi: v.getUint32(off + 5, true) });
+    } else if (tag === 0x8a) {
+      assert.is(len, 43, 'QWord Address Space descriptor length');
+      r.qmem.push({
+        type: buf[off + 3]!, general: buf[off + 4]!, typeFlags: buf[off + 5]!,
+        min: v.getBigUint64(off + 14, true), max: v.getBigUint64(off + 22, true), len: v.getBigUint64(off + 38, true),
+      });
     } else throw new Error(`unexpected descriptor 0x${tag.toString(16)}`);
     off += 3 + len;
   }
@@ -217,6 +246,7 @@ test('resource template: descriptors, End Tag checksum, Buffer wrapper', () => {
     mem: [{ rw: 1, base: 0xd000_0000, len: 0x1000 }],
     io: [{ min: 0x60, max: 0x60, len: 1 }],
     irq: [{ flags: 0x03, gsi: 9 }],
+    qmem: [],
   });
   assert.throws(() => memory32Fixed(2 ** 32, 1), isA(AcpiError));
   assert.throws(() => ioPort(0x10000, 0, 1, 1), isA(AcpiError));
@@ -368,6 +398,62 @@ test('bad configuration: one defect per case', () => {
   bad({ vcpuCount: 255 }, 'too many vCPUs');
   bad({ startAddr: 0xdff00 }, 'tables do not fit below the RSDP');
   bad({ startAddr: 0x1000 }, 'start outside the system region');
+});
+
+// ----------------------------------------------------------------------------------------------
+// VMGenID, VMClock and the GED (Firecracker's ACPI devices)
+// ----------------------------------------------------------------------------------------------
+test('interrupt layout: virtio devices from GSI 5, then VMGenID and VMClock; 17 virtio devices at most', () => {
+  assert.equal(interruptLayout(2), { virtio: [5, 6], vmgenid: 7, vmclock: 8 });
+  assert.equal(interruptLayout(0), { virtio: [], vmgenid: 5, vmclock: 6 });
+  const full = interruptLayout(17)!;
+  assert.equal([full.virtio.at(-1), full.vmgenid, full.vmclock], [21, 22, 23]);
+  assert.is(interruptLayout(18), null, 'no line left for VMClock');
+  assert.equal([VMGENID_ADDR, VMCLOCK_ADDR], [0xdfff0, 0xde000], 'LastMatch from the top of the system region');
+});
+
+test('DSDT with the ACPI devices: VGEN, VCLK and GED_ between the virtio devices and COM1, each as Firecracker describes it', () => {
+  const mem = arrayGuestMemory([{ gpa: 0, size: 0x100000 }]);
+  const mpEnd = writeMptable(mem, 1);
+  const plan = acpiDevicesPlan(interruptLayout(VIRTIO.length)!);
+  const l = writeAcpiTables(mem, { vcpuCount: 1, virtioDevices: VIRTIO, startAddr: mpEnd, acpiDevices: plan });
+  assert.ok(l.endAddr <= VMCLOCK_ADDR, 'the tables end below the VMClock page');
+  const devs = new AmlReader(table(mem, l.dsdtAddr, 'DSDT'), 36).devices();
+  assert.equal(devs.map((x) => x.path), ['_SB_.V000', '_SB_.V001', '_SB_.V002', '_SB_.VGEN', '_SB_.VCLK', '_SB_.GED_', '_SB_.COM1', '_SB_.PS2_']);
+  const [vgen, vclk, ged] = [devs[3]!, devs[4]!, devs[5]!];
+  assert.equal([vgen.names.get('_HID'), vgen.names.get('_CID'), vgen.names.get('_DDN')], ['VMGENCTR', 'VM_Gen_Counter', 'VM_Gen_Counter']);
+  assert.equal(vgen.names.get('ADDR'), [0xdfff0, 0], 'ADDR: low and high halves');
+  assert.equal([vclk.names.get('_HID'), vclk.names.get('_CID'), vclk.names.get('_DDN')], ['AMZNC10C', 'VMCLOCK', 'VMCLOCK']);
+  // Method (_STA, 0, NotSerialized) { Return (0x0F) }: ReturnOp BytePrefix 0x0F.
+  assert.equal(vclk.names.get('_STA'), { flags: 0, body: Uint8Array.of(0xa4, 0x0a, 0x0f) });
+  const crs = resources(vclk.names.get('_CRS') as Uint8Array);
+  assert.equal(crs.qmem, [{ type: 0, general: 0x0c, typeFlags: 0x02, min: 0xde000n, max: 0xdefffn, len: 0x1000n }], 'memory, MinFixed|MaxFixed, cacheable, read-only');
+  assert.is(ged.names.get('_HID'), 'ACPI0013');
+  assert.equal(resources(ged.names.get('_CRS') as Uint8Array).irq, [{ flags: 0x03, gsi: 8 }, { flags: 0x03, gsi: 9 }]);
+  // Method (_EVT, 1, Serialized) { If (Arg0 == 8) { Notify (\_SB_.VGEN, 0x80) } If (Arg0 == 9) { Notify (\_SB_.VCLK, 0x80) } }
+  const seg = (s: string): number[] => [...s].map((c) => c.charCodeAt(0));
+  const ifNotify = (gsi: number, dev: string): number[] => {
+    const body = [0x93, 0x68, 0x0a, gsi, 0x86, 0x5c, 0x2e, ...seg('_SB_'), ...seg(dev), 0x0a, 0x80];
+    return [0xa0, body.length + 1, ...body];
+  };
+  assert.equal(ged.names.get('_EVT'), { flags: 0x09, body: Uint8Array.from([...ifNotify(8, 'VGEN'), ...ifNotify(9, 'VCLK')]) });
+});
+
+test('the devices\' data in guest memory: the generation id at ADDR, the initial vmclock_abi in its page', () => {
+  const mem = arrayGuestMemory([{ gpa: 0, size: 0x100000 }]);
+  const plan = acpiDevicesPlan({ vmgenid: 6, vmclock: 7 });
+  const id = Uint8Array.from({ length: 16 }, (_, i) => 0xa0 + i);
+  writeAcpiDeviceData(mem, plan, id);
+  assert.equal(bytes(mem, 0xdfff0, 16), id);
+  const abi = dv(bytes(mem, 0xde000, 112));
+  assert.is(abi.getUint32(0, true), 1263289174, 'VMCLOCK_MAGIC');
+  assert.is(abi.getUint32(4, true), 0x1000, 'size');
+  assert.is(abi.getUint16(8, true), 1, 'version');
+  assert.is(abi.getUint8(10), 255, 'counter_id: VMCLOCK_COUNTER_INVALID');
+  assert.is(abi.getBigUint64(24, true), 0x300n, 'flags: VM_GEN_COUNTER_PRESENT | NOTIFICATION_PRESENT');
+  assert.is(abi.getUint8(34), 0, 'clock_status: unknown');
+  assert.is(abi.getBigUint64(104, true), 0n, 'vm_generation_counter');
+  assert.throws(() => writeAcpiDeviceData(mem, plan, new Uint8Array(8)), isA(AcpiError));
 });
 
 test.run();

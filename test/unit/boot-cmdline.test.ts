@@ -9,6 +9,8 @@ import { arrayGuestMemory } from '../../src/memory/guest-memory.js';
 import { CMDLINE_MAX_SIZE, CMDLINE_START } from '../../src/arch/x86_64/layout.js';
 import { Cmdline, writeCmdline } from '../../src/boot/cmdline.js';
 import { CmdlineError } from '../../src/errors.js';
+import { addDeviceArgs } from '../../src/vmm/builder.js';
+import { buildBootSource, cmdlineString, DEFAULT_KERNEL_CMDLINE } from '../../src/config/boot-source.js';
 
 function throwsCode(fn: () => unknown, code: string): void {
   try {
@@ -100,6 +102,27 @@ test('writeCmdline refuses more than CMDLINE_MAX_SIZE even from a larger builder
   const m = arrayGuestMemory([{ gpa: 0, size: 1 << 20 }]);
   throwsCode(() => writeCmdline(m, new Cmdline(4096).insertStr('x'.repeat(2048))), 'CMDLINE_TOO_LONG');
   assert.is(m.readU8(CMDLINE_START), 0);
+});
+
+test('what Firecracker adds: pci=off, then the root drive\'s root= and each device\'s virtio_mmio.device=, in attach order', () => {
+  const drive = (id: string, root: boolean, ro = false, partuuid: string | null = null) => ({ drive_id: id, is_root_device: root, is_read_only: ro, partuuid });
+  const plan = {
+    drives: [{ config: drive('rootfs', true), addr: 0xc000_1000, gsi: 5 }, { config: drive('data', false), addr: 0xc000_2000, gsi: 6 }],
+    nets: [{ config: { iface_id: 'eth0' }, addr: 0xc000_3000, gsi: 7 }],
+  } as unknown as Parameters<typeof addDeviceArgs>[2];
+  const c = Cmdline.parse('console=ttyS0 reboot=k -- init-arg');
+  addDeviceArgs(c, false, plan);
+  assert.is(c.toString(), 'console=ttyS0 reboot=k pci=off root=/dev/vda rw virtio_mmio.device=4K@0xc0001000:5 ' +
+    'virtio_mmio.device=4K@0xc0002000:6 virtio_mmio.device=4K@0xc0003000:7 -- init-arg');
+  const ro = Cmdline.parse('');
+  addDeviceArgs(ro, true, { drives: [{ config: drive('r', true, true, 'abcd-01'), addr: 0xc000_1000, gsi: 5 }], nets: [] } as never);
+  assert.is(ro.toString(), 'root=PARTUUID=abcd-01 ro virtio_mmio.device=4K@0xc0001000:5', 'with PCI: no pci=off');
+});
+
+test('without boot_args the command line is Firecracker\'s default', () => {
+  const b = buildBootSource({ kernel_image_path: '/dev/null', initrd_path: null, boot_args: null });
+  assert.is(cmdlineString(b.cmdline), DEFAULT_KERNEL_CMDLINE);
+  assert.is(DEFAULT_KERNEL_CMDLINE, 'reboot=k panic=1 nomodule 8250.nr_uarts=0 i8042.noaux i8042.nomux i8042.dumbkbd swiotlb=noforce');
 });
 
 test.run();

@@ -149,6 +149,28 @@ test('runCli: --config-file boots at once; the API then only accepts post-boot r
   assert.ok(res.logs.includes('Firecracker exiting successfully. exit_code=0'));
 });
 
+test('runCli: a VM that stops with an error ends as Firecracker\'s main does, with and without the API', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-cli-'));
+  const kernel = join(dir, 'vmlinux');
+  writeFileSync(kernel, 'k');
+  const cfg = join(dir, 'vm.json');
+  writeFileSync(cfg, JSON.stringify({ 'boot-source': { kernel_image_path: kernel }, drives: [] }));
+  for (const api of [true, false]) {
+    const backend = new FakeBackend();
+    const run = startCli([...(api ? ['--api-sock', join(dir, `api-${api}.sock`)] : ['--no-api']), '--config-file', cfg], backend);
+    await run.untilLogged('Successfully started microvm that was configured from one single json');
+    backend.stopWith(1);
+    const r = await run.done;
+    assert.is(r.code, 1);
+    const [line, err] = api
+      ? ['RunWithApiError error: MicroVM stopped with an error: GenericError', 'Error: RunWithApi(MicroVMStoppedWithError(GenericError))\n']
+      : ['RunWithoutApiError error: MicroVMStopped without an error: GenericError', 'Error: RunWithoutApiError(Shutdown(GenericError))\n'];
+    assert.ok(r.logs.includes(`${line}\n`), r.logs);
+    assert.is(r.err, err);
+    assert.ok(r.logs.includes('Firecracker exiting with error. exit_code=1'), r.logs);
+  }
+});
+
 test('runCli: a bad config file fails with exit 1 and the ResourcesError text', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kindling-cli-'));
   const cfg = join(dir, 'vm.json');

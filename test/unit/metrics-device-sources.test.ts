@@ -172,7 +172,8 @@ test('Vmm wiring: drives register at build, unregister after their workers stopp
   const parts = {
     kvm: closeable, vm: closeable, mem: closeable, vcpus: [], handles: [],
     vmControl: new Int32Array(new SharedArrayBuffer(64)),
-    devices: { sendCtrlAltDel: () => true, close: async () => undefined }, config: { drives: [] },
+    devices: { sendCtrlAltDel: () => true, close: async () => undefined, manifest: [], legacyMetrics: () => ({ uart: {}, i8042: {} }) },
+    config: { drives: [] },
     log: () => undefined, blocks: [block], nets: [], metrics: m,
   } as unknown as VmmParts;
   const vmm = new Vmm(parts);

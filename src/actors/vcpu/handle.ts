@@ -15,6 +15,12 @@ import {
   type DeviceManifest, type VcpuMessage, type VcpuExitKind, type VcpuWorkerInit,
 } from './protocol.js';
 import { KindlingError, fromWire } from '../../errors.js';
+import { VcpuMetrics } from './metrics.js';
+
+/** Firecracker's name for a vCPU thread (vstate/vcpu.rs `start_threaded`), also its log lines' thread. */
+export function vcpuThreadName(id: number): string {
+  return `fc_vcpu ${id}`;
+}
 
 /** How the worker ended. */
 export interface VcpuExit {
@@ -54,36 +60,46 @@ export class VcpuHandle {
   readonly id: number;
   readonly worker: Worker;
   readonly control: Int32Array;
+  /** This vCPU's `vcpu` metric group, counted by the worker (metrics.ts). */
+  readonly metrics: VcpuMetrics;
   /** Resolves once when the worker has exited (for any reason). */
   readonly exited: Promise<VcpuExit>;
   private readonly vcpu: VcpuFd;
   private thread = 0n;
 
-  private constructor(opts: VcpuSpawnOptions, worker: Worker, control: Int32Array) {
+  private constructor(opts: VcpuSpawnOptions, worker: Worker, control: Int32Array, metrics: VcpuMetrics) {
     this.id = opts.vcpu.id;
     this.vcpu = opts.vcpu;
     this.worker = worker;
     this.control = control;
+    this.metrics = metrics;
     this.exited = new Promise((resolve) => {
       let result: VcpuExit | undefined;
       worker.on('message', (m: VcpuMessage) => {
         if (m.kind === 'exit') result = { vcpuId: m.vcpuId, exitKind: m.exitKind, detail: m.detail, ...(m.error ? { error: fromWire(m.error) } : {}) };
         else if (m.kind === 'log') opts.onLog?.(m);
       });
-      worker.on('error', (e) => { result ??= { vcpuId: this.id, exitKind: VCPU_EXIT_KIND.ERROR, detail: String(e.stack ?? e) }; });
-      worker.on('exit', () => resolve(result ?? { vcpuId: this.id, exitKind: VCPU_EXIT_KIND.ERROR, detail: 'worker ended without reporting' }));
+      // A worker that dies without its own report (its failure line) gets one here, so the
+      // log says why the VM stops.
+      const died = (detail: string): VcpuExit => {
+        opts.onLog?.({ kind: 'log', vcpuId: this.id, level: 'error', message: `vCPU ${this.id} thread died: ${detail}` });
+        return { vcpuId: this.id, exitKind: VCPU_EXIT_KIND.ERROR, detail };
+      };
+      worker.on('error', (e) => { result ??= died(String(e.stack ?? e)); });
+      worker.on('exit', () => resolve(result ?? died('worker ended without reporting')));
     });
   }
 
   /** Starts the worker and waits until it is ready (vCPU adopted, kick handler installed). */
   static async spawn(opts: VcpuSpawnOptions): Promise<VcpuHandle> {
     const control = new Int32Array(new SharedArrayBuffer(VCPU_CONTROL_SLOTS * 4));
+    const metrics = new VcpuMetrics();
     const init: VcpuWorkerInit = {
       vmFd: opts.vm.fd, vcpuFd: opts.vcpu.fd, vcpuId: opts.vcpu.id, runSize: opts.vcpu.runSize,
-      control: control.buffer as SharedArrayBuffer, vmControl: opts.vmControl, memory: opts.memory, devices: opts.devices,
+      control: control.buffer as SharedArrayBuffer, vmControl: opts.vmControl, metrics: metrics.buffer, memory: opts.memory, devices: opts.devices,
     };
-    const worker = startActor('vcpu', init, `fc_vcpu ${opts.vcpu.id}`);
-    const h = new VcpuHandle(opts, worker, control);
+    const worker = startActor('vcpu', init, vcpuThreadName(opts.vcpu.id));
+    const h = new VcpuHandle(opts, worker, control, metrics);
     live.add(h);
     void h.exited.then(() => live.delete(h));
     if (!exitHookInstalled) {
@@ -169,9 +185,10 @@ export class VcpuHandle {
   /** Exit counters (metrics vcpu.exit_io_in, ...; `intr` counts interrupted KVM_RUNs). */
   exitCounts(): { ioIn: number; ioOut: number; mmioRead: number; mmioWrite: number; other: number; intr: number } {
     const c = this.control;
+    const m = this.metrics;
     return {
-      ioIn: Atomics.load(c, S.EXIT_IO_IN), ioOut: Atomics.load(c, S.EXIT_IO_OUT),
-      mmioRead: Atomics.load(c, S.EXIT_MMIO_READ), mmioWrite: Atomics.load(c, S.EXIT_MMIO_WRITE),
+      ioIn: m.count('exit_io_in'), ioOut: m.count('exit_io_out'),
+      mmioRead: m.count('exit_mmio_read'), mmioWrite: m.count('exit_mmio_write'),
       other: Atomics.load(c, S.EXIT_OTHER), intr: Atomics.load(c, S.EXIT_INTR),
     };
   }

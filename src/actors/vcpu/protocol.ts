@@ -33,18 +33,17 @@ export const VCPU_SLOT = {
   EXIT_KIND: 4,
   /** Scratch slot for the full fence of the kick protocol (an Atomics RMW). */
   FENCE: 5,
-  /** Exit counters, written only by the worker (metrics `vcpu.exit_*`). */
-  EXIT_IO_IN: 6,
-  EXIT_IO_OUT: 7,
-  EXIT_MMIO_READ: 8,
-  EXIT_MMIO_WRITE: 9,
-  EXIT_OTHER: 10,
+  /**
+   * Exits that ended the run loop with an unexpected reason (not a Firecracker metric; the
+   * `vcpu` metric group lives in the worker's metrics buffer, metrics.ts).
+   */
+  EXIT_OTHER: 6,
   /**
    * KVM_RUN returns seen as KVM_EXIT_INTR: EINTR from the kick's signal or immediate_exit
    * (src/kvm/kick.ts), and an AP's EAGAIN (vcpu-fd.ts run()). Not a Firecracker metric; it
    * lets a test see that a kick reached a vCPU.
    */
-  EXIT_INTR: 11,
+  EXIT_INTR: 7,
 } as const;
 export const VCPU_CONTROL_SLOTS = 16;
 
@@ -107,6 +106,8 @@ export interface VcpuWorkerInit {
   runSize: number;
   control: SharedArrayBuffer;
   vmControl: SharedArrayBuffer;
+  /** This vCPU's `vcpu` metric group (metrics.ts), counted by the worker. */
+  metrics: SharedArrayBuffer;
   memory: GuestMemoryDescriptor;
   devices: DeviceManifest[];
 }

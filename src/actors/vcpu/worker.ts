@@ -19,6 +19,7 @@ import {
   type VcpuWorkerInit, type VcpuMessage, type VcpuExitKind,
 } from './protocol.js';
 import { buildBuses, type ExitSink } from './devices.js';
+import { VcpuMetrics, monotonicUs } from './metrics.js';
 import { toWire, type WireError } from '../../errors.js';
 
 const init = actorInit<VcpuWorkerInit>();
@@ -31,6 +32,7 @@ installKickHandler();
 const vcpu = VcpuFd.adopt(init.vcpuFd, init.vcpuId, init.runSize);
 const vm = VmFd.adopt(init.vmFd, init.runSize);
 const mem = GuestMemory.fromDescriptor(init.memory);
+const metrics = new VcpuMetrics(init.metrics);
 
 /** Set by a device (i8042 reset) to end the run loop after the current exit. */
 let pendingExit: VcpuExitKind | undefined;
@@ -80,18 +82,24 @@ function applyRequests(state: { seq: number }): boolean {
   }
 }
 
-/** Handles one KVM_EXIT_IO (possibly a string IO of `count` elements). */
+/**
+ * Handles one KVM_EXIT_IO (possibly a string IO of `count` elements): counted, and timed from
+ * the first bus access to the last, as Firecracker's `run_arch_emulation` records
+ * `exit_io_*_agg` around its bus call.
+ */
 function handleIo(): void {
   const data = vcpu.ioData();
   const size = vcpu.ioSize;
   const portNo = vcpu.ioPort;
   const out = vcpu.ioDirection === KVM_EXIT_IO_OUT;
-  ctl[out ? S.EXIT_IO_OUT : S.EXIT_IO_IN]!++;
+  const t0 = monotonicUs();
   for (let off = 0; off < data.length; off += size) {
     const el = data.subarray(off, off + size);
     if (out) pio.write(portNo, el);
     else pio.read(portNo, el);
   }
+  metrics.recordLatency(out ? 'exit_io_out_agg' : 'exit_io_in_agg', monotonicUs() - t0);
+  metrics.inc(out ? 'exit_io_out' : 'exit_io_in');
 }
 
 function handleMmio(): void {
@@ -99,13 +107,26 @@ function handleMmio(): void {
   // The kernel never reports more than 8 bytes; clamp anyway (kvm_run is shared with KVM).
   const data = vcpu.mmioData().subarray(0, Math.min(len, 8));
   const addr = Number(vcpu.mmioPhysAddr);
+  const t0 = monotonicUs();
   if (vcpu.mmioIsWrite) {
-    ctl[S.EXIT_MMIO_WRITE]!++;
     mmio.write(addr, data);
+    metrics.recordLatency('exit_mmio_write_agg', monotonicUs() - t0);
+    metrics.inc('exit_mmio_write');
   } else {
-    ctl[S.EXIT_MMIO_READ]!++;
     mmio.read(addr, data);
+    metrics.recordLatency('exit_mmio_read_agg', monotonicUs() - t0);
+    metrics.inc('exit_mmio_read');
   }
+}
+
+/**
+ * An exit that ends this vCPU with an error: counts `vcpu.failures` and logs Firecracker's line
+ * for it (vstate/vcpu.rs `handle_kvm_exit`) before the exit is published.
+ */
+function fail(kind: VcpuExitKind, detail: string, logLine: string, error?: WireError): void {
+  metrics.inc('failures');
+  sink.log('error', logLine);
+  finish(kind, detail, error);
 }
 
 function runLoop(): void {
@@ -125,21 +146,25 @@ function runLoop(): void {
       case KVM_EXIT.KVM_EXIT_HLT:
         return finish(VCPU_EXIT_KIND.HLT, 'KVM_EXIT_HLT');
       case KVM_EXIT.KVM_EXIT_SHUTDOWN:
-        return finish(VCPU_EXIT_KIND.TRIPLE_FAULT, 'KVM_EXIT_SHUTDOWN (triple fault)');
-      case KVM_EXIT.KVM_EXIT_FAIL_ENTRY:
-        return finish(VCPU_EXIT_KIND.FAIL_ENTRY, `KVM_EXIT_FAIL_ENTRY, hardware_entry_failure_reason 0x${vcpu.failEntryReason.toString(16)}`);
+        // Firecracker has no case for it: it is an "unexpected exit reason" there.
+        return fail(VCPU_EXIT_KIND.TRIPLE_FAULT, 'KVM_EXIT_SHUTDOWN (triple fault)', 'Unexpected exit reason on vcpu run: Shutdown');
+      case KVM_EXIT.KVM_EXIT_FAIL_ENTRY: {
+        const why = vcpu.failEntryReason;
+        return fail(VCPU_EXIT_KIND.FAIL_ENTRY, `KVM_EXIT_FAIL_ENTRY, hardware_entry_failure_reason 0x${why.toString(16)}`, `Received KVM_EXIT_FAIL_ENTRY signal: ${why} on cpu ${init.vcpuId}`);
+      }
       case KVM_EXIT.KVM_EXIT_INTERNAL_ERROR:
-        return finish(VCPU_EXIT_KIND.INTERNAL_ERROR, `KVM_EXIT_INTERNAL_ERROR, suberror ${vcpu.internalSuberror}`);
+        return fail(VCPU_EXIT_KIND.INTERNAL_ERROR, `KVM_EXIT_INTERNAL_ERROR, suberror ${vcpu.internalSuberror}`, 'Received KVM_EXIT_INTERNAL_ERROR signal');
       case KVM_EXIT.KVM_EXIT_SYSTEM_EVENT: {
         const t = vcpu.systemEventType;
         if (t === KVM_SYSTEM_EVENT.KVM_SYSTEM_EVENT_RESET || t === KVM_SYSTEM_EVENT.KVM_SYSTEM_EVENT_SHUTDOWN) {
+          sink.log('info', `Received KVM_SYSTEM_EVENT: type: ${t}`);
           return finish(VCPU_EXIT_KIND.RESET, `KVM_EXIT_SYSTEM_EVENT type ${t}`);
         }
-        return finish(VCPU_EXIT_KIND.ERROR, `KVM_EXIT_SYSTEM_EVENT type ${t}`);
+        return fail(VCPU_EXIT_KIND.ERROR, `KVM_EXIT_SYSTEM_EVENT type ${t}`, `Received KVM_SYSTEM_EVENT signal type: ${t}`);
       }
       default:
         ctl[S.EXIT_OTHER]!++;
-        return finish(VCPU_EXIT_KIND.ERROR, `unexpected KVM exit reason ${reason}`);
+        return fail(VCPU_EXIT_KIND.ERROR, `unexpected KVM exit reason ${reason}`, `Unexpected exit reason on vcpu run: ${reason}`);
     }
     if (pendingExit !== undefined) return finish(pendingExit, 'guest requested reset (i8042 0xFE)');
   }
@@ -149,5 +174,5 @@ post({ kind: 'ready', vcpuId: init.vcpuId, thread: currentThreadId() });
 try {
   runLoop();
 } catch (e) {
-  finish(VCPU_EXIT_KIND.ERROR, `vCPU ${init.vcpuId} failed: ${(e as Error).stack ?? e}`, toWire(e));
+  fail(VCPU_EXIT_KIND.ERROR, `vCPU ${init.vcpuId} failed: ${(e as Error).stack ?? e}`, `Failure during vcpu run: ${(e as Error).message ?? e}`, toWire(e));
 }

@@ -31,6 +31,16 @@ export const SYSTEM_MEM_START = 0x9fc00;
 export const SYSTEM_MEM_SIZE = 0xe0000 - SYSTEM_MEM_START;
 /** ACPI RSDP, fixed. */
 export const RSDP_ADDR = 0xe0000;
+/**
+ * The VMGenID generation id (16 bytes, 8-aligned) and the VMClock page (4 KiB, page-aligned),
+ * where Firecracker's system-memory allocator puts them: `AllocPolicy::LastMatch` from the top
+ * of [SYSTEM_MEM_START, RSDP_ADDR), VMGenID first (devices/acpi/vmgenid.rs, vmclock.rs, attached
+ * in that order by builder.rs). The MP and ACPI tables are allocated first-fit below them.
+ */
+export const VMGENID_MEM_SIZE = 16;
+export const VMGENID_ADDR = RSDP_ADDR - VMGENID_MEM_SIZE; // 0xdfff0, already 8-aligned
+export const VMCLOCK_SIZE = 0x1000;
+export const VMCLOCK_ADDR = Math.floor((VMGENID_ADDR - VMCLOCK_SIZE) / VMCLOCK_SIZE) * VMCLOCK_SIZE; // 0xde000
 /** Lowest address a kernel may be loaded at. */
 export const HIMEM_START = 0x100000;
 /** The 32-bit MMIO gap: no RAM in [MMIO32_MEM_START, 4 GiB). */
@@ -58,14 +68,35 @@ export const FIRST_ADDR_PAST_32BITS = 4 * GiB;
 
 /**
  * Interrupt lines (firecracker src/vmm/src/arch/x86_64/layout.rs): KVM's default routing maps GSI n to IOAPIC pin n for the
- * IOAPIC's IOAPIC_NUM_PINS pins; legacy devices use fixed GSIs, virtio-mmio devices get
- * GSI_LEGACY_START..=GSI_LEGACY_END in order.
+ * IOAPIC's IOAPIC_NUM_PINS pins; legacy devices use fixed GSIs, and the rest,
+ * GSI_LEGACY_START..=GSI_LEGACY_END, go in attach order (builder.rs): the virtio-mmio devices
+ * first, then VMGenID and VMClock (`interruptLayout`).
  */
 export const IOAPIC_NUM_PINS = 24;
 export const GSI_LEGACY_START = 5;
 export const GSI_LEGACY_END = IOAPIC_NUM_PINS - 1;
 export const I8042_GSI = 1;
 export const SERIAL_COM1_GSI = 4;
+/** The GSI of each device that takes one from the legacy range, in Firecracker's order. */
+export interface InterruptLayout {
+  /** One GSI per virtio-mmio device, in attach order. */
+  readonly virtio: readonly number[];
+  readonly vmgenid: number;
+  readonly vmclock: number;
+}
+
+/**
+ * Hands out GSI_LEGACY_START.. to `virtioDevices` devices and then VMGenID and VMClock, as
+ * Firecracker's ResourceAllocator does (`allocate_gsi_legacy`, vstate/resources.rs): so 17
+ * virtio devices at most. Returns null when the range is too small.
+ */
+export function interruptLayout(virtioDevices: number): InterruptLayout | null {
+  const virtio = Array.from({ length: virtioDevices }, (_, i) => GSI_LEGACY_START + i);
+  const vmgenid = GSI_LEGACY_START + virtioDevices;
+  const vmclock = vmgenid + 1;
+  return vmclock > GSI_LEGACY_END ? null : { virtio, vmgenid, vmclock };
+}
+
 /**
  * Legacy port IO (firecracker src/vmm/src/device_manager/legacy.rs): COM1 at 0x3f8..0x3ff
  * (a 16550A has 8 registers), i8042 data at 0x60 and status/command at 0x64; the i8042 is put

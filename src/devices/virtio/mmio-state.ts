@@ -52,6 +52,12 @@ export const MMIO_SLOT = {
   DRIVER_FEATURES_HI: 10,
   /** 1 while the device is activated (DRIVER_OK accepted and not reset since). */
   ACTIVATED: 11,
+  /**
+   * Interrupts raised for this device since it was created, wrapping at 2^32 (metrics
+   * `interrupts.triggers`, counted where Firecracker's IrqTrigger::trigger counts them,
+   * devices/virtio/transport/mmio.rs); never reset with the device.
+   */
+  INTERRUPT_TRIGGERS: 12,
 } as const;
 
 /** Per-queue slots, relative to `queueSlot(q, 0)`. */
@@ -74,7 +80,7 @@ export const MMIO_QUEUE_SLOT = {
 /** Slots per queue. */
 export const MMIO_QUEUE_SLOT_COUNT = 8;
 /** First per-queue slot. */
-const MMIO_QUEUE_SLOTS_START = 12;
+const MMIO_QUEUE_SLOTS_START = 13;
 /** Tag stored in MMIO_SLOT.TAG: the MMIO magic value. */
 const MMIO_STATE_TAG = VIRTIO_MMIO_MAGIC | 0;
 /** Lock word values. */
@@ -191,6 +197,11 @@ export class MmioState {
   }
 }
 
+/** Interrupts raised for the device of `state` so far, modulo 2^32 (MMIO_SLOT.INTERRUPT_TRIGGERS). */
+export function interruptTriggers(state: SharedArrayBuffer): number {
+  return Atomics.load(new Int32Array(state), MMIO_SLOT.INTERRUPT_TRIGGERS) >>> 0;
+}
+
 /** Int32 slots a state for `numQueues` queues needs. */
 export function mmioStateSlots(numQueues: number): number {
   return MMIO_QUEUE_SLOTS_START + numQueues * MMIO_QUEUE_SLOT_COUNT;
@@ -207,10 +218,11 @@ export class MmioInterrupt implements VirtioInterrupt {
     this.state = state instanceof MmioState ? state : new MmioState(state);
   }
 
-  /** ORs the reason into InterruptStatus and raises the line. */
+  /** ORs the reason into InterruptStatus, counts the trigger and raises the line. */
   trigger(type: VirtioInterruptType): void {
     const bit = type === VIRTIO_INTERRUPT.VRING ? VIRTIO_MMIO_INT_VRING : VIRTIO_MMIO_INT_CONFIG;
     Atomics.or(this.state.i32, MMIO_SLOT.INTERRUPT_STATUS, bit);
+    Atomics.add(this.state.i32, MMIO_SLOT.INTERRUPT_TRIGGERS, 1);
     this.signal(bit);
   }
 

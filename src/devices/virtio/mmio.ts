@@ -342,6 +342,7 @@ export class MmioTransport implements BusDevice {
       if (error) {
         s.store(MMIO_SLOT.STATUS, v | VIRTIO_CONFIG_S_NEEDS_RESET);
         Atomics.or(s.i32, MMIO_SLOT.INTERRUPT_STATUS, VIRTIO_MMIO_INT_CONFIG);
+        Atomics.add(s.i32, MMIO_SLOT.INTERRUPT_TRIGGERS, 1); // a trigger, as MmioInterrupt counts them
         return { kind: 'activate-failed', error };
       }
     }

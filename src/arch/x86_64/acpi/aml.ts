@@ -1,6 +1,7 @@
 /**
- * A small ACPI Machine Language (AML) encoder: the subset a DSDT of named, method-free device
- * objects needs. References are to the ACPI 6.5 specification: §20.2 "AML Grammar
+ * A small ACPI Machine Language (AML) encoder: the subset a DSDT of named device objects needs,
+ * and the few method terms (If, LEqual, Notify, Return) of the VMClock's _STA and the Generic
+ * Event Device's _EVT. References are to the ACPI 6.5 specification: §20.2 "AML Grammar
  * Definition" (encodings), §20.3 "AML Byte Stream Byte Values" (opcodes), §6.4 "Resource
  * Data Types for ACPI" (the _CRS buffer descriptors).
  *
@@ -32,6 +33,14 @@ export const DualNamePrefix = 0x2e;
 export const MultiNamePrefix = 0x2f;
 export const ExtOpPrefix = 0x5b;
 export const DeviceOp = 0x82; // after ExtOpPrefix
+export const MethodOp = 0x14;
+export const IfOp = 0xa0;
+export const LEqualOp = 0x93;
+export const NotifyOp = 0x86;
+export const ReturnOp = 0xa4;
+export const Arg0Op = 0x68;
+/** Arg0Op..Arg6Op. */
+export const MAX_METHOD_ARGS = 7;
 export const RootChar = 0x5c; // '\'
 export const ParentPrefixChar = 0x5e; // '^'
 export const NullName = 0x00;
@@ -119,6 +128,18 @@ function leBytes(op: number, v: bigint, size: number): AmlBytes {
   return out;
 }
 
+/** A ByteConst whatever the value (acpi_tables encodes `u8` so), e.g. the GED's GSI comparisons. */
+export function byteConst(value: number): AmlBytes {
+  if (!Number.isInteger(value) || value < 0 || value > 0xff) throw new AcpiError(`AML byte ${value} outside 0..255`);
+  return leBytes(BytePrefix, BigInt(value), 1);
+}
+
+/** A DWordConst whatever the value (acpi_tables encodes `u32` so), e.g. VMGenID's ADDR halves. */
+export function dwordConst(value: number): AmlBytes {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffff_ffff) throw new AcpiError(`AML dword ${value} outside 0..2^32-1`);
+  return leBytes(DWordPrefix, BigInt(value), 4);
+}
+
 /** Encodes a String constant: StringPrefix, ASCII characters 0x01–0x7f, NullChar. */
 export function string(s: string): AmlBytes {
   if (!/^[\x01-\x7f]*$/.test(s)) throw new AcpiError(`AML string ${JSON.stringify(s)} is not NUL-free ASCII`);
@@ -173,6 +194,41 @@ export function device(path: string, terms: readonly AmlBytes[]): AmlBytes {
   return concat([[ExtOpPrefix, DeviceOp], pkgLength(body.length), body]);
 }
 
+// --- Methods and the statements they use (§20.2.5.2, §20.2.5.3) ---
+/** DefMethod := MethodOp PkgLength NameString MethodFlags TermList (flags: ArgCount | SerializeFlag << 3). */
+export function method(path: string, argCount: number, serialized: boolean, terms: readonly AmlBytes[]): AmlBytes {
+  if (!Number.isInteger(argCount) || argCount < 0 || argCount >= MAX_METHOD_ARGS) throw new AcpiError(`AML method argument count ${argCount}`);
+  const body = concat([namePath(path), [argCount | (serialized ? 1 << 3 : 0)], ...terms]);
+  return concat([[MethodOp], pkgLength(body.length), body]);
+}
+
+/** DefIfElse without Else := IfOp PkgLength Predicate TermList. */
+export function ifThen(predicate: AmlBytes, terms: readonly AmlBytes[]): AmlBytes {
+  const body = concat([predicate, ...terms]);
+  return concat([[IfOp], pkgLength(body.length), body]);
+}
+
+/** DefLEqual := LEqualOp Operand Operand. */
+export function lEqual(a: AmlBytes, b: AmlBytes): AmlBytes {
+  return concat([[LEqualOp], a, b]);
+}
+
+/** ArgN (Arg0Op + n). */
+export function arg(n: number): AmlBytes {
+  if (!Number.isInteger(n) || n < 0 || n >= MAX_METHOD_ARGS) throw new AcpiError(`AML Arg${n}`);
+  return Uint8Array.of(Arg0Op + n);
+}
+
+/** DefNotify := NotifyOp NotifyObject NotifyValue. */
+export function notify(objectPath: string, value: AmlBytes): AmlBytes {
+  return concat([[NotifyOp], namePath(objectPath), value]);
+}
+
+/** DefReturn := ReturnOp ArgObject. */
+export function returnValue(value: AmlBytes): AmlBytes {
+  return concat([[ReturnOp], value]);
+}
+
 // --- Resource descriptors (§6.4) ---
 /** Small item tag: bit 7 = 0, bits 6:3 item name, bits 2:0 length (§6.4.2). */
 const smallTag = (itemName: number, length: number): number => (itemName << 3) | length;
@@ -182,6 +238,13 @@ export const SMALL_IO_PORT = 0x08;
 export const SMALL_END_TAG = 0x0f;
 export const LARGE_MEMORY32_FIXED = 0x06;
 export const LARGE_EXTENDED_INTERRUPT = 0x09;
+export const LARGE_QWORD_ADDRESS_SPACE = 0x0a;
+/** Address space descriptors: resource type (§6.4.3.5.1), general flags MinFixed | MaxFixed. */
+export const ADDRESS_SPACE_MEMORY = 0;
+export const ADDRESS_MIN_FIXED = 1 << 2;
+export const ADDRESS_MAX_FIXED = 1 << 3;
+/** Memory type-specific flags: bit 0 read/write, bits 2:1 cacheability (1 = cacheable). */
+export const ADDRESS_MEM_CACHEABLE = 1 << 1;
 /** IO descriptor information bit 0: the device decodes 16 address bits (§6.4.2.5). */
 export const IO_DECODE16 = 1;
 /** Memory32Fixed information bit 0: read/write (§6.4.3.4). */
@@ -239,6 +302,28 @@ export function interrupt(gsi: number, flags: InterruptFlags = {}): AmlBytes {
     (flags.shared ? INT_SHARED : 0) | (flags.wakeCapable ? INT_WAKE_CAPABLE : 0);
   out[4] = 1; // interrupt table length
   v.setUint32(5, gsi, true);
+  return out;
+}
+
+/**
+ * QWord Address Space descriptor for memory (§6.4.3.5.1, 46 bytes): QWordMemory(ResourceConsumer,
+ * PosDecode, MinFixed, MaxFixed, Cacheable|NonCacheable, ReadWrite|ReadOnly, granularity 0,
+ * min, max, translation 0, length max − min + 1), as acpi_tables' `AddressSpace::new_memory`.
+ */
+export function qwordMemory(min: bigint, max: bigint, opts: { cacheable: boolean; readWrite: boolean }): AmlBytes {
+  if (min < 0n || max < min || max >= 1n << 64n) throw new AcpiError(`QWordMemory range 0x${min.toString(16)}..0x${max.toString(16)}`);
+  const out = new Uint8Array(46);
+  const v = new DataView(out.buffer);
+  out[0] = LARGE_ITEM | LARGE_QWORD_ADDRESS_SPACE;
+  v.setUint16(1, 43, true); // bytes after the 3-byte header
+  out[3] = ADDRESS_SPACE_MEMORY;
+  out[4] = ADDRESS_MIN_FIXED | ADDRESS_MAX_FIXED;
+  out[5] = (opts.cacheable ? ADDRESS_MEM_CACHEABLE : 0) | (opts.readWrite ? MEM_READ_WRITE : 0);
+  v.setBigUint64(6, 0n, true); // granularity
+  v.setBigUint64(14, min, true);
+  v.setBigUint64(22, max, true);
+  v.setBigUint64(30, 0n, true); // translation offset
+  v.setBigUint64(38, max - min + 1n, true);
   return out;
 }
 

@@ -9,13 +9,11 @@
  * register window and interrupt from _CRS. The serial port and i8042 are matched by the
  * PNP ACPI layer through their EISA ids.
  *
- * Order (Firecracker's): the virtio devices in attach order, so the root block device is the
- * first one and becomes /dev/vda; then COM1 and PS2_.
- *
- * Not emitted yet (Firecracker has them; Kindling has no such devices so far): VMGenID
- * `_SB_.VGEN`, VMClock `_SB_.VCLK` and the Generic Event Device `_SB_.GED_` that notifies
- * them. Objects are method-free: PS2_ has no _STA method (Firecracker's returns 0x0F), and an
- * absent _STA means "present, enabled, shown, functioning" (ACPI 6.5 §6.3.7).
+ * Order (Firecracker's acpi/mod.rs `build_dsdt`): the virtio devices in attach order, so the
+ * root block device is the first one and becomes /dev/vda; then VMGenID `_SB_.VGEN`, VMClock
+ * `_SB_.VCLK` and the Generic Event Device `_SB_.GED_` (acpi-devices.ts); then COM1 and PS2_.
+ * PS2_ has no _STA method (Firecracker's returns 0x0F), and an absent _STA means "present,
+ * enabled, shown, functioning" (ACPI 6.5 §6.3.7).
  */
 import { AcpiError } from '../../../errors.js';
 import {
@@ -26,6 +24,7 @@ import {
   concat, device, eisaId, integer, interrupt, ioPort, memory32Fixed, name, resourceTemplate, string,
   type AmlBytes, type InterruptFlags,
 } from './aml.js';
+import { acpiDevicesAml, type AcpiDevicesPlan } from './acpi-devices.js';
 
 /** One virtio-mmio transport as the DSDT announces it. */
 export interface VirtioMmioAcpiDevice {
@@ -122,7 +121,12 @@ export function ps2DeviceAml(): AmlBytes {
 }
 
 /** The whole DSDT definition block (the bytes after the table header). */
-export function dsdtDefinitionBlock(virtioDevices: readonly VirtioMmioAcpiDevice[]): AmlBytes {
+export function dsdtDefinitionBlock(virtioDevices: readonly VirtioMmioAcpiDevice[], acpiDevices?: AcpiDevicesPlan): AmlBytes {
   validateVirtioDevices(virtioDevices);
-  return concat([...virtioDevices.map(virtioMmioDeviceAml), com1DeviceAml(), ps2DeviceAml()]);
+  if (acpiDevices && virtioDevices.some((d) => d.gsi === acpiDevices.vmgenid.gsi || d.gsi === acpiDevices.vmclock.gsi)) {
+    throw new AcpiError('a virtio-mmio device shares its GSI with VMGenID or VMClock');
+  }
+  return concat([
+    ...virtioDevices.map(virtioMmioDeviceAml), ...(acpiDevices ? [acpiDevicesAml(acpiDevices)] : []), com1DeviceAml(), ps2DeviceAml(),
+  ]);
 }

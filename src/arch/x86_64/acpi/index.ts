@@ -8,16 +8,18 @@
  * fixed RSDP_ADDR (0xe0000), which is also `boot_params.acpi_rsdp_addr`. The chain a guest
  * follows is RSDP → XSDT → {FADT → DSDT, MADT, MCFG}.
  *
- * Firecracker allocates VMGenID and VMClock at the top of the region (LastMatch); Kindling
- * has neither device yet, so the whole region above the tables stays free.
+ * VMGenID and VMClock sit at the top of the region (LastMatch in Firecracker, layout.ts
+ * VMGENID_ADDR / VMCLOCK_ADDR): the tables must end below them.
  */
 import { AcpiError } from '../../../errors.js';
 import { must, type GuestMemory } from '../../../memory/guest-memory.js';
 import { RSDP_ADDR, SYSTEM_MEM_SIZE, SYSTEM_MEM_START } from '../layout.js';
 import { dsdtDefinitionBlock, type VirtioMmioAcpiDevice } from './dsdt.js';
+import type { AcpiDevicesPlan } from './acpi-devices.js';
 import { buildDsdt, buildFadt, buildMadt, buildMcfg, buildRsdp, buildXsdt } from './tables.js';
 
 export type { VirtioMmioAcpiDevice } from './dsdt.js';
+export { acpiDevicesPlan, writeAcpiDeviceData, type AcpiDevicesPlan } from './acpi-devices.js';
 
 /** What the ACPI tables describe, and where they may start. */
 export interface AcpiConfig {
@@ -27,6 +29,8 @@ export interface AcpiConfig {
   readonly virtioDevices: readonly VirtioMmioAcpiDevice[];
   /** First free byte of the system region: the address `writeMptable` returned. */
   readonly startAddr: number;
+  /** VMGenID, VMClock and their GED (absent: none, as in tests of the tables alone). */
+  readonly acpiDevices?: AcpiDevicesPlan;
 }
 
 /** Where each table was written. */
@@ -44,20 +48,20 @@ export interface AcpiLayout {
 /** End of the system data region (exclusive). */
 const SYSTEM_MEM_END = SYSTEM_MEM_START + SYSTEM_MEM_SIZE;
 
-/** First-fit byte allocator over [start, SYSTEM_MEM_END). */
+/** First-fit byte allocator over [start, end), end at most SYSTEM_MEM_END. */
 class SystemRegionAllocator {
   private next: number;
-  constructor(start: number) {
-    if (!Number.isInteger(start) || start < SYSTEM_MEM_START || start > SYSTEM_MEM_END) {
+  constructor(start: number, private readonly limit: number) {
+    if (!Number.isInteger(start) || start < SYSTEM_MEM_START || start > limit) {
       throw new AcpiError(`ACPI start 0x${start.toString(16)} is outside the system region`);
     }
     this.next = start;
   }
   /** Reserves `len` bytes; throws AcpiError when the region is full. */
   allocate(len: number, what: string): number {
-    if (this.next + len > SYSTEM_MEM_END) {
+    if (this.next + len > this.limit) {
       const at = `0x${this.next.toString(16)}`;
-      throw new AcpiError(`${what} (${len} bytes at ${at}) does not fit below 0x${SYSTEM_MEM_END.toString(16)}`);
+      throw new AcpiError(`${what} (${len} bytes at ${at}) does not fit below 0x${this.limit.toString(16)}`);
     }
     const at = this.next;
     this.next += len;
@@ -72,13 +76,14 @@ class SystemRegionAllocator {
  * system region is not guest RAM.
  */
 export function writeAcpiTables(mem: GuestMemory, cfg: AcpiConfig): AcpiLayout {
-  const alloc = new SystemRegionAllocator(cfg.startAddr);
+  const d = cfg.acpiDevices;
+  const alloc = new SystemRegionAllocator(cfg.startAddr, d ? Math.min(SYSTEM_MEM_END, d.vmgenid.addr, d.vmclock.addr) : SYSTEM_MEM_END);
   const place = (table: Uint8Array, what: string): number => {
     const at = alloc.allocate(table.length, what);
     must(mem.write(at, table));
     return at;
   };
-  const dsdtAddr = place(buildDsdt(dsdtDefinitionBlock(cfg.virtioDevices)), 'DSDT');
+  const dsdtAddr = place(buildDsdt(dsdtDefinitionBlock(cfg.virtioDevices, d)), 'DSDT');
   const fadtAddr = place(buildFadt(dsdtAddr), 'FADT');
   const madtAddr = place(buildMadt(cfg.vcpuCount), 'MADT');
   const mcfgAddr = place(buildMcfg(), 'MCFG');
