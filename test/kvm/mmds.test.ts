@@ -13,39 +13,17 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FirecrackerClient } from 'kindling/client';
 import { fixture, testBootArgs } from '../helpers/guest.js';
+import { NetNs, run, waitFor, type Proc } from '../helpers/netns.js';
 
-const NS = `kindling-mmds-${process.pid}`;
+const ns = new NetNs('kindling-mmds');
 const HOST = '169.254.30.1';
 const GUEST = '169.254.30.2';
 const MMDS = '169.254.169.254';
-const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const inNs = (...args: string[]): string[] => ['netns', 'exec', NS, ...args];
-
-interface Proc { child: ChildProcess; text: () => string; exit: Promise<number | null> }
-function run(cmd: string, args: string[]): Proc {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let text = '';
-  child.stdout!.on('data', (b: Buffer) => { text += b.toString(); });
-  child.stderr!.on('data', (b: Buffer) => { text += b.toString(); });
-  return { child, text: () => text, exit: new Promise((r) => child.on('exit', (code) => r(code))) };
-}
-
-async function waitFor(p: Proc, re: RegExp, ms: number, what: string): Promise<RegExpMatchArray> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const m = p.text().match(re);
-    if (m) return m;
-    if (Date.now() > deadline) throw new Error(`${what} within ${ms / 1000} s; output:\n${p.text().slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /** The guest fetches its script from HOST:5000 (the kernel command line is too small for it). */
 const GUEST_CMD = [
   'ip link set eth0 up', `ip addr add ${GUEST}/30 dev eth0`, `ip route add ${MMDS} dev eth0`,
@@ -78,7 +56,7 @@ echo "V1_GET $(wget -q -O - http://${MMDS}/latest/meta-data/instance-id)"
 /** Serves `script` once on HOST:5000 inside the namespace. */
 function serveScript(script: string): Proc {
   const js = `require('net').createServer(function (s) { this.close(); s.end(${JSON.stringify(script)}); }).listen(5000, '${HOST}', () => console.log('SERVING'))`;
-  return run('ip', inNs(process.execPath, '-e', js));
+  return run('ip', ns.exec(process.execPath, '-e', js));
 }
 
 /** Starts the VMM in the namespace and waits for its API socket. */
@@ -86,7 +64,7 @@ async function startVmm(dir: string, extra: string[] = []): Promise<{ vmm: Proc;
   const sock = join(dir, 'api.sock');
   const metrics = join(dir, 'metrics.json');
   writeFileSync(metrics, '');
-  const vmm = run('ip', inNs(process.execPath, resolve('bin/kindling.js'), '--api-sock', sock, '--id', 'mmds-test', '--metrics-path', metrics, ...extra));
+  const vmm = run('ip', ns.exec(process.execPath, resolve('bin/kindling.js'), '--api-sock', sock, '--id', 'mmds-test', '--metrics-path', metrics, ...extra));
   const deadline = Date.now() + 30_000;
   while (!existsSync(sock)) {
     if (Date.now() > deadline) throw new Error(`no API socket; output:\n${vmm.text()}`);
@@ -104,20 +82,15 @@ async function configure(api: FirecrackerClient): Promise<void> {
 let capture: Proc;
 
 test.before(async () => {
-  try { ip('netns', 'del', NS); } catch { /* none left over: the usual case */ }
-  ip('netns', 'add', NS);
-  ip('-n', NS, 'link', 'set', 'lo', 'up');
-  ip('-n', NS, 'tuntap', 'add', 'dev', 'tap0', 'mode', 'tap');
-  ip('-n', NS, 'addr', 'add', `${HOST}/30`, 'dev', 'tap0');
-  ip('-n', NS, 'link', 'set', 'tap0', 'up');
+  ns.create([['tap0', HOST]]);
   // Every frame on the TAP that is ICMP or mentions the MMDS address, one line each.
-  capture = run('ip', inNs('tcpdump', '-i', 'tap0', '-n', '-l', '-p', `icmp or host ${MMDS} or (arp and arp[24:4] = 0xa9fea9fe)`));
+  capture = run('ip', ns.exec('tcpdump', '-i', 'tap0', '-n', '-l', '-p', `icmp or host ${MMDS} or (arp and arp[24:4] = 0xa9fea9fe)`));
   await waitFor(capture, /listening on tap0/, 30_000, 'tcpdump did not start');
 });
 
 test.after(() => {
   capture.child.kill();
-  ip('netns', 'del', NS);
+  ns.remove();
 });
 
 test('MMDS V2: token, IMDS text and JSON, 401 without a token, a PATCH after boot; nothing on the TAP', async () => {

@@ -13,43 +13,19 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FirecrackerClient } from 'kindling/client';
 import { fixture, testBootArgs } from '../helpers/guest.js';
+import { NetNs, run, waitFor } from '../helpers/netns.js';
 import { DOWN_BYTES, TIMED_BYTES, UP_BYTES } from '../helpers/net-peer.js';
 
-const NS = `kindling-net-${process.pid}`;
+const ns = new NetNs('kindling-net');
 const A = '169.254.20.1';
 const A_GUEST = '169.254.20.2';
 const B = '169.254.21.1';
 const B_GUEST = '169.254.21.2';
-const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const inNs = (...args: string[]): string[] => ['netns', 'exec', NS, ...args];
-
-/** A child process whose output is collected. */
-interface Proc { child: ChildProcess; text: () => string; exit: Promise<number | null> }
-function run(cmd: string, args: string[]): Proc {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let text = '';
-  child.stdout!.on('data', (b: Buffer) => { text += b.toString(); });
-  child.stderr!.on('data', (b: Buffer) => { text += b.toString(); });
-  return { child, text: () => text, exit: new Promise((r) => child.on('exit', (code) => r(code))) };
-}
-
-/** Resolves with the first match of `re` in `p`'s output; fails after `ms` with the output. */
-async function waitFor(p: Proc, re: RegExp, ms: number, what: string): Promise<RegExpMatchArray> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const m = p.text().match(re);
-    if (m) return m;
-    if (Date.now() > deadline) throw new Error(`${what} within ${ms / 1000} s; output:\n${p.text().slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /** The guest's part, fetched from the peer after the interfaces are up (the command line is too small for it). */
 const GUEST_SCRIPT = `
 head -c ${UP_BYTES} /dev/urandom > /tmp/up
@@ -74,17 +50,10 @@ const GUEST_CMD = [
 ].join('; ');
 
 test.before(() => {
-  try { ip('netns', 'del', NS); } catch { /* none left over: the usual case */ }
-  ip('netns', 'add', NS);
-  ip('-n', NS, 'link', 'set', 'lo', 'up');
-  for (const [tap, addr] of [['tap0', A], ['tap1', B]] as const) {
-    ip('-n', NS, 'tuntap', 'add', 'dev', tap, 'mode', 'tap');
-    ip('-n', NS, 'addr', 'add', `${addr}/30`, 'dev', tap);
-    ip('-n', NS, 'link', 'set', tap, 'up');
-  }
+  ns.create([['tap0', A], ['tap1', B]]);
 });
 test.after(() => {
-  ip('netns', 'del', NS);
+  ns.remove();
 });
 
 test('Debian guest on two TAPs in a namespace: ping, 64 MiB each way with SHA-256, TX rate limit, net metrics', async () => {
@@ -94,8 +63,8 @@ test('Debian guest on two TAPs in a namespace: ping, 64 MiB each way with SHA-25
   const sock = join(dir, 'api.sock');
   const metricsPath = join(dir, 'metrics.json');
   writeFileSync(metricsPath, '');
-  const peer = run('ip', inNs(process.execPath, resolve('dist/test/helpers/net-peer.js'), A, B, script));
-  const vmm = run('ip', inNs(process.execPath, resolve('bin/kindling.js'), '--api-sock', sock, '--id', 'net-test', '--metrics-path', metricsPath));
+  const peer = run('ip', ns.exec(process.execPath, resolve('dist/test/helpers/net-peer.js'), A, B, script));
+  const vmm = run('ip', ns.exec(process.execPath, resolve('bin/kindling.js'), '--api-sock', sock, '--id', 'net-test', '--metrics-path', metricsPath));
   try {
     await waitFor(peer, /PEER_READY/, 30_000, 'the peer did not listen');
     const deadline = Date.now() + 30_000;
