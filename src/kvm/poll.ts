@@ -8,6 +8,8 @@
  */
 import * as libc from './libc.js';
 
+export { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT } from './libc.js';
+
 /** struct pollfd field offsets: int fd; short events; short revents. */
 const POLLFD_FD = 0;
 const POLLFD_EVENTS = 4;

@@ -93,10 +93,18 @@ export type DeviceMetricValues<K extends DeviceGroupKind> = {
   readonly [E in (typeof DEVICE_GROUPS)[K][number] as E[0]]: E[1] extends 'agg' ? LatencyAggregateValues : number;
 };
 
-/** A registered source and the totals already pulled from it (per counter field). */
+/**
+ * Absolute values of a fixed group kept outside this registry (the vsock worker's shared
+ * buffer, Firecracker's one `vsock` group), typed from GROUPS like DeviceMetricValues.
+ */
+export type GroupMetricValues<G extends GroupName> = {
+  readonly [E in (typeof GROUPS)[G][number] as E[0]]: E[1] extends 'agg' ? LatencyAggregateValues : number;
+};
+
+/** A registered source, the group it feeds, and the totals already pulled from it (per counter field). */
 interface DeviceSource {
-  readonly kind: DeviceGroupKind;
-  readonly id: string;
+  readonly spec: GroupSpec;
+  readonly group: () => Record<string, unknown>;
   readonly read: () => Readonly<Record<string, number | LatencyAggregateValues>>;
   readonly pulled: Map<string, number>;
 }
@@ -171,8 +179,20 @@ class MetricsBase {
    * (alloc reuses the entry).
    */
   addDeviceSource<K extends DeviceGroupKind>(kind: K, id: string, read: () => DeviceMetricValues<K>): () => void {
-    const src: DeviceSource = { kind, id, read: read as DeviceSource['read'], pulled: new Map() };
     this.device(kind, id);
+    return this.addSource({ spec: DEVICE_GROUPS[kind], group: () => this.device(kind, id) as Record<string, unknown>, read: read as DeviceSource['read'], pulled: new Map() });
+  }
+
+  /**
+   * Registers the owner of a fixed group's values kept in another thread's shared memory (the
+   * vsock device's counters): pulled like a device source, into the fixed group itself.
+   */
+  addGroupSource<G extends GroupName>(name: G, read: () => GroupMetricValues<G>): () => void {
+    const group = (this as unknown as Record<string, Record<string, unknown>>)[name]!;
+    return this.addSource({ spec: GROUPS[name], group: () => group, read: read as DeviceSource['read'], pulled: new Map() });
+  }
+
+  private addSource(src: DeviceSource): () => void {
     this.sources.add(src);
     return () => {
       if (!this.sources.delete(src)) return;
@@ -180,9 +200,9 @@ class MetricsBase {
     };
   }
 
-  /** Moves what a source counted since the last pull into its device group. */
+  /** Moves what a source counted since the last pull into its group. */
   private pull(src: DeviceSource): void {
-    const g = this.device(src.kind, src.id) as Record<string, unknown>;
+    const g = src.group();
     const values = src.read();
     const advance = (field: string, total: number, m: SharedIncMetric): void => {
       // Totals only grow; a smaller value (never expected) is not subtracted from what was emitted.
@@ -190,7 +210,7 @@ class MetricsBase {
       if (d > 0) m.add(d);
       src.pulled.set(field, Math.max(total, src.pulled.get(field) ?? 0));
     };
-    for (const [name, kind] of DEVICE_GROUPS[src.kind] as GroupSpec) {
+    for (const [name, kind] of src.spec) {
       const v = values[name];
       if (kind === 'inc') advance(name, v as number, g[name] as SharedIncMetric);
       else if (kind === 'store') (g[name] as SharedStoreMetric).store(v as number);
