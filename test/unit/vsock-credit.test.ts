@@ -151,6 +151,31 @@ test('a guest that sends past its credit while the host is slow is reset (credit
   }
 });
 
+test('the host goes away while data waits in the TX buffer and the guest posts no RX buffer: reset owed, socket no longer polled', () => {
+  const r = vsockRig();
+  try {
+    const host = connect(r);
+    let sent = 0;
+    const fwd = (): number => r.metrics.count('tx_bytes_count');
+    while (sent === fwd()) {
+      rw(r, pattern(CONN_TX_BUF_SIZE));
+      sent += CONN_TX_BUF_SIZE;
+    }
+    r.io.close(host); // unread data: the device's next write fails (EPIPE)
+    r.step(20);
+    assert.is(r.metrics.count('tx_flush_fails'), 1);
+    const polled: number[] = [];
+    r.dev.collectPoll((fd) => polled.push(fd));
+    assert.equal(polled, [r.listenFd], 'the killed connection\'s broken socket is out of the poll set');
+    assert.is(r.step(0), 0, 'nothing wakes the worker');
+    r.postRx(1);
+    assert.is(r.recv()[0]?.hdr.op, VIRTIO_VSOCK_OP_RST);
+    assert.is(r.dev.connectionCount, 0);
+  } finally {
+    r.close();
+  }
+});
+
 test('credit arithmetic is u32: counters that wrap past 2^32 still give the right credit', () => {
   const io = new UnixSocketIo();
   const conn = VsockConnection.peerInit({ io, metrics: new VsockMetrics(), now: () => 0, guestCid: 3 }, -1, 1, 2, 65536);

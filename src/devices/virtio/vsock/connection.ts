@@ -153,11 +153,16 @@ export class VsockConnection {
     return this.state === CONN_STATE.ESTABLISHED || (this.state === CONN_STATE.PEER_CLOSED && !this.peerRecvOff);
   }
 
-  /** POLL_IN and/or POLL_OUT wanted on the host socket now; 0 keeps it out of the poll set. */
+  /**
+   * POLL_IN and/or POLL_OUT wanted on the host socket now; 0 keeps it out of the poll set. A
+   * killed connection wants nothing: its socket may be broken for good (an error or hang-up
+   * poll always reports), and only the RST it owes the guest is left to do. Firecracker keeps
+   * polling its TX buffer there, which spins while the guest posts no RX buffer.
+   */
   pollEvents(): number {
+    if (this.state === CONN_STATE.KILLED) return 0;
     let ev = this.txBuf.isEmpty ? 0 : POLL_OUT;
-    const closed = this.state === CONN_STATE.KILLED || this.state === CONN_STATE.LOCAL_CLOSED
-      || (this.state === CONN_STATE.PEER_CLOSED && this.peerRecvOff);
+    const closed = this.state === CONN_STATE.LOCAL_CLOSED || (this.state === CONN_STATE.PEER_CLOSED && this.peerRecvOff);
     if (!closed && (this.pending & PENDING_RW) === 0 && this.peerAvailCredit() !== 0) ev |= POLL_IN;
     return ev;
   }
