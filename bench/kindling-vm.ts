@@ -25,6 +25,7 @@ export interface KindlingVmArgs {
   marker: string;
   drives?: MicroVmConfig['drives'];
   nets?: MicroVmConfig['network-interfaces'];
+  vsock?: MicroVmConfig['vsock'];
 }
 
 /** The BENCH_KINDLING payload. */
@@ -44,6 +45,7 @@ async function main(): Promise<void> {
     'machine-config': { vcpu_count: args.vcpus, mem_size_mib: args.memMiB },
     ...(args.drives ? { drives: args.drives } : {}),
     ...(args.nets ? { 'network-interfaces': args.nets } : {}),
+    ...(args.vsock ? { vsock: args.vsock } : {}),
   };
   const vm = new MicroVm(config, {
     log: (level, msg) => { if (level !== 'info') process.stderr.write(`kindling ${level}: ${msg}\n`); },

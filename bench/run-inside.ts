@@ -22,6 +22,7 @@ import { defineBootMetrics, definePerVcpuMetric, recordPerVcpu, runBootVariant, 
 import { defineStartupMetrics, runStartup } from './scenarios/startup.js';
 import { defineBlockMetrics, runBlock } from './scenarios/block.js';
 import { defineNetMetrics, runNet } from './scenarios/net.js';
+import { defineVsockMetrics, runVsock } from './scenarios/vsock.js';
 import { inPlace, stage, type Runtime } from './stage.js';
 import { fixturePath, fixturesDir } from '../scripts/fixtures.mjs';
 
@@ -45,7 +46,7 @@ function parseArgs(argv: readonly string[]): Options {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const out = get('out');
-  if (!out) throw new Error('usage: run-inside.js --out <results.json> [--runs N] [--only startup,mini,mini2,debian,block,net]');
+  if (!out) throw new Error('usage: run-inside.js --out <results.json> [--runs N] [--only startup,mini,mini2,debian,block,net,vsock]');
   const only = get('only');
   return { out: resolve(out), runs: Number(get('runs') ?? 5), only: only ? new Set(only.split(',')) : undefined };
 }
@@ -64,7 +65,7 @@ function gitCommit(): string {
 }
 
 /** Guest fixtures the scenarios boot. */
-const FIXTURES = ['bzImage-6.1-mini', 'vmlinuz', 'guest-initrd.cpio.gz'];
+const FIXTURES = ['bzImage-6.1-mini', 'vmlinuz', 'guest-initrd.cpio.gz', 'guest-vsock-initrd.cpio.gz'];
 
 /** In the sandbox: stage onto tmpfs (bench/stage.ts); natively: use things where they are. */
 function runtimeFor(sandbox: boolean, qemu: string, fixtures: string): Runtime {
@@ -99,6 +100,7 @@ async function main(): Promise<void> {
   if (want('startup')) defineStartupMetrics(c);
   if (want('block')) defineBlockMetrics(c);
   if (want('net')) defineNetMetrics(c);
+  if (want('vsock')) defineVsockMetrics(c);
 
   try {
     if (want('startup')) await runStartup(c, base, ctx(60_000), opts.runs, 1, log);
@@ -108,6 +110,7 @@ async function main(): Promise<void> {
     if (want('debian')) await runBootVariant(c, debian, ctx(420_000), opts.runs, 0, log);
     if (want('block')) await runBlock(c, base, ctx(420_000), opts.runs, log);
     if (want('net')) await runNet(c, base, ctx(900_000), opts.runs, log);
+    if (want('vsock')) await runVsock(c, base, fx('guest-vsock-initrd.cpio.gz'), ctx(900_000), opts.runs, log);
   } finally {
     stats.close();
   }

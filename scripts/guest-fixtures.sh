@@ -5,10 +5,14 @@
 #   $KINDLING_CACHE/guest/<key>/        key = kernel package version + busybox version + recipe hash
 #     vmlinuz                Debian's stock kernel (bzImage) — guests and the KVM sandbox
 #     kernel-release         its `uname -r`
-#     guest-initrd.cpio.gz   busybox + scripts/guest/init + virtio/ext4 modules
+#     guest-initrd.cpio.gz   busybox + scripts/guest/init + virtio/ext4/vsock modules
+#     guest-vsock-initrd.cpio.gz  the same, plus a second archive with Debian's socat and its
+#                            shared libraries (the vsock tests' and bench's guest tool; apart,
+#                            so the other guests do not unpack 4 MB more at every boot)
 #     rootfs.ext4            the same tree as an ext4 image (mke2fs -d, no loop mount)
-#     sandbox-initrd.cpio.gz busybox + scripts/sandbox/init + kvm-amd/9p modules, and loop and
-#                            dm-mod for the disk fault tests (test/helpers/disk-faults.ts)
+#     sandbox-initrd.cpio.gz busybox + scripts/sandbox/init + kvm-amd/9p modules, loop and
+#                            dm-mod for the disk fault tests (test/helpers/disk-faults.ts), and
+#                            vhost_vsock for QEMU's vhost-vsock-device in the vsock bench
 #     vmlinux-6.1-mini       minimal ELF kernel (devices on the command line)
 #     bzImage-6.1-mini       the same build as a bzImage
 #     vmlinux-6.1-fc         Firecracker's CI guest config (PVH note, devices via ACPI)
@@ -40,9 +44,11 @@ fi
 [ -n "$kpkg" ] || die "cannot resolve linux-image-amd64 (run apt-get update as root)"
 kver=$(apt-cache policy "$kpkg" | sed -n 's/^ *Candidate: //p')
 bbver=$(dpkg-query -W -f '${Version}' busybox-static 2>/dev/null || echo unknown)
+scver=$(apt-cache policy socat | sed -n 's/^ *Candidate: //p')
+[ -n "$scver" ] || die "cannot resolve socat (run apt-get update as root)"
 recipe=$(cat "$0" "$repo/scripts/guest/init" "$repo/scripts/guest/inittab" "$repo/scripts/sandbox/init" \
   | sha256sum | cut -c1-12)
-key="${kpkg#linux-image-}_${kver}_bb${bbver//[:+~]/_}_${recipe}"
+key="${kpkg#linux-image-}_${kver}_bb${bbver//[:+~]/_}_socat${scver//[:+~]/_}_${recipe}"
 out="$cache/guest/$key"
 shared_ok() { [ -f "$shared/SHA256SUMS" ] && (cd "$shared" && grep " $1\$" SHA256SUMS | sha256sum -c --quiet - >/dev/null 2>&1); }
 if [ -f "$out/.complete" ]; then
@@ -101,6 +107,39 @@ make_tree() {
   ln -s ../init "$root/sbin/init"
 }
 
+# Debian's socat (VSOCK-LISTEN / VSOCK-CONNECT, as Firecracker's docs/vsock.md uses it) in an
+# image tree. It is dynamically linked: its package and its dependency closure are unpacked
+# side by side, libc6's own loader lists the shared objects socat really loads, and only those
+# go in (/lib/x86_64-linux-gnu by soname, the loader at socat's PT_INTERP /lib64/...).
+add_socat() {
+  local root=$1 debs="$cache/debs/socat-${scver//[:+~]/_}" tree="$work/socat" pkgs
+  if [ ! -f "$debs/.complete" ]; then
+    rm -rf "$debs" && mkdir -p "$debs"
+    pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces \
+      --no-enhances socat | grep -E '^[a-z0-9]' | sort -u)
+    # shellcheck disable=SC2086 # one word per package
+    (cd "$debs" && apt-get download $pkgs >&2) || die "apt-get download socat and its libraries failed"
+    touch "$debs/.complete"
+  fi
+  mkdir -p "$tree"
+  for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$tree"; done
+  local ldso="$tree/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+  [ -x "$ldso" ] && [ -x "$tree/usr/bin/socat" ] || die "socat or the glibc loader missing from the unpacked packages"
+  mkdir -p "$root/lib/x86_64-linux-gnu" "$root/lib64"
+  local listed
+  listed=$("$ldso" --library-path "$tree/lib/x86_64-linux-gnu:$tree/usr/lib/x86_64-linux-gnu" --list "$tree/usr/bin/socat") \
+    || die "the glibc loader cannot resolve socat's libraries"
+  while read -r soname arrow path _; do
+    [ "$arrow" = "=>" ] || continue
+    case "$soname" in
+      /lib64/*) cp -L "$path" "$root$soname" ;;
+      *) cp -L "$path" "$root/lib/x86_64-linux-gnu/$soname" ;;
+    esac
+  done <<< "$listed"
+  [ -f "$root/lib64/ld-linux-x86-64.so.2" ] || die "socat's loader was not listed"
+  install -m 0755 "$tree/usr/bin/socat" "$root/bin/socat"
+}
+
 pack_cpio() { (cd "$1" && find . | sort | cpio -o -H newc --quiet -R 0:0) | gzip -9 > "$2"; }
 
 # --- the guest tree: initramfs and ext4 rootfs ------------------------------------------
@@ -109,11 +148,16 @@ cp "$repo/scripts/guest/inittab" "$work/guest/etc/inittab"
 add_modules "$work/guest" virtio_mmio virtio_blk virtio_net virtio-rng virtio_balloon \
   vmw_vsock_virtio_transport ext4
 pack_cpio "$work/guest" "$out.partial/guest-initrd.cpio.gz"
+# The kernel unpacks concatenated initramfs archives in order, each compressed on its own.
+mkdir -p "$work/socat-root/bin"
+add_socat "$work/socat-root"
+pack_cpio "$work/socat-root" "$work/socat.cpio.gz"
+cat "$out.partial/guest-initrd.cpio.gz" "$work/socat.cpio.gz" > "$out.partial/guest-vsock-initrd.cpio.gz"
 mke2fs -q -t ext4 -L kindling-root -d "$work/guest" "$out.partial/rootfs.ext4" 64M
 
 # --- the sandbox tree --------------------------------------------------------------------
 make_tree "$work/sandbox" "$repo/scripts/sandbox/init"
-add_modules "$work/sandbox" kvm-amd virtio_pci 9pnet_virtio 9p tun loop dm-mod
+add_modules "$work/sandbox" kvm-amd virtio_pci 9pnet_virtio 9p tun loop dm-mod vhost_vsock
 pack_cpio "$work/sandbox" "$out.partial/sandbox-initrd.cpio.gz"
 
 # --- the minimal kernels -----------------------------------------------------------------

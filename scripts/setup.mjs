@@ -26,6 +26,8 @@ const NEEDED = {
   depmod: 'kmod', modprobe: 'kmod', curl: 'curl', ip: 'iproute2',
   // Disk fault tests (test/helpers/disk-faults.ts): device-mapper disks over loop devices.
   dmsetup: 'dmsetup', losetup: 'mount', blockdev: 'util-linux',
+  // The vsock bench's QEMU side (bench/scenarios/vsock.ts): AF_VSOCK listeners, which Node lacks.
+  socat: 'socat',
 };
 
 /** Installs missing Debian packages when root; otherwise throws with the exact apt-get line. */

@@ -86,6 +86,11 @@ export const ERROR_CODES = {
   VIRTIO_BLK_REQ_STATUS_READ_ONLY: 'a virtio-blk request status descriptor is device-read-only',
   VIRTIO_BLK_REQ_STATUS_TOO_SHORT: 'a virtio-blk request status descriptor has length 0',
   VIRTIO_NET_PARAMS: 'virtio-net device parameters are unusable (guest MAC not 6 bytes, MTU outside 68..65535): a wiring bug, the API validates both first',
+  VIRTIO_VSOCK_PKT_UNREADABLE_DESC: 'a vsock TX chain holds a device-writable descriptor (a TX packet is device-read-only)',
+  VIRTIO_VSOCK_PKT_UNWRITABLE_DESC: 'a vsock RX chain holds a device-read-only descriptor (an RX buffer is device-writable)',
+  VIRTIO_VSOCK_PKT_HEADER_TOO_SHORT: 'a vsock chain is shorter than the 44-byte packet header',
+  VIRTIO_VSOCK_PKT_LEN_TOO_BIG: 'a vsock TX packet header claims more than MAX_PKT_BUF_SIZE (64 KiB) of data',
+  VIRTIO_VSOCK_PKT_CHAIN_TOO_SHORT: 'a vsock TX chain holds fewer data bytes than its header\'s len',
   RATE_LIMITER_CONFIG: 'a token bucket size, one_time_burst or refill_time is not an integer in 0..2^64-1',
   MMDS_CONFIG: 'the MMDS network stack or token authority was given an unusable setting (IPv4 address text, key length, clock): a wiring bug, the API validates first',
   MMDS_DATA_INVALID: 'the MMDS data handed to a network stack is not JSON text (the data store serializes it; a wiring bug)',
@@ -332,6 +337,17 @@ export class BlockRequestError extends KindlingError {
 export class NetDeviceParamsError extends KindlingError {
   constructor(message: string) {
     super('VIRTIO_NET_PARAMS', message);
+  }
+}
+
+/**
+ * A malformed vsock packet chain (virtio 1.1 §5.10.6; Firecracker devices/virtio/vsock/
+ * packet.rs `VsockError`). Returned by the parser; the device completes the chain with used
+ * length 0 and counts it, never throws.
+ */
+export class VsockPacketError extends KindlingError {
+  constructor(code: Extract<ErrorCode, `VIRTIO_VSOCK_PKT_${string}`>, message: string) {
+    super(code, message);
   }
 }
 

@@ -36,6 +36,12 @@ export interface VmSpec {
   drive?: string;
   /** An existing TAP for one virtio-net interface (Kindling: network-interfaces; QEMU: -netdev tap, vhost off). */
   tap?: string;
+  /**
+   * A vsock device with this guest CID. Kindling: PUT /vsock with `udsPath`; QEMU:
+   * vhost-vsock-device (the in-kernel vhost backend, needs /dev/vhost-vsock), whose host side
+   * is AF_VSOCK itself.
+   */
+  vsock?: { guestCid: number; udsPath: string };
 }
 
 /** What the harness needs to run VMs. */
@@ -75,10 +81,11 @@ export function qemuArgs(spec: VmSpec, extra: readonly string[] = []): string[] 
   const net = spec.tap
     ? ['-netdev', `tap,id=bench,ifname=${spec.tap},script=no,downscript=no,vhost=off`, '-device', 'virtio-net-device,netdev=bench']
     : [];
+  const vsock = spec.vsock ? ['-device', `vhost-vsock-device,guest-cid=${spec.vsock.guestCid}`] : [];
   return [
     '-M', QEMU_MACHINE, '-enable-kvm', '-cpu', 'host', '-m', String(spec.memMiB), '-smp', String(spec.vcpus),
     '-nodefaults', '-no-user-config', '-nographic', '-serial', 'stdio', '-no-reboot',
-    '-kernel', spec.kernel, '-initrd', spec.initrd, '-append', spec.bootArgs, ...drive, ...net, ...extra,
+    '-kernel', spec.kernel, '-initrd', spec.initrd, '-append', spec.bootArgs, ...drive, ...net, ...vsock, ...extra,
   ];
 }
 
@@ -89,6 +96,7 @@ export function kindlingArgs(repo: string, spec: VmSpec): string[] {
     marker: GUEST_MARKER,
     ...(spec.drive ? { drives: [{ drive_id: 'bench', path_on_host: spec.drive, is_root_device: false, is_read_only: false }] } : {}),
     ...(spec.tap ? { nets: [{ iface_id: 'eth0', host_dev_name: spec.tap }] } : {}),
+    ...(spec.vsock ? { vsock: { guest_cid: spec.vsock.guestCid, uds_path: spec.vsock.udsPath } } : {}),
   };
   return [join(repo, 'dist', 'bench', 'kindling-vm.js'), JSON.stringify(a)];
 }

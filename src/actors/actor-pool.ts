@@ -19,6 +19,7 @@ export const ACTOR_SCRIPTS = {
   vcpu: new URL('./vcpu/worker.js', import.meta.url),
   block: new URL('./virtio/block-worker.js', import.meta.url),
   net: new URL('./virtio/net-worker.js', import.meta.url),
+  vsock: new URL('./virtio/vsock-worker.js', import.meta.url),
 } as const;
 
 export type ActorKind = keyof typeof ACTOR_SCRIPTS;
@@ -45,7 +46,7 @@ interface WarmWorker {
   doorbell: Int32Array;
 }
 
-const warm: Record<ActorKind, WarmWorker[]> = { vcpu: [], block: [], net: [] };
+const warm: Record<ActorKind, WarmWorker[]> = { vcpu: [], block: [], net: [], vsock: [] };
 
 /** Pre-started workers of `kind` waiting for work. */
 export function warmActorCount(kind: ActorKind): number {

@@ -36,6 +36,15 @@ function bindError(detail: string): ConfigError {
 }
 
 /**
+ * The bind at InstanceStart failed (the path was taken after PUT /vsock, or its folder went
+ * away): the same error, with the same text, Firecracker's PUT /vsock answers when its bind
+ * fails (`VsockConfigError::CreateVsockBackend(UnixBind)`).
+ */
+export function vsockBindError(e: unknown): ConfigError {
+  return bindError(ioErrorText(e));
+}
+
+/**
  * `VsockBuilder::insert`: a previous device's socket file is removed first (Firecracker unlinks
  * the socket it bound), then the new path must be bindable.
  */

@@ -54,11 +54,25 @@ export const read = lib.func('intptr_t read(int fd, _Out_ void *buf, size_t n)')
 /** poll(2) over an array of struct pollfd { int fd; short events; short revents; } (8 bytes each). */
 export const poll = lib.func('int poll(void *fds, unsigned long nfds, int timeout)');
 export const POLLIN = 0x1;
+/** poll(2) event bits besides POLLIN (asm-generic/poll.h): writable, error, hang-up, bad fd. */
+export const POLLOUT = 0x4;
+export const POLLERR = 0x8;
+export const POLLHUP = 0x10;
+export const POLLNVAL = 0x20;
 export const POLLFD_SIZE = 8;
 export const write = lib.func('intptr_t write(int fd, const void *buf, size_t n)');
 /** readv/writev over an array of struct iovec (tun-abi.ts): the TAP's frame I/O. */
 export const readv = lib.func('intptr_t readv(int fd, const void *iov, int iovcnt)');
 export const writev = lib.func('intptr_t writev(int fd, const void *iov, int iovcnt)');
+/** Unix stream sockets (socket-abi.ts has the address struct and flags): the vsock backend's host side. */
+export const socket = lib.func('int socket(int domain, int type, int protocol)');
+export const bind = lib.func('int bind(int fd, const void *addr, uint32_t len)');
+export const listen = lib.func('int listen(int fd, int backlog)');
+/** accept4 without the peer address (addr and len NULL). */
+export const accept4 = lib.func('int accept4(int fd, void *addr, void *len, int flags)');
+export const connect = lib.func('int connect(int fd, const void *addr, uint32_t len)');
+/** recv(2): with MSG_PEEK the bytes stay queued (the vsock CONNECT line is read no further than its end). */
+export const recv = lib.func('intptr_t recv(int fd, void *buf, size_t n, int flags)');
 export const pthreadSelf = lib.func('uint64_t pthread_self()');
 export const pthreadKill = lib.func('int pthread_kill(uint64_t thread, int sig)');
 export const sigaction = lib.func('int sigaction(int sig, const void *act, _Out_ void *old)');

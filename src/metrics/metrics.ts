@@ -111,8 +111,8 @@ export type DeviceMetricValues<K extends DeviceGroupKind> = {
 
 /**
  * Absolute values of a fixed group as sources elsewhere keep them (each net worker's `mmds`
- * counters, the vCPU workers' exit counters, the UART's shared state): typed from GROUPS like
- * DeviceMetricValues.
+ * counters, the vCPU workers' exit counters, the UART's shared state, the vsock worker's
+ * counters): typed from GROUPS like DeviceMetricValues.
  */
 export type GroupMetricValues<G extends GroupName> = {
   readonly [E in (typeof GROUPS)[G][number] as E[0]]: E[1] extends 'agg' ? LatencyAggregateValues : number;
@@ -205,8 +205,8 @@ class MetricsBase {
    * Registers one of several sources of a fixed group (docs/design.md, Metrics): the `mmds`
    * counters of each net worker that runs an MMDS stack (Firecracker has one MMDS and one
    * `mmds` group, Kindling an MMDS stack per interface), the vCPU workers' `vcpu` counters, the
-   * UART's and i8042's shared state. `read` returns absolute totals since the source began
-   * (counters, `sum_us`) and gauges as stored; every flush emits the sum of what all sources of
+   * UART's and i8042's shared state, the vsock worker's counters (Firecracker's one `vsock`
+   * group). `read` returns absolute totals since the source began (counters, `sum_us`) and gauges as stored; every flush emits the sum of what all sources of
    * the group counted since the last one (a gauge takes the last source's value). Fields a
    * source leaves out stay the registry's own (e.g. `uart.flush_count`). Pulled like a device
    * source; the returned function unregisters with a last pull, so a stopped VM's last counts

@@ -17,6 +17,8 @@ import { PassThrough, type Readable } from 'node:stream';
 import { parseBootSource, DEFAULT_KERNEL_CMDLINE, type BootSourceConfig } from '../config/boot-source.js';
 import { parseDrive, type BlockDeviceConfig } from '../config/drives.js';
 import { parseNetworkInterface, type NetworkInterfaceConfig } from '../config/network-interfaces.js';
+import { parseVsock, type VsockDeviceConfig } from '../config/vsock.js';
+import type { VsockMetricsSnapshot } from '../devices/virtio/vsock/metrics.js';
 import { isEmptyUpdate, parseMachineConfigPatch, type MachineConfigUpdate } from '../config/machine-config.js';
 import { VmResources } from '../config/resources.js';
 import type { RateLimiterConfig } from '../config/rate-limiter.js';
@@ -50,6 +52,8 @@ export interface MicroVmConfig {
   drives?: RequestBody<BlockDeviceConfig, 'drive_id' | 'is_root_device'>[];
   /** TAP-backed interfaces, as PUT /network-interfaces/{id} bodies. */
   'network-interfaces'?: RequestBody<NetworkInterfaceConfig, 'iface_id' | 'host_dev_name'>[];
+  /** The vsock device, as the PUT /vsock body (its socket is bound at start()). */
+  vsock?: RequestBody<VsockDeviceConfig, 'guest_cid' | 'uds_path'>;
   /** Firecracker's --boot-timer flag: the boot-timer MMIO device. */
   bootTimer?: boolean;
   /** Serial output target; default: a readable stream (`MicroVm.console`). */
@@ -85,6 +89,7 @@ function resourcesOf(config: MicroVmConfig): VmResources {
     for (const d of config.drives ?? []) r.insertDrive(parseDrive(JSON.stringify(d)));
     // The TAP itself is attached at start(); a TAP that cannot be attached fails start().
     for (const n of config['network-interfaces'] ?? []) r.insertNetworkInterface(parseNetworkInterface(JSON.stringify(n)));
+    if (config.vsock) r.setVsock(parseVsock(JSON.stringify(config.vsock)));
     if (config.serial?.kind === 'file') r.setSerial({ serial_out_path: config.serial.path, rate_limiter: null });
   } catch (e) {
     throw toActionError(e);
@@ -192,6 +197,14 @@ export class MicroVm {
    */
   get exitCounts(): VcpuExitCounts[] {
     return this.vmm?.handles.map((h) => h.exitCounts()) ?? [];
+  }
+
+  /**
+   * Read-only: the vsock device's counters (Firecracker's `vsock` group plus Kindling's counts
+   * of hostile input), or null without a vsock device or before start().
+   */
+  get vsockMetrics(): VsockMetricsSnapshot | null {
+    return this.vmm?.vsock?.metricsSnapshot() ?? null;
   }
 
   /** The guest memory (for tests and tools: read-only inspection). */

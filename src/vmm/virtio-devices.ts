@@ -2,7 +2,7 @@
  * The virtio-mmio devices of a VM being built: where each one sits and its actor started.
  *
  * Placement follows Firecracker's attach order (src/vmm/src/builder.rs: block devices, then
- * network interfaces): each device gets the next 4 KiB MMIO window from VIRTIO_MMIO_START and
+ * network interfaces, then vsock): each device gets the next 4 KiB MMIO window from VIRTIO_MMIO_START and
  * the next GSI from GSI_LEGACY_START (device_manager/mmio.rs `allocate_mmio_resources`).
  * VmResources keeps the root drive first, so it becomes /dev/vda.
  */
@@ -16,6 +16,9 @@ import { BlockHandle } from '../actors/virtio/block-handle.js';
 import { NetHandle } from '../actors/virtio/net-handle.js';
 import { TokenAuthority } from '../mmds/token.js';
 import type { NetMmdsInit } from '../actors/virtio/net-protocol.js';
+import { VsockHandle } from '../actors/virtio/vsock-handle.js';
+import { HostIoError } from '../util/io-error.js';
+import { vsockBindError } from '../config/vsock.js';
 import type { VirtioBlockDrive } from '../config/drives.js';
 import { DEFAULT_MMDS_IPV4 } from '../config/mmds-config.js';
 import { serdeJsonStringify } from '../config/serde-read.js';
@@ -34,11 +37,12 @@ export interface VirtioPlan {
   nets: Placed<VmConfig['networkInterfaces'][number]>[];
   /** What every MMDS interface's worker starts with (docs/design.md "MMDS"), or null. */
   mmds: Omit<NetMmdsInit, 'metrics'> | null;
+  vsock: Placed<NonNullable<VmConfig['vsock']>> | null;
 }
 
 /** Every placed device's window and line, in order (command line, ACPI DSDT). */
 export function placements(p: VirtioPlan): { addr: number; gsi: number }[] {
-  return [...p.drives, ...p.nets].map(({ addr, gsi }) => ({ addr, gsi }));
+  return [...p.drives, ...p.nets, ...(p.vsock ? [p.vsock] : [])].map(({ addr, gsi }) => ({ addr, gsi }));
 }
 
 /** Places the configuration's virtio devices; throws when there are more than GSIs. */
@@ -53,7 +57,9 @@ export function planVirtioDevices(cfg: VmConfig): VirtioPlan {
     if (gsi > GSI_LEGACY_END) throw new Error('Failed to allocate requested resource: no free interrupt line for another virtio device');
     return { config, addr: VIRTIO_MMIO_START + VIRTIO_MMIO_SIZE * next++, gsi };
   };
-  return { drives: drives.map(place), nets: cfg.networkInterfaces.map(place), mmds: mmdsInit(cfg) };
+  const placedDrives = drives.map(place);
+  const nets = cfg.networkInterfaces.map(place);
+  return { drives: placedDrives, nets, vsock: cfg.vsock ? place(cfg.vsock) : null, mmds: mmdsInit(cfg) };
 }
 
 /**
@@ -80,7 +86,9 @@ function macBytes(mac: string | null): Uint8Array | null {
  * graph, the largest part of InstanceStart); if any fails, the ones that started are stopped
  * and the first failure is thrown, so a failed InstanceStart leaves no worker behind.
  */
-export async function spawnVirtioDevices(p: VirtioPlan, vm: VmFd, memory: GuestMemoryDescriptor, log: VmmLog): Promise<{ blocks: BlockHandle[]; nets: NetHandle[] }> {
+export async function spawnVirtioDevices(
+  p: VirtioPlan, vm: VmFd, memory: GuestMemoryDescriptor, log: VmmLog,
+): Promise<{ blocks: BlockHandle[]; nets: NetHandle[]; vsock: VsockHandle | null }> {
   const blocks = p.drives.map((d) => async () => {
     const fileFd = openSync(d.config.path_on_host, d.config.is_read_only ? 'r' : 'r+');
     try {
@@ -99,8 +107,17 @@ export async function spawnVirtioDevices(p: VirtioPlan, vm: VmFd, memory: GuestM
     rxRateLimiter: n.config.rx_rate_limiter ?? {}, txRateLimiter: n.config.tx_rate_limiter ?? {}, addr: n.addr, gsi: n.gsi, onLog: log,
     mmds: n.config.mmds ? p.mmds : null,
   }));
-  const all = await spawnAll<BlockHandle | NetHandle>([...blocks, ...nets]);
-  return { blocks: all.slice(0, blocks.length) as BlockHandle[], nets: all.slice(blocks.length) as NetHandle[] };
+  const v = p.vsock;
+  // The listener is bound here: a uds_path taken since PUT /vsock fails the start with the
+  // text Firecracker's PUT would have answered.
+  const vsock = v ? [() => VsockHandle.spawn({
+    vm, memory, guestCid: v.config.guest_cid, udsPath: v.config.uds_path, addr: v.addr, gsi: v.gsi, onLog: log,
+  }).catch((e: unknown) => { throw e instanceof HostIoError ? vsockBindError(e) : e; })] : [];
+  const all = await spawnAll<BlockHandle | NetHandle | VsockHandle>([...blocks, ...nets, ...vsock]);
+  const n = blocks.length + nets.length;
+  return {
+    blocks: all.slice(0, blocks.length) as BlockHandle[], nets: all.slice(blocks.length, n) as NetHandle[], vsock: (all[n] as VsockHandle | undefined) ?? null,
+  };
 }
 
 /**

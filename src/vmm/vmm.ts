@@ -19,6 +19,7 @@ import type { VcpuHandle, VcpuExit } from '../actors/vcpu/handle.js';
 import { VM_SLOT, VCPU_EXIT_KIND, exitCodeOf } from '../actors/vcpu/protocol.js';
 import type { BlockHandle } from '../actors/virtio/block-handle.js';
 import type { NetHandle } from '../actors/virtio/net-handle.js';
+import type { VsockHandle } from '../actors/virtio/vsock-handle.js';
 import type { ByteRing } from '../devices/byte-ring.js';
 import { openSync, closeSync } from 'node:fs';
 import { backingFileSize } from '../devices/virtio/block/file-backend.js';
@@ -52,6 +53,8 @@ export interface VmmParts {
   blocks: BlockHandle[];
   /** virtio-net device actors, in interface order. */
   nets: NetHandle[];
+  /** The vsock device actor, when PUT /vsock configured one. */
+  vsock?: VsockHandle | null;
   /** Registry the devices report into (`block_<drive_id>`); none in unit tests of the VMM. */
   metrics?: Metrics;
 }
@@ -84,6 +87,8 @@ export class Vmm implements RunningVm {
           // Every MMDS interface's stack counts on its own; the `mmds` group is their sum.
           ...parts.nets.flatMap((n) => (n.mmdsMetrics ? [m.addGroupSource('mmds', () => n.mmdsMetrics!.snapshot())] : [])),
           ...registerVmMetrics(m, { handles: parts.handles, devices: parts.devices, manifest: parts.devices.manifest }),
+          // Firecracker has one vsock device and one `vsock` group (no per-device groups).
+          ...(parts.vsock ? [m.addGroupSource('vsock', () => parts.vsock!.metricsSnapshot())] : []),
         ]
       : [];
     this.exit = new Promise((r) => { this.resolveExit = r; });
@@ -126,9 +131,19 @@ export class Vmm implements RunningVm {
   async resume(): Promise<void> {
     if (this._state === 'Running') return;
     if (this._state !== 'Paused') throw new Error(`cannot resume a VM in state ${this._state}`);
-    for (const d of [...this.parts.blocks, ...this.parts.nets]) d.kick();
+    for (const d of this.virtioDevices()) d.kick();
     await Promise.all(this.handles.map((h) => h.run()));
     this._state = 'Running';
+  }
+
+  /** Every virtio device actor (resume kicks them, teardown stops them). */
+  private virtioDevices(): (BlockHandle | NetHandle | VsockHandle)[] {
+    return [...this.parts.blocks, ...this.parts.nets, ...(this.parts.vsock ? [this.parts.vsock] : [])];
+  }
+
+  /** The vsock device actor, if the VM has one (tests and tools: its counters and connections). */
+  get vsock(): VsockHandle | null {
+    return this.parts.vsock ?? null;
   }
 
   /** Injects Ctrl+Alt+Del through the i8042 (PUT /actions SendCtrlAltDel). */
@@ -238,7 +253,7 @@ export class Vmm implements RunningVm {
       vcpuId: h.id, exitKind: VCPU_EXIT_KIND.ERROR, detail: e.message,
     }))));
     this._state = 'Exited';
-    await Promise.all([...this.parts.blocks, ...this.parts.nets].map((d) => d.stop().catch(() => undefined)));
+    await Promise.all(this.virtioDevices().map((d) => d.stop().catch(() => undefined)));
     // After the workers stopped, so the last pull sees everything they counted; the groups
     // stay in the metrics file (Firecracker never drops a drive's entry).
     this.metricsSources.forEach((off) => off());

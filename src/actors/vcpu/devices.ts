@@ -12,6 +12,8 @@ import { MmioTransport } from '../../devices/virtio/mmio.js';
 import { blockDescription } from '../../devices/virtio/block/device.js';
 import { netDescription } from '../../devices/virtio/net/config.js';
 import { NetMetrics } from '../../devices/virtio/net/metrics.js';
+import { vsockDescription } from '../../devices/virtio/vsock/config.js';
+import { VsockMetrics } from '../../devices/virtio/vsock/metrics.js';
 import type { VirtioDeviceDescription } from '../../devices/virtio/device.js';
 import { VIRTIO_MMIO_REGION_SIZE } from '../../devices/virtio/constants.js';
 import { EventFd } from '../../kvm/eventfd.js';
@@ -70,6 +72,11 @@ export function buildBuses(manifest: readonly DeviceManifest[], ctx: BusContext)
         const params = { guestMac: d.guestMac ? Uint8Array.from(d.guestMac) : null, mtu: d.mtu };
         const desc = netDescription(params, new Uint8Array(d.config), new NetMetrics(d.metrics));
         mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, virtioTransport(ctx, d, desc, 'virtio-net'));
+        break;
+      }
+      case 'virtio-vsock': {
+        const desc = vsockDescription(d.guestCid, new VsockMetrics(d.metrics));
+        mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, virtioTransport(ctx, d, desc, 'virtio-vsock'));
         break;
       }
       default: {

@@ -17,6 +17,7 @@
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import type { VirtioBlockManifest } from '../virtio/protocol.js';
 import type { VirtioNetManifest } from '../virtio/net-protocol.js';
+import type { VirtioVsockManifest } from '../virtio/vsock-protocol.js';
 import type { WireError } from '../../errors.js';
 
 /** Slots of the per-vCPU control array. */
@@ -96,7 +97,8 @@ export type DeviceManifest =
   | { kind: 'i8042'; port: number; state: SharedArrayBuffer; gsi: number }
   | { kind: 'boot-timer'; addr: number; startWallUs: number; startCpuUs: number }
   | VirtioBlockManifest
-  | VirtioNetManifest;
+  | VirtioNetManifest
+  | VirtioVsockManifest;
 
 /** Everything a vCPU worker is started with (workerData). */
 export interface VcpuWorkerInit {

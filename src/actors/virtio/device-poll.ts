@@ -19,10 +19,18 @@ export class DeviceLoopTimer {
    * its time unless the device now asks for an earlier one. Returns the readable fds.
    */
   wait(fds: readonly number[], retryMs: number): number[] {
+    return pollReadable(fds, this.timeoutMs(retryMs));
+  }
+
+  /**
+   * Arms the timer as `wait` does and returns the poll(2) timeout to sleep with (-1: none), for
+   * a worker that polls its own fd set (the vsock worker's PollSet).
+   */
+  timeoutMs(retryMs: number): number {
     const now = performance.now();
     if (retryMs <= 0) this.at = Infinity;
     else this.at = Math.min(this.at, now + retryMs);
-    return pollReadable(fds, this.at === Infinity ? -1 : Math.max(0, Math.ceil(this.at - now)));
+    return this.at === Infinity ? -1 : Math.max(0, Math.ceil(this.at - now));
   }
 
   /** True once the armed time has passed; it disarms (the device re-arms through `wait`). */
