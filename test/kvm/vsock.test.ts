@@ -210,6 +210,21 @@ test(`hostile host clients: garbage, silence and ${REFUSED_CONNECTS} connects to
   assert.is(v.state, 'Running');
 });
 
+test('pause and resume: an open connection carries on, a new one is served', async () => {
+  const { vm: v } = running();
+  const open = await vsockConnect(uds, 5001, Buffer.from('before\n'), 120_000);
+  await until(() => Buffer.concat(open.received).toString() === 'before\n', 120_000, () => `the first echo; ${progress()}`);
+  await v.pause();
+  open.socket.write('during\n'); // waits for the guest: the device worker runs, the vCPUs do not
+  await new Promise((r) => setTimeout(r, 500));
+  await v.resume();
+  await until(() => Buffer.concat(open.received).toString() === 'before\nduring\n', 120_000, () => `the echo after resume; ${progress()}`);
+  const fresh = await vsockConnect(uds, 5001, Buffer.from('after\n'), 120_000);
+  await until(() => Buffer.concat(fresh.received).toString() === 'after\n', 120_000, () => `a new connection after resume; ${progress()}`);
+  open.socket.destroy();
+  fresh.socket.destroy();
+});
+
 test('the vsock metrics group; after the VM stops every fd it opened is closed', async () => {
   const { vm: v } = running();
   assert.ok(metrics.write());
