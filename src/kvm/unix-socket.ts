@@ -36,15 +36,20 @@ const EINVAL = 22;
  * is looked up once (a memcpy call through koffi) and reused: the hot path then costs one
  * readv/writev per packet, not one FFI call per buffer.
  */
-const bases = new WeakMap<ArrayBufferLike, bigint>();
-function hostAddress(v: Uint8Array): bigint {
+const bases = new WeakMap<ArrayBufferLike, number>();
+function hostAddress(v: Uint8Array): number {
   let base = bases.get(v.buffer);
   if (base === undefined) {
-    base = libc.addressOf(v.buffer);
+    // x86_64 user addresses are below 2^47: exact as a number, and no bigint per packet.
+    base = Number(libc.addressOf(v.buffer));
     bases.set(v.buffer, base);
   }
-  return base + BigInt(v.byteOffset);
+  return base + v.byteOffset;
 }
+
+/** 2^32, to split an address into the two halves of a u64 field. */
+const U32_MODULUS = 2 ** 32;
+const U32_SIZE = 4;
 
 /** `struct sockaddr_un` for `path`, and the address length bind/connect take; null when it does not fit. */
 function sockaddr(path: string): { addr: Buffer; len: number } | null {
@@ -130,8 +135,13 @@ export class UnixSocketIo {
     for (const b of bufs) {
       if (b.length === 0) continue;
       if (n === SOCKET_MAX_IOVECS) return -EINVAL;
-      this.iov.writeBigUInt64LE(hostAddress(b), n * IOVEC_SIZE);
-      this.iov.writeBigUInt64LE(BigInt(b.length), n * IOVEC_SIZE + 8);
+      const at = n * IOVEC_SIZE;
+      const addr = hostAddress(b);
+      // struct iovec { iov_base; iov_len; }, each a little-endian u64.
+      this.iov.writeUInt32LE(addr % U32_MODULUS, at);
+      this.iov.writeUInt32LE(Math.floor(addr / U32_MODULUS), at + U32_SIZE);
+      this.iov.writeUInt32LE(b.length, at + 2 * U32_SIZE);
+      this.iov.writeUInt32LE(0, at + 3 * U32_SIZE);
       n++;
     }
     if (n === 0) return 0;

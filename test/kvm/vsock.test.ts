@@ -32,10 +32,12 @@ const REFUSED_CONNECTS = 2000;
 const dir = mkdtempSync(join(tmpdir(), 'kindling-vsock-'));
 const uds = join(dir, 'v.sock');
 const openFds = (): number => readdirSync('/proc/self/fd').length;
+/** Waits for `cond`; gives up after `ms`, or at once when the guest has gone (nothing would change). */
 const until = async (cond: () => boolean, ms: number, what: () => string): Promise<void> => {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out: ${what()}`);
+    if (vm?.state === 'Exited' && !stopping) throw new Error(`the VM exited: ${what()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 };
@@ -64,6 +66,8 @@ sleep 100000
 `;
 
 let vm: MicroVm | undefined;
+/** The last test stops the VM on purpose. */
+let stopping = false;
 let con: ConsoleLog | undefined;
 let scriptServer: Server | undefined;
 let hello: Awaited<ReturnType<typeof vsockListener>> | undefined;
@@ -210,6 +214,21 @@ test(`hostile host clients: garbage, silence and ${REFUSED_CONNECTS} connects to
   assert.is(v.state, 'Running');
 });
 
+test('pause and resume: an open connection carries on, a new one is served', async () => {
+  const { vm: v } = running();
+  const open = await vsockConnect(uds, 5001, Buffer.from('before\n'), 120_000);
+  await until(() => Buffer.concat(open.received).toString() === 'before\n', 120_000, () => `the first echo; ${progress()}`);
+  await v.pause();
+  open.socket.write('during\n'); // waits for the guest: the device worker runs, the vCPUs do not
+  await new Promise((r) => setTimeout(r, 500));
+  await v.resume();
+  await until(() => Buffer.concat(open.received).toString() === 'before\nduring\n', 120_000, () => `the echo after resume; ${progress()}`);
+  const fresh = await vsockConnect(uds, 5001, Buffer.from('after\n'), 120_000);
+  await until(() => Buffer.concat(fresh.received).toString() === 'after\n', 120_000, () => `a new connection after resume; ${progress()}`);
+  open.socket.destroy();
+  fresh.socket.destroy();
+});
+
 test('the vsock metrics group; after the VM stops every fd it opened is closed', async () => {
   const { vm: v } = running();
   assert.ok(metrics.write());
@@ -220,6 +239,7 @@ test('the vsock metrics group; after the VM stops every fd it opened is closed',
   assert.ok(g.conns_added! >= ECHO_CONNS + REFUSED_CONNECTS);
   assert.not.ok('host_connects_invalid' in g, 'only Firecracker\'s fields in the file');
   hello!.sockets.forEach((s) => s.destroy()); // (b)'s connection, closed by the guest long ago
+  stopping = true;
   const exit = await withTimeout(v.stop(), 120_000, () => `the VM did not stop: ${progress()}`);
   assert.is(exit.code, 0, exit.reason);
   await until(() => openFds() === fdsBeforeVm, 30_000, () => `fds ${openFds()}, were ${fdsBeforeVm} before the VM`);

@@ -1,6 +1,6 @@
 /**
  * vsock packet parsing (src/devices/virtio/vsock/packet.ts), one defect per assertion, and the
- * host's CONNECT line (connect-line.ts) as Firecracker's `read_local_stream_port` reads it.
+ * host's CONNECT line (host-listener.ts) as Firecracker's `read_local_stream_port` reads it.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -9,7 +9,7 @@ import { arrayGuestMemory, must } from '../../src/memory/guest-memory.js';
 import { Queue, type DescriptorChain } from '../../src/devices/virtio/queue.js';
 import { VSOCK_PKT_HDR_SIZE } from '../../src/devices/virtio/vsock/constants.js';
 import { decodeHeader, emptyHeader, encodeHeader, iovSlice, parseRxBuffer, parseTxPacket } from '../../src/devices/virtio/vsock/packet.js';
-import { lineEnd, parseConnectLine } from '../../src/devices/virtio/vsock/connect-line.js';
+import { lineEnd, parseConnectLine } from '../../src/devices/virtio/vsock/host-listener.js';
 import { MockQueue, type MockBuffer } from '../helpers/mock-queue.js';
 
 const mem = arrayGuestMemory([{ gpa: 0, size: 1 << 20 }]);

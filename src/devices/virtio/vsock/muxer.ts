@@ -90,9 +90,12 @@ export class VsockMuxer {
       hdr.fwdCnt = 0;
       return true;
     }
-    for (const conn of [...this.rxq]) {
-      const produced = this.mutate(conn, () => conn.recvPkt(hdr, buf));
+    // Take from the front; a connection that had nothing goes to the back. At most one try
+    // each, without copying the set (one RX packet must not cost O(connections)).
+    for (let tries = this.rxq.size; tries > 0; tries--) {
+      const conn = this.rxq.values().next().value as VsockConnection;
       this.rxq.delete(conn);
+      const produced = this.mutate(conn, () => conn.recvPkt(hdr, buf));
       if (!produced) {
         if (conn.hasPendingRx() && this.conns.get(keyOf(conn.localPort, conn.peerPort)) === conn) this.rxq.add(conn);
         continue;
