@@ -160,7 +160,7 @@ test('bandwidth limit: a request over budget waits in the ring, then the timer s
   assert.is(r.metrics.snapshot().entropy_bytes, 5000);
 });
 
-test('ops limit: one request per bucket, the bytes bucket untouched by a refused op', () => {
+test('ops limit: one request per refill, the second waits for the timer', () => {
   const r = rig({ limits: { ops: { size: 1, refill_time: 100 } } });
   request(r, [16]);
   request(r, [16]);
