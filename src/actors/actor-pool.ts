@@ -20,6 +20,7 @@ export const ACTOR_SCRIPTS = {
   block: new URL('./virtio/block-worker.js', import.meta.url),
   net: new URL('./virtio/net-worker.js', import.meta.url),
   vsock: new URL('./virtio/vsock-worker.js', import.meta.url),
+  entropy: new URL('./virtio/entropy-worker.js', import.meta.url),
 } as const;
 
 export type ActorKind = keyof typeof ACTOR_SCRIPTS;
@@ -46,7 +47,7 @@ interface WarmWorker {
   doorbell: Int32Array;
 }
 
-const warm: Record<ActorKind, WarmWorker[]> = { vcpu: [], block: [], net: [], vsock: [] };
+const warm: Record<ActorKind, WarmWorker[]> = { vcpu: [], block: [], net: [], vsock: [], entropy: [] };
 
 /** Pre-started workers of `kind` waiting for work. */
 export function warmActorCount(kind: ActorKind): number {

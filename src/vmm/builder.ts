@@ -122,8 +122,9 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
       await devices.close();
       throw e;
     }
-    const { blocks, nets, vsock } = virtio;
-    devices.manifest.push(...blocks.map((b) => b.manifest), ...nets.map((n) => n.manifest), ...(vsock ? [vsock.manifest] : []));
+    const { blocks, nets, vsock, entropy } = virtio;
+    const singles = [...(vsock ? [vsock] : []), ...(entropy ? [entropy] : [])];
+    devices.manifest.push(...blocks.map((b) => b.manifest), ...nets.map((n) => n.manifest), ...singles.map((d) => d.manifest));
     const vmControl = new Int32Array(new SharedArrayBuffer(VM_CONTROL_SLOTS * 4));
     Atomics.store(vmControl, VM_SLOT.EXIT_CODE, -1);
     let handles: VcpuHandle[];
@@ -133,11 +134,11 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
         devices: devices.manifest, onLog: (m) => log(m.level, m.message, vcpuThreadName(m.vcpuId)),
       })));
     } catch (e) {
-      await Promise.all([...blocks, ...nets, ...(vsock ? [vsock] : [])].map((d) => d.stop().catch(() => undefined)));
+      await Promise.all([...blocks, ...nets, ...singles].map((d) => d.stop().catch(() => undefined)));
       await devices.close();
       throw e;
     }
-    return new Vmm({ config: cfg, kvm, vm, mem, vcpus, handles, vmControl, devices, debugRing, log, blocks, nets, vsock, metrics });
+    return new Vmm({ config: cfg, kvm, vm, mem, vcpus, handles, vmControl, devices, debugRing, log, blocks, nets, vsock, entropy, metrics });
   } catch (e) {
     for (const c of cleanups.reverse()) {
       try { c(); } catch { /* best effort */ }

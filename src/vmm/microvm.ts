@@ -19,6 +19,8 @@ import { parseDrive, type BlockDeviceConfig } from '../config/drives.js';
 import { parseNetworkInterface, type NetworkInterfaceConfig } from '../config/network-interfaces.js';
 import { parseVsock, type VsockDeviceConfig } from '../config/vsock.js';
 import type { VsockMetricsSnapshot } from '../devices/virtio/vsock/metrics.js';
+import type { EntropyMetricsSnapshot } from '../devices/virtio/rng/metrics.js';
+import { parseEntropy, type EntropyDeviceConfig } from '../config/entropy.js';
 import { isEmptyUpdate, parseMachineConfigPatch, type MachineConfigUpdate } from '../config/machine-config.js';
 import { VmResources } from '../config/resources.js';
 import type { RateLimiterConfig } from '../config/rate-limiter.js';
@@ -54,6 +56,8 @@ export interface MicroVmConfig {
   'network-interfaces'?: RequestBody<NetworkInterfaceConfig, 'iface_id' | 'host_dev_name'>[];
   /** The vsock device, as the PUT /vsock body (its socket is bound at start()). */
   vsock?: RequestBody<VsockDeviceConfig, 'guest_cid' | 'uds_path'>;
+  /** The entropy device (virtio-rng), as the PUT /entropy body. */
+  entropy?: RequestBody<EntropyDeviceConfig, never>;
   /** Firecracker's --boot-timer flag: the boot-timer MMIO device. */
   bootTimer?: boolean;
   /** Serial output target; default: a readable stream (`MicroVm.console`). */
@@ -90,6 +94,7 @@ function resourcesOf(config: MicroVmConfig): VmResources {
     // The TAP itself is attached at start(); a TAP that cannot be attached fails start().
     for (const n of config['network-interfaces'] ?? []) r.insertNetworkInterface(parseNetworkInterface(JSON.stringify(n)));
     if (config.vsock) r.setVsock(parseVsock(JSON.stringify(config.vsock)));
+    if (config.entropy) r.setEntropy(parseEntropy(JSON.stringify(config.entropy)));
     if (config.serial?.kind === 'file') r.setSerial({ serial_out_path: config.serial.path, rate_limiter: null });
   } catch (e) {
     throw toActionError(e);
@@ -205,6 +210,11 @@ export class MicroVm {
    */
   get vsockMetrics(): VsockMetricsSnapshot | null {
     return this.vmm?.vsock?.metricsSnapshot() ?? null;
+  }
+
+  /** Read-only: the entropy device's counters, or null without one or before start(). */
+  get entropyMetrics(): EntropyMetricsSnapshot | null {
+    return this.vmm?.entropy?.metricsSnapshot() ?? null;
   }
 
   /** The guest memory (for tests and tools: read-only inspection). */

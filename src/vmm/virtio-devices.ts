@@ -2,7 +2,7 @@
  * The virtio-mmio devices of a VM being built: where each one sits and its actor started.
  *
  * Placement follows Firecracker's attach order (src/vmm/src/builder.rs: block devices, then
- * network interfaces, then vsock): each device gets the next 4 KiB MMIO window from VIRTIO_MMIO_START and
+ * network interfaces, then vsock, then the entropy device; firecracker-facts §4.4): each device gets the next 4 KiB MMIO window from VIRTIO_MMIO_START and
  * the next GSI from GSI_LEGACY_START (device_manager/mmio.rs `allocate_mmio_resources`).
  * VmResources keeps the root drive first, so it becomes /dev/vda.
  */
@@ -17,6 +17,7 @@ import { NetHandle } from '../actors/virtio/net-handle.js';
 import { TokenAuthority } from '../mmds/token.js';
 import type { NetMmdsInit } from '../actors/virtio/net-protocol.js';
 import { VsockHandle } from '../actors/virtio/vsock-handle.js';
+import { EntropyHandle } from '../actors/virtio/entropy-handle.js';
 import { HostIoError } from '../util/io-error.js';
 import { vsockBindError } from '../config/vsock.js';
 import type { VirtioBlockDrive } from '../config/drives.js';
@@ -38,11 +39,12 @@ export interface VirtioPlan {
   /** What every MMDS interface's worker starts with (docs/design.md "MMDS"), or null. */
   mmds: Omit<NetMmdsInit, 'metrics'> | null;
   vsock: Placed<NonNullable<VmConfig['vsock']>> | null;
+  entropy: Placed<NonNullable<VmConfig['entropy']>> | null;
 }
 
 /** Every placed device's window and line, in order (command line, ACPI DSDT). */
 export function placements(p: VirtioPlan): { addr: number; gsi: number }[] {
-  return [...p.drives, ...p.nets, ...(p.vsock ? [p.vsock] : [])].map(({ addr, gsi }) => ({ addr, gsi }));
+  return [...p.drives, ...p.nets, ...(p.vsock ? [p.vsock] : []), ...(p.entropy ? [p.entropy] : [])].map(({ addr, gsi }) => ({ addr, gsi }));
 }
 
 /** Places the configuration's virtio devices; throws when there are more than GSIs. */
@@ -59,7 +61,8 @@ export function planVirtioDevices(cfg: VmConfig): VirtioPlan {
   };
   const placedDrives = drives.map(place);
   const nets = cfg.networkInterfaces.map(place);
-  return { drives: placedDrives, nets, vsock: cfg.vsock ? place(cfg.vsock) : null, mmds: mmdsInit(cfg) };
+  const vsock = cfg.vsock ? place(cfg.vsock) : null;
+  return { drives: placedDrives, nets, vsock, entropy: cfg.entropy ? place(cfg.entropy) : null, mmds: mmdsInit(cfg) };
 }
 
 /**
@@ -88,7 +91,7 @@ function macBytes(mac: string | null): Uint8Array | null {
  */
 export async function spawnVirtioDevices(
   p: VirtioPlan, vm: VmFd, memory: GuestMemoryDescriptor, log: VmmLog,
-): Promise<{ blocks: BlockHandle[]; nets: NetHandle[]; vsock: VsockHandle | null }> {
+): Promise<{ blocks: BlockHandle[]; nets: NetHandle[]; vsock: VsockHandle | null; entropy: EntropyHandle | null }> {
   const blocks = p.drives.map((d) => async () => {
     const fileFd = openSync(d.config.path_on_host, d.config.is_read_only ? 'r' : 'r+');
     try {
@@ -113,10 +116,15 @@ export async function spawnVirtioDevices(
   const vsock = v ? [() => VsockHandle.spawn({
     vm, memory, guestCid: v.config.guest_cid, udsPath: v.config.uds_path, addr: v.addr, gsi: v.gsi, onLog: log,
   }).catch((e: unknown) => { throw e instanceof HostIoError ? vsockBindError(e) : e; })] : [];
-  const all = await spawnAll<BlockHandle | NetHandle | VsockHandle>([...blocks, ...nets, ...vsock]);
+  const e = p.entropy;
+  const entropy = e ? [() => EntropyHandle.spawn({ vm, memory, rateLimiter: e.config.rate_limiter ?? {}, addr: e.addr, gsi: e.gsi, onLog: log })] : [];
+  const all = await spawnAll<BlockHandle | NetHandle | VsockHandle | EntropyHandle>([...blocks, ...nets, ...vsock, ...entropy]);
   const n = blocks.length + nets.length;
+  const rest = all.slice(n);
   return {
-    blocks: all.slice(0, blocks.length) as BlockHandle[], nets: all.slice(blocks.length, n) as NetHandle[], vsock: (all[n] as VsockHandle | undefined) ?? null,
+    blocks: all.slice(0, blocks.length) as BlockHandle[], nets: all.slice(blocks.length, n) as NetHandle[],
+    vsock: (rest.find((h) => h instanceof VsockHandle) as VsockHandle | undefined) ?? null,
+    entropy: (rest.find((h) => h instanceof EntropyHandle) as EntropyHandle | undefined) ?? null,
   };
 }
 

@@ -20,6 +20,7 @@ import { VM_SLOT, VCPU_EXIT_KIND, exitCodeOf } from '../actors/vcpu/protocol.js'
 import type { BlockHandle } from '../actors/virtio/block-handle.js';
 import type { NetHandle } from '../actors/virtio/net-handle.js';
 import type { VsockHandle } from '../actors/virtio/vsock-handle.js';
+import type { EntropyHandle } from '../actors/virtio/entropy-handle.js';
 import type { ByteRing } from '../devices/byte-ring.js';
 import { openSync, closeSync } from 'node:fs';
 import { backingFileSize } from '../devices/virtio/block/file-backend.js';
@@ -55,6 +56,8 @@ export interface VmmParts {
   nets: NetHandle[];
   /** The vsock device actor, when PUT /vsock configured one. */
   vsock?: VsockHandle | null;
+  /** The entropy device actor, when PUT /entropy configured one. */
+  entropy?: EntropyHandle | null;
   /** Registry the devices report into (`block_<drive_id>`); none in unit tests of the VMM. */
   metrics?: Metrics;
 }
@@ -89,6 +92,8 @@ export class Vmm implements RunningVm {
           ...registerVmMetrics(m, { handles: parts.handles, devices: parts.devices, manifest: parts.devices.manifest }),
           // Firecracker has one vsock device and one `vsock` group (no per-device groups).
           ...(parts.vsock ? [m.addGroupSource('vsock', () => parts.vsock!.metricsSnapshot())] : []),
+          // Likewise one entropy device, one `entropy` group.
+          ...(parts.entropy ? [m.addGroupSource('entropy', () => parts.entropy!.metricsSnapshot())] : []),
         ]
       : [];
     this.exit = new Promise((r) => { this.resolveExit = r; });
@@ -137,13 +142,19 @@ export class Vmm implements RunningVm {
   }
 
   /** Every virtio device actor (resume kicks them, teardown stops them). */
-  private virtioDevices(): (BlockHandle | NetHandle | VsockHandle)[] {
-    return [...this.parts.blocks, ...this.parts.nets, ...(this.parts.vsock ? [this.parts.vsock] : [])];
+  private virtioDevices(): (BlockHandle | NetHandle | VsockHandle | EntropyHandle)[] {
+    const p = this.parts;
+    return [...p.blocks, ...p.nets, ...(p.vsock ? [p.vsock] : []), ...(p.entropy ? [p.entropy] : [])];
   }
 
   /** The vsock device actor, if the VM has one (tests and tools: its counters and connections). */
   get vsock(): VsockHandle | null {
     return this.parts.vsock ?? null;
+  }
+
+  /** The entropy device actor, if the VM has one (tests and tools: its counters). */
+  get entropy(): EntropyHandle | null {
+    return this.parts.entropy ?? null;
   }
 
   /** Injects Ctrl+Alt+Del through the i8042 (PUT /actions SendCtrlAltDel). */

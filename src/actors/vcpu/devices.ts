@@ -14,6 +14,7 @@ import { netDescription } from '../../devices/virtio/net/config.js';
 import { NetMetrics } from '../../devices/virtio/net/metrics.js';
 import { vsockDescription } from '../../devices/virtio/vsock/config.js';
 import { VsockMetrics } from '../../devices/virtio/vsock/metrics.js';
+import { entropyDescription } from '../../devices/virtio/rng/device.js';
 import type { VirtioDeviceDescription } from '../../devices/virtio/device.js';
 import { VIRTIO_MMIO_REGION_SIZE } from '../../devices/virtio/constants.js';
 import { EventFd } from '../../kvm/eventfd.js';
@@ -79,6 +80,9 @@ export function buildBuses(manifest: readonly DeviceManifest[], ctx: BusContext)
         mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, virtioTransport(ctx, d, desc, 'virtio-vsock'));
         break;
       }
+      case 'virtio-rng':
+        mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, virtioTransport(ctx, d, entropyDescription(), 'virtio-rng'));
+        break;
       default: {
         const never: never = d;
         throw new Error(`unknown device kind ${(never as { kind: string }).kind}`);

@@ -18,6 +18,7 @@ import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import type { VirtioBlockManifest } from '../virtio/protocol.js';
 import type { VirtioNetManifest } from '../virtio/net-protocol.js';
 import type { VirtioVsockManifest } from '../virtio/vsock-protocol.js';
+import type { VirtioEntropyManifest } from '../virtio/entropy-protocol.js';
 import type { WireError } from '../../errors.js';
 
 /** Slots of the per-vCPU control array. */
@@ -98,7 +99,8 @@ export type DeviceManifest =
   | { kind: 'boot-timer'; addr: number; startWallUs: number; startCpuUs: number }
   | VirtioBlockManifest
   | VirtioNetManifest
-  | VirtioVsockManifest;
+  | VirtioVsockManifest
+  | VirtioEntropyManifest;
 
 /** Everything a vCPU worker is started with (workerData). */
 export interface VcpuWorkerInit {

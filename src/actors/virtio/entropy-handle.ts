@@ -1,0 +1,67 @@
+/**
+ * EntropyHandle: the main thread's side of the virtio-rng device actor: the shared transport
+ * state and metrics over the common virtio actor plumbing (virtio-actor.ts). The device has
+ * no host resource to open, so spawning cannot fail for a configuration reason.
+ */
+import type { VmFd } from '../../kvm/kvm.js';
+import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
+import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
+import { MmioState } from '../../devices/virtio/mmio-state.js';
+import { ENTROPY_DEV_ID, ENTROPY_NUM_QUEUES, ENTROPY_QUEUE } from '../../devices/virtio/rng/device.js';
+import { EntropyMetrics, type EntropyMetricsSnapshot } from '../../devices/virtio/rng/metrics.js';
+import type { EntropyControl, EntropyWorkerInit, VirtioEntropyManifest } from './entropy-protocol.js';
+import { VirtioActor } from './virtio-actor.js';
+
+export interface EntropySpawnOptions {
+  vm: VmFd;
+  memory: GuestMemoryDescriptor;
+  /** PUT /entropy rate_limiter ({} when none). */
+  rateLimiter: RateLimiterConfig;
+  addr: number;
+  gsi: number;
+  onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+}
+
+export class EntropyHandle {
+  readonly manifest: VirtioEntropyManifest;
+  private readonly actor: VirtioActor<EntropyControl>;
+  private readonly metrics: EntropyMetrics;
+
+  private constructor(actor: VirtioActor<EntropyControl>, manifest: VirtioEntropyManifest, metrics: EntropyMetrics) {
+    this.actor = actor;
+    this.manifest = manifest;
+    this.metrics = metrics;
+  }
+
+  /** Sets up KVM doorbells and starts the worker; resolves when it is ready. */
+  static async spawn(opts: EntropySpawnOptions): Promise<EntropyHandle> {
+    const state = MmioState.create(ENTROPY_NUM_QUEUES);
+    const metrics = new EntropyMetrics();
+    const actor = await VirtioActor.spawn<EntropyControl, EntropyWorkerInit>({
+      vm: opts.vm, kind: 'entropy', thread: `fc_${ENTROPY_DEV_ID}`, label: 'entropy', addr: opts.addr, gsi: opts.gsi, queues: ENTROPY_NUM_QUEUES,
+      onLog: opts.onLog,
+      init: (d) => ({
+        rateLimiter: opts.rateLimiter, state, metrics: metrics.buffer, memory: opts.memory,
+        ctlFd: d.ctlFd, queueFd: d.queueFds[ENTROPY_QUEUE]!, irqFd: d.irqFd,
+      }),
+    });
+    const d = actor.doorbells;
+    const manifest: VirtioEntropyManifest = { kind: 'virtio-rng', addr: opts.addr, state, ctlFd: d.ctlFd, queueFds: d.queueFds, irqFd: d.irqFd };
+    return new EntropyHandle(actor, manifest, metrics);
+  }
+
+  /** Makes the worker look at its queue (resume: VirtioActor.kick). */
+  kick(): void {
+    this.actor.kick();
+  }
+
+  /** Entropy metrics (absolute counters), Firecracker's `entropy` group and Kindling's own. */
+  metricsSnapshot(): EntropyMetricsSnapshot {
+    return this.metrics.snapshot();
+  }
+
+  /** Stops the worker and closes the doorbells. */
+  stop(): Promise<void> {
+    return this.actor.stop((r) => r.stop());
+  }
+}
