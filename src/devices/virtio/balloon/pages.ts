@@ -7,7 +7,7 @@
  * - Inflate/deflate buffers hold little-endian u32 page frame numbers of 4 KiB pages
  *   (VIRTIO_BALLOON_PFN_SHIFT); Firecracker reads at most MAX_PAGES_IN_DESC of them per
  *   descriptor and discards memory per range of consecutive frames, so a guest's scattered
- *   list costs one madvise per run, not per page.
+ *   list costs one discard (fallocate PUNCH_HOLE on the memfd) per run, not per page.
  * - The stats buffer is packed `{u16 tag, u64 val}` entries (10 bytes, little-endian).
  * Everything here reads guest-written bytes: a malformed buffer is reported as a value, never
  * thrown.
