@@ -22,6 +22,7 @@ import { KindlingError } from '../../errors.js';
 import { closeSync } from 'node:fs';
 import { EventFd } from '../../kvm/eventfd.js';
 import { DeviceLoopTimer } from './device-poll.js';
+import { WorkerLifecycle } from './worker-lifecycle.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { BlockDevice } from '../../devices/virtio/block/device.js';
 import { BlockMetrics } from '../../devices/virtio/block/metrics.js';
@@ -50,23 +51,12 @@ const device = new BlockDevice(
 );
 const interrupt = new MmioInterrupt(state, () => irqEvt.signal());
 
-/** Activates the device once the driver's DRIVER_OK has been validated by the transport. */
-function maybeActivate(): void {
-  if (device.isActive || !state.activated()) return;
-  const err = device.activate(mem, interrupt, state.activation());
-  if (err) post({ kind: 'log', level: 'error', message: `drive ${init.driveId}: activation failed: ${err.message}` });
-}
-
-/** Set by stop(): the loop ends once the reply is out. */
-let stopping = false;
-function refuseAfterStop(): void {
-  // The backing file is closed by then; touching its fd number again could hit a reused fd.
-  if (stopping) throw new KindlingError('ACTOR_EXITED', `drive ${init.driveId}: the device worker is stopping`);
-}
+// The backing file is closed once stop() began: touching its fd number again could hit a reused fd.
+const life = new WorkerLifecycle(`drive ${init.driveId}`, (message) => post({ kind: 'log', level: 'error', message }));
 
 const control: BlockControl = {
   updateBackingFile(fileFd, diskSizeBytes) {
-    refuseAfterStop();
+    life.refuseAfterStop();
     const old = backend;
     try {
       backend = openBackend(fileFd);
@@ -81,12 +71,11 @@ const control: BlockControl = {
     closeSync(old.fd);
   },
   updateRateLimiter(rateLimiter) {
-    refuseAfterStop();
+    life.refuseAfterStop();
     device.rateLimiter.update(rateLimiter);
   },
   stop() {
-    refuseAfterStop();
-    stopping = true;
+    life.stop();
     device.settleInFlight();
     if (backend instanceof UringBlockBackend) backend.close();
     closeSync(backend.fd); // the worker owns the current backing file from spawn or PATCH on
@@ -108,9 +97,9 @@ async function loop(): Promise<void> {
     if (ready.includes(ctlEvt.fd)) {
       ctlEvt.drain();
       await server.dispatch();
-      if (stopping) return;
+      if (life.stopping) return;
       const wasActive = device.isActive;
-      maybeActivate();
+      life.activate(device, state, mem, interrupt);
       if (!wasActive && device.isActive) await device.processQueue();
     }
     if (ready.includes(queueEvt.fd)) {

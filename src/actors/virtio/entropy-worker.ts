@@ -12,7 +12,6 @@
 import { parentPort } from 'node:worker_threads';
 import { actorInit } from '../actor-init.js';
 import { serveControl } from '../control-channel.js';
-import { KindlingError } from '../../errors.js';
 import { EventFd } from '../../kvm/eventfd.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { MmioInterrupt, MmioState } from '../../devices/virtio/mmio-state.js';
@@ -20,6 +19,7 @@ import { RateLimiter } from '../../devices/rate-limiter/rate-limiter.js';
 import { EntropyDevice } from '../../devices/virtio/rng/device.js';
 import { EntropyMetrics } from '../../devices/virtio/rng/metrics.js';
 import { DeviceLoopTimer } from './device-poll.js';
+import { WorkerLifecycle } from './worker-lifecycle.js';
 import type { EntropyControl, EntropyWorkerInit } from './entropy-protocol.js';
 import type { VirtioEventMessage } from './virtio-actor.js';
 
@@ -36,22 +36,10 @@ const irqEvt = new EventFd(init.irqFd);
 const device = new EntropyDevice({ rateLimiter: new RateLimiter(init.rateLimiter), metrics: new EntropyMetrics(init.metrics) });
 const interrupt = new MmioInterrupt(state, () => irqEvt.signal());
 
-/** Activates the device once the transport validated DRIVER_OK; true when it just did. */
-function maybeActivate(): boolean {
-  if (device.isActive || !state.activated()) return false;
-  const err = device.activate(mem, interrupt, state.activation());
-  if (err) {
-    post({ kind: 'log', level: 'error', message: `${label}: activation failed: ${err.message}` });
-    return false;
-  }
-  return true;
-}
-
-let stopping = false;
+const life = new WorkerLifecycle(label, (message) => post({ kind: 'log', level: 'error', message }));
 const control: EntropyControl = {
   stop() {
-    if (stopping) throw new KindlingError('ACTOR_EXITED', `${label}: the device worker is stopping`);
-    stopping = true;
+    life.stop();
   },
 };
 const server = serveControl(control, port);
@@ -65,8 +53,8 @@ async function loop(): Promise<void> {
     if (ready.includes(ctlEvt.fd)) {
       ctlEvt.drain();
       await server.dispatch();
-      if (stopping) return;
-      if (maybeActivate()) device.processQueue();
+      if (life.stopping) return;
+      if (life.activate(device, state, mem, interrupt)) device.processQueue();
     }
     if (ready.includes(queueEvt.fd)) {
       queueEvt.drain();

@@ -16,9 +16,10 @@
 import { parentPort } from 'node:worker_threads';
 import { actorInit } from '../actor-init.js';
 import { serveControl } from '../control-channel.js';
-import { KindlingError } from '../../errors.js';
+import { MmdsError } from '../../errors.js';
 import { EventFd } from '../../kvm/eventfd.js';
 import { DeviceLoopTimer } from './device-poll.js';
+import { WorkerLifecycle } from './worker-lifecycle.js';
 import { Tap } from '../../kvm/tap.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { NetDevice } from '../../devices/virtio/net/device.js';
@@ -58,14 +59,11 @@ const device = new NetDevice(
 );
 const interrupt = new MmioInterrupt(state, () => irqEvt.signal());
 
-/** Activates the device once the transport validated DRIVER_OK; true when it just did. */
+const life = new WorkerLifecycle(label, (message) => post({ kind: 'log', level: 'error', message }));
+
+/** Activates the device and sets the TAP's offloads from the acked features; true when it just did. */
 function maybeActivate(): boolean {
-  if (device.isActive || !state.activated()) return false;
-  const err = device.activate(mem, interrupt, state.activation());
-  if (err) {
-    post({ kind: 'log', level: 'error', message: `${label}: activation failed: ${err.message}` });
-    return false;
-  }
+  if (!life.activate(device, state, mem, interrupt)) return false;
   try {
     // Firecracker sets the TAP's offloads at activation (net/device.rs `activate`).
     tap.setOffload(device.tapOffloadFlags());
@@ -75,19 +73,18 @@ function maybeActivate(): boolean {
   return true;
 }
 
-let stopping = false;
 const control: NetControl = {
   updateRateLimiters(rx, tx) {
-    if (stopping) throw new KindlingError('ACTOR_EXITED', `${label}: the device worker is stopping`);
+    life.refuseAfterStop();
     device.updateRateLimiters({ rx, tx });
   },
   setMmdsData(json) {
-    if (!mmds) throw new KindlingError('ACTOR_EXITED', `${label}: MMDS is not attached to this interface`);
+    life.refuseAfterStop();
+    if (!mmds) throw new MmdsError('MMDS_CONFIG', `${label}: MMDS is not attached to this interface`);
     mmds.setData(json);
   },
   stop() {
-    if (stopping) throw new KindlingError('ACTOR_EXITED', `${label}: the device worker is stopping`);
-    stopping = true;
+    life.stop();
     tap.close(); // the worker owns the TAP from spawn on
   },
 };
@@ -106,7 +103,7 @@ async function loop(): Promise<void> {
     if (ready.includes(ctlEvt.fd)) {
       ctlEvt.drain();
       await server.dispatch();
-      if (stopping) return;
+      if (life.stopping) return;
       if (maybeActivate()) device.processQueues();
     }
     if (ready.includes(rxEvt.fd)) {

@@ -21,7 +21,6 @@
 import { parentPort } from 'node:worker_threads';
 import { actorInit } from '../actor-init.js';
 import { serveControl } from '../control-channel.js';
-import { KindlingError } from '../../errors.js';
 import { EventFd } from '../../kvm/eventfd.js';
 import { POLLIN, PollSet } from '../../kvm/poll.js';
 import { UnixSocketIo } from '../../kvm/unix-socket.js';
@@ -30,6 +29,7 @@ import { MmioInterrupt, MmioState } from '../../devices/virtio/mmio-state.js';
 import { VsockDevice } from '../../devices/virtio/vsock/device.js';
 import { VsockMetrics } from '../../devices/virtio/vsock/metrics.js';
 import { DeviceLoopTimer } from './device-poll.js';
+import { WorkerLifecycle } from './worker-lifecycle.js';
 import type { VsockControl, VsockWorkerInit } from './vsock-protocol.js';
 import type { VirtioEventMessage } from './virtio-actor.js';
 
@@ -51,25 +51,13 @@ const device = new VsockDevice({ guestCid: init.guestCid, udsPath: init.udsPath,
 });
 const interrupt = new MmioInterrupt(state, () => irqEvt.signal());
 
-/** Activates the device once the transport validated DRIVER_OK; true when it just did. */
-function maybeActivate(): boolean {
-  if (device.isActive || !state.activated()) return false;
-  const err = device.activate(mem, interrupt, state.activation());
-  if (err) {
-    post({ kind: 'log', level: 'error', message: `${label}: activation failed: ${err.message}` });
-    return false;
-  }
-  return true;
-}
-
-let stopping = false;
+const life = new WorkerLifecycle(label, (message) => post({ kind: 'log', level: 'error', message }));
 const control: VsockControl = {
   connections() {
     return { open: device.connectionCount, pendingHost: device.pendingHostCount };
   },
   stop() {
-    if (stopping) throw new KindlingError('ACTOR_EXITED', `${label}: the device worker is stopping`);
-    stopping = true;
+    life.stop();
   },
 };
 const server = serveControl(control, port);
@@ -94,8 +82,8 @@ async function loop(): Promise<void> {
     if (ps.revents(CTL)) {
       ctlEvt.drain();
       await server.dispatch();
-      if (stopping) return;
-      if (maybeActivate()) device.processQueues();
+      if (life.stopping) return;
+      if (life.activate(device, state, mem, interrupt)) device.processQueues();
     }
     if (ps.revents(TXQ)) {
       txEvt.drain();
