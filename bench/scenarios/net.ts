@@ -13,7 +13,8 @@
  * timed with the guest's /proc/uptime and reported as `BENCH_NET <t0> <t1> <t2>`.
  */
 import { execFileSync } from 'node:child_process';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { listenOn, streamServers } from './stream-peer.js';
 import { bootOnce, type RunContext, type VmSpec } from './vm-run.js';
 import type { ResultsCollector, RunRecord } from '../results.js';
 
@@ -50,25 +51,7 @@ export function netRates(consoleText: string, mib = STREAM_MIB): { tx?: number; 
 
 /** The peer: port 6001 swallows the guest's stream, port 6002 sends one. */
 function peer(sockets: Set<Socket>): Promise<Server[]> {
-  const track = (s: Socket): void => { sockets.add(s); s.on('close', () => sockets.delete(s)); s.on('error', () => undefined); };
-  const sink = createServer((s) => { track(s); s.on('data', () => undefined); });
-  const source = createServer((s) => {
-    track(s);
-    const chunk = Buffer.alloc(1 << 16);
-    let left = STREAM_MIB << 20;
-    const pump = (): void => {
-      while (left > 0) {
-        left -= chunk.length;
-        if (!s.write(chunk)) { s.once('drain', pump); return; }
-      }
-      s.end();
-    };
-    pump();
-  });
-  return Promise.all([sink, source].map((srv, i) => new Promise<Server>((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(6001 + i, HOST, () => resolve(srv));
-  })));
+  return listenOn(streamServers(STREAM_MIB << 20, sockets), [[6001, HOST], [6002, HOST]]);
 }
 
 const ip = (...args: string[]): void => { execFileSync('ip', args, { stdio: 'ignore' }); };

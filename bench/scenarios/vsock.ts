@@ -19,7 +19,8 @@
  *             QEMU's own message and Kindling is reported alone.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { listenOn, streamServers } from './stream-peer.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Watched } from './process.js';
@@ -50,26 +51,8 @@ export function vsockRates(consoleText: string, mib = STREAM_MIB): { tx?: number
 }
 
 /** Kindling's host side: Unix listeners for the guest's two connections. */
-async function unixPeer(udsPath: string, sockets: Set<Socket>): Promise<Server[]> {
-  const track = (s: Socket): void => { sockets.add(s); s.on('close', () => sockets.delete(s)); s.on('error', () => undefined); };
-  const sink = createServer((s) => { track(s); s.on('data', () => undefined); });
-  const source = createServer((s) => {
-    track(s);
-    const chunk = Buffer.alloc(1 << 16);
-    let left = STREAM_MIB << 20;
-    const pump = (): void => {
-      while (left > 0) {
-        left -= chunk.length;
-        if (!s.write(chunk)) { s.once('drain', pump); return; }
-      }
-      s.end();
-    };
-    pump();
-  });
-  return Promise.all([[sink, SINK_PORT], [source, SOURCE_PORT]].map(([srv, port]) => new Promise<Server>((resolve, reject) => {
-    (srv as Server).once('error', reject);
-    (srv as Server).listen(`${udsPath}_${port as number}`, () => resolve(srv as Server));
-  })));
+function unixPeer(udsPath: string, sockets: Set<Socket>): Promise<Server[]> {
+  return listenOn(streamServers(STREAM_MIB << 20, sockets), [`${udsPath}_${SINK_PORT}`, `${udsPath}_${SOURCE_PORT}`]);
 }
 
 /** QEMU's host side: AF_VSOCK listeners (host socat; Node has no AF_VSOCK). */

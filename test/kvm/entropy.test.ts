@@ -1,6 +1,6 @@
 /**
  * The entropy device (virtio-rng) under real KVM, one boot of the minimal kernel (virtio-rng
- * built in, CONFIG_HW_RANDOM_VIRTIO=y in /work/shared/guest/config-6.1-mini). The guest reads
+ * built in: CONFIG_HW_RANDOM_VIRTIO=y in its config). The guest reads
  * /dev/hwrng, which the hwrng core serves from the virtio-rng device.
  *
  * One device, one limiter: 64 KiB/s with a one-time burst a little over 1 MiB, so the first
