@@ -120,12 +120,12 @@ test('kindling --api-sock: drive + boot over HTTP; GET / answered during the boo
     assert.ok(maxGap < markerAt / 4, `${maxGap} of the ${markerAt} boot console bytes went by without a GET / answer (${trace})`);
 
     // The drive given by PUT /drives before InstanceStart: 8 MiB = 16384 sectors, readable.
-    const before = await waitConsole(/DRV_BEFORE=(\d+):(\w*)/, 120_000);
+    const before = await waitConsole(/DRV_BEFORE=(\d+):(\w*)\r?\n/, 120_000);
     assert.equal([Number(before[1]), before[2]], [16384, 'DRIVE_A_OK']);
 
     // PATCH to a 16 MiB file: the guest sees 32768 sectors and reads the new file's last one.
     await api.patchDrive({ drive_id: 'scratch', path_on_host: big });
-    const after = await waitConsole(/DRV_AFTER=(\d+):(\w*)/, 60_000);
+    const after = await waitConsole(/DRV_AFTER=(\d+):(\w*)\r?\n/, 60_000);
     assert.equal([Number(after[1]), after[2]], [32768, 'DRIVE_B_OK']);
 
     // PATCH to a missing file: Firecracker's fault (400, a JSON object with fault_message

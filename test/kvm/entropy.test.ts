@@ -51,8 +51,8 @@ test('minimal-kernel guest: /dev/hwrng gives random bytes, 1 MiB in a burst, 512
   const con = new ConsoleLog(vm.console);
   await vm.start();
   try {
-    const cur = await con.waitFor(/RNG_CURRENT (\S+)/, 240_000);
-    assert.match(cur[1]!, /virtio_rng/, 'the hwrng core serves /dev/hwrng from the virtio-rng device');
+    const cur = await con.waitFor(/RNG_CURRENT (\S+)\r?\n/, 240_000);
+    assert.match(cur[1]!, /virtio_rng/, `the hwrng core serves /dev/hwrng from the virtio-rng device (rng_current: ${cur[1]})`);
     const s = await con.waitFor(/SAMPLES ([0-9a-f]*) ([0-9a-f]*)\s/, 60_000);
     assert.is(s[1]!.length, 64);
     assert.is(s[2]!.length, 64);
