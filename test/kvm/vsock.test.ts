@@ -159,7 +159,7 @@ test('(b) the guest connects to port 6000: <uds_path>_6000 gets its message', as
 
 test('(c) a guest connect to a port nobody listens on is refused; the VMM is unharmed', async () => {
   const { vm: v, con: c0 } = running();
-  const m = await c0.waitFor(/C_RC=(\d+) ([^\n]*)/, 120_000);
+  const m = await c0.waitFor(/C_RC=(\d+) ([^\n]*)\n/, 120_000);
   assert.is.not(m[1], '0');
   assert.match(m[2]!, /Connection reset by peer/);
   assert.ok(v.vsockMetrics!.guest_connects_refused >= 1);
