@@ -11,7 +11,7 @@ import { encodeBlockConfig, blockCapacity, type CacheType, type FileEngineType }
 import { VIRTIO_BLK_CONFIG_SIZE } from '../../devices/virtio/constants.js';
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
 import type { BlockControl, BlockWorkerInit, VirtioBlockManifest } from './protocol.js';
-import { VirtioActor } from './virtio-actor.js';
+import { VirtioActor, VirtioDeviceHandle } from './virtio-actor.js';
 
 export interface BlockSpawnOptions {
   vm: VmFd;
@@ -30,18 +30,13 @@ export interface BlockSpawnOptions {
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
 }
 
-export class BlockHandle {
+export class BlockHandle extends VirtioDeviceHandle<BlockControl, VirtioBlockManifest, BlockMetricsSnapshot> {
   readonly driveId: string;
   /** The entry vCPU workers need to serve this device's registers. */
-  readonly manifest: VirtioBlockManifest;
-  private readonly actor: VirtioActor<BlockControl>;
-  private readonly metrics: BlockMetrics;
 
   private constructor(driveId: string, actor: VirtioActor<BlockControl>, manifest: VirtioBlockManifest, metrics: BlockMetrics) {
+    super(actor, manifest, metrics);
     this.driveId = driveId;
-    this.actor = actor;
-    this.manifest = manifest;
-    this.metrics = metrics;
   }
 
   /** Sets up KVM doorbells and starts the device worker; resolves when it is ready. */
@@ -75,20 +70,5 @@ export class BlockHandle {
   /** PATCH /drives rate_limiter. */
   updateRateLimiter(rateLimiter: RateLimiterConfig): Promise<void> {
     return this.actor.remote.updateRateLimiter(rateLimiter);
-  }
-
-  /** Makes the worker look at its queue (resume: VirtioActor.kick). */
-  kick(): void {
-    this.actor.kick();
-  }
-
-  /** Block metrics (absolute counters). */
-  metricsSnapshot(): BlockMetricsSnapshot {
-    return this.metrics.snapshot();
-  }
-
-  /** Stops the worker and closes its doorbells; later calls return the same promise. */
-  stop(): Promise<void> {
-    return this.actor.stop((r) => r.stop());
   }
 }

@@ -10,7 +10,7 @@ import { MmioState } from '../../devices/virtio/mmio-state.js';
 import { ENTROPY_DEV_ID, ENTROPY_NUM_QUEUES, ENTROPY_QUEUE } from '../../devices/virtio/rng/device.js';
 import { EntropyMetrics, type EntropyMetricsSnapshot } from '../../devices/virtio/rng/metrics.js';
 import type { EntropyControl, EntropyWorkerInit, VirtioEntropyManifest } from './entropy-protocol.js';
-import { VirtioActor } from './virtio-actor.js';
+import { VirtioActor, VirtioDeviceHandle } from './virtio-actor.js';
 
 export interface EntropySpawnOptions {
   vm: VmFd;
@@ -22,15 +22,9 @@ export interface EntropySpawnOptions {
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
 }
 
-export class EntropyHandle {
-  readonly manifest: VirtioEntropyManifest;
-  private readonly actor: VirtioActor<EntropyControl>;
-  private readonly metrics: EntropyMetrics;
-
+export class EntropyHandle extends VirtioDeviceHandle<EntropyControl, VirtioEntropyManifest, EntropyMetricsSnapshot> {
   private constructor(actor: VirtioActor<EntropyControl>, manifest: VirtioEntropyManifest, metrics: EntropyMetrics) {
-    this.actor = actor;
-    this.manifest = manifest;
-    this.metrics = metrics;
+    super(actor, manifest, metrics);
   }
 
   /** Sets up KVM doorbells and starts the worker; resolves when it is ready. */
@@ -48,20 +42,5 @@ export class EntropyHandle {
     const d = actor.doorbells;
     const manifest: VirtioEntropyManifest = { kind: 'virtio-rng', addr: opts.addr, state, ctlFd: d.ctlFd, queueFds: d.queueFds, irqFd: d.irqFd };
     return new EntropyHandle(actor, manifest, metrics);
-  }
-
-  /** Makes the worker look at its queue (resume: VirtioActor.kick). */
-  kick(): void {
-    this.actor.kick();
-  }
-
-  /** Entropy metrics (absolute counters), Firecracker's `entropy` group and Kindling's own. */
-  metricsSnapshot(): EntropyMetricsSnapshot {
-    return this.metrics.snapshot();
-  }
-
-  /** Stops the worker and closes the doorbells. */
-  stop(): Promise<void> {
-    return this.actor.stop((r) => r.stop());
   }
 }

@@ -14,7 +14,7 @@ import { NetMetrics, type NetMetricsSnapshot } from '../../devices/virtio/net/me
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
 import { MmdsMetrics } from '../../mmds/metrics.js';
 import type { NetControl, NetMmdsInit, NetWorkerInit, VirtioNetManifest } from './net-protocol.js';
-import { VirtioActor } from './virtio-actor.js';
+import { VirtioActor, VirtioDeviceHandle } from './virtio-actor.js';
 
 export interface NetSpawnOptions {
   vm: VmFd;
@@ -33,19 +33,14 @@ export interface NetSpawnOptions {
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
 }
 
-export class NetHandle {
+export class NetHandle extends VirtioDeviceHandle<NetControl, VirtioNetManifest, NetMetricsSnapshot> {
   readonly ifaceId: string;
-  readonly manifest: VirtioNetManifest;
-  private readonly actor: VirtioActor<NetControl>;
-  private readonly metrics: NetMetrics;
   /** The worker's MMDS counters, when it runs an MMDS. */
   readonly mmdsMetrics: MmdsMetrics | null;
 
   private constructor(ifaceId: string, actor: VirtioActor<NetControl>, manifest: VirtioNetManifest, metrics: NetMetrics, mmdsMetrics: MmdsMetrics | null) {
+    super(actor, manifest, metrics);
     this.ifaceId = ifaceId;
-    this.actor = actor;
-    this.manifest = manifest;
-    this.metrics = metrics;
     this.mmdsMetrics = mmdsMetrics;
   }
 
@@ -89,20 +84,5 @@ export class NetHandle {
   /** PUT/PATCH /mmds after boot: the store's new serde_json text (MMDS interfaces only). */
   setMmdsData(json: string): Promise<void> {
     return this.actor.remote.setMmdsData(json);
-  }
-
-  /** Makes the worker look at both queues (resume: VirtioActor.kick). */
-  kick(): void {
-    this.actor.kick();
-  }
-
-  /** Net metrics (absolute counters). */
-  metricsSnapshot(): NetMetricsSnapshot {
-    return this.metrics.snapshot();
-  }
-
-  /** Stops the worker (it closes the TAP) and closes the doorbells. */
-  stop(): Promise<void> {
-    return this.actor.stop((r) => r.stop());
   }
 }

@@ -120,3 +120,32 @@ export class VirtioActor<C> {
     return this.stopped;
   }
 }
+
+/**
+ * What every device handle (block, net, vsock, entropy) offers main the same way: its vCPU
+ * manifest, a kick (resume), its metrics read from the worker's shared buffer, and stop. Each
+ * subclass adds its spawn and its device's control calls.
+ */
+export abstract class VirtioDeviceHandle<C extends { stop(): void }, Manifest, Snapshot> {
+  protected constructor(
+    protected readonly actor: VirtioActor<C>,
+    /** What a vCPU worker needs to serve the device's registers. */
+    readonly manifest: Manifest,
+    private readonly metrics: { snapshot(): Snapshot },
+  ) {}
+
+  /** Makes the worker look at its queues (resume: VirtioActor.kick). */
+  kick(): void {
+    this.actor.kick();
+  }
+
+  /** The device's metrics (absolute counters). */
+  metricsSnapshot(): Snapshot {
+    return this.metrics.snapshot();
+  }
+
+  /** Stops the worker (it releases its host resources) and closes the doorbells; later calls return the same promise. */
+  stop(): Promise<void> {
+    return this.actor.stop((r) => r.stop());
+  }
+}

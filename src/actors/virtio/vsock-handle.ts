@@ -16,7 +16,7 @@ import { MmioState } from '../../devices/virtio/mmio-state.js';
 import { VSOCK_EV_INDEX, VSOCK_NUM_QUEUES, VSOCK_RX_INDEX, VSOCK_TX_INDEX } from '../../devices/virtio/vsock/constants.js';
 import { VsockMetrics, type VsockMetricsSnapshot } from '../../devices/virtio/vsock/metrics.js';
 import type { VirtioVsockManifest, VsockControl, VsockWorkerInit } from './vsock-protocol.js';
-import { VirtioActor } from './virtio-actor.js';
+import { VirtioActor, VirtioDeviceHandle } from './virtio-actor.js';
 
 export interface VsockSpawnOptions {
   vm: VmFd;
@@ -30,15 +30,9 @@ export interface VsockSpawnOptions {
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
 }
 
-export class VsockHandle {
-  readonly manifest: VirtioVsockManifest;
-  private readonly actor: VirtioActor<VsockControl>;
-  private readonly metrics: VsockMetrics;
-
+export class VsockHandle extends VirtioDeviceHandle<VsockControl, VirtioVsockManifest, VsockMetricsSnapshot> {
   private constructor(actor: VirtioActor<VsockControl>, manifest: VirtioVsockManifest, metrics: VsockMetrics) {
-    this.actor = actor;
-    this.manifest = manifest;
-    this.metrics = metrics;
+    super(actor, manifest, metrics);
   }
 
   /**
@@ -72,23 +66,8 @@ export class VsockHandle {
     }
   }
 
-  /** Makes the worker look at its queues (resume: VirtioActor.kick). */
-  kick(): void {
-    this.actor.kick();
-  }
-
-  /** Vsock metrics (absolute counters), Firecracker's and Kindling's own. */
-  metricsSnapshot(): VsockMetricsSnapshot {
-    return this.metrics.snapshot();
-  }
-
   /** Open connections and host clients still sending their CONNECT line (a control call). */
   connections(): Promise<{ open: number; pendingHost: number }> {
     return this.actor.remote.connections();
-  }
-
-  /** Stops the worker (it closes every connection and the listener) and closes the doorbells. */
-  stop(): Promise<void> {
-    return this.actor.stop((r) => r.stop());
   }
 }
