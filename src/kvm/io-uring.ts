@@ -159,6 +159,11 @@ export class IoUring {
     return n;
   }
 
+  /** Prepared SQEs the kernel has not taken yet (io_uring_enter said EAGAIN/EBUSY or took fewer). */
+  get unsubmitted(): number {
+    return (this.tail - this.submittedTail) >>> 0;
+  }
+
   /** Blocks until at least `min` completions are waiting in the CQ (used to drain before a swap or stop). */
   waitFor(min: number): void {
     if (min > 0) this.enter(0, min, IORING_ENTER_GETEVENTS);

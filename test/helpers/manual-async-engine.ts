@@ -25,6 +25,8 @@ export class ManualAsyncEngine implements AsyncBlockBackend {
   submits = 0;
   /** Make the next queue* call refuse. */
   refuseNext = false;
+  /** Submits that take nothing (the kernel's EAGAIN), counted down per submit. */
+  refuseSubmits = 0;
 
   constructor(readonly disk: Uint8Array, readonly slots = 8) {}
 
@@ -46,8 +48,16 @@ export class ManualAsyncEngine implements AsyncBlockBackend {
 
   submit(): void {
     this.submits++;
+    if (this.refuseSubmits > 0) {
+      this.refuseSubmits--;
+      return;
+    }
     this.inFlight.push(...this.queued);
     this.queued = [];
+  }
+
+  unsubmitted(): number {
+    return this.queued.length;
   }
 
   /**

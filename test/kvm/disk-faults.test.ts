@@ -73,9 +73,17 @@ for d in vdc vdd; do dd if=/dev/$d bs=${ACK_BYTES} count=1 iflag=direct 2>/dev/n
 echo "HEALED$h KERNEL_IO_ERRORS $(dmesg | grep -c 'I/O error')"
 `;
 
-/** The numbers after `label` on its console line. */
-async function line(con: ConsoleLog, label: string, ms = 180_000): Promise<number[]> {
-  const m = await con.waitFor(new RegExp(`\\n${label}((?: [A-Z_]*\\s*-?\\d+)+)\\s*\\n`), ms);
+/**
+ * The numbers after `label` on its console line. A timeout carries `diag()`: the drives' and
+ * the UART's counters tell a request the VMM never completed from input the guest never read.
+ */
+async function line(con: ConsoleLog, label: string, diag: () => string, ms = 180_000): Promise<number[]> {
+  let m: RegExpMatchArray;
+  try {
+    m = await con.waitFor(new RegExp(`\\n${label}((?: [A-Z_]*\\s*-?\\d+)+)\\s*\\n`), ms);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${diag()}`);
+  }
   return m[1]!.trim().split(/\s+/).filter((w) => /^-?\d+$/.test(w)).map(Number);
 }
 
@@ -110,18 +118,22 @@ test('ENOSPC and EIO under a running guest: errors reach the guest, acknowledged
       await con.waitFor(new RegExp(`WAIT_${step}\\s`), 60_000);
       vm!.writeConsole('\n');
     };
+    const diag = (): string => {
+      const snap = metrics.snapshot(false) as Record<string, Record<string, unknown>>;
+      return Object.entries(snap).filter(([k]) => k.startsWith('block_') || k === 'uart').map(([k, v]) => `${k} ${JSON.stringify(v)}`).join('\n');
+    };
     const ioerrs = (id: string): number => (metrics.snapshot(false) as Record<string, Record<string, number>>)[`block_${id}`]!.invalid_reqs_count!;
     await vm.start();
 
-    assert.equal(await line(con, 'SIZES', 240_000), [16384, 16384, 8192, 8192, 8192], 'capacities in sectors, dm block devices included');
-    assert.equal(await line(con, 'ACKED'), [0, 0, 0, 0, 0], 'every acknowledged write (with fsync) succeeded');
+    assert.equal(await line(con, 'SIZES', diag, 240_000), [16384, 16384, 8192, 8192, 8192], 'capacities in sectors, dm block devices included');
+    assert.equal(await line(con, 'ACKED', diag), [0, 0, 0, 0, 0], 'every acknowledged write (with fsync) succeeded');
     const onHost = [...full.map((p) => readFileSync(p).subarray(0, ACK_BYTES)), ...dm.map((d) => d.read(0, ACK_BYTES)), readFileSync(witness).subarray(0, ACK_BYTES)];
     DATA.forEach((d, i) => assert.ok(onHost[i]!.equals(yes(`ACK_${d}`)), `${d}: acknowledged data is in the host file`));
     await vm.pause();
     await vm.resume();
     await go('ACKED');
 
-    const [fullSync, fullAsync, ...rewrite] = await line(con, 'FULL');
+    const [fullSync, fullAsync, ...rewrite] = await line(con, 'FULL', diag);
     assert.ok(fullSync !== 0 && fullAsync !== 0, `filling the tmpfs failed in the guest on both engines (dd ${fullSync}, ${fullAsync})`);
     assert.equal(rewrite, [0, 0], 'rewriting allocated blocks works on a full filesystem');
     full.forEach((p, i) => assert.ok(readFileSync(p).subarray(0, ACK_BYTES).equals(yes(`ACK2_${DATA[i]}`)), `${DATA[i]}: rewrite on the host`));
@@ -129,18 +141,18 @@ test('ENOSPC and EIO under a running guest: errors reach the guest, acknowledged
     assert.ok(ioerrs('full_sync') > 0 && ioerrs('full_async') > 0, 'both engines answered ENOSPC with IOERR');
     small.freeBallast();
     await go('FULL');
-    assert.equal(await line(con, 'FREED'), [0], 'writes work again once space is freed');
+    assert.equal(await line(con, 'FREED', diag), [0], 'writes work again once space is freed');
 
     dm.forEach((d) => d.fail());
     await go('EIO');
-    const eio = await line(con, 'EIO');
+    const eio = await line(con, 'EIO', diag);
     assert.ok(eio.slice(0, 4).every((rc) => rc !== 0), `reads and flushed writes on the failed dm drives fail in the guest (dd ${eio.slice(0, 4).join(' ')})`);
     assert.is(eio[4], 0, 'the witness drive works during the faults');
     assert.ok(ioerrs('eio_sync') > 0 && ioerrs('eio_async') > 0, 'both engines answered EIO with IOERR');
     await withTimeout(vm.updateDrive('eio_sync', { rate_limiter: { ops: { size: 1000, refill_time: 100 } } }), 30_000, 'PATCH of a failing drive');
     dm.forEach((d) => d.heal());
     await go('HEAL');
-    const healed = await line(con, 'HEALED');
+    const healed = await line(con, 'HEALED', diag);
     assert.equal(healed.slice(0, 2), [0, 0], 'healed dm drives read back their acknowledged data');
     assert.ok(healed[2]! > 0, 'the guest kernel logged I/O errors');
     const exit = await withTimeout(vm.exit, 120_000, 'the guest did not reboot');

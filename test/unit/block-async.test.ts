@@ -7,6 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { must } from '../../src/memory/guest-memory.js';
 import { InFlightTable } from '../../src/devices/virtio/block/async-io.js';
+import { SUBMIT_RETRY_MS } from '../../src/devices/virtio/block/device.js';
 import {
   VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
   VIRTIO_BLK_T_OUT, VIRTIO_MMIO_INT_VRING,
@@ -49,6 +50,24 @@ test('requests are submitted as one batch and complete in the order the engine f
   const m = r.metrics.snapshot();
   assert.equal([m.read_count, m.read_bytes, m.write_count, m.write_bytes, m.flush_count], [1, 1024, 1, 512, 1]);
   assert.is(r.dev.inFlight, 0);
+});
+
+test('operations the kernel refuses at submit are retried on the timer, without another kick', () => {
+  const r = asyncRig();
+  const wr = request(r, VIRTIO_BLK_T_OUT, 2n, { len: 512, write: false });
+  must(r.mem.write(wr.dataAddr, pattern(512, 5)));
+  r.eng.refuseSubmits = 1;
+  r.mq.kick();
+  assert.is(r.eng.inFlight.length, 0, 'the kernel took nothing');
+  assert.is(r.dev.retryAfterMs(), SUBMIT_RETRY_MS, 'the device asks for the retry timer');
+  r.dev.onRateLimiterTimer();
+  assert.is(r.eng.inFlight.length, 1, 'the timer resubmitted the write');
+  assert.is(r.dev.retryAfterMs(), 0, 'no timer once everything is in the kernel');
+  assert.is(r.metrics.count('rate_limiter_event_count'), 0, 'a resubmit is not a rate limiter event');
+  r.eng.complete();
+  r.dev.onIoCompletion();
+  assert.equal(r.mq.takeUsed(), [{ id: wr.head, len: 1 }]);
+  assert.equal(r.backend.disk.subarray(2 * 512, 3 * 512), pattern(512, 5));
 });
 
 test('GET_ID and unsupported types are answered at once, without the engine', () => {

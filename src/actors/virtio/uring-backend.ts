@@ -54,6 +54,10 @@ export class UringBlockBackend implements AsyncBlockBackend {
     this.ring.submit();
   }
 
+  unsubmitted(): number {
+    return this.ring.unsubmitted;
+  }
+
   reap(): readonly { userData: number; res: number }[] {
     return this.ring.reap();
   }

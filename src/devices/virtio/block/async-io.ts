@@ -28,6 +28,12 @@ export interface AsyncBlockBackend {
   queueFlush(tag: number): boolean;
   /** Hands queued operations to the kernel (one call per drained batch). */
   submit(): void;
+  /**
+   * Queued operations the kernel did not take at the last `submit` (it may refuse for lack of
+   * resources). Nothing else would ever resubmit them while the driver waits for their
+   * completions, so the device retries on a timer while this is non-zero.
+   */
+  unsubmitted(): number;
   /** Completions so far: tag and result (bytes moved, or -errno). */
   reap(): readonly { readonly userData: number; readonly res: number }[];
   /** Blocks until at least `min` operations have completed (to settle before a swap or stop). */

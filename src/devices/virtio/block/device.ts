@@ -75,6 +75,11 @@ export type FileEngineType = 'Sync' | 'Async';
 
 /** Queue size of the block queue (Firecracker FIRECRACKER_MAX_QUEUE_SIZE). */
 export const BLOCK_QUEUE_SIZE = 256;
+/**
+ * Retry period, ms, for Async operations the kernel refused at submission (io_uring_enter
+ * EAGAIN/EBUSY: short of memory or completion space). Short, because the driver is waiting.
+ */
+export const SUBMIT_RETRY_MS = 10;
 
 /** The drive properties the model needs. */
 export interface BlockDeviceParams {
@@ -210,13 +215,23 @@ export class BlockDevice implements VirtioDevice {
 
   /** The actor's rate-limiter timer fired (Firecracker `process_rate_limiter_event`). */
   onRateLimiterTimer(): void | Promise<void> {
+    const be = this.backend;
+    if (isAsyncBackend(be) && be.unsubmitted() > 0) this.submitAsync(be);
+    const due = this.rateLimiter.timerFired();
+    if (!due && this.rateLimiter.retryAfterMs() === 0) return; // the limiter is not blocked: only the resubmit was due
     this.metrics.inc('rate_limiter_event_count');
-    if (this.rateLimiter.timerFired()) return this.processQueue();
+    if (due) return this.processQueue();
   }
 
-  /** Milliseconds until the throttled queue should be processed again; 0 when not throttled. */
+  /**
+   * Milliseconds until `onRateLimiterTimer()` is due: the rate limiter's retry time, or
+   * SUBMIT_RETRY_MS while the Async engine holds operations the kernel refused; 0 for neither.
+   */
   retryAfterMs(): number {
-    return this.rateLimiter.retryAfterMs();
+    const limiter = this.rateLimiter.retryAfterMs();
+    const be = this.backend;
+    if (!isAsyncBackend(be) || be.unsubmitted() === 0) return limiter;
+    return limiter > 0 ? Math.min(limiter, SUBMIT_RETRY_MS) : SUBMIT_RETRY_MS;
   }
 
   /**
@@ -244,10 +259,15 @@ export class BlockDevice implements VirtioDevice {
     const be = this.backend;
     if (!isAsyncBackend(be)) return this.drainRing(a, undefined);
     this.drainRing(a, be);
+    this.submitAsync(be); // one submission per drained batch
+  }
+
+  /** Hands queued operations to the kernel; what it refuses is retried by the timer (retryAfterMs). */
+  private submitAsync(be: AsyncBlockBackend): void {
     try {
-      be.submit(); // one submission per drained batch
+      be.submit();
     } catch {
-      this.metrics.inc('event_fails'); // queued operations stay in the engine; the next submit retries
+      this.metrics.inc('event_fails'); // queued operations stay in the engine; the timer retries
     }
   }
 
