@@ -94,6 +94,9 @@ export const ERROR_CODES = {
   RATE_LIMITER_CONFIG: 'a token bucket size, one_time_burst or refill_time is not an integer in 0..2^64-1',
   MMDS_CONFIG: 'the MMDS network stack or token authority was given an unusable setting (IPv4 address text, key length, clock): a wiring bug, the API validates first',
   MMDS_DATA_INVALID: 'the MMDS data handed to a network stack is not JSON text (the data store serializes it; a wiring bug)',
+  SNAPSHOT_STATE_FORMAT: 'a snapshot state file is damaged, truncated, too large, of another format version, or holds a state this build cannot restore',
+  SNAPSHOT_NOT_ALLOWED: 'a snapshot was asked for in a state that cannot give one (vCPUs running, a device that cannot save its state)',
+  SNAPSHOT_RESTORE: 'a snapshot cannot be restored on this host (memory file missing or of the wrong size, a KVM state the kernel refuses)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -379,5 +382,15 @@ export class TapError extends KindlingError {
 export class MmdsError extends KindlingError {
   constructor(code: 'MMDS_CONFIG' | 'MMDS_DATA_INVALID', message: string) {
     super(code, message);
+  }
+}
+
+/**
+ * A snapshot cannot be made or loaded; the message is Firecracker's text after the action's
+ * prefix (src/vmm/src/persist.rs, src/vmm/src/snapshot/mod.rs error enums).
+ */
+export class SnapshotError extends KindlingError {
+  constructor(code: 'SNAPSHOT_STATE_FORMAT' | 'SNAPSHOT_NOT_ALLOWED' | 'SNAPSHOT_RESTORE', message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }

@@ -29,6 +29,10 @@ export const KVM_CAP = {
   KVM_CAP_MAX_VCPUS: 66,
   KVM_CAP_IMMEDIATE_EXIT: 136,
   KVM_CAP_BINARY_STATS_FD: 203,
+  KVM_CAP_TSC_CONTROL: 60,
+  KVM_CAP_GET_TSC_KHZ: 61,
+  /** Returns the XSAVE buffer size KVM_GET_XSAVE2 needs (linux/kvm.h, Linux 5.17+). */
+  KVM_CAP_XSAVE2: 208,
 } as const;
 export type KvmCapName = keyof typeof KVM_CAP;
 
@@ -131,3 +135,10 @@ export const KVM_RUN_OFFSETS = {
   /** hw (KVM_EXIT_UNKNOWN): { u64 hardware_exit_reason; } */
   hw_exit_reason: 32,
 } as const;
+
+/** kvm_irqchip.chip_id values (linux/kvm.h). */
+export const KVM_IRQCHIP_PIC_MASTER = 0;
+export const KVM_IRQCHIP_PIC_SLAVE = 1;
+export const KVM_IRQCHIP_IOAPIC = 2;
+/** kvm_clock_data.flags: `realtime` holds CLOCK_REALTIME at `clock` (KVM_SET_CLOCK steps the clock forward by the time since). */
+export const KVM_CLOCK_REALTIME = 1 << 2;

@@ -85,6 +85,10 @@ export const KVM = {
   KVM_GET_XCRS: _IOR(KVMIO, 0xa6, S(abi.kvm_xcrs)),
   KVM_SET_XCRS: _IOW(KVMIO, 0xa7, S(abi.kvm_xcrs)),
   KVM_KVMCLOCK_CTRL: _IO(KVMIO, 0xad),
+  KVM_SET_TSC_KHZ: _IO(KVMIO, 0xa2),
+  KVM_GET_TSC_KHZ: _IO(KVMIO, 0xa3),
+  /** Same struct as KVM_GET_XSAVE, but the buffer is KVM_CAP_XSAVE2's size (AMX and later state). */
+  KVM_GET_XSAVE2: _IOR(KVMIO, 0xcf, S(abi.kvm_xsave)),
 } as const;
 
 export type KvmIoctlName = keyof typeof KVM;

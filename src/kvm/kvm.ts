@@ -14,8 +14,10 @@ import {
   KVM_PIT_SPEAKER_DUMMY, type KvmCapName,
 } from './constants.js';
 import * as libc from './libc.js';
-import { KvmUnavailableError } from '../errors.js';
+import { KvmIoctlError, KvmUnavailableError } from '../errors.js';
 import { VcpuFd } from './vcpu-fd.js';
+
+const E2BIG = 7;
 
 /** CPUID entries KVM can offer (KVM_GET_SUPPORTED_CPUID); KVM_MAX_CPUID_ENTRIES is 256. */
 const KVM_MAX_CPUID_ENTRIES = 256;
@@ -84,6 +86,26 @@ export class Kvm {
     const out: CpuidEntry[] = [];
     for (let i = 0; i < n; i++) out.push(abi.decode<CpuidEntry>(abi.kvm_cpuid_entry2, buf.subarray(hdr + i * ent)));
     return out;
+  }
+
+  /**
+   * KVM_GET_MSR_INDEX_LIST: the MSRs KVM can save and restore for a guest (what a snapshot
+   * asks every vCPU for). Called once with room for none to learn the count (E2BIG).
+   */
+  getMsrIndexList(): number[] {
+    const hdr = abi.sizeOf(abi.kvm_msr_list);
+    const probe = Buffer.alloc(hdr);
+    try {
+      kvmIoctl(this.fd, 'KVM_GET_MSR_INDEX_LIST', probe);
+    } catch (e) {
+      if (!(e instanceof KvmIoctlError) || e.errno !== E2BIG) throw e;
+    }
+    const n = probe.readUInt32LE(0);
+    const buf = Buffer.alloc(hdr + n * 4);
+    buf.writeUInt32LE(n, 0);
+    kvmIoctl(this.fd, 'KVM_GET_MSR_INDEX_LIST', buf);
+    const got = buf.readUInt32LE(0);
+    return Array.from({ length: got }, (_, i) => buf.readUInt32LE(hdr + i * 4));
   }
 
   /** KVM_CREATE_VM (machine type 0: default x86). */
@@ -162,6 +184,43 @@ export class VmFd {
     const buf = Buffer.alloc(abi.sizeOf(abi.kvm_clock_data));
     kvmIoctl(this.fd, 'KVM_GET_CLOCK', buf);
     return { clock: buf.readBigUInt64LE(0), flags: buf.readUInt32LE(8) };
+  }
+
+  /** KVM_SET_CLOCK from the raw kvm_clock_data a snapshot kept (flags as the caller set them). */
+  setClockRaw(data: Uint8Array): void {
+    kvmIoctl(this.fd, 'KVM_SET_CLOCK', data);
+  }
+
+  /** KVM_GET_CLOCK as raw kvm_clock_data (snapshots store it as it is). */
+  getClockRaw(): Buffer {
+    const buf = Buffer.alloc(abi.sizeOf(abi.kvm_clock_data));
+    kvmIoctl(this.fd, 'KVM_GET_CLOCK', buf);
+    return buf;
+  }
+
+  /** KVM_GET_PIT2: the in-kernel PIT's raw kvm_pit_state2. */
+  getPit2(): Buffer {
+    const buf = Buffer.alloc(abi.sizeOf(abi.kvm_pit_state2));
+    kvmIoctl(this.fd, 'KVM_GET_PIT2', buf);
+    return buf;
+  }
+
+  /** KVM_SET_PIT2. */
+  setPit2(state: Uint8Array): void {
+    kvmIoctl(this.fd, 'KVM_SET_PIT2', state);
+  }
+
+  /** KVM_GET_IRQCHIP for `chipId` (KVM_IRQCHIP_*): the raw kvm_irqchip. */
+  getIrqchip(chipId: number): Buffer {
+    const buf = Buffer.alloc(abi.sizeOf(abi.kvm_irqchip));
+    buf.writeUInt32LE(chipId, 0);
+    kvmIoctl(this.fd, 'KVM_GET_IRQCHIP', buf);
+    return buf;
+  }
+
+  /** KVM_SET_IRQCHIP from a raw kvm_irqchip (its chip_id says which chip). */
+  setIrqchip(state: Uint8Array): void {
+    kvmIoctl(this.fd, 'KVM_SET_IRQCHIP', state);
   }
 
   /** KVM_CREATE_VCPU: vCPU `id` (also its APIC id), with its kvm_run page mapped. */

@@ -36,6 +36,9 @@ export interface KvmSregs {
   interrupt_bitmap: (number | bigint)[];
 }
 
+/** CPUID entries a vCPU can hold (linux arch/x86/include/asm/kvm_host.h KVM_MAX_CPUID_ENTRIES). */
+const KVM_MAX_CPUID_ENTRIES = 256;
+
 const REG_NAMES = ['rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rsp', 'rbp', 'r8', 'r9', 'r10', 'r11',
   'r12', 'r13', 'r14', 'r15', 'rip', 'rflags'] as const;
 
@@ -151,6 +154,52 @@ export class VcpuFd {
   setXcrs(b: Uint8Array): void { kvmIoctl(this.fd, 'KVM_SET_XCRS', b); }
   getDebugregs(): Buffer { return this.getBytes('KVM_GET_DEBUGREGS', abi.kvm_debugregs); }
   setDebugregs(b: Uint8Array): void { kvmIoctl(this.fd, 'KVM_SET_DEBUGREGS', b); }
+
+  /** KVM_GET_REGS as raw kvm_regs (snapshots). */
+  getRegsRaw(): Buffer { return this.getBytes('KVM_GET_REGS', abi.kvm_regs); }
+  setRegsRaw(b: Uint8Array): void { kvmIoctl(this.fd, 'KVM_SET_REGS', b); }
+  /** KVM_GET_SREGS as raw kvm_sregs (snapshots). */
+  getSregsRaw(): Buffer { return this.getBytes('KVM_GET_SREGS', abi.kvm_sregs); }
+  setSregsRaw(b: Uint8Array): void { kvmIoctl(this.fd, 'KVM_SET_SREGS', b); }
+  /** KVM_GET_XSAVE2 into a buffer of `size` bytes (KVM_CAP_XSAVE2's answer, above 4 KiB). */
+  getXsave2(size: number): Buffer {
+    const buf = Buffer.alloc(size);
+    kvmIoctl(this.fd, 'KVM_GET_XSAVE2', buf);
+    return buf;
+  }
+  /** KVM_GET_TSC_KHZ: the guest TSC frequency. */
+  getTscKhz(): number { return kvmIoctl(this.fd, 'KVM_GET_TSC_KHZ'); }
+  /** KVM_SET_TSC_KHZ: scales the guest TSC to `khz` (KVM_CAP_TSC_CONTROL). */
+  setTscKhz(khz: number): void { kvmIoctl(this.fd, 'KVM_SET_TSC_KHZ', khz); }
+
+  /** KVM_GET_CPUID2: the CPUID entries this vCPU has (raw kvm_cpuid_entry2 array, `nent` entries). */
+  getCpuid2Raw(): { nent: number; entries: Buffer } {
+    const hdr = abi.sizeOf(abi.kvm_cpuid2);
+    const ent = abi.sizeOf(abi.kvm_cpuid_entry2);
+    const buf = Buffer.alloc(hdr + KVM_MAX_CPUID_ENTRIES * ent);
+    buf.writeUInt32LE(KVM_MAX_CPUID_ENTRIES, 0);
+    kvmIoctl(this.fd, 'KVM_GET_CPUID2', buf);
+    const nent = buf.readUInt32LE(0);
+    return { nent, entries: buf.subarray(hdr, hdr + nent * ent) };
+  }
+
+  /** KVM_SET_CPUID2 from raw entries (`getCpuid2Raw`). */
+  setCpuid2Raw(nent: number, entries: Uint8Array): void {
+    const hdr = abi.sizeOf(abi.kvm_cpuid2);
+    if (entries.length !== nent * abi.sizeOf(abi.kvm_cpuid_entry2)) throw new RangeError(`CPUID: ${entries.length} bytes for ${nent} entries`);
+    const buf = Buffer.alloc(hdr + entries.length);
+    buf.writeUInt32LE(nent, 0);
+    buf.set(entries, hdr);
+    kvmIoctl(this.fd, 'KVM_SET_CPUID2', buf);
+  }
+
+  /**
+   * KVM_SET_MSRS without the all-or-nothing check: returns how many leading entries KVM took
+   * (it stops at the first it refuses).
+   */
+  setMsrsPartial(msrs: readonly { index: number; data: bigint }[]): number {
+    return kvmIoctl(this.fd, 'KVM_SET_MSRS', this.msrBuffer(msrs));
+  }
 
   /** KVM_SET_CPUID2 with the given entries. */
   setCpuid2(entries: readonly object[]): void {

@@ -56,6 +56,19 @@ function finish(kind: VcpuExitKind, detail: string, error?: WireError): void {
   post({ kind: 'exit', vcpuId: init.vcpuId, exitKind: kind, detail, ...(error ? { error } : {}) });
 }
 
+/**
+ * Finishes the last port-I/O or MMIO exit inside KVM without running guest code: KVM applies an
+ * IN's or MMIO read's data (and advances RIP) only on the next KVM_RUN, and keeps that pending
+ * step where KVM_GET_* cannot see it (KVM API doc, KVM_EXIT_IO note). A paused vCPU must have
+ * none, or a snapshot taken now would replay the instruction or lose its result. KVM_RUN with
+ * immediate_exit completes the step and returns EINTR before guest entry.
+ */
+function completePendingExit(): void {
+  vcpu.immediateExit = 1;
+  vcpu.run();
+  vcpu.immediateExit = 0;
+}
+
 /** Applies pending requests; returns false when the loop must end. Blocks while paused. */
 function applyRequests(state: { seq: number }): boolean {
   for (;;) {
@@ -73,6 +86,7 @@ function applyRequests(state: { seq: number }): boolean {
       return false;
     }
     if (req === VCPU_REQUEST.PAUSE) {
+      completePendingExit();
       ack(VCPU_STATE.PAUSED);
       // Sleep until the next request; kicks that land here are absorbed by the handler.
       Atomics.wait(ctl, S.REQ_SEQ, seq);

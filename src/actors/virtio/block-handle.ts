@@ -11,7 +11,7 @@ import { encodeBlockConfig, blockCapacity, type CacheType, type FileEngineType }
 import { VIRTIO_BLK_CONFIG_SIZE } from '../../devices/virtio/constants.js';
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
 import type { BlockControl, BlockWorkerInit, VirtioBlockManifest } from './protocol.js';
-import { VirtioActor, VirtioDeviceHandle } from './virtio-actor.js';
+import { VirtioActor, VirtioDeviceHandle, type VirtioDeviceSnapshot } from './virtio-actor.js';
 
 export interface BlockSpawnOptions {
   vm: VmFd;
@@ -28,6 +28,8 @@ export interface BlockSpawnOptions {
   addr: number;
   gsi: number;
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+  /** Snapshot restore: the device's saved transport and queue state. */
+  restore?: VirtioDeviceSnapshot | null;
 }
 
 export class BlockHandle extends VirtioDeviceHandle<BlockControl, VirtioBlockManifest, BlockMetricsSnapshot> {
@@ -41,7 +43,7 @@ export class BlockHandle extends VirtioDeviceHandle<BlockControl, VirtioBlockMan
 
   /** Sets up KVM doorbells and starts the device worker; resolves when it is ready. */
   static async spawn(opts: BlockSpawnOptions): Promise<BlockHandle> {
-    const state = MmioState.create(1);
+    const state = (opts.restore ? MmioState.restore(opts.restore.transport, 1) : MmioState.create(1));
     const config = new SharedArrayBuffer(VIRTIO_BLK_CONFIG_SIZE);
     encodeBlockConfig(blockCapacity(opts.diskSizeBytes), new Uint8Array(config));
     const metrics = new BlockMetrics();
@@ -49,7 +51,7 @@ export class BlockHandle extends VirtioDeviceHandle<BlockControl, VirtioBlockMan
       vm: opts.vm, kind: 'block', thread: `fc_blk ${opts.driveId}`, label: `drive ${opts.driveId}`,
       addr: opts.addr, gsi: opts.gsi, queues: 1, onLog: opts.onLog,
       init: (d) => ({
-        driveId: opts.driveId, fileFd: opts.fileFd, readOnly: opts.readOnly, cacheType: opts.cacheType,
+        restore: opts.restore ? { queues: opts.restore.queues } : null, driveId: opts.driveId, fileFd: opts.fileFd, readOnly: opts.readOnly, cacheType: opts.cacheType,
         ioEngine: opts.ioEngine ?? 'Sync', diskSizeBytes: opts.diskSizeBytes, rateLimiter: opts.rateLimiter, state, config,
         metrics: metrics.buffer, memory: opts.memory, ctlFd: d.ctlFd, queueFd: d.queueFds[0]!, irqFd: d.irqFd,
       }),

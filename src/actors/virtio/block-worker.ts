@@ -70,6 +70,12 @@ const control: BlockControl = {
     if (old instanceof UringBlockBackend) old.close();
     closeSync(old.fd);
   },
+  quiesce() {
+    return life.quiesce(device);
+  },
+  release() {
+    life.release();
+  },
   updateRateLimiter(rateLimiter) {
     life.refuseAfterStop();
     device.rateLimiter.update(rateLimiter);
@@ -85,11 +91,12 @@ const server = serveControl(control, port);
 
 async function loop(): Promise<void> {
   const timer = new DeviceLoopTimer();
+  life.restore(device, state, mem, interrupt, init.restore?.queues ?? null);
   post({ kind: 'ready' });
   for (;;) {
     const ring = backend instanceof UringBlockBackend ? backend : undefined;
-    const fds = ring ? [queueEvt.fd, ctlEvt.fd, ring.completionFd] : [queueEvt.fd, ctlEvt.fd];
-    const ready = timer.wait(fds, device.retryAfterMs());
+    const fds = life.quiesced ? [ctlEvt.fd] : ring ? [queueEvt.fd, ctlEvt.fd, ring.completionFd] : [queueEvt.fd, ctlEvt.fd];
+    const ready = timer.wait(fds, life.quiesced ? 0 : device.retryAfterMs());
     if (ring && ready.includes(ring.completionFd)) {
       ring.drainDoorbell(); // before reaping: a completion after the reap rings it again
       device.onIoCompletion();
@@ -98,6 +105,7 @@ async function loop(): Promise<void> {
       ctlEvt.drain();
       await server.dispatch();
       if (life.stopping) return;
+      if (life.quiesced) continue; // a snapshot is being taken: guest memory is not ours to touch
       const wasActive = device.isActive;
       life.activate(device, state, mem, interrupt);
       if (!wasActive && device.isActive) await device.processQueue();

@@ -10,7 +10,7 @@ import { MmioState } from '../../devices/virtio/mmio-state.js';
 import { ENTROPY_DEV_ID, ENTROPY_NUM_QUEUES, ENTROPY_QUEUE } from '../../devices/virtio/rng/device.js';
 import { EntropyMetrics, type EntropyMetricsSnapshot } from '../../devices/virtio/rng/metrics.js';
 import type { EntropyControl, EntropyWorkerInit, VirtioEntropyManifest } from './entropy-protocol.js';
-import { VirtioActor, VirtioDeviceHandle } from './virtio-actor.js';
+import { VirtioActor, VirtioDeviceHandle, type VirtioDeviceSnapshot } from './virtio-actor.js';
 
 export interface EntropySpawnOptions {
   vm: VmFd;
@@ -20,6 +20,8 @@ export interface EntropySpawnOptions {
   addr: number;
   gsi: number;
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+  /** Snapshot restore: the device's saved transport and queue state. */
+  restore?: VirtioDeviceSnapshot | null;
 }
 
 export class EntropyHandle extends VirtioDeviceHandle<EntropyControl, VirtioEntropyManifest, EntropyMetricsSnapshot> {
@@ -29,13 +31,13 @@ export class EntropyHandle extends VirtioDeviceHandle<EntropyControl, VirtioEntr
 
   /** Sets up KVM doorbells and starts the worker; resolves when it is ready. */
   static async spawn(opts: EntropySpawnOptions): Promise<EntropyHandle> {
-    const state = MmioState.create(ENTROPY_NUM_QUEUES);
+    const state = (opts.restore ? MmioState.restore(opts.restore.transport, ENTROPY_NUM_QUEUES) : MmioState.create(ENTROPY_NUM_QUEUES));
     const metrics = new EntropyMetrics();
     const actor = await VirtioActor.spawn<EntropyControl, EntropyWorkerInit>({
       vm: opts.vm, kind: 'entropy', thread: `fc_${ENTROPY_DEV_ID}`, label: 'entropy', addr: opts.addr, gsi: opts.gsi, queues: ENTROPY_NUM_QUEUES,
       onLog: opts.onLog,
       init: (d) => ({
-        rateLimiter: opts.rateLimiter, state, metrics: metrics.buffer, memory: opts.memory,
+        restore: opts.restore ? { queues: opts.restore.queues } : null, rateLimiter: opts.rateLimiter, state, metrics: metrics.buffer, memory: opts.memory,
         ctlFd: d.ctlFd, queueFd: d.queueFds[ENTROPY_QUEUE]!, irqFd: d.irqFd,
       }),
     });

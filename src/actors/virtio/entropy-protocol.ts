@@ -5,6 +5,7 @@
  */
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
+import type { SnapshotControl, VirtioRestore } from './virtio-actor.js';
 
 /** What a vCPU worker needs to serve the entropy device's registers. */
 export interface VirtioEntropyManifest {
@@ -29,10 +30,12 @@ export interface EntropyWorkerInit {
   ctlFd: number;
   queueFd: number;
   irqFd: number;
+  /** Set when the device comes back from a snapshot (its transport state is already restored). */
+  restore: VirtioRestore | null;
 }
 
 /** What main may ask of the entropy worker (control-channel.ts). */
-export interface EntropyControl {
+export interface EntropyControl extends SnapshotControl {
   /** Ends the worker after replying. */
   stop(): void;
 }

@@ -38,6 +38,12 @@ const interrupt = new MmioInterrupt(state, () => irqEvt.signal());
 
 const life = new WorkerLifecycle(label, (message) => post({ kind: 'log', level: 'error', message }));
 const control: EntropyControl = {
+  quiesce() {
+    return life.quiesce(device);
+  },
+  release() {
+    life.release();
+  },
   stop() {
     life.stop();
   },
@@ -47,13 +53,15 @@ const server = serveControl(control, port);
 async function loop(): Promise<void> {
   const timer = new DeviceLoopTimer();
   const fds = [ctlEvt.fd, queueEvt.fd];
+  life.restore(device, state, mem, interrupt, init.restore?.queues ?? null);
   post({ kind: 'ready' });
   for (;;) {
-    const ready = timer.wait(fds, device.retryAfterMs());
+    const ready = timer.wait(life.quiesced ? [ctlEvt.fd] : fds, life.quiesced ? 0 : device.retryAfterMs());
     if (ready.includes(ctlEvt.fd)) {
       ctlEvt.drain();
       await server.dispatch();
       if (life.stopping) return;
+      if (life.quiesced) continue; // a snapshot is being taken
       if (life.activate(device, state, mem, interrupt)) device.processQueue();
     }
     if (ready.includes(queueEvt.fd)) {

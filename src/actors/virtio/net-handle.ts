@@ -14,7 +14,7 @@ import { NetMetrics, type NetMetricsSnapshot } from '../../devices/virtio/net/me
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
 import { MmdsMetrics } from '../../mmds/metrics.js';
 import type { NetControl, NetMmdsInit, NetWorkerInit, VirtioNetManifest } from './net-protocol.js';
-import { VirtioActor, VirtioDeviceHandle } from './virtio-actor.js';
+import { VirtioActor, VirtioDeviceHandle, type VirtioDeviceSnapshot } from './virtio-actor.js';
 
 export interface NetSpawnOptions {
   vm: VmFd;
@@ -31,6 +31,8 @@ export interface NetSpawnOptions {
   /** The MMDS settings when PUT /mmds/config listed this interface (its `metrics` buffer is made here). */
   mmds?: Omit<NetMmdsInit, 'metrics'> | null;
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+  /** Snapshot restore: the device's saved transport and queue state. */
+  restore?: VirtioDeviceSnapshot | null;
 }
 
 export class NetHandle extends VirtioDeviceHandle<NetControl, VirtioNetManifest, NetMetricsSnapshot> {
@@ -49,7 +51,7 @@ export class NetHandle extends VirtioDeviceHandle<NetControl, VirtioNetManifest,
     const tap = Tap.open(opts.tapName);
     try {
       const params: NetDeviceParams = { guestMac: opts.guestMac, mtu: opts.mtu };
-      const state = MmioState.create(NET_NUM_QUEUES);
+      const state = (opts.restore ? MmioState.restore(opts.restore.transport, NET_NUM_QUEUES) : MmioState.create(NET_NUM_QUEUES));
       const config = new SharedArrayBuffer(NET_CONFIG_STATE_SIZE);
       encodeNetConfig(params, new Uint8Array(config));
       const metrics = new NetMetrics();
@@ -59,7 +61,7 @@ export class NetHandle extends VirtioDeviceHandle<NetControl, VirtioNetManifest,
         vm: opts.vm, kind: 'net', thread: `fc_net ${opts.ifaceId}`, label: `net ${opts.ifaceId}`,
         addr: opts.addr, gsi: opts.gsi, queues: NET_NUM_QUEUES, onLog: opts.onLog,
         init: (d) => ({
-          ifaceId: opts.ifaceId, tapName: opts.tapName, tapFd: tap.fd, guestMac, mtu: opts.mtu,
+          restore: opts.restore ? { queues: opts.restore.queues } : null, ifaceId: opts.ifaceId, tapName: opts.tapName, tapFd: tap.fd, guestMac, mtu: opts.mtu,
           rxRateLimiter: opts.rxRateLimiter, txRateLimiter: opts.txRateLimiter, state, config, metrics: metrics.buffer,
           memory: opts.memory, ctlFd: d.ctlFd, rxFd: d.queueFds[0]!, txFd: d.queueFds[1]!, irqFd: d.irqFd,
           mmds: opts.mmds && mmdsMetrics ? { ...opts.mmds, metrics: mmdsMetrics.buffer } : null,

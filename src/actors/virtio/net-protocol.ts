@@ -6,6 +6,7 @@
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
 import type { MmdsVersion } from '../../mmds/responder.js';
+import type { SnapshotControl, VirtioRestore } from './virtio-actor.js';
 
 /**
  * The MMDS a net worker runs when PUT /mmds/config listed its interface (docs/design.md
@@ -63,13 +64,15 @@ export interface NetWorkerInit {
   txFd: number;
   irqFd: number;
   mmds: NetMmdsInit | null;
+  /** Set when the device comes back from a snapshot (its transport state is already restored). */
+  restore: VirtioRestore | null;
 }
 
 /**
  * What main may ask of a net device worker (control-channel.ts): the worker's side of
  * Firecracker's Vmm::update_net_rate_limiters (src/vmm/src/lib.rs) and of stopping it.
  */
-export interface NetControl {
+export interface NetControl extends SnapshotControl {
   /** PATCH /network-interfaces: new buckets per direction; absent or null: unchanged. */
   updateRateLimiters(rx: RateLimiterConfig | null, tx: RateLimiterConfig | null): void;
   /** PUT/PATCH /mmds after boot: the data store's new serde_json text (only on MMDS interfaces). */

@@ -78,6 +78,12 @@ const control: NetControl = {
     life.refuseAfterStop();
     device.updateRateLimiters({ rx, tx });
   },
+  quiesce() {
+    return life.quiesce(device);
+  },
+  release() {
+    life.release();
+  },
   setMmdsData(json) {
     life.refuseAfterStop();
     if (!mmds) throw new MmdsError('MMDS_CONFIG', `${label}: MMDS is not attached to this interface`);
@@ -92,8 +98,17 @@ const server = serveControl(control, port);
 
 async function loop(): Promise<void> {
   const timer = new DeviceLoopTimer();
+  if (life.restore(device, state, mem, interrupt, init.restore?.queues ?? null)) tap.setOffload(device.tapOffloadFlags());
   post({ kind: 'ready' });
   for (;;) {
+    if (life.quiesced) {
+      // A snapshot is being taken: control calls only, no timers, TAP frames wait in the kernel.
+      timer.wait([ctlEvt.fd], 0);
+      ctlEvt.drain();
+      await server.dispatch();
+      if (life.stopping) return;
+      continue;
+    }
     const fds = [ctlEvt.fd, rxEvt.fd, txEvt.fd];
     if (device.wantsTapInput()) fds.push(tap.fd);
     const mmdsMs = device.mmdsTimeoutMs();
@@ -104,6 +119,7 @@ async function loop(): Promise<void> {
       ctlEvt.drain();
       await server.dispatch();
       if (life.stopping) return;
+      if (life.quiesced) continue;
       if (maybeActivate()) device.processQueues();
     }
     if (ready.includes(rxEvt.fd)) {

@@ -13,6 +13,7 @@
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import type { CacheType, FileEngineType } from '../../devices/virtio/block/device.js';
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
+import type { SnapshotControl, VirtioRestore } from './virtio-actor.js';
 
 /** What a vCPU worker needs to serve a block device's registers. */
 export interface VirtioBlockManifest {
@@ -50,6 +51,8 @@ export interface BlockWorkerInit {
   ctlFd: number;
   queueFd: number;
   irqFd: number;
+  /** Set when the device comes back from a snapshot (its transport state is already restored). */
+  restore: VirtioRestore | null;
 }
 
 /**
@@ -57,7 +60,7 @@ export interface BlockWorkerInit {
  * worker's side of Firecracker's Vmm::update_block_device_path / update_block_rate_limiter
  * (src/vmm/src/lib.rs) and of stopping the device.
  */
-export interface BlockControl {
+export interface BlockControl extends SnapshotControl {
   /**
    * PATCH /drives path_on_host: settle in-flight requests, then serve `fileFd` (a new capacity
    * of `diskSizeBytes`). The worker owns `fileFd` once this resolves and closes the old file;

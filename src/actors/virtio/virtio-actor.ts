@@ -16,6 +16,8 @@ import type { KindlingError } from '../../errors.js';
 import type { VmFd } from '../../kvm/kvm.js';
 import { EventFd } from '../../kvm/eventfd.js';
 import { VIRTIO_MMIO_QUEUE_NOTIFY } from '../../devices/virtio/constants.js';
+import { MmioState } from '../../devices/virtio/mmio-state.js';
+import type { QueueIndices } from '../../devices/virtio/queue.js';
 
 /** QueueNotify is a 4-byte register. */
 const QUEUE_NOTIFY_WIDTH = 4;
@@ -26,6 +28,27 @@ export interface VirtioDoorbells {
   irqFd: number;
   /** One per queue, in queue order. */
   queueFds: number[];
+}
+
+/** What a snapshot keeps of one virtio device actor (docs/design.md "Snapshots"). */
+export interface VirtioDeviceSnapshot {
+  /** The transport's register file (MmioState.save). */
+  transport: number[];
+  /** The device side of each queue when the device was active, else null. */
+  queues: QueueIndices[] | null;
+}
+
+/** What a device worker is spawned with when it comes back from a snapshot. */
+export interface VirtioRestore {
+  queues: QueueIndices[] | null;
+}
+
+/** Control calls every device worker serves for snapshots (WorkerLifecycle.quiesce/release). */
+export interface SnapshotControl {
+  /** Stops touching guest memory and host I/O; the device's queue indices (null while inactive). */
+  quiesce(): QueueIndices[] | null;
+  /** Serves the device again. */
+  release(): void;
 }
 
 /** Messages every device worker may post besides control replies. */
@@ -126,13 +149,27 @@ export class VirtioActor<C> {
  * manifest, a kick (resume), its metrics read from the worker's shared buffer, and stop. Each
  * subclass adds its spawn and its device's control calls.
  */
-export abstract class VirtioDeviceHandle<C extends { stop(): void }, Manifest, Snapshot> {
+export abstract class VirtioDeviceHandle<C extends { stop(): void } & SnapshotControl, Manifest extends { state: SharedArrayBuffer }, Snapshot> {
   protected constructor(
     protected readonly actor: VirtioActor<C>,
     /** What a vCPU worker needs to serve the device's registers. */
     readonly manifest: Manifest,
     private readonly metrics: { snapshot(): Snapshot },
   ) {}
+
+  /**
+   * Snapshot: quiesces the worker and returns the device's state; the worker stays quiet
+   * until `release()`, so guest memory saved meanwhile matches the returned indices.
+   */
+  async saveState(): Promise<VirtioDeviceSnapshot> {
+    const queues = await this.actor.remote.quiesce();
+    return { transport: new MmioState(this.manifest.state).save(), queues };
+  }
+
+  /** After a snapshot: the worker serves its device again. */
+  release(): Promise<void> {
+    return this.actor.remote.release();
+  }
 
   /** Makes the worker look at its queues (resume: VirtioActor.kick). */
   kick(): void {

@@ -16,7 +16,7 @@ import { MmioState } from '../../devices/virtio/mmio-state.js';
 import { VSOCK_EV_INDEX, VSOCK_NUM_QUEUES, VSOCK_RX_INDEX, VSOCK_TX_INDEX } from '../../devices/virtio/vsock/constants.js';
 import { VsockMetrics, type VsockMetricsSnapshot } from '../../devices/virtio/vsock/metrics.js';
 import type { VirtioVsockManifest, VsockControl, VsockWorkerInit } from './vsock-protocol.js';
-import { VirtioActor, VirtioDeviceHandle } from './virtio-actor.js';
+import { VirtioActor, VirtioDeviceHandle, type VirtioDeviceSnapshot } from './virtio-actor.js';
 
 export interface VsockSpawnOptions {
   vm: VmFd;
@@ -28,6 +28,8 @@ export interface VsockSpawnOptions {
   addr: number;
   gsi: number;
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+  /** Snapshot restore: the device's saved transport and queue state. */
+  restore?: VirtioDeviceSnapshot | null;
 }
 
 export class VsockHandle extends VirtioDeviceHandle<VsockControl, VirtioVsockManifest, VsockMetricsSnapshot> {
@@ -43,13 +45,13 @@ export class VsockHandle extends VirtioDeviceHandle<VsockControl, VirtioVsockMan
   static async spawn(opts: VsockSpawnOptions): Promise<VsockHandle> {
     const listenFd = UnixSocketIo.listen(opts.udsPath);
     try {
-      const state = MmioState.create(VSOCK_NUM_QUEUES);
+      const state = (opts.restore ? MmioState.restore(opts.restore.transport, VSOCK_NUM_QUEUES) : MmioState.create(VSOCK_NUM_QUEUES));
       const metrics = new VsockMetrics();
       const actor = await VirtioActor.spawn<VsockControl, VsockWorkerInit>({
         vm: opts.vm, kind: 'vsock', thread: 'fc_vsock', label: 'vsock', addr: opts.addr, gsi: opts.gsi, queues: VSOCK_NUM_QUEUES,
         onLog: opts.onLog,
         init: (d) => ({
-          guestCid: opts.guestCid, udsPath: opts.udsPath, listenFd, state, metrics: metrics.buffer, memory: opts.memory,
+          restore: opts.restore ? { queues: opts.restore.queues } : null, guestCid: opts.guestCid, udsPath: opts.udsPath, listenFd, state, metrics: metrics.buffer, memory: opts.memory,
           ctlFd: d.ctlFd, rxFd: d.queueFds[VSOCK_RX_INDEX]!, txFd: d.queueFds[VSOCK_TX_INDEX]!, evFd: d.queueFds[VSOCK_EV_INDEX]!, irqFd: d.irqFd,
         }),
       });

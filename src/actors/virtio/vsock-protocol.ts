@@ -6,6 +6,7 @@
  * filled by KVM_IOEVENTFD), the control doorbell, and a timer for the connection timeouts.
  */
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
+import type { SnapshotControl, VirtioRestore } from './virtio-actor.js';
 
 /** What a vCPU worker needs to serve the vsock device's registers. */
 export interface VirtioVsockManifest {
@@ -38,10 +39,12 @@ export interface VsockWorkerInit {
   txFd: number;
   evFd: number;
   irqFd: number;
+  /** Set when the device comes back from a snapshot (its transport state is already restored). */
+  restore: VirtioRestore | null;
 }
 
 /** What main may ask of the vsock worker (control-channel.ts). */
-export interface VsockControl {
+export interface VsockControl extends SnapshotControl {
   /** Open connections and host clients still sending their CONNECT line. */
   connections(): { open: number; pendingHost: number };
   /** Closes every connection and the listener, and ends the worker after replying. */

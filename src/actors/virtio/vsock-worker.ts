@@ -53,6 +53,12 @@ const interrupt = new MmioInterrupt(state, () => irqEvt.signal());
 
 const life = new WorkerLifecycle(label, (message) => post({ kind: 'log', level: 'error', message }));
 const control: VsockControl = {
+  quiesce() {
+    return life.quiesce(device);
+  },
+  release() {
+    life.release();
+  },
   connections() {
     return { open: device.connectionCount, pendingHost: device.pendingHostCount };
   },
@@ -73,16 +79,19 @@ async function loop(): Promise<void> {
   const timer = new DeviceLoopTimer();
   const ps = new PollSet();
   const add = (fd: number, events: number): void => ps.add(fd, events);
+  // Back from a snapshot: the guest's connections ended with the process that took it.
+  if (life.restore(device, state, mem, interrupt, init.restore?.queues ?? null)) device.sendTransportReset();
   post({ kind: 'ready' });
   for (;;) {
     ps.clear();
-    for (const e of [ctlEvt, rxEvt, txEvt, evEvt]) ps.add(e.fd, POLLIN);
-    device.collectPoll(add);
-    ps.wait(timer.timeoutMs(device.timeoutMs()));
+    for (const e of life.quiesced ? [ctlEvt] : [ctlEvt, rxEvt, txEvt, evEvt]) ps.add(e.fd, POLLIN);
+    if (!life.quiesced) device.collectPoll(add);
+    ps.wait(life.quiesced ? -1 : timer.timeoutMs(device.timeoutMs()));
     if (ps.revents(CTL)) {
       ctlEvt.drain();
       await server.dispatch();
       if (life.stopping) return;
+      if (life.quiesced) continue; // a snapshot is being taken
       if (life.activate(device, state, mem, interrupt)) device.processQueues();
     }
     if (ps.revents(TXQ)) {

@@ -9,15 +9,22 @@ import { KindlingError } from '../../errors.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import type { MmioState } from '../../devices/virtio/mmio-state.js';
 import type { VirtioDevice, VirtioInterrupt } from '../../devices/virtio/device.js';
+import type { QueueIndices } from '../../devices/virtio/queue.js';
 
 /** A device model as the worker activates it. */
-interface Activatable extends Pick<VirtioDevice, 'activate'> {
+interface Activatable extends Pick<VirtioDevice, 'activate' | 'activeQueues' | 'prepareSave'> {
   readonly isActive: boolean;
 }
 
 export class WorkerLifecycle {
   /** Set by `stop()`: the worker's loop ends once the reply is out. */
   stopping = false;
+  /**
+   * Set by `quiesce()` (a snapshot is being taken): the loop serves control calls only and
+   * touches neither guest memory nor host I/O until `release()`. Events meanwhile stay
+   * pending in their eventfds and sockets and are served after.
+   */
+  quiesced = false;
 
   constructor(private readonly label: string, private readonly logError: (message: string) => void) {}
 
@@ -30,6 +37,38 @@ export class WorkerLifecycle {
       return false;
     }
     return true;
+  }
+
+  /**
+   * Snapshot restore: activates `device` over the restored transport's queues, continuing
+   * from the saved indices; true when the device is active afterwards.
+   */
+  restore(device: Activatable, state: MmioState, mem: GuestMemory, interrupt: VirtioInterrupt, queues: readonly QueueIndices[] | null): boolean {
+    if (device.isActive || !state.activated() || !queues) return false;
+    const err = device.activate(mem, interrupt, { ...state.activation(), restore: queues });
+    if (err) {
+      this.logError(`${this.label}: activation from the snapshot failed: ${err.message}`);
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Snapshot: stops the loop touching guest memory, lets the device settle what it holds
+   * (VirtioDevice.prepareSave) and returns its queue indices (null while inactive).
+   */
+  quiesce(device: Activatable): QueueIndices[] | null {
+    this.refuseAfterStop();
+    this.quiesced = true;
+    if (!device.isActive) return null;
+    device.prepareSave?.();
+    return device.activeQueues().map((q) => q.indices());
+  }
+
+  /** After a snapshot: the loop serves the device again. */
+  release(): void {
+    this.refuseAfterStop();
+    this.quiesced = false;
   }
 
   /** Throws ACTOR_EXITED once `stop()` has begun. */

@@ -16,7 +16,7 @@
 import { VirtioActivateError, VirtqueueError } from '../../errors.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import { VIRTIO_F_RING_EVENT_IDX, hasFeature } from './constants.js';
-import { Queue, type QueueConfig } from './queue.js';
+import { Queue, type QueueConfig, type QueueIndices } from './queue.js';
 
 /** Kinds of interrupt a device raises; a transport maps them to its own mechanism. */
 export const VIRTIO_INTERRUPT = {
@@ -66,6 +66,11 @@ export interface VirtioActivation {
   readonly ackedFeatures: bigint;
   /** One entry per queue, in queue index order, validated by the transport. */
   readonly queues: readonly QueueConfig[];
+  /**
+   * Snapshot restore: where each queue's device side stood when the snapshot was taken (same
+   * order as `queues`). Absent for a driver's own DRIVER_OK.
+   */
+  readonly restore?: readonly QueueIndices[];
 }
 
 /** The model side of a virtio device, as the device worker actor drives it. */
@@ -78,6 +83,14 @@ export interface VirtioDevice {
   onQueueNotify(queue: number): void | Promise<void>;
   /** Drops the activation (driver wrote status 0); false when the device cannot be reset. */
   reset(): boolean;
+  /** The activated queues in index order (a snapshot saves their indices); empty when inactive. */
+  activeQueues(): readonly Queue[];
+  /**
+   * Snapshot: bring the device to a state its queue indices fully describe (requests in
+   * flight completed, chains popped but not used given back to the avail ring). The device
+   * keeps working afterwards. Optional: devices that hold nothing between events omit it.
+   */
+  prepareSave?(): void;
 }
 
 /**
@@ -112,8 +125,9 @@ export class ByteConfigSpace implements VirtioConfigSpace {
 export function createQueues(mem: GuestMemory, activation: VirtioActivation): Queue[] | VirtqueueError {
   const eventIdx = hasFeature(activation.ackedFeatures, VIRTIO_F_RING_EVENT_IDX);
   const queues: Queue[] = [];
-  for (const cfg of activation.queues) {
-    const q = Queue.create(mem, cfg, { eventIdx });
+  for (const [i, cfg] of activation.queues.entries()) {
+    const restore = activation.restore?.[i];
+    const q = Queue.create(mem, cfg, restore ? { eventIdx, restore } : { eventIdx });
     if (!(q instanceof Queue)) return q;
     queues.push(q);
   }

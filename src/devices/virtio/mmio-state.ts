@@ -121,6 +121,35 @@ export class MmioState {
     return buffer;
   }
 
+  /**
+   * A buffer holding a snapshot's register file (`save`): the same layout, the lock free.
+   * Refuses values that are not a register file of `numQueues` queues (the device the
+   * configuration describes), so a state file cannot hand a device another's layout.
+   */
+  static restore(values: readonly number[], numQueues: number): SharedArrayBuffer {
+    if (values.length !== mmioStateSlots(numQueues) || values[MMIO_SLOT.TAG] !== MMIO_STATE_TAG || values[MMIO_SLOT.NUM_QUEUES] !== numQueues ||
+      !values.every((v) => Number.isInteger(v) && v >= -(2 ** 31) && v < 2 ** 31)) {
+      throw new DeviceStateError(`saved virtio-mmio state is not a register file of ${numQueues} queue${numQueues === 1 ? '' : 's'}`);
+    }
+    const buffer = new SharedArrayBuffer(values.length * Int32Array.BYTES_PER_ELEMENT);
+    const i32 = new Int32Array(buffer);
+    i32.set(values);
+    Atomics.store(i32, MMIO_SLOT.LOCK, UNLOCKED);
+    return buffer;
+  }
+
+  /** The register file as plain numbers, read under the lock (snapshot; `restore` takes it back). */
+  save(): number[] {
+    this.lock();
+    try {
+      const out = Array.from(this.i32);
+      out[MMIO_SLOT.LOCK] = UNLOCKED;
+      return out;
+    } finally {
+      this.unlock();
+    }
+  }
+
   /** Takes the state lock: compare-exchange spin, then short sleeps between attempts. */
   lock(): void {
     for (let spin = 0; Atomics.compareExchange(this.i32, MMIO_SLOT.LOCK, UNLOCKED, LOCKED) !== UNLOCKED; spin++) {

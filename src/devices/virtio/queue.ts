@@ -74,7 +74,22 @@ export interface DescriptorChain {
 export interface QueueOptions {
   /** VIRTIO_F_RING_EVENT_IDX was negotiated. */
   readonly eventIdx: boolean;
+  /** A restored queue continues from these indices (a snapshot's QueueIndices) instead of 0. */
+  readonly restore?: QueueIndices;
 }
+
+/**
+ * The device-side indices of a split queue, which a snapshot keeps: everything else (the
+ * descriptor table, the avail and used rings with their idx fields) lives in guest RAM and is
+ * saved with it (virtio 1.1 §2.6). Free-running u16 values.
+ */
+export interface QueueIndices {
+  readonly nextAvail: number;
+  readonly nextUsed: number;
+  /** Used entries published since the last notification decision (EVENT_IDX, §2.6.7.2). */
+  readonly numAdded: number;
+}
+
 
 const fenceWord = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
 
@@ -124,6 +139,18 @@ export class Queue {
     this.usedEventOffset = VIRTQ_RING_ENTRIES + VIRTQ_AVAIL_ELEM_SIZE * size;
     this.availEventOffset = VIRTQ_RING_ENTRIES + VIRTQ_USED_ELEM_SIZE * size;
     this.marks = new Uint32Array(size);
+    if (opts.restore) {
+      // Masked: a damaged snapshot can give odd numbers but never indices outside u16 (the
+      // state file is CRC-checked, so this is defence in depth, not validation).
+      this.nextAvailIdx = opts.restore.nextAvail & VIRTQ_IDX_MASK;
+      this.nextUsedIdx = opts.restore.nextUsed & VIRTQ_IDX_MASK;
+      this.numAdded = opts.restore.numAdded & VIRTQ_IDX_MASK;
+    }
+  }
+
+  /** The indices a snapshot keeps (restored through QueueOptions.restore). */
+  indices(): QueueIndices {
+    return { nextAvail: this.nextAvailIdx, nextUsed: this.nextUsedIdx, numAdded: this.numAdded };
   }
 
   /**

@@ -347,6 +347,15 @@ export class BlockDevice implements VirtioDevice {
     if (this.engineFull) void this.processQueue();
   }
 
+  activeQueues(): readonly Queue[] {
+    return this.active ? [this.active.queue] : [];
+  }
+
+  /** Snapshot: every request in flight completes first (Firecracker block persist: the async engine is drained). */
+  prepareSave(): void {
+    this.settleInFlight();
+  }
+
   /** Requests in flight in the Async engine. */
   get inFlight(): number {
     return this.inflight.size;

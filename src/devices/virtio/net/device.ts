@@ -217,6 +217,33 @@ export class NetDevice implements VirtioDevice {
     return undefined;
   }
 
+  activeQueues(): readonly Queue[] {
+    const a = this.active;
+    return a ? [a.rx, a.tx] : [];
+  }
+
+  /**
+   * Snapshot (Firecracker net persist.rs, `prepare_save`): RX chains popped and held for the
+   * next frame go back to the avail ring (their pops are undone, so a restored device pops
+   * them again), and a frame the RX limiter held back is published now rather than lost.
+   * Chains are popped in ring order and taken from the front, so the held ones are the last
+   * popped. A chain the device completed with length 0 between two held ones (a malformed
+   * chain) would be popped a second time after restore: only a hostile driver's own queue
+   * suffers from that.
+   */
+  prepareSave(): void {
+    const a = this.active;
+    if (!a) return;
+    const d = this.deferred;
+    if (d) {
+      for (const u of d.used) a.rx.addUsed(u.head, u.len);
+      this.deferred = undefined;
+      signalUsed(a.rx, a.interrupt);
+    }
+    for (let i = 0; i < this.rxBuffers.length; i++) a.rx.undoPop();
+    this.rxBuffers.clear();
+  }
+
   /** Drops the activation and every held chain. Returns false: Firecracker's Net cannot be reset. */
   reset(): boolean {
     this.active = undefined;

@@ -97,6 +97,10 @@ export class EntropyDevice implements VirtioDevice {
     return undefined;
   }
 
+  activeQueues(): readonly Queue[] {
+    return this.active ? [this.active.queue] : [];
+  }
+
   /** Drops the activation. Returns false: Firecracker's entropy device cannot be reset. */
   reset(): boolean {
     this.active = undefined;

@@ -28,7 +28,9 @@ import type { GuestMemory } from '../../../memory/guest-memory.js';
 import { activateQueues, signalUsed, type VirtioActivation, type VirtioDevice, type VirtioDeviceDescription, type VirtioInterrupt } from '../device.js';
 import type { Queue } from '../queue.js';
 import { vsockDescription } from './config.js';
-import { VSOCK_EV_INDEX, VSOCK_NUM_QUEUES, VSOCK_PKT_HDR_SIZE, VSOCK_RX_INDEX, VSOCK_TX_INDEX } from './constants.js';
+import {
+  VIRTIO_VSOCK_EVENT_SIZE, VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, VSOCK_EV_INDEX, VSOCK_NUM_QUEUES, VSOCK_PKT_HDR_SIZE, VSOCK_RX_INDEX, VSOCK_TX_INDEX,
+} from './constants.js';
 import type { PollSink, VsockHostIo } from './host.js';
 import { VsockMetrics, type VsockCounter } from './metrics.js';
 import { VsockMuxer } from './muxer.js';
@@ -57,6 +59,8 @@ interface Active {
   readonly interrupt: VirtioInterrupt;
   readonly rx: Queue;
   readonly tx: Queue;
+  /** The event queue: only TRANSPORT_RESET is ever written to it (after a snapshot restore). */
+  ev: Queue;
   /** A queue broke (NEEDS_RESET raised): nothing is processed any more. */
   broken: boolean;
 }
@@ -99,8 +103,42 @@ export class VsockDevice implements VirtioDevice {
       this.metrics.inc('activate_fails');
       return queues;
     }
-    this.active = { mem, interrupt, rx: queues[VSOCK_RX_INDEX]!, tx: queues[VSOCK_TX_INDEX]!, broken: false };
+    this.active = { mem, interrupt, rx: queues[VSOCK_RX_INDEX]!, tx: queues[VSOCK_TX_INDEX]!, ev: queues[VSOCK_EV_INDEX]!, broken: false };
     return undefined;
+  }
+
+  activeQueues(): readonly Queue[] {
+    const a = this.active;
+    return a ? [a.rx, a.tx, a.ev] : [];
+  }
+
+  /**
+   * After a snapshot restore: tells the guest driver that every connection is gone (the host
+   * ends of them stayed with the process that took the snapshot), with one
+   * VIRTIO_VSOCK_EVENT_TRANSPORT_RESET on the event queue (virtio 1.1 §5.10.6.7; Firecracker
+   * vsock persist.rs `send_transport_reset_event`). False when the driver posted no event
+   * buffer (counted as an event queue fail) or the device is not active.
+   */
+  sendTransportReset(): boolean {
+    const a = this.usable();
+    if (!a) return false;
+    const chain = a.ev.pop();
+    if (chain === null || chain instanceof VirtqueueError) {
+      this.metrics.inc('ev_queue_event_fails');
+      return false;
+    }
+    const first = chain.descriptors[0];
+    const out = first && first.writable && first.len >= VIRTIO_VSOCK_EVENT_SIZE ? a.mem.slice(first.addr, VIRTIO_VSOCK_EVENT_SIZE) : undefined;
+    if (!(out instanceof Uint8Array)) {
+      this.metrics.inc('ev_queue_event_fails');
+      a.ev.addUsed(chain.head, 0);
+      signalUsed(a.ev, a.interrupt);
+      return false;
+    }
+    new DataView(out.buffer, out.byteOffset, VIRTIO_VSOCK_EVENT_SIZE).setUint32(0, VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, true);
+    a.ev.addUsed(chain.head, VIRTIO_VSOCK_EVENT_SIZE);
+    signalUsed(a.ev, a.interrupt);
+    return true;
   }
 
   /** Drops the activation. Returns false: Firecracker's vsock cannot be reset. */
