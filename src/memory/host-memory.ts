@@ -34,6 +34,7 @@
  * CodeRange", measured). So `create` first reserves the guest size as Firecracker's mmap would,
  * and frees it at once, before it allocates anything.
  */
+import { fstatSync } from 'node:fs';
 import * as libc from '../kvm/libc.js';
 import { GuestMemory, type GuestRegion, type RamRange } from './guest-memory.js';
 import { GuestMemoryAllocationError, GuestMemoryLayoutError } from '../errors.js';
@@ -76,7 +77,7 @@ export interface HostRegion extends GuestRegion {
 
 /** Guest memory over host mappings; `hostRegions` are the KVM memory slots, in order. */
 export class HostGuestMemory extends GuestMemory {
-  /** The memfd holding all guest RAM (kept open for snapshots). */
+  /** The memfd holding all guest RAM; -1 for RAM mapped from a snapshot file (`fromFile`). */
   readonly memfd: number;
   readonly hostRegions: readonly HostRegion[];
   /** The WebAssembly.Memory objects whose buffers we took over; kept alive with this object. */
@@ -91,14 +92,7 @@ export class HostGuestMemory extends GuestMemory {
 
   /** Creates guest RAM for the given ranges (e.g. arch ramRanges()). */
   static create(ranges: readonly RamRange[], name = 'kindling-guest-ram'): HostGuestMemory {
-    reserveAddressSpace(ranges.reduce((n, r) => n + r.size, 0));
-    const chunks: RamRange[] = [];
-    for (const r of ranges) {
-      if (r.size <= 0 || r.size % WASM_PAGE_SIZE !== 0 || r.gpa % WASM_PAGE_SIZE !== 0) {
-        throw new GuestMemoryLayoutError(`RAM range 0x${r.gpa.toString(16)}+0x${r.size.toString(16)} is not a non-empty multiple of 64 KiB`);
-      }
-      for (let off = 0; off < r.size; off += MAX_CHUNK) chunks.push({ gpa: r.gpa + off, size: Math.min(MAX_CHUNK, r.size - off) });
-    }
+    const chunks = splitRanges(ranges);
     // memfd offsets advance in whole huge pages, so every region's file offset is 2 MiB-aligned
     // too (shmem huge pages need offset and address aligned alike); the gaps cost nothing.
     const slot = (size: number): number => Math.ceil(size / HUGE_PAGE_SIZE) * HUGE_PAGE_SIZE;
@@ -107,30 +101,15 @@ export class HostGuestMemory extends GuestMemory {
     try {
       // MemoryError::MemfdSetLen (vstate/memory.rs).
       if (libc.ftruncate(memfd, total) < 0) throw new GuestMemoryAllocationError(`Cannot resize memfd file: ${HostIoError.os(libc.errno()).message}`);
-      const regions: HostRegion[] = [];
-      const wasm: WebAssembly.Memory[] = [];
       let fdOffset = 0;
-      for (const c of chunks) {
-        // One huge page of slack so the region can start 2 MiB-aligned inside the buffer.
-        const pages = (c.size + HUGE_PAGE_SIZE) / WASM_PAGE_SIZE;
-        const mem = wasmMemory(pages);
-        const start = libc.addressOf(new Uint8Array(mem.buffer));
-        const skew = Number(start % BigInt(HUGE_PAGE_SIZE));
-        const offset = skew === 0 ? 0 : HUGE_PAGE_SIZE - skew;
-        const bytes = new Uint8Array(mem.buffer, offset, c.size);
-        const base = start + BigInt(offset);
-        // SAFETY: [base, base + size) lies inside the backing store of `mem.buffer`, which
-        // cannot grow (initial = maximum) and so never moves; MAP_FIXED replaces those pages
-        // only. `mem` is kept alive in `this.wasm` for as long as the views are used.
-        const got = libc.mmapChecked(base, c.size, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_SHARED | libc.MAP_FIXED, memfd, fdOffset);
-        if (got !== base) throw new GuestMemoryLayoutError(`mmap placed guest RAM at 0x${got.toString(16)}, not 0x${base.toString(16)}`);
-        // Advice only: without shmem THP (host setting, old kernel) RAM works in 4 KiB pages.
-        libc.madvise(base, c.size, MADV_HUGEPAGE);
-        regions.push({ gpa: c.gpa, size: c.size, bytes, hostAddr: base, fdOffset });
-        wasm.push(mem);
+      const placed = placeRegions(chunks, (c) => {
+        const at = fdOffset;
         fdOffset += slot(c.size);
-      }
-      return new HostGuestMemory(memfd, regions, wasm);
+        return { fd: memfd, offset: at, flags: libc.MAP_SHARED };
+      });
+      // Advice only: without shmem THP (host setting, old kernel) RAM works in 4 KiB pages.
+      for (const r of placed.regions) libc.madvise(r.hostAddr, r.size, MADV_HUGEPAGE);
+      return new HostGuestMemory(memfd, placed.regions, placed.wasm);
     } catch (e) {
       libc.close(memfd);
       throw e;
@@ -138,17 +117,82 @@ export class HostGuestMemory extends GuestMemory {
   }
 
   /**
+   * Guest RAM restored from a snapshot's memory file (Firecracker `snapshot_file`,
+   * src/vmm/src/vstate/memory.rs): each region is the file's bytes at the sum of the sizes
+   * before it, mapped MAP_PRIVATE, so a page is read from the file (page cache, shared by every
+   * VM restored from it) only when first touched and copied only when written. Restore thus
+   * costs the same for any RAM size. The file must stay unchanged while the VM runs; `fd` may
+   * be closed after this returns (the mappings hold the file). A file shorter than the RAM is
+   * refused before anything is mapped: a page past its end would SIGBUS the VMM on first touch.
+   */
+  static fromFile(ranges: readonly RamRange[], fd: number): HostGuestMemory {
+    const chunks = splitRanges(ranges);
+    const total = chunks.reduce((n, c) => n + c.size, 0);
+    const size = fstatSync(fd).size;
+    if (total > size) throw new GuestMemoryAllocationError('Total sum of memory regions exceeds largest possible file offset');
+    let fileOffset = 0;
+    const placed = placeRegions(chunks, (c) => {
+      const at = fileOffset;
+      fileOffset += c.size;
+      return { fd, offset: at, flags: libc.MAP_PRIVATE };
+    });
+    return new HostGuestMemory(-1, placed.regions, placed.wasm);
+  }
+  /**
    * Closes the memfd (a build that failed after `create`). Mappings keep the file alive, so
    * views into guest RAM stay valid; the WebAssembly memories go with this object.
    */
   close(): void {
-    libc.close(this.memfd);
+    if (this.memfd >= 0) libc.close(this.memfd);
   }
 
   /** Number of WebAssembly.Memory chunks (for diagnostics). */
   get chunkCount(): number {
     return this.wasm.length;
   }
+}
+
+/** Ranges split into chunks of at most MAX_CHUNK (one SharedArrayBuffer and KVM slot each). */
+function splitRanges(ranges: readonly RamRange[]): RamRange[] {
+  reserveAddressSpace(ranges.reduce((n, r) => n + r.size, 0));
+  const chunks: RamRange[] = [];
+  for (const r of ranges) {
+    if (r.size <= 0 || r.size % WASM_PAGE_SIZE !== 0 || r.gpa % WASM_PAGE_SIZE !== 0) {
+      throw new GuestMemoryLayoutError(`RAM range 0x${r.gpa.toString(16)}+0x${r.size.toString(16)} is not a non-empty multiple of 64 KiB`);
+    }
+    for (let off = 0; off < r.size; off += MAX_CHUNK) chunks.push({ gpa: r.gpa + off, size: Math.min(MAX_CHUNK, r.size - off) });
+  }
+  return chunks;
+}
+
+/**
+ * Places each chunk at a 2 MiB-aligned address inside its own WebAssembly.Memory and maps the
+ * backing `source(chunk)` gives over it with MAP_FIXED.
+ */
+function placeRegions(
+  chunks: readonly RamRange[], source: (c: RamRange) => { fd: number; offset: number; flags: number },
+): { regions: HostRegion[]; wasm: WebAssembly.Memory[] } {
+  const regions: HostRegion[] = [];
+  const wasm: WebAssembly.Memory[] = [];
+  for (const c of chunks) {
+    // One huge page of slack so the region can start 2 MiB-aligned inside the buffer.
+    const pages = (c.size + HUGE_PAGE_SIZE) / WASM_PAGE_SIZE;
+    const mem = wasmMemory(pages);
+    const start = libc.addressOf(new Uint8Array(mem.buffer));
+    const skew = Number(start % BigInt(HUGE_PAGE_SIZE));
+    const offset = skew === 0 ? 0 : HUGE_PAGE_SIZE - skew;
+    const bytes = new Uint8Array(mem.buffer, offset, c.size);
+    const base = start + BigInt(offset);
+    const src = source(c);
+    // SAFETY: [base, base + size) lies inside the backing store of `mem.buffer`, which
+    // cannot grow (initial = maximum) and so never moves; MAP_FIXED replaces those pages
+    // only. `mem` is kept alive with the HostGuestMemory for as long as the views are used.
+    const got = libc.mmapChecked(base, c.size, libc.PROT_READ | libc.PROT_WRITE, src.flags | libc.MAP_FIXED, src.fd, src.offset);
+    if (got !== base) throw new GuestMemoryLayoutError(`mmap placed guest RAM at 0x${got.toString(16)}, not 0x${base.toString(16)}`);
+    regions.push({ gpa: c.gpa, size: c.size, bytes, hostAddr: base, fdOffset: src.offset });
+    wasm.push(mem);
+  }
+  return { regions, wasm };
 }
 
 /**

@@ -197,7 +197,7 @@ export class VmmController {
     const started = performance.now();
     let restored: { vm: RunningVm; config: VmConfig };
     try {
-      restored = await this.factory.restore(params);
+      restored = await this.factory.restore(params, { instanceId: this.instanceId, mmdsStore: () => this.resources.mmdsOrDefault() });
     } catch (e) {
       throw new VmmActionError(`Load snapshot error: Failed to restore from snapshot: ${(e as Error).message}`, 400, { fatal: true, cause: e });
     }

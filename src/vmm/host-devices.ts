@@ -24,6 +24,14 @@ export interface HostDeviceOptions {
   bootTimer?: BootTimestamp;
   /** Extra devices (e.g. the test debug port). */
   extra?: DeviceManifest[];
+  /** Snapshot restore: the UART's and the i8042's saved state (`saveLegacyState`). */
+  legacy?: LegacyState;
+}
+
+/** The legacy devices' shared state as a snapshot keeps it (their whole register files and FIFOs). */
+export interface LegacyState {
+  serial: Uint8Array;
+  i8042: Uint8Array;
 }
 
 export interface HostDeviceSet {
@@ -36,6 +44,8 @@ export interface HostDeviceSet {
   sendCtrlAltDel(): boolean;
   /** The UART's and the i8042's counters as the vCPUs left them (totals modulo 2^32). */
   legacyMetrics(): { uart: SerialMetrics; i8042: I8042Metrics };
+  /** Copies of the UART's and the i8042's state (snapshot; the vCPUs are paused). */
+  saveLegacyState(): LegacyState;
   /** Stops the pumps (stdin, serial output) and flushes pending output. */
   close(): Promise<void>;
 }
@@ -46,10 +56,18 @@ async function waitSlot(array: Int32Array, index: number, value: number, ms?: nu
   if (w.async) await w.value;
 }
 
+/** `fresh`, or `fresh` overwritten with a saved state of the same layout size. */
+function restoredState(fresh: SharedArrayBuffer, saved: Uint8Array | undefined, name: string): SharedArrayBuffer {
+  if (!saved) return fresh;
+  if (saved.length !== fresh.byteLength) throw new Error(`saved ${name} state is ${saved.length} bytes, this build's is ${fresh.byteLength}`);
+  new Uint8Array(fresh).set(saved);
+  return fresh;
+}
+
 export function createHostDevices(opts: HostDeviceOptions): HostDeviceSet {
   const irq = (gsi: number) => (level: 0 | 1): void => opts.vm.irqLine(gsi, level);
-  const serialState = Serial.allocateState();
-  const i8042State = I8042.allocateState();
+  const serialState = restoredState(Serial.allocateState(), opts.legacy?.serial, 'serial');
+  const i8042State = restoredState(I8042.allocateState(), opts.legacy?.i8042, 'i8042');
   const serial = new Serial(serialState, irq(SERIAL_COM1_GSI));
   // The host never writes 0xFE itself; a reset is always a guest action handled on a vCPU.
   const i8042 = new I8042(i8042State, irq(I8042_GSI), () => {});
@@ -134,6 +152,7 @@ export function createHostDevices(opts: HostDeviceOptions): HostDeviceSet {
     writeConsole,
     sendCtrlAltDel: () => i8042.sendCtrlAltDel(),
     legacyMetrics: () => ({ uart: serial.metrics(), i8042: i8042.metrics() }),
+    saveLegacyState: () => ({ serial: new Uint8Array(serialState).slice(), i8042: new Uint8Array(i8042State).slice() }),
     async close() {
       running = false;
       Atomics.notify(out.array, out.index);

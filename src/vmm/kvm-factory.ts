@@ -13,12 +13,16 @@ import { KVM_SUPPORTED, type DeviceKind } from './features.js';
 import type { VmHostOptions } from './builder.js';
 import type { VmFactory } from './running-vm.js';
 import type { Vmm } from './vmm.js';
+import type { RestoreContext } from './restore.js';
+import type { LoadSnapshotParams } from '../config/snapshot.js';
 
 let builderModule: Promise<typeof import('./builder.js')> | undefined;
 /** The builder module, loaded once. */
 function loadBuilder(): Promise<typeof import('./builder.js')> {
   return (builderModule ??= import('./builder.js'));
 }
+
+let restoreModule: Promise<typeof import('./restore.js')> | undefined;
 
 let actorPool: Promise<typeof import('../actors/actor-pool.js')> | undefined;
 function loadActorPool(): Promise<typeof import('../actors/actor-pool.js')> {
@@ -60,6 +64,12 @@ export class KvmVmFactory implements VmFactory {
       throw e;
     }
     return vmm;
+  }
+
+  /** PUT /snapshot/load: a paused VM from a snapshot (src/vmm/restore.ts). */
+  async restore(params: LoadSnapshotParams, ctx: RestoreContext): Promise<{ vm: Vmm; config: VmConfig }> {
+    const { restoreMicroVm } = await (restoreModule ??= import('./restore.js'));
+    return restoreMicroVm(params, this.host, ctx);
   }
 
   /**

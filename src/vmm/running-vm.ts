@@ -19,6 +19,7 @@ import type { NetworkInterfaceUpdateConfig } from '../config/network-interfaces.
 import type { PmemDeviceUpdateConfig } from '../config/pmem.js';
 import type { VmConfig } from '../config/resources.js';
 import type { CreateSnapshotParams, LoadSnapshotParams } from '../config/snapshot.js';
+import type { MmdsDataStore } from '../config/mmds-data.js';
 import type { DeviceKind } from './features.js';
 
 /** How the microVM ended: the process exit code Firecracker would use (0 = guest reboot). */
@@ -64,8 +65,11 @@ export interface VmFactory {
   supports(kind: DeviceKind): boolean;
   /** InstanceStart: builds the VM and lets its vCPUs run. Rejects without leaving anything behind. */
   boot(config: VmConfig): Promise<RunningVm>;
-  /** PUT /snapshot/load on a fresh process: the restored VM (paused) and its configuration. */
-  restore?(params: LoadSnapshotParams): Promise<{ vm: RunningVm; config: VmConfig }>;
+  /**
+   * PUT /snapshot/load on a fresh process: the restored VM (paused) and its configuration.
+   * `ctx` is what the process brings: its --id, and its MMDS store (data PUT before the load).
+   */
+  restore?(params: LoadSnapshotParams, ctx: { instanceId: string; mmdsStore: () => MmdsDataStore }): Promise<{ vm: RunningVm; config: VmConfig }>;
   /**
    * Loads what the PUT-time device checks need (the TAP layer for `openTap`); the controller
    * awaits it before such a check, so those modules stay off the start-up path.

@@ -18,6 +18,7 @@ import { TokenAuthority } from '../mmds/token.js';
 import type { NetMmdsInit } from '../actors/virtio/net-protocol.js';
 import { VsockHandle } from '../actors/virtio/vsock-handle.js';
 import { EntropyHandle } from '../actors/virtio/entropy-handle.js';
+import type { VirtioDeviceSnapshot } from '../actors/virtio/virtio-actor.js';
 import { HostIoError } from '../util/io-error.js';
 import { vsockBindError } from '../config/vsock.js';
 import type { VirtioBlockDrive } from '../config/drives.js';
@@ -25,6 +26,14 @@ import { DEFAULT_MMDS_IPV4 } from '../config/mmds-config.js';
 import { serdeJsonStringify } from '../config/serde-read.js';
 import type { VmConfig } from '../config/resources.js';
 import type { VmmLog } from './builder.js';
+
+/** Saved device states, in the plan's order (snapshot restore). */
+export interface VirtioRestoreSet {
+  blocks: readonly VirtioDeviceSnapshot[];
+  nets: readonly VirtioDeviceSnapshot[];
+  vsock: VirtioDeviceSnapshot | null;
+  entropy: VirtioDeviceSnapshot | null;
+}
 
 /** A device with its MMIO window and GSI. */
 export interface Placed<C> {
@@ -90,34 +99,34 @@ function macBytes(mac: string | null): Uint8Array | null {
  * and the first failure is thrown, so a failed InstanceStart leaves no worker behind.
  */
 export async function spawnVirtioDevices(
-  p: VirtioPlan, vm: VmFd, memory: GuestMemoryDescriptor, log: VmmLog,
+  p: VirtioPlan, vm: VmFd, memory: GuestMemoryDescriptor, log: VmmLog, restore?: VirtioRestoreSet,
 ): Promise<{ blocks: BlockHandle[]; nets: NetHandle[]; vsock: VsockHandle | null; entropy: EntropyHandle | null }> {
-  const blocks = p.drives.map((d) => async () => {
+  const blocks = p.drives.map((d, i) => async () => {
     const fileFd = openSync(d.config.path_on_host, d.config.is_read_only ? 'r' : 'r+');
     try {
       return await BlockHandle.spawn({
         vm, memory, driveId: d.config.drive_id, fileFd, diskSizeBytes: backingFileSize(fileFd),
         readOnly: d.config.is_read_only, cacheType: d.config.cache_type, ioEngine: d.config.io_engine,
-        rateLimiter: d.config.rate_limiter ?? {}, addr: d.addr, gsi: d.gsi, onLog: log,
+        rateLimiter: d.config.rate_limiter ?? {}, addr: d.addr, gsi: d.gsi, onLog: log, restore: restore?.blocks[i] ?? null,
       });
     } catch (e) {
       closeSync(fileFd); // a worker that never became ready never took the file
       throw e;
     }
   });
-  const nets = p.nets.map((n) => () => NetHandle.spawn({
+  const nets = p.nets.map((n, i) => () => NetHandle.spawn({
     vm, memory, ifaceId: n.config.iface_id, tapName: n.config.host_dev_name, guestMac: macBytes(n.config.guest_mac), mtu: n.config.mtu,
     rxRateLimiter: n.config.rx_rate_limiter ?? {}, txRateLimiter: n.config.tx_rate_limiter ?? {}, addr: n.addr, gsi: n.gsi, onLog: log,
-    mmds: n.config.mmds ? p.mmds : null,
+    mmds: n.config.mmds ? p.mmds : null, restore: restore?.nets[i] ?? null,
   }));
   const v = p.vsock;
   // The listener is bound here: a uds_path taken since PUT /vsock fails the start with the
   // text Firecracker's PUT would have answered.
   const vsock = v ? [() => VsockHandle.spawn({
-    vm, memory, guestCid: v.config.guest_cid, udsPath: v.config.uds_path, addr: v.addr, gsi: v.gsi, onLog: log,
+    vm, memory, guestCid: v.config.guest_cid, udsPath: v.config.uds_path, addr: v.addr, gsi: v.gsi, onLog: log, restore: restore?.vsock ?? null,
   }).catch((e: unknown) => { throw e instanceof HostIoError ? vsockBindError(e) : e; })] : [];
   const e = p.entropy;
-  const entropy = e ? [() => EntropyHandle.spawn({ vm, memory, rateLimiter: e.config.rate_limiter ?? {}, addr: e.addr, gsi: e.gsi, onLog: log })] : [];
+  const entropy = e ? [() => EntropyHandle.spawn({ vm, memory, rateLimiter: e.config.rate_limiter ?? {}, addr: e.addr, gsi: e.gsi, onLog: log, restore: restore?.entropy ?? null })] : [];
   const all = await spawnAll<BlockHandle | NetHandle | VsockHandle | EntropyHandle>([...blocks, ...nets, ...vsock, ...entropy]);
   const n = blocks.length + nets.length;
   const rest = all.slice(n);

@@ -33,6 +33,9 @@ import type { VmConfig } from '../config/resources.js';
 import type { HostDeviceSet } from './host-devices.js';
 import type { RunningVm, VmExit } from './running-vm.js';
 import { registerVmMetrics } from './vm-metrics.js';
+import { createSnapshot } from './snapshot-create.js';
+import { SnapshotError } from '../errors.js';
+import type { CreateSnapshotParams } from '../config/snapshot.js';
 
 export type VmState = 'Not started' | 'Running' | 'Paused' | 'Exited';
 
@@ -60,6 +63,8 @@ export interface VmmParts {
   entropy?: EntropyHandle | null;
   /** Registry the devices report into (`block_<drive_id>`); none in unit tests of the VMM. */
   metrics?: Metrics;
+  /** 'Paused' for a VM restored from a snapshot (its vCPUs wait for resume()); else 'Not started'. */
+  initialState?: 'Not started' | 'Paused';
 }
 
 export class Vmm implements RunningVm {
@@ -96,6 +101,7 @@ export class Vmm implements RunningVm {
           ...(parts.entropy ? [m.addGroupSource('entropy', () => parts.entropy!.metricsSnapshot())] : []),
         ]
       : [];
+    this._state = parts.initialState ?? 'Not started';
     this.exit = new Promise((r) => { this.resolveExit = r; });
     void this.watch();
   }
@@ -221,6 +227,17 @@ export class Vmm implements RunningVm {
    */
   async updateMmdsData(json: string): Promise<void> {
     await Promise.all(this.parts.nets.filter((n) => n.mmdsMetrics).map((n) => n.setMmdsData(json)));
+  }
+
+  /**
+   * PUT /snapshot/create (src/vmm/snapshot-create.ts). Only a paused VM: running vCPUs refuse
+   * to save, with Firecracker's text (vstate/vcpu.rs VcpuResponse::NotAllowed).
+   */
+  async createSnapshot(params: CreateSnapshotParams): Promise<void> {
+    if (this._state !== 'Paused') {
+      throw new SnapshotError('SNAPSHOT_NOT_ALLOWED', 'Cannot save the microVM state: Operation not allowed: save/restore unavailable while running');
+    }
+    await createSnapshot(this.parts, params);
   }
 
   /** Stops the VM from the host side; resolves with the exit. */

@@ -1,0 +1,196 @@
+/**
+ * PUT /snapshot/load in a fresh process: builds a paused microVM from a state file and a
+ * memory file (Firecracker src/vmm/src/persist.rs `restore_from_snapshot`, builder.rs
+ * `build_microvm_from_snapshot`; docs/design.md "Snapshots").
+ *
+ * Order: state file (read, checked, overrides applied) → guest memory (the memory file mapped
+ * MAP_PRIVATE, nothing read up front) → KVM VM, memory slots, irqchip, PIT, vCPUs → VM state
+ * (PIT, clock, PIC, IOAPIC) → vCPU states → legacy devices → virtio devices spawned with
+ * their saved transport and queues → vCPU actors, parked until resume.
+ *
+ * Every error carries Firecracker's text after "Load snapshot error: Failed to restore from
+ * snapshot: " (the controller adds that prefix); anything built so far is released.
+ */
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { Kvm } from '../kvm/kvm.js';
+import type { VcpuFd } from '../kvm/vcpu-fd.js';
+import { KVM_MEM_LOG_DIRTY_PAGES } from '../kvm/constants.js';
+import { HostGuestMemory } from '../memory/host-memory.js';
+import { KVM_TSS_ADDRESS, MiB, ramRanges } from '../arch/x86_64/layout.js';
+import { restoreVcpuState, restoreVmState } from '../arch/x86_64/kvm-state.js';
+import { VcpuHandle, vcpuThreadName } from '../actors/vcpu/handle.js';
+import { VM_CONTROL_SLOTS, VM_SLOT } from '../actors/vcpu/protocol.js';
+import { SnapshotError } from '../errors.js';
+import { ioErrorText } from '../config/errors.js';
+import { createDeviceManager } from '../config/serial.js';
+import type { LoadSnapshotParams } from '../config/snapshot.js';
+import type { VmConfig } from '../config/resources.js';
+import type { MmdsDataStore } from '../config/mmds-data.js';
+import { decodeStateFile } from '../snapshot/state-file.js';
+import type { MicrovmState } from '../snapshot/microvm-state.js';
+import { createHostDevices } from './host-devices.js';
+import { planVirtioDevices, spawnAll, spawnVirtioDevices } from './virtio-devices.js';
+import { Vmm } from './vmm.js';
+import type { VmHostOptions } from './builder.js';
+
+/** What the restoring process brings besides the request: its --id and its MMDS data store. */
+export interface RestoreContext {
+  instanceId: string;
+  /** The process's MMDS store (PUT /mmds before the load is allowed and kept). */
+  mmdsStore: () => MmdsDataStore;
+}
+
+function restoreError(msg: string, cause?: unknown): SnapshotError {
+  return new SnapshotError('SNAPSHOT_RESTORE', msg, cause === undefined ? undefined : { cause });
+}
+
+/** Reads and checks the state file, then applies the request's overrides. */
+export function loadState(params: LoadSnapshotParams): MicrovmState {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(params.snapshot_path);
+  } catch (e) {
+    throw restoreError(`Failed to get snapshot state from file: Failed to open snapshot file: ${ioErrorText(e)}`, e);
+  }
+  let state: MicrovmState;
+  try {
+    state = decodeStateFile<MicrovmState>(bytes);
+  } catch (e) {
+    throw restoreError(`Failed to get snapshot state from file: Failed to load snapshot state from file: ${(e as Error).message}`, e);
+  }
+  checkShape(state);
+  for (const o of params.network_overrides) {
+    const n = state.config.networkInterfaces.find((x) => x.iface_id === o.iface_id);
+    if (!n) throw restoreError('Failed to get snapshot state from file: Unknown Network Device.');
+    n.host_dev_name = o.host_dev_name;
+  }
+  if (params.vsock_override) {
+    if (!state.config.vsock) throw restoreError('Failed to get snapshot state from file: Unknown Vsock Device.');
+    state.config.vsock.uds_path = params.vsock_override.uds_path;
+  }
+  return state;
+}
+
+/**
+ * The state's parts agree with each other (Firecracker `snapshot_state_sanity_check`): one
+ * vCPU state per configured vCPU, the memory layout of the configured size, one device state
+ * per configured device. A CRC-valid file from another build can still fail here.
+ */
+function checkShape(s: MicrovmState): void {
+  const bad = (what: string): never => { throw restoreError(`Invalid snapshot state: ${what}`); };
+  const c = s.config;
+  if (!c?.machine || !Array.isArray(s.vcpus) || !s.memory?.regions || !s.devices || !s.legacy || !s.vm) bad('a part of the microVM state is missing');
+  if (s.vcpus.length !== c.machine.vcpu_count || s.vcpus.length < 1) bad(`${s.vcpus.length} vCPU states for ${c.machine.vcpu_count} vCPUs`);
+  if (s.memory.regions.length === 0) bad('No memory region defined.');
+  const size = s.memory.regions.reduce((n, r) => n + r.size, 0);
+  if (size !== c.machine.mem_size_mib * MiB) bad(`memory regions hold ${size} bytes, the machine has ${c.machine.mem_size_mib} MiB`);
+  const drives = c.drives.filter((d) => d.kind === 'virtio-block').length;
+  if (s.devices.blocks.length !== drives || s.devices.nets.length !== c.networkInterfaces.length ||
+    (s.devices.vsock === null) !== (c.vsock === null) || (s.devices.entropy === null) !== (c.entropy === null)) bad('the device states do not match the configured devices');
+}
+
+/** Maps the memory file (File backend). */
+function memoryFromFile(state: MicrovmState, path: string): HostGuestMemory {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    throw restoreError(`Failed to load guest memory: Error creating guest memory from file: Failed to load guest memory: ${ioErrorText(e)}`, e);
+  }
+  try {
+    return HostGuestMemory.fromFile(ramRanges(state.config.machine.mem_size_mib * MiB), fd);
+  } catch (e) {
+    throw restoreError(`Failed to load guest memory: Error creating guest memory from file: Failed to restore guest memory: ${(e as Error).message}`, e);
+  } finally {
+    closeSync(fd); // the private mappings keep the file
+  }
+}
+
+/** Builds the paused VM; the caller resumes it when the request asks (resume_vm). */
+export async function restoreMicroVm(params: LoadSnapshotParams, host: VmHostOptions, ctx: RestoreContext): Promise<{ vm: Vmm; config: VmConfig }> {
+  const state = loadState(params);
+  if (params.mem_backend.backend_type !== 'File') {
+    throw restoreError('Failed to load guest memory: Error creating guest memory from uffd: the Uffd backend is not implemented by this build yet');
+  }
+  const saved = state.config;
+  const config: VmConfig = {
+    ...saved,
+    instanceId: ctx.instanceId,
+    machine: { ...saved.machine, track_dirty_pages: params.track_dirty_pages },
+    mmds: saved.mmds ? { config: saved.mmds.config, store: ctx.mmdsStore() } : null,
+  };
+  const mem = memoryFromFile(state, params.mem_backend.backend_path);
+  const cleanups: (() => void)[] = [() => mem.close()];
+  try {
+    const kvm = Kvm.open();
+    cleanups.push(() => kvm.close());
+    kvm.requireCaps();
+    const vm = kvm.createVm();
+    cleanups.push(() => vm.close());
+    vm.setTssAddr(KVM_TSS_ADDRESS);
+    const slotFlags = params.track_dirty_pages ? KVM_MEM_LOG_DIRTY_PAGES : 0;
+    mem.hostRegions.forEach((r, slot) => vm.setUserMemoryRegion(slot, BigInt(r.gpa), BigInt(r.size), r.hostAddr, slotFlags));
+    vm.createIrqchip();
+    vm.createPit2();
+    const vcpus: VcpuFd[] = [];
+    for (let i = 0; i < config.machine.vcpu_count; i++) {
+      const v = vm.createVcpu(i);
+      vcpus.push(v);
+      cleanups.push(() => v.close());
+    }
+    try {
+      restoreVmState(vm, state.vm, { clockRealtime: params.clock_realtime });
+    } catch (e) {
+      throw restoreError(`Failed to build microVM from snapshot: Cannot restore KvmVm state: ${(e as Error).message}`, e);
+    }
+    const canScaleTsc = kvm.checkExtension('KVM_CAP_TSC_CONTROL') > 0 && kvm.checkExtension('KVM_CAP_GET_TSC_KHZ') > 0;
+    vcpus.forEach((v, i) => {
+      let refused: number[];
+      try {
+        refused = restoreVcpuState(v, state.vcpus[i]!, { canScaleTsc }).refusedMsrs;
+      } catch (e) {
+        throw restoreError(`Failed to build microVM from snapshot: Cannot restore Vcpu state: ${(e as Error).message}`, e);
+      }
+      if (refused.length) host.log('warn', `vCPU ${i}: KVM refused ${refused.length} saved MSRs: ${refused.map((x) => `0x${x.toString(16)}`).join(', ')}`);
+    });
+
+    const outPath = config.serial.serial_out_path;
+    const devices = createDeviceManager(() => createHostDevices({
+      vm, serial: outPath !== null ? { kind: 'file', path: outPath } : { kind: host.console }, stdin: host.stdin ?? false,
+      legacy: state.legacy,
+    }));
+    let virtio: Awaited<ReturnType<typeof spawnVirtioDevices>>;
+    try {
+      virtio = await spawnVirtioDevices(planVirtioDevices(config), vm, mem.describe(), host.log, state.devices);
+    } catch (e) {
+      await devices.close();
+      throw restoreError(`Failed to build microVM from snapshot: Cannot restore devices: ${(e as Error).message}`, e);
+    }
+    const { blocks, nets, vsock, entropy } = virtio;
+    const singles = [...(vsock ? [vsock] : []), ...(entropy ? [entropy] : [])];
+    devices.manifest.push(...blocks.map((b) => b.manifest), ...nets.map((n) => n.manifest), ...singles.map((d) => d.manifest));
+    const vmControl = new Int32Array(new SharedArrayBuffer(VM_CONTROL_SLOTS * 4));
+    Atomics.store(vmControl, VM_SLOT.EXIT_CODE, -1);
+    let handles: VcpuHandle[];
+    try {
+      handles = await spawnAll(vcpus.map((vcpu) => () => VcpuHandle.spawn({
+        vm, vcpu, memory: mem.describe(), vmControl: vmControl.buffer as SharedArrayBuffer,
+        devices: devices.manifest, onLog: (m) => host.log(m.level, m.message, vcpuThreadName(m.vcpuId)),
+      })));
+    } catch (e) {
+      await Promise.all([...blocks, ...nets, ...singles].map((d) => d.stop().catch(() => undefined)));
+      await devices.close();
+      throw e;
+    }
+    const vmm = new Vmm({
+      config, kvm, vm, mem, vcpus, handles, vmControl, devices, log: host.log, blocks, nets, vsock, entropy, metrics: host.metrics,
+      initialState: 'Paused',
+    });
+    return { vm: vmm, config };
+  } catch (e) {
+    for (const c of cleanups.reverse()) {
+      try { c(); } catch { /* best effort */ }
+    }
+    throw e;
+  }
+}
