@@ -2,7 +2,8 @@
  * The Unix-domain socket ABI (x86_64 Linux: include/uapi/linux/un.h, asm-generic/socket.h,
  * linux/socket.h), defined once: `struct sockaddr_un` and the flag values the vsock backend
  * passes to socket(2), accept4(2) and recv(2); msghdr/cmsghdr/ucred for fd passing. Sizes and
- * offsets are asserted in test/unit/unix-socket.test.ts (sockaddr_un) and test/unit/uffd.test.ts (the rest). `struct iovec` is tun-abi.ts's (readv/writev take the same one).
+ * offsets are asserted in test/unit/unix-socket.test.ts (sockaddr_un) and test/unit/uffd.test.ts
+ * (the rest). `struct iovec` is tun-abi.ts's (readv/writev take the same one).
  */
 import koffi from 'koffi';
 import { SUN_PATH_MAX } from '../util/io-error.js';
