@@ -8,7 +8,8 @@
  *
  * Both calls are blocking and for set-up only (one message per snapshot load), so they use
  * plain blocking sockets: a connect to a listener whose backlog is full waits, exactly as
- * Firecracker's `UnixStream::connect` does.
+ * Firecracker's `UnixStream::connect` does. The sender's connection stays open (returned):
+ * Firecracker keeps its own for the life of the process.
  *
  * SAFETY: the msghdr, iovec and control buffers are Buffers that live across the sendmsg /
  * recvmsg call; their host addresses (libc.addressOf) go into the msghdr's u64 fields.
@@ -46,11 +47,13 @@ function message(data: Uint8Array, control: Buffer | null): { msg: Buffer; iov: 
 
 /**
  * Connects to the Unix stream socket at `socketPath`, sends `payload` with `fd` attached as
- * one SCM_RIGHTS control message, and closes the connection. The descriptor travels with the
- * first byte; a payload the kernel takes only in part is finished with plain writes. Throws
- * SyscallError whose `syscall` names the path, e.g. `connect(/tmp/uffd.sock)` with ENOENT.
+ * one SCM_RIGHTS control message, and returns the connected socket (blocking, close-on-exec)
+ * for the caller to close: a peer may take the hang-up as the end of the conversation, so the
+ * caller decides when that is. The descriptor travels with the first byte; a payload the
+ * kernel takes only in part is finished with plain writes. Throws SyscallError whose
+ * `syscall` names the path, e.g. `connect(/tmp/uffd.sock)` with ENOENT.
  */
-export function sendWithFd(socketPath: string, payload: Uint8Array, fd: number): void {
+export function sendWithFd(socketPath: string, payload: Uint8Array, fd: number): number {
   const path = Buffer.from(socketPath);
   if (path.length + 1 > SOCKADDR_UN_SIZE - SUN_PATH_OFFSET || path.includes(0)) {
     throw new SyscallError(`connect(${socketPath})`, ENAMETOOLONG, 'ENAMETOOLONG');
@@ -77,8 +80,10 @@ export function sendWithFd(socketPath: string, payload: Uint8Array, fd: number):
       if (n < 0) fail(`write(${socketPath})`);
       sent += n;
     }
-  } finally {
+    return sock;
+  } catch (e) {
     libc.close(sock);
+    throw e;
   }
 }
 

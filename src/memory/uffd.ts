@@ -205,7 +205,6 @@ export interface UffdRegion {
 
 /** The page size of anonymous guest memory. */
 export const UFFD_DEFAULT_PAGE_SIZE = 4096;
-const KIB = 1024;
 
 /**
  * The regions of a memory file as Kindling (and Firecracker, for Full snapshots) writes it:
@@ -223,9 +222,13 @@ export function memoryFileRegions(regions: readonly { hostAddr: bigint; size: nu
 
 /**
  * The handshake text: a JSON array with one object per region in Firecracker v1.16's field
- * names (src/vmm/src/persist.rs `GuestRegionUffdMapping`): `base_host_virt_addr`, `size`,
- * `offset`, `page_size` and the older `page_size_kib`. Addresses go as JSON numbers, exact
- * below 2^53 (x86_64 user addresses are below 2^47).
+ * names and order (src/vmm/src/persist.rs `GuestRegionUffdMapping`, serialized by serde):
+ * `base_host_virt_addr`, `size`, `offset`, `page_size` and the deprecated `page_size_kib`.
+ * Despite its name, `page_size_kib` holds the page size in **bytes**, the same value as
+ * `page_size`: Firecracker fills both with `huge_pages.page_size()` and documents the name as
+ * wrong but kept for the API's sake, so handlers written for older releases, which read only
+ * `page_size_kib`, get bytes. Addresses go as JSON numbers, exact below 2^53 (x86_64 user
+ * addresses are below 2^47).
  */
 export function uffdHandshakeJson(regions: readonly UffdRegion[]): string {
   return JSON.stringify(regions.map((r) => {
@@ -235,7 +238,7 @@ export function uffdHandshakeJson(regions: readonly UffdRegion[]): string {
       size: r.size,
       offset: r.offset,
       page_size: r.pageSize,
-      page_size_kib: r.pageSize / KIB,
+      page_size_kib: r.pageSize,
     };
   }));
 }
@@ -253,20 +256,25 @@ export function parseUffdHandshake(text: string): UffdRegion[] {
     const baseHostVirtAddr = BigInt(num('base_host_virt_addr'));
     const size = num('size');
     const offset = num('offset');
-    // v1.16 sends both; page_size_kib alone is what older Firecracker releases send.
-    const pageSize = typeof r?.page_size === 'number' ? num('page_size') : num('page_size_kib') * KIB;
+    // v1.16 sends both; older releases only page_size_kib, which holds bytes all the same.
+    const pageSize = typeof r?.page_size === 'number' ? num('page_size') : num('page_size_kib');
     return { baseHostVirtAddr, size, offset, pageSize };
   });
 }
 
 /**
  * Sends the region table and the uffd to the page-fault handler listening at `backendPath`
- * (the snapshot load's `mem_backend.backend_path`). Throws UffdError naming the path when no
- * handler listens there (ENOENT: no socket file; ECONNREFUSED: nobody accepts).
+ * (the snapshot load's `mem_backend.backend_path`) and returns the connection's fd, which the
+ * VMM keeps open for as long as the VM lives: Firecracker never closes it (persist.rs
+ * `send_uffd_handshake` forgets the socket), so a handler that polls the connection never sees
+ * a hang-up before it has read the regions. The VMM keeps its own copy of the uffd as well:
+ * if the handler dies, faults then wait (the guest freezes) instead of silently reading
+ * zero-filled anonymous memory. Throws UffdError naming the path when no handler listens
+ * there (ENOENT: no socket file; ECONNREFUSED: nobody accepts).
  */
-export function sendUffdHandshake(backendPath: string, regions: readonly UffdRegion[], uffdFd: number): void {
+export function sendUffdHandshake(backendPath: string, regions: readonly UffdRegion[], uffdFd: number): number {
   try {
-    sendWithFd(backendPath, Buffer.from(uffdHandshakeJson(regions)), uffdFd);
+    return sendWithFd(backendPath, Buffer.from(uffdHandshakeJson(regions)), uffdFd);
   } catch (e) {
     if (!(e instanceof SyscallError)) throw e;
     throw new UffdError(e.syscall, e.errno, libc.errnoName(e.errno),
