@@ -39,9 +39,9 @@ const EXPECTED = new Set([EEXIST, EAGAIN, ENOENT, ESRCH]);
 function openHint(e: number): string | undefined {
   if (e === EPERM) {
     return 'vm.unprivileged_userfaultfd is 0, so a userfaultfd that also handles kernel-mode faults (as KVM and the '
-      + 'VMM\'s own syscalls raise) needs CAP_SYS_PTRACE or root; run as root, grant CAP_SYS_PTRACE, or set '
-      + 'vm.unprivileged_userfaultfd=1 (Documentation/admin-guide/mm/userfaultfd.rst); a seccomp filter '
-      + '(e.g. a container runtime\'s default) can also refuse the syscall';
+      + 'VMM\'s own syscalls raise) needs CAP_SYS_PTRACE (root has it unless a container runtime or setpriv dropped it); '
+      + 'grant CAP_SYS_PTRACE or set vm.unprivileged_userfaultfd=1 (Documentation/admin-guide/mm/userfaultfd.rst); '
+      + 'a seccomp filter (e.g. a container runtime\'s default) can also refuse the syscall';
   }
   if (e === ENOSYS) return 'the kernel was built without CONFIG_USERFAULTFD';
   return undefined;

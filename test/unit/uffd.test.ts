@@ -11,7 +11,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import koffi, { type TypeObject } from 'koffi';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -142,6 +142,22 @@ test('Userfaultfd.open: the UFFDIO_API handshake succeeds and reports the featur
   } finally {
     uffd.close();
   }
+});
+
+test('EPERM from userfaultfd(2) explains vm.unprivileged_userfaultfd and CAP_SYS_PTRACE', () => {
+  // Reproduced by running without CAP_SYS_PTRACE (setpriv drops it from the bounding set, so
+  // even root loses it at exec), which only fails while the sysctl is 0.
+  const sysctl = readFileSync('/proc/sys/vm/unprivileged_userfaultfd', 'utf8').trim();
+  const setpriv = spawnSync('setpriv', ['--version']);
+  if (sysctl !== '0' || setpriv.error) {
+    console.log(`  (skipped: vm.unprivileged_userfaultfd=${sysctl}${setpriv.error ? ', no setpriv' : ''})`);
+    return;
+  }
+  const uffdUrl = pathToFileURL(resolve(here, '..', '..', 'src', 'memory', 'uffd.js')).href;
+  const script = `import { Userfaultfd } from ${JSON.stringify(uffdUrl)};
+    try { Userfaultfd.open(); console.log('opened'); } catch (e) { console.log(e.code + ' ' + e.message); }`;
+  const r = spawnSync('setpriv', ['--bounding-set=-sys_ptrace', '--inh-caps=-sys_ptrace', process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.match(r.stdout, /^UFFD userfaultfd failed: EPERM \(errno 1\): vm\.unprivileged_userfaultfd is 0.*CAP_SYS_PTRACE/, r.stdout + r.stderr);
 });
 
 /** The memory file: every page different, so a page served from the wrong offset shows. */
