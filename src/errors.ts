@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   KVM_API_VERSION: 'KVM_GET_API_VERSION is not 12',
   KVM_MISSING_CAPABILITY: 'a KVM capability the VMM needs is absent',
   KVM_IOCTL_FAILED: 'an ioctl on a KVM file descriptor failed',
+  UFFD: 'userfaultfd cannot be used for the Uffd memory backend: userfaultfd(2) or a UFFDIO_* ioctl failed, or the page-fault handler at backend_path cannot be reached',
   SYSCALL_FAILED: 'a libc call (mmap, memfd_create, eventfd, ...) failed',
   HOST_IO: 'a host file or socket operation failed; the message is Rust io::Error Display as Firecracker prints it (musl strerror, or a std constant text such as a NUL byte in a path)',
   GUEST_MEMORY_OUT_OF_RANGE: 'a guest physical range is not backed by guest RAM',
@@ -136,6 +137,22 @@ export class SyscallError extends KindlingError {
   constructor(syscall: string, errno: number, errnoName: string) {
     super('SYSCALL_FAILED', `${syscall} failed: ${errnoName} (errno ${errno})`);
     this.syscall = syscall;
+    this.errno = errno;
+  }
+}
+
+/**
+ * A userfaultfd step failed (src/memory/uffd.ts): `op` is the syscall or ioctl
+ * (`userfaultfd`, `UFFDIO_API`, `UFFDIO_REGISTER`, `UFFDIO_COPY`, `connect(<backend_path>)`, ...),
+ * `hint` what the errno means there (EPERM from userfaultfd: the vm.unprivileged_userfaultfd
+ * sysctl), appended to the message.
+ */
+export class UffdError extends KindlingError {
+  readonly op: string;
+  readonly errno: number;
+  constructor(op: string, errno: number, errnoName: string, hint?: string, options?: { cause?: unknown }) {
+    super('UFFD', `${op} failed: ${errnoName} (errno ${errno})${hint ? `: ${hint}` : ''}`, options);
+    this.op = op;
     this.errno = errno;
   }
 }

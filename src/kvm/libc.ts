@@ -17,6 +17,8 @@ const lib = koffi.load('libc.so.6');
 export const O_RDWR = 0o2;
 export const O_RDONLY = 0o0;
 export const O_CLOEXEC = 0o2000000;
+/** Non-blocking I/O on the new fd (asm-generic/fcntl.h); also userfaultfd(2)'s flag. */
+export const O_NONBLOCK = 0o4000;
 export const PROT_READ = 0x1;
 export const PROT_WRITE = 0x2;
 export const MAP_SHARED = 0x01;
@@ -26,6 +28,8 @@ export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
 export const MAP_POPULATE = 0x8000;
 export const MFD_CLOEXEC = 0x1;
+/** madvise(2): drop the pages; private anonymous memory reads back zero (or faults to a userfaultfd). */
+export const MADV_DONTNEED = 4;
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
 export const SA_RESTART = 0x10000000;
@@ -71,6 +75,14 @@ export const listen = lib.func('int listen(int fd, int backlog)');
 /** accept4 without the peer address (addr and len NULL). */
 export const accept4 = lib.func('int accept4(int fd, void *addr, void *len, int flags)');
 export const connect = lib.func('int connect(int fd, const void *addr, uint32_t len)');
+/**
+ * sendmsg/recvmsg over a struct msghdr (socket-abi.ts): the only calls that carry ancillary
+ * data, here SCM_RIGHTS, which hands a file descriptor to another process (fd-passing.ts).
+ */
+export const sendmsg = lib.func('intptr_t sendmsg(int fd, const void *msg, int flags)');
+export const recvmsg = lib.func('intptr_t recvmsg(int fd, void *msg, int flags)');
+/** getsockopt(2) with a caller-sized buffer (SO_PEERCRED fills a struct ucred). */
+export const getsockopt = lib.func('int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)');
 /** recv(2): with MSG_PEEK the bytes stay queued (the vsock CONNECT line is read no further than its end). */
 export const recv = lib.func('intptr_t recv(int fd, void *buf, size_t n, int flags)');
 export const pthreadSelf = lib.func('uint64_t pthread_self()');

@@ -35,5 +35,5 @@ export const IFF_TAP = 0x0002;
 export const IFF_NO_PI = 0x1000;
 export const IFF_VNET_HDR = 0x4000;
 
-/** open(2) flag for a non-blocking TAP fd (asm-generic/fcntl.h). */
-export const O_NONBLOCK = 0o4000;
+/** open(2) flag for a non-blocking TAP fd (defined in libc.ts). */
+export { O_NONBLOCK } from './libc.js';
