@@ -93,6 +93,8 @@ export const ERROR_CODES = {
   VIRTIO_VSOCK_PKT_CHAIN_TOO_SHORT: 'a vsock TX chain holds fewer data bytes than its header\'s len',
   RATE_LIMITER_CONFIG: 'a token bucket size, one_time_burst or refill_time is not an integer in 0..2^64-1',
   MMDS_CONFIG: 'the MMDS network stack or token authority was given an unusable setting (IPv4 address text, key length, clock): a wiring bug, the API validates first',
+  SNAPSHOT_MEMORY_FILE: 'a snapshot memory file cannot be opened, sized, written or synced (the message names the path and the OS error)',
+  SNAPSHOT_REBASE: 'a diff memory file cannot be merged onto its base: a file cannot be opened, read or written, or the diff is larger than the base',
   MMDS_DATA_INVALID: 'the MMDS data handed to a network stack is not JSON text (the data store serializes it; a wiring bug)',
 } as const;
 
@@ -379,5 +381,12 @@ export class TapError extends KindlingError {
 export class MmdsError extends KindlingError {
   constructor(code: 'MMDS_CONFIG' | 'MMDS_DATA_INVALID', message: string) {
     super(code, message);
+  }
+}
+
+/** Writing a snapshot memory file or rebasing a diff onto its base failed (src/snapshot/). */
+export class SnapshotMemoryError extends KindlingError {
+  constructor(code: 'SNAPSHOT_MEMORY_FILE' | 'SNAPSHOT_REBASE', message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }

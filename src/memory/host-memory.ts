@@ -35,7 +35,7 @@
  * and frees it at once, before it allocates anything.
  */
 import * as libc from '../kvm/libc.js';
-import { GuestMemory, type GuestRegion, type RamRange } from './guest-memory.js';
+import { GuestMemory, dirtyBitmapLayout, type GuestRegion, type RamRange } from './guest-memory.js';
 import { GuestMemoryAllocationError, GuestMemoryLayoutError } from '../errors.js';
 import { HostIoError } from '../util/io-error.js';
 
@@ -82,18 +82,23 @@ export class HostGuestMemory extends GuestMemory {
   /** The WebAssembly.Memory objects whose buffers we took over; kept alive with this object. */
   private readonly wasm: WebAssembly.Memory[];
 
-  private constructor(memfd: number, regions: HostRegion[], wasm: WebAssembly.Memory[]) {
-    super(regions);
+  private constructor(memfd: number, regions: HostRegion[], wasm: WebAssembly.Memory[], dirty: SharedArrayBuffer | undefined) {
+    super(regions, dirty);
     this.memfd = memfd;
     this.hostRegions = regions;
     this.wasm = wasm;
   }
 
-  /** Creates guest RAM for the given ranges (e.g. arch ramRanges()). */
-  static create(ranges: readonly RamRange[], name = 'kindling-guest-ram'): HostGuestMemory {
+  /**
+   * Creates guest RAM for the given ranges (e.g. arch ramRanges()). `trackDirty` (machine-config
+   * track_dirty_pages) adds the shared dirty bitmap devices mark (guest-memory.ts). Regions
+   * come out in guest-physical order, which is also the KVM slot order the builder registers
+   * and the order of a snapshot memory file.
+   */
+  static create(ranges: readonly RamRange[], name = 'kindling-guest-ram', opts: { trackDirty?: boolean } = {}): HostGuestMemory {
     reserveAddressSpace(ranges.reduce((n, r) => n + r.size, 0));
     const chunks: RamRange[] = [];
-    for (const r of ranges) {
+    for (const r of [...ranges].sort((a, b) => a.gpa - b.gpa)) {
       if (r.size <= 0 || r.size % WASM_PAGE_SIZE !== 0 || r.gpa % WASM_PAGE_SIZE !== 0) {
         throw new GuestMemoryLayoutError(`RAM range 0x${r.gpa.toString(16)}+0x${r.size.toString(16)} is not a non-empty multiple of 64 KiB`);
       }
@@ -130,7 +135,8 @@ export class HostGuestMemory extends GuestMemory {
         wasm.push(mem);
         fdOffset += slot(c.size);
       }
-      return new HostGuestMemory(memfd, regions, wasm);
+      const dirty = opts.trackDirty ? new SharedArrayBuffer(dirtyBitmapLayout(regions.map((r) => r.size)).bytes) : undefined;
+      return new HostGuestMemory(memfd, regions, wasm, dirty);
     } catch (e) {
       libc.close(memfd);
       throw e;

@@ -21,6 +21,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['config'],
   ['metrics'],
   ['logger'],
+  ['snapshot'],
   ['vmm'],
   ['api'],
   ['cli'],
