@@ -240,9 +240,11 @@ export class GuestMemory {
   }
 }
 
-/** Guest memory over plain ArrayBuffers: for unit tests and benchmarks of device models. */
-export function arrayGuestMemory(ranges: readonly RamRange[]): GuestMemory {
-  return new GuestMemory(ranges.map((r) => ({ ...r, bytes: new Uint8Array(r.size) })));
+/** Guest memory over plain ArrayBuffers: for unit tests and benchmarks of device models; `trackDirty` adds the dirty bitmap. */
+export function arrayGuestMemory(ranges: readonly RamRange[], opts: { trackDirty?: boolean } = {}): GuestMemory {
+  const sorted = [...ranges].sort((a, b) => a.gpa - b.gpa);
+  const dirty = opts.trackDirty ? new SharedArrayBuffer(dirtyBitmapLayout(sorted.map((r) => r.size)).bytes) : undefined;
+  return new GuestMemory(sorted.map((r) => ({ ...r, bytes: new Uint8Array(r.size) })), dirty);
 }
 
 /** Throws the error an accessor returned; for loaders and set-up code, where a bad address is a bug. */
