@@ -94,6 +94,8 @@ export const ERROR_CODES = {
   VIRTIO_VSOCK_PKT_CHAIN_TOO_SHORT: 'a vsock TX chain holds fewer data bytes than its header\'s len',
   RATE_LIMITER_CONFIG: 'a token bucket size, one_time_burst or refill_time is not an integer in 0..2^64-1',
   MMDS_CONFIG: 'the MMDS network stack or token authority was given an unusable setting (IPv4 address text, key length, clock): a wiring bug, the API validates first',
+  SNAPSHOT_MEMORY_FILE: 'a snapshot memory file cannot be opened, sized, written or synced (the message names the path and the OS error)',
+  SNAPSHOT_REBASE: 'a diff memory file cannot be merged onto its base: a file cannot be opened, read or written, or the diff is larger than the base',
   MMDS_DATA_INVALID: 'the MMDS data handed to a network stack is not JSON text (the data store serializes it; a wiring bug)',
   SNAPSHOT_STATE_FORMAT: 'a snapshot state file is damaged, truncated, too large, of another format version, or holds a state this build cannot restore',
   SNAPSHOT_NOT_ALLOWED: 'a snapshot was asked for in a state that cannot give one (vCPUs running, a device that cannot save its state)',
@@ -408,6 +410,13 @@ export class MmdsError extends KindlingError {
  */
 export class SnapshotError extends KindlingError {
   constructor(code: 'SNAPSHOT_STATE_FORMAT' | 'SNAPSHOT_NOT_ALLOWED' | 'SNAPSHOT_RESTORE', message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+/** Writing a snapshot memory file or rebasing a diff onto its base failed (src/snapshot/). */
+export class SnapshotMemoryError extends KindlingError {
+  constructor(code: 'SNAPSHOT_MEMORY_FILE' | 'SNAPSHOT_REBASE', message: string, options?: { cause?: unknown }) {
     super(code, message, options);
   }
 }

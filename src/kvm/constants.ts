@@ -80,6 +80,22 @@ export const KVM_SYSTEM_EVENT = {
 export const KVM_MEM_LOG_DIRTY_PAGES = 1 << 0;
 export const KVM_MEM_READONLY = 1 << 1;
 
+/**
+ * KVM_GET_DIRTY_LOG reports one bit per page of this size (Documentation/virt/kvm/api.rst,
+ * 4.8). Guest memory's own dirty bitmap (src/memory/guest-memory.ts) uses the same page size
+ * and layout, so the two are OR-ed byte for byte.
+ */
+export const KVM_DIRTY_LOG_PAGE_SIZE = 4096;
+/** The log is an array of `unsigned long` (64 bits on x86_64): its length rounds up to whole 8-byte words. */
+const DIRTY_LOG_WORD_BITS = 64;
+const DIRTY_LOG_WORD_BYTES = 8;
+
+/** Bytes of a dirty bitmap for a memory slot of `sizeBytes`: one bit per 4 KiB page, whole u64 words. */
+export function dirtyLogBytes(sizeBytes: number): number {
+  const pages = Math.ceil(sizeBytes / KVM_DIRTY_LOG_PAGE_SIZE);
+  return Math.ceil(pages / DIRTY_LOG_WORD_BITS) * DIRTY_LOG_WORD_BYTES;
+}
+
 /** kvm_pit_config.flags. */
 export const KVM_PIT_SPEAKER_DUMMY = 1;
 

@@ -11,7 +11,7 @@ import * as abi from './abi.js';
 import { kvmIoctl } from './ioctls.js';
 import {
   KVM_API_VERSION, KVM_CAP, REQUIRED_CAPS, KVM_IOEVENTFD_FLAG_DATAMATCH, KVM_IOEVENTFD_FLAG_PIO,
-  KVM_PIT_SPEAKER_DUMMY, type KvmCapName,
+  KVM_PIT_SPEAKER_DUMMY, dirtyLogBytes, type KvmCapName,
 } from './constants.js';
 import * as libc from './libc.js';
 import { KvmIoctlError, KvmUnavailableError } from '../errors.js';
@@ -154,6 +154,21 @@ export class VmFd {
     kvmIoctl(this.fd, 'KVM_SET_USER_MEMORY_REGION', abi.encode(abi.kvm_userspace_memory_region, {
       slot, flags, guest_phys_addr: guestPhysAddr, memory_size: size, userspace_addr: hostAddr,
     }));
+  }
+
+  /**
+   * KVM_GET_DIRTY_LOG: the pages of memory slot `slot` (of `sizeBytes`) written since the last
+   * call, bit n of byte n/8 for page n (a little-endian u64 array as the kernel fills it). The
+   * slot must carry KVM_MEM_LOG_DIRTY_PAGES (ENOENT otherwise). Without
+   * KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled, which Kindling never enables, KVM clears the log
+   * and write-protects the pages again as it returns it, so each call starts a new interval
+   * (Documentation/virt/kvm/api.rst, 4.8 KVM_GET_DIRTY_LOG).
+   */
+  getDirtyLog(slot: number, sizeBytes: number): Uint8Array {
+    // A fresh ArrayBuffer: its backing store is off the V8 heap, so the address stays valid.
+    const bitmap = new Uint8Array(new ArrayBuffer(dirtyLogBytes(sizeBytes)));
+    kvmIoctl(this.fd, 'KVM_GET_DIRTY_LOG', abi.encode(abi.kvm_dirty_log, { slot, padding1: 0, dirty_bitmap: libc.addressOf(bitmap) }));
+    return bitmap;
   }
 
   /** KVM_IRQ_LINE: drives an interrupt line of the in-kernel irqchip. */

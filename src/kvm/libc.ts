@@ -1,6 +1,7 @@
 /**
- * The libc functions Kindling calls through koffi, declared once. Only src/kvm and
- * src/memory import this file; device models never do.
+ * The libc functions Kindling calls through koffi, declared once. Only src/kvm, src/memory
+ * and src/snapshot (memory files written from guest RAM's host address) import this file;
+ * device models never do.
  *
  * SAFETY (applies to every binding here): koffi passes a TypedArray/ArrayBuffer argument as
  * a pointer to its backing store for the duration of the call, without copying. Callers keep
@@ -51,8 +52,22 @@ export const ioctlPtr = lib.func('int ioctl(int fd, unsigned long req, void *arg
 export const mmap = lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)');
 export const munmap = lib.func('int munmap(void *addr, size_t len)');
 export const madvise = lib.func('int madvise(void *addr, size_t len, int advice)');
+/** mincore(2): one byte per page of [addr, addr+len), bit 0 set when the page is resident. */
+export const mincore = lib.func('int mincore(void *addr, size_t len, _Out_ uint8_t *vec)');
 export const memfdCreate = lib.func('int memfd_create(const char *name, unsigned int flags)');
 export const ftruncate = lib.func('int ftruncate(int fd, int64_t len)');
+/**
+ * pwrite(2) from a raw host address (guest RAM's mapping): snapshot memory files are written
+ * straight from the pages KVM maps, never copied through a JavaScript buffer.
+ */
+export const pwriteAddr = lib.func('intptr_t pwrite(int fd, void *buf, size_t n, int64_t off)');
+/** lseek(2): with SEEK_DATA / SEEK_HOLE it finds a sparse file's data extents (lseek(2) man page). */
+export const lseek = lib.func('int64_t lseek(int fd, int64_t off, int whence)');
+export const SEEK_SET = 0;
+/** A call interrupted by a signal before it did anything: retry it. */
+export const EINTR = koffi.os.errno.EINTR;
+export const SEEK_DATA = 3;
+export const SEEK_HOLE = 4;
 export const eventfd = lib.func('int eventfd(unsigned int initval, int flags)');
 export const read = lib.func('intptr_t read(int fd, _Out_ void *buf, size_t n)');
 /** poll(2) over an array of struct pollfd { int fd; short events; short revents; } (8 bytes each). */

@@ -11,8 +11,19 @@
  * Two providers share this class: HostGuestMemory (SharedArrayBuffers over host mappings that
  * KVM maps into the guest, host-memory.ts) and `arrayGuestMemory` below (plain ArrayBuffers, for
  * unit tests and benchmarks of device models).
+ *
+ * Dirty pages (docs/design.md, "Snapshot memory files"). KVM logs the pages the *guest* writes
+ * (KVM_MEM_LOG_DIRTY_PAGES), but device workers write guest RAM directly through the region
+ * arrays, which KVM never sees. With track_dirty_pages the VMM keeps a second log, an optional
+ * shared bitmap with the same shape as KVM's: one bit per 4 KiB page, each region's bits in
+ * whole u64 words (`dirtyLogBytes(region.size)` bytes), regions one after another in
+ * guest-physical order. So region i's slice ORs byte for byte onto KVM_GET_DIRTY_LOG of slot i.
+ * Writers set bits with Atomics.or on an Int32Array (any thread); the snapshot writer takes and
+ * clears them with Atomics.exchange (src/snapshot/dirty.ts). Firecracker keeps the same second
+ * log in vm-memory's AtomicBitmap (src/vmm/src/vstate/memory.rs).
  */
 import { GuestMemoryError, GuestMemoryLayoutError } from '../errors.js';
+import { KVM_DIRTY_LOG_PAGE_SIZE, dirtyLogBytes } from '../kvm/constants.js';
 
 /** One contiguous range of guest RAM. */
 export interface RamRange {
@@ -30,6 +41,29 @@ export interface GuestRegion extends RamRange {
 /** What a worker needs to rebuild the same view of guest memory (SABs cross by reference). */
 export interface GuestMemoryDescriptor {
   readonly regions: readonly { gpa: number; size: number; buffer: SharedArrayBuffer | ArrayBuffer; offset: number }[];
+  /** The shared dirty bitmap (module comment), when the VM tracks dirty pages. */
+  readonly dirty?: SharedArrayBuffer;
+}
+
+/** Bits per word of the dirty bitmap as Atomics sees it (an Int32Array). */
+const DIRTY_WORD_BITS = 32;
+/** Every bit of a word set. */
+const ALL_BITS = -1;
+
+/** Byte offset of each region's bits in the dirty bitmap, and the bitmap's total size (regions sorted by gpa). */
+export function dirtyBitmapLayout(sizes: readonly number[]): { offsets: number[]; bytes: number } {
+  const offsets: number[] = [];
+  let bytes = 0;
+  for (const size of sizes) {
+    offsets.push(bytes);
+    bytes += dirtyLogBytes(size);
+  }
+  return { offsets, bytes };
+}
+
+/** Bits first..last (0..31) of a word set. */
+function bitRange(first: number, last: number): number {
+  return (last === DIRTY_WORD_BITS - 1 ? ALL_BITS : (1 << (last + 1)) - 1) & (ALL_BITS << first);
 }
 
 /** Bounds-checked guest physical memory over a set of non-overlapping regions. */
@@ -38,8 +72,12 @@ export class GuestMemory {
   private readonly views: readonly DataView[];
   /** Total bytes of RAM. */
   readonly size: number;
+  /** The shared dirty bitmap as words, or undefined when dirty pages are not tracked. */
+  private readonly dirtyWords: Int32Array | undefined;
+  /** Bit index in `dirtyWords` of each region's first page. */
+  private readonly dirtyBase: readonly number[];
 
-  constructor(regions: readonly GuestRegion[]) {
+  constructor(regions: readonly GuestRegion[], dirty?: SharedArrayBuffer) {
     const sorted = [...regions].sort((a, b) => a.gpa - b.gpa);
     for (let i = 0; i < sorted.length; i++) {
       const r = sorted[i]!;
@@ -50,16 +88,66 @@ export class GuestMemory {
     this.regions = sorted;
     this.views = sorted.map((r) => new DataView(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength));
     this.size = sorted.reduce((n, r) => n + r.size, 0);
+    const layout = dirtyBitmapLayout(sorted.map((r) => r.size));
+    if (dirty && dirty.byteLength < layout.bytes) throw new GuestMemoryLayoutError(`dirty bitmap of ${dirty.byteLength} bytes for ${layout.bytes}`);
+    this.dirtyWords = dirty ? new Int32Array(dirty, 0, layout.bytes / Int32Array.BYTES_PER_ELEMENT) : undefined;
+    this.dirtyBase = layout.offsets.map((o) => o * 8);
   }
 
   /** Rebuilds a GuestMemory from a descriptor (in a worker). */
   static fromDescriptor(d: GuestMemoryDescriptor): GuestMemory {
-    return new GuestMemory(d.regions.map((r) => ({ gpa: r.gpa, size: r.size, bytes: new Uint8Array(r.buffer, r.offset, r.size) })));
+    return new GuestMemory(d.regions.map((r) => ({ gpa: r.gpa, size: r.size, bytes: new Uint8Array(r.buffer, r.offset, r.size) })), d.dirty);
   }
 
   /** The descriptor to post to a worker. */
   describe(): GuestMemoryDescriptor {
-    return { regions: this.regions.map((r) => ({ gpa: r.gpa, size: r.size, buffer: r.bytes.buffer as SharedArrayBuffer | ArrayBuffer, offset: r.bytes.byteOffset })) };
+    const regions = this.regions.map((r) => ({ gpa: r.gpa, size: r.size, buffer: r.bytes.buffer as SharedArrayBuffer | ArrayBuffer, offset: r.bytes.byteOffset }));
+    return this.dirtyWords ? { regions, dirty: this.dirtyWords.buffer as SharedArrayBuffer } : { regions };
+  }
+
+  /** True when writes are logged in a dirty bitmap. */
+  get tracksDirty(): boolean {
+    return this.dirtyWords !== undefined;
+  }
+
+  /**
+   * Region `i`'s words of the dirty bitmap (shared: Atomics only), or undefined without one.
+   * Byte-compatible with KVM_GET_DIRTY_LOG of the same region.
+   */
+  dirtyBitmap(i: number): Int32Array | undefined {
+    const r = this.regions[i];
+    if (!this.dirtyWords || !r) return undefined;
+    const first = this.dirtyBase[i]! / DIRTY_WORD_BITS;
+    return this.dirtyWords.subarray(first, first + dirtyLogBytes(r.size) / Int32Array.BYTES_PER_ELEMENT);
+  }
+
+  /**
+   * Marks the pages of [gpa, gpa + len) dirty: a device wrote (or may write) them. A no-op
+   * without a bitmap, for len 0, or outside RAM. On the virtqueue hot path: one region lookup
+   * and one Atomics.or per 32 pages. The Atomics.or is also a full barrier, so a caller that
+   * marks *after* writing has its data visible before the bit (the order src/snapshot/dirty.ts
+   * relies on: a bit taken by a snapshot covers data that is already in RAM).
+   */
+  markDirty(gpa: number, len: number): void {
+    const words = this.dirtyWords;
+    if (words === undefined || len <= 0) return;
+    const i = this.find(gpa, len);
+    if (i < 0) return;
+    const off = gpa - this.regions[i]!.gpa;
+    const base = this.dirtyBase[i]!;
+    const first = base + Math.floor(off / KVM_DIRTY_LOG_PAGE_SIZE);
+    const last = base + Math.floor((off + len - 1) / KVM_DIRTY_LOG_PAGE_SIZE);
+    const fw = Math.floor(first / DIRTY_WORD_BITS);
+    const lw = Math.floor(last / DIRTY_WORD_BITS);
+    const fb = first % DIRTY_WORD_BITS;
+    const lb = last % DIRTY_WORD_BITS;
+    if (fw === lw) {
+      Atomics.or(words, fw, bitRange(fb, lb));
+      return;
+    }
+    Atomics.or(words, fw, bitRange(fb, DIRTY_WORD_BITS - 1));
+    for (let w = fw + 1; w < lw; w++) Atomics.or(words, w, ALL_BITS);
+    Atomics.or(words, lw, bitRange(0, lb));
   }
 
   /** Index of the region holding all of [gpa, gpa + len), or -1. */
@@ -94,11 +182,12 @@ export class GuestMemory {
     return undefined;
   }
 
-  /** Copies `src` into guest memory; returns an error (and writes nothing) when out of range. */
+  /** Copies `src` into guest memory and marks it dirty; returns an error (and writes nothing) when out of range. */
   write(gpa: number, src: Uint8Array): GuestMemoryError | undefined {
     const s = this.slice(gpa, src.length);
     if (s instanceof GuestMemoryError) return s;
     s.set(src);
+    this.markDirty(gpa, src.length);
     return undefined;
   }
 
@@ -120,36 +209,42 @@ export class GuestMemory {
     return i < 0 ? new GuestMemoryError(gpa, 8) : this.views[i]!.getBigUint64(gpa - this.regions[i]!.gpa, true);
   }
 
-  /** Little-endian scalar writers; return a GuestMemoryError (writing nothing) when out of range. */
+  /** Little-endian scalar writers; return a GuestMemoryError (writing nothing) when out of range. Writes are marked dirty. */
   writeU8(gpa: number, v: number): GuestMemoryError | undefined {
     const i = this.find(gpa, 1);
     if (i < 0) return new GuestMemoryError(gpa, 1);
     this.views[i]!.setUint8(gpa - this.regions[i]!.gpa, v);
+    if (this.dirtyWords) this.markDirty(gpa, 1);
     return undefined;
   }
   writeU16(gpa: number, v: number): GuestMemoryError | undefined {
     const i = this.find(gpa, 2);
     if (i < 0) return new GuestMemoryError(gpa, 2);
     this.views[i]!.setUint16(gpa - this.regions[i]!.gpa, v, true);
+    if (this.dirtyWords) this.markDirty(gpa, 2);
     return undefined;
   }
   writeU32(gpa: number, v: number): GuestMemoryError | undefined {
     const i = this.find(gpa, 4);
     if (i < 0) return new GuestMemoryError(gpa, 4);
     this.views[i]!.setUint32(gpa - this.regions[i]!.gpa, v, true);
+    if (this.dirtyWords) this.markDirty(gpa, 4);
     return undefined;
   }
   writeU64(gpa: number, v: bigint): GuestMemoryError | undefined {
     const i = this.find(gpa, 8);
     if (i < 0) return new GuestMemoryError(gpa, 8);
     this.views[i]!.setBigUint64(gpa - this.regions[i]!.gpa, v, true);
+    if (this.dirtyWords) this.markDirty(gpa, 8);
     return undefined;
   }
 }
 
-/** Guest memory over plain ArrayBuffers: for unit tests and benchmarks of device models. */
-export function arrayGuestMemory(ranges: readonly RamRange[]): GuestMemory {
-  return new GuestMemory(ranges.map((r) => ({ ...r, bytes: new Uint8Array(r.size) })));
+/** Guest memory over plain ArrayBuffers: for unit tests and benchmarks of device models; `trackDirty` adds the dirty bitmap. */
+export function arrayGuestMemory(ranges: readonly RamRange[], opts: { trackDirty?: boolean } = {}): GuestMemory {
+  const sorted = [...ranges].sort((a, b) => a.gpa - b.gpa);
+  const dirty = opts.trackDirty ? new SharedArrayBuffer(dirtyBitmapLayout(sorted.map((r) => r.size)).bytes) : undefined;
+  return new GuestMemory(sorted.map((r) => ({ ...r, bytes: new Uint8Array(r.size) })), dirty);
 }
 
 /** Throws the error an accessor returned; for loaders and set-up code, where a bad address is a bug. */

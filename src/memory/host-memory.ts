@@ -36,7 +36,7 @@
  */
 import { fstatSync } from 'node:fs';
 import * as libc from '../kvm/libc.js';
-import { GuestMemory, type GuestRegion, type RamRange } from './guest-memory.js';
+import { GuestMemory, dirtyBitmapLayout, type GuestRegion, type RamRange } from './guest-memory.js';
 import { GuestMemoryAllocationError, GuestMemoryLayoutError } from '../errors.js';
 import { HostIoError } from '../util/io-error.js';
 
@@ -83,15 +83,20 @@ export class HostGuestMemory extends GuestMemory {
   /** The WebAssembly.Memory objects whose buffers we took over; kept alive with this object. */
   private readonly wasm: WebAssembly.Memory[];
 
-  private constructor(memfd: number, regions: HostRegion[], wasm: WebAssembly.Memory[]) {
-    super(regions);
+  private constructor(memfd: number, regions: HostRegion[], wasm: WebAssembly.Memory[], dirty: SharedArrayBuffer | undefined) {
+    super(regions, dirty);
     this.memfd = memfd;
     this.hostRegions = regions;
     this.wasm = wasm;
   }
 
-  /** Creates guest RAM for the given ranges (e.g. arch ramRanges()). */
-  static create(ranges: readonly RamRange[], name = 'kindling-guest-ram'): HostGuestMemory {
+  /**
+   * Creates guest RAM for the given ranges (e.g. arch ramRanges()). `trackDirty` (machine-config
+   * track_dirty_pages) adds the shared dirty bitmap devices mark (guest-memory.ts). Regions
+   * come out in guest-physical order, which is also the KVM slot order the builder registers
+   * and the order of a snapshot memory file.
+   */
+  static create(ranges: readonly RamRange[], name = 'kindling-guest-ram', opts: { trackDirty?: boolean } = {}): HostGuestMemory {
     const chunks = splitRanges(ranges);
     // memfd offsets advance in whole huge pages, so every region's file offset is 2 MiB-aligned
     // too (shmem huge pages need offset and address aligned alike); the gaps cost nothing.
@@ -109,7 +114,7 @@ export class HostGuestMemory extends GuestMemory {
       });
       // Advice only: without shmem THP (host setting, old kernel) RAM works in 4 KiB pages.
       for (const r of placed.regions) libc.madvise(r.hostAddr, r.size, MADV_HUGEPAGE);
-      return new HostGuestMemory(memfd, placed.regions, placed.wasm);
+      return new HostGuestMemory(memfd, placed.regions, placed.wasm, dirtyBitmapFor(placed.regions, opts.trackDirty));
     } catch (e) {
       libc.close(memfd);
       throw e;
@@ -125,7 +130,7 @@ export class HostGuestMemory extends GuestMemory {
    * be closed after this returns (the mappings hold the file). A file shorter than the RAM is
    * refused before anything is mapped: a page past its end would SIGBUS the VMM on first touch.
    */
-  static fromFile(ranges: readonly RamRange[], fd: number): HostGuestMemory {
+  static fromFile(ranges: readonly RamRange[], fd: number, opts: { trackDirty?: boolean } = {}): HostGuestMemory {
     const chunks = splitRanges(ranges);
     const total = chunks.reduce((n, c) => n + c.size, 0);
     const size = fstatSync(fd).size;
@@ -136,7 +141,7 @@ export class HostGuestMemory extends GuestMemory {
       fileOffset += c.size;
       return { fd, offset: at, flags: libc.MAP_PRIVATE };
     });
-    return new HostGuestMemory(-1, placed.regions, placed.wasm);
+    return new HostGuestMemory(-1, placed.regions, placed.wasm, dirtyBitmapFor(placed.regions, opts.trackDirty));
   }
   /**
    * Closes the memfd (a build that failed after `create`). Mappings keep the file alive, so
@@ -152,11 +157,16 @@ export class HostGuestMemory extends GuestMemory {
   }
 }
 
+/** The shared dirty bitmap for `regions` when tracking is on (guest-memory.ts dirtyBitmapLayout). */
+function dirtyBitmapFor(regions: readonly HostRegion[], track: boolean | undefined): SharedArrayBuffer | undefined {
+  return track ? new SharedArrayBuffer(dirtyBitmapLayout(regions.map((r) => r.size)).bytes) : undefined;
+}
+
 /** Ranges split into chunks of at most MAX_CHUNK (one SharedArrayBuffer and KVM slot each). */
 function splitRanges(ranges: readonly RamRange[]): RamRange[] {
   reserveAddressSpace(ranges.reduce((n, r) => n + r.size, 0));
   const chunks: RamRange[] = [];
-  for (const r of ranges) {
+  for (const r of [...ranges].sort((a, b) => a.gpa - b.gpa)) {
     if (r.size <= 0 || r.size % WASM_PAGE_SIZE !== 0 || r.gpa % WASM_PAGE_SIZE !== 0) {
       throw new GuestMemoryLayoutError(`RAM range 0x${r.gpa.toString(16)}+0x${r.size.toString(16)} is not a non-empty multiple of 64 KiB`);
     }

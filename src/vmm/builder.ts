@@ -63,7 +63,8 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
   const cmdline = Cmdline.parse(cmdlineString(cfg.bootSource.cmdline));
   // Guest RAM before /dev/kvm, as build_microvm_for_boot (src/vmm/src/builder.rs) allocates it:
   // a size the address space cannot hold fails alike with or without KVM.
-  const mem = HostGuestMemory.create(ramRanges(machine.mem_size_mib * MiB));
+  // track_dirty_pages also keeps the VMM's own log of pages devices write (Diff snapshots).
+  const mem = HostGuestMemory.create(ramRanges(machine.mem_size_mib * MiB), undefined, { trackDirty: machine.track_dirty_pages });
 
   // Released in reverse on any failure below (a VM that starts keeps them until teardown).
   const cleanups: (() => void)[] = [() => mem.close()];

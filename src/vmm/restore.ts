@@ -90,7 +90,7 @@ function checkShape(s: MicrovmState): void {
 }
 
 /** Maps the memory file (File backend). */
-function memoryFromFile(state: MicrovmState, path: string): HostGuestMemory {
+function memoryFromFile(state: MicrovmState, path: string, trackDirty: boolean): HostGuestMemory {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -98,7 +98,7 @@ function memoryFromFile(state: MicrovmState, path: string): HostGuestMemory {
     throw restoreError(`Failed to load guest memory: Error creating guest memory from file: Failed to load guest memory: ${ioErrorText(e)}`, e);
   }
   try {
-    return HostGuestMemory.fromFile(ramRanges(state.config.machine.mem_size_mib * MiB), fd);
+    return HostGuestMemory.fromFile(ramRanges(state.config.machine.mem_size_mib * MiB), fd, { trackDirty });
   } catch (e) {
     throw restoreError(`Failed to load guest memory: Error creating guest memory from file: Failed to restore guest memory: ${(e as Error).message}`, e);
   } finally {
@@ -119,7 +119,7 @@ export async function restoreMicroVm(params: LoadSnapshotParams, host: VmHostOpt
     machine: { ...saved.machine, track_dirty_pages: params.track_dirty_pages },
     mmds: saved.mmds ? { config: saved.mmds.config, store: ctx.mmdsStore() } : null,
   };
-  const mem = memoryFromFile(state, params.mem_backend.backend_path);
+  const mem = memoryFromFile(state, params.mem_backend.backend_path, params.track_dirty_pages);
   const cleanups: (() => void)[] = [() => mem.close()];
   try {
     const kvm = Kvm.open();

@@ -24,6 +24,15 @@
  * for barriers (§2.6.13 "memory barrier" steps) use `memoryFence()`: an Atomics RMW, which V8
  * compiles to a locked instruction (a full barrier on x86) and never reorders accesses around.
  *
+ * Dirty pages (docs/design.md, "Snapshot memory files"). Device writes to guest RAM are
+ * invisible to KVM's dirty log, so with a dirty bitmap (GuestMemory.markDirty) the queue marks
+ * what the device may write: every device-writable buffer of a chain when it is popped (a
+ * superset: the device may write less) and again when the chain is completed in `addUsed`,
+ * after the device wrote it, so a snapshot taken between the pop and the write (an RX buffer
+ * can wait long for a frame) still finds the page in the next Diff; plus the used ring words
+ * it writes (element, idx, flags, avail_event). Firecracker marks queue memory dirty after each
+ * snapshot instead (device_manager mark_virtio_queue_memory_dirty, src/vmm/src/persist.rs).
+ *
  * Single owner: one Queue object per queue, used by one thread (the device worker).
  */
 import { VirtqueueError } from '../../errors.js';
@@ -90,6 +99,8 @@ export interface QueueIndices {
   readonly numAdded: number;
 }
 
+/** used.flags, used.idx and avail_event are 16-bit fields (§2.6.8). */
+const VIRTQ_IDX_BYTES = Uint16Array.BYTES_PER_ELEMENT;
 
 const fenceWord = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
 
@@ -119,6 +130,10 @@ export class Queue {
   private readonly desc: DataView;
   private readonly avail: DataView;
   private readonly used: DataView;
+  /** Guest physical address of the used ring (for dirty marking). */
+  private readonly usedGpa: number;
+  /** With a dirty bitmap: the descriptors of each popped chain by head, re-marked at addUsed. */
+  private readonly inflight: (readonly ChainDescriptor[] | undefined)[] | undefined;
   /** Offset of used_event in the avail ring and of avail_event in the used ring. */
   private readonly usedEventOffset: number;
   private readonly availEventOffset: number;
@@ -131,8 +146,10 @@ export class Queue {
   private readonly marks: Uint32Array;
   private mark = 0;
 
-  private constructor(mem: GuestMemory, size: number, views: [DataView, DataView, DataView], opts: QueueOptions) {
+  private constructor(mem: GuestMemory, size: number, views: [DataView, DataView, DataView], usedGpa: number, opts: QueueOptions) {
     this.mem = mem;
+    this.usedGpa = usedGpa;
+    this.inflight = mem.tracksDirty ? new Array<readonly ChainDescriptor[] | undefined>(size) : undefined;
     this.size = size;
     this.eventIdx = opts.eventIdx;
     [this.desc, this.avail, this.used] = views;
@@ -168,7 +185,7 @@ export class Queue {
     if (!desc || !avail || !used) {
       return new VirtqueueError('VIRTQ_RING_OUT_OF_RAM', `queue of ${n} entries: a ring is outside guest RAM`);
     }
-    return new Queue(mem, n, [desc, avail, used], opts);
+    return new Queue(mem, n, [desc, avail, used], config.usedRing, opts);
   }
 
   /** Index of the next available-ring entry the device will take (free-running u16). */
@@ -279,7 +296,16 @@ export class Queue {
         return new VirtqueueError('VIRTQ_DESC_OUT_OF_RAM', `chain ${head}: descriptor ${d.index} buffer ${d.addr}+${d.len} is not guest RAM`, head, d.index);
       }
     }
+    if (this.inflight) {
+      this.markWritable(descriptors);
+      this.inflight[head] = descriptors;
+    }
     return { head, descriptors, totalLen: total };
+  }
+
+  /** Marks the device-writable buffers of a chain dirty (module comment). */
+  private markWritable(descriptors: readonly ChainDescriptor[]): void {
+    for (const d of descriptors) if (d.writable) this.mem.markDirty(d.addr, d.len);
   }
 
   /**
@@ -291,6 +317,13 @@ export class Queue {
     if (!Number.isInteger(head) || head < 0 || head >= this.size) {
       return new VirtqueueError('VIRTQ_DESC_INDEX_OUT_OF_RANGE', `used id ${head} >= queue size ${this.size}`, head, head);
     }
+    const inflight = this.inflight;
+    if (inflight) {
+      // Again, now that the device has written them (module comment).
+      const chain = inflight[head];
+      if (chain) this.markWritable(chain);
+      inflight[head] = undefined;
+    }
     const slot = this.nextUsedIdx % this.size;
     const base = VIRTQ_RING_ENTRIES + VIRTQ_USED_ELEM_SIZE * slot;
     this.used.setUint32(base + VIRTQ_USED_ELEM_ID, head, true);
@@ -300,6 +333,10 @@ export class Queue {
     // The element must be visible before the index that publishes it (§2.6.8).
     memoryFence();
     this.used.setUint16(VIRTQ_RING_IDX, this.nextUsedIdx, true);
+    if (inflight) {
+      this.mem.markDirty(this.usedGpa + base, VIRTQ_USED_ELEM_SIZE);
+      this.mem.markDirty(this.usedGpa + VIRTQ_RING_IDX, VIRTQ_IDX_BYTES);
+    }
     return undefined;
   }
 
@@ -333,9 +370,11 @@ export class Queue {
   enableNotification(): boolean {
     if (this.eventIdx) {
       this.used.setUint16(this.availEventOffset, this.nextAvailIdx, true);
+      this.mem.markDirty(this.usedGpa + this.availEventOffset, VIRTQ_IDX_BYTES);
     } else {
       const flags = this.used.getUint16(VIRTQ_RING_FLAGS, true);
       this.used.setUint16(VIRTQ_RING_FLAGS, flags & ~VIRTQ_USED_F_NO_NOTIFY, true);
+      this.mem.markDirty(this.usedGpa + VIRTQ_RING_FLAGS, VIRTQ_IDX_BYTES);
     }
     memoryFence();
     return this.availIdx() !== this.nextAvailIdx;
@@ -350,6 +389,7 @@ export class Queue {
     if (this.eventIdx) return;
     const flags = this.used.getUint16(VIRTQ_RING_FLAGS, true);
     this.used.setUint16(VIRTQ_RING_FLAGS, flags | VIRTQ_USED_F_NO_NOTIFY, true);
+    this.mem.markDirty(this.usedGpa + VIRTQ_RING_FLAGS, VIRTQ_IDX_BYTES);
   }
 }
 
