@@ -197,6 +197,26 @@ export class VmResources {
     store.imdsCompat = eff.imds_compat;
   }
 
+  /**
+   * After PUT /snapshot/load: the store takes the restored VM's devices and machine size, so
+   * GET /vm/config shows them and PATCH /drives, /network-interfaces find them. As
+   * Firecracker after a restore, boot-source stays empty and machine-config's smt and
+   * cpu_template are not known (the warning GET /vm/config logs says so).
+   */
+  adoptRestored(c: VmConfig): void {
+    this.machineConfig = { ...this.machineConfig, vcpu_count: c.machine.vcpu_count, mem_size_mib: c.machine.mem_size_mib, track_dirty_pages: c.machine.track_dirty_pages, smt: false, cpu_template: null };
+    this.drives = c.drives.map((d) => ({ ...d }));
+    this.networkInterfaces = c.networkInterfaces.map((n) => ({ ...n }));
+    this.vsock = c.vsock ? { ...c.vsock } : null;
+    this.entropy = c.entropy ? { ...c.entropy } : null;
+    if (c.mmds) {
+      this.mmds = c.mmds.store;
+      this.mmds.version = c.mmds.config.version;
+      this.mmds.imdsCompat = c.mmds.config.imds_compat;
+      this.mmdsIpv4 = c.mmds.config.ipv4_address;
+    }
+  }
+
   /** The MMDS config rebuilt from the interfaces that have MMDS attached (`mmds_config()`). */
   effectiveMmdsConfig(): MmdsConfig | null {
     if (!this.mmds) return null;

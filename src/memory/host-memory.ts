@@ -82,6 +82,8 @@ export class HostGuestMemory extends GuestMemory {
   readonly hostRegions: readonly HostRegion[];
   /** The WebAssembly.Memory objects whose buffers we took over; kept alive with this object. */
   private readonly wasm: WebAssembly.Memory[];
+  /** File descriptors that live as long as this memory (`hold`). */
+  private readonly held: number[] = [];
 
   private constructor(memfd: number, regions: HostRegion[], wasm: WebAssembly.Memory[], dirty: SharedArrayBuffer | undefined) {
     super(regions, dirty);
@@ -149,6 +151,27 @@ export class HostGuestMemory extends GuestMemory {
    */
   close(): void {
     if (this.memfd >= 0) libc.close(this.memfd);
+    for (const fd of this.held.splice(0)) libc.close(fd);
+  }
+
+  /**
+   * Guest RAM as anonymous private memory (MAP_NORESERVE: nothing committed up front), for a
+   * snapshot restored through a page-fault handler (the Uffd backend): the caller registers
+   * the regions with a userfaultfd before anything touches them.
+   */
+  static anonymous(ranges: readonly RamRange[], opts: { trackDirty?: boolean } = {}): HostGuestMemory {
+    const chunks = splitRanges(ranges);
+    const placed = placeRegions(chunks, () => ({ fd: -1, offset: 0, flags: libc.MAP_PRIVATE | libc.MAP_ANONYMOUS | libc.MAP_NORESERVE }));
+    return new HostGuestMemory(-1, placed.regions, placed.wasm, dirtyBitmapFor(placed.regions, opts.trackDirty));
+  }
+
+  /**
+   * Ties `fd` to this memory's life: closed by `close()`, after the VM is gone. The Uffd
+   * backend keeps its userfaultfd and the handler connection here (Firecracker keeps both open
+   * as long as the VM lives).
+   */
+  hold(fd: number): void {
+    this.held.push(fd);
   }
 
   /** Number of WebAssembly.Memory chunks (for diagnostics). */

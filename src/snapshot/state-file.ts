@@ -40,9 +40,15 @@ export function versionText(v: SnapshotVersion): string {
   return `${v.major}.${v.minor}.${v.patch}`;
 }
 
-function encodeValue(_key: string, v: unknown): unknown {
-  if (typeof v === 'bigint') return { $u64: v.toString() };
-  if (v instanceof Uint8Array) return { $bytes: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') };
+/**
+ * JSON.stringify replacer. It looks at `holder[key]`, the value before `toJSON`: a Buffer
+ * (what koffi-side getters return) would otherwise reach it already turned into
+ * {type: 'Buffer', data: [...]}.
+ */
+function encodeValue(this: Record<string, unknown>, key: string, v: unknown): unknown {
+  const orig = this[key];
+  if (typeof orig === 'bigint') return { $u64: orig.toString() };
+  if (orig instanceof Uint8Array) return { $bytes: Buffer.from(orig.buffer, orig.byteOffset, orig.byteLength).toString('base64') };
   return v;
 }
 

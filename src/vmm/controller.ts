@@ -202,6 +202,7 @@ export class VmmController {
       throw new VmmActionError(`Load snapshot error: Failed to restore from snapshot: ${(e as Error).message}`, 400, { fatal: true, cause: e });
     }
     this.adopt(restored.vm, restored.config, 'Paused');
+    this.resources.adoptRestored(restored.config);
     if (params.resume_vm) {
       try {
         await restored.vm.resume();

@@ -16,11 +16,12 @@ import { Kvm } from '../kvm/kvm.js';
 import type { VcpuFd } from '../kvm/vcpu-fd.js';
 import { KVM_MEM_LOG_DIRTY_PAGES } from '../kvm/constants.js';
 import { HostGuestMemory } from '../memory/host-memory.js';
+import { Userfaultfd, memoryFileRegions, sendUffdHandshake } from '../memory/uffd.js';
 import { KVM_TSS_ADDRESS, MiB, ramRanges } from '../arch/x86_64/layout.js';
 import { restoreVcpuState, restoreVmState } from '../arch/x86_64/kvm-state.js';
 import { VcpuHandle, vcpuThreadName } from '../actors/vcpu/handle.js';
 import { VM_CONTROL_SLOTS, VM_SLOT } from '../actors/vcpu/protocol.js';
-import { SnapshotError } from '../errors.js';
+import { GuestMemoryAllocationError, SnapshotError } from '../errors.js';
 import { ioErrorText } from '../config/errors.js';
 import { createDeviceManager } from '../config/serial.js';
 import type { LoadSnapshotParams } from '../config/snapshot.js';
@@ -100,18 +101,54 @@ function memoryFromFile(state: MicrovmState, path: string, trackDirty: boolean):
   try {
     return HostGuestMemory.fromFile(ramRanges(state.config.machine.mem_size_mib * MiB), fd, { trackDirty });
   } catch (e) {
-    throw restoreError(`Failed to load guest memory: Error creating guest memory from file: Failed to restore guest memory: ${(e as Error).message}`, e);
+    // MemoryError's own text (GuestMemoryAllocationError.detail), without the InstanceStart prefix.
+    const detail = e instanceof GuestMemoryAllocationError ? e.detail : (e as Error).message;
+    throw restoreError(`Failed to load guest memory: Error creating guest memory from file: Failed to restore guest memory: ${detail}`, e);
   } finally {
     closeSync(fd); // the private mappings keep the file
   }
 }
 
+/**
+ * Guest RAM for the Uffd backend (Firecracker persist.rs `guest_memory_from_uffd`): anonymous
+ * private memory registered with a userfaultfd, whose fd and region table go to the
+ * page-fault handler listening at `backendPath` (docs/design.md "Snapshot memory backends:
+ * Uffd"). The memory keeps the uffd and the handler connection open for the VM's life.
+ */
+function memoryFromUffd(state: MicrovmState, backendPath: string, trackDirty: boolean): HostGuestMemory {
+  const prefix = 'Failed to load guest memory: Error creating guest memory from uffd: ';
+  let mem: HostGuestMemory;
+  try {
+    mem = HostGuestMemory.anonymous(ramRanges(state.config.machine.mem_size_mib * MiB), { trackDirty });
+  } catch (e) {
+    throw restoreError(`${prefix}Failed to restore guest memory: ${(e as Error).message}`, e);
+  }
+  let uffd: Userfaultfd;
+  try {
+    uffd = Userfaultfd.open();
+  } catch (e) {
+    mem.close();
+    throw restoreError(`${prefix}Failed to UFFD object: ${(e as Error).message}`, e);
+  }
+  mem.hold(uffd.fd);
+  try {
+    for (const r of mem.hostRegions) uffd.register(r.hostAddr, r.size);
+  } catch (e) {
+    mem.close();
+    throw restoreError(`${prefix}Failed to register memory address range with the userfaultfd object: ${(e as Error).message}`, e);
+  }
+  try {
+    mem.hold(sendUffdHandshake(backendPath, memoryFileRegions(mem.hostRegions), uffd.fd));
+  } catch (e) {
+    mem.close();
+    throw restoreError(`${prefix}Failed to connect to UDS Unix stream: ${(e as Error).message}`, e);
+  }
+  return mem;
+}
+
 /** Builds the paused VM; the caller resumes it when the request asks (resume_vm). */
 export async function restoreMicroVm(params: LoadSnapshotParams, host: VmHostOptions, ctx: RestoreContext): Promise<{ vm: Vmm; config: VmConfig }> {
   const state = loadState(params);
-  if (params.mem_backend.backend_type !== 'File') {
-    throw restoreError('Failed to load guest memory: Error creating guest memory from uffd: the Uffd backend is not implemented by this build yet');
-  }
   const saved = state.config;
   const config: VmConfig = {
     ...saved,
@@ -119,7 +156,8 @@ export async function restoreMicroVm(params: LoadSnapshotParams, host: VmHostOpt
     machine: { ...saved.machine, track_dirty_pages: params.track_dirty_pages },
     mmds: saved.mmds ? { config: saved.mmds.config, store: ctx.mmdsStore() } : null,
   };
-  const mem = memoryFromFile(state, params.mem_backend.backend_path, params.track_dirty_pages);
+  const { backend_type: backend, backend_path: path } = params.mem_backend;
+  const mem = backend === 'File' ? memoryFromFile(state, path, params.track_dirty_pages) : memoryFromUffd(state, path, params.track_dirty_pages);
   const cleanups: (() => void)[] = [() => mem.close()];
   try {
     const kvm = Kvm.open();

@@ -10,7 +10,7 @@ import {
 } from '../../src/snapshot/state-file.js';
 import { SnapshotError } from '../../src/errors.js';
 
-const state = { vcpus: [{ regs: new Uint8Array([1, 2, 3, 255]), msrs: [{ index: 0x10, data: 0xffff_ffff_ffff_fff0n }] }], name: 'vm', n: 7, none: null };
+const state = { vcpus: [{ regs: new Uint8Array([1, 2, 3, 255]), lapic: Buffer.from([9, 8, 7]), msrs: [{ index: 0x10, data: 0xffff_ffff_ffff_fff0n }] }], name: 'vm', n: 7, none: null };
 
 function refused(file: Uint8Array, text: RegExp): void {
   try {
@@ -40,6 +40,7 @@ test('round trip: bytes and u64 values come back exactly; header carries magic a
   assert.equal(readStateFileVersion(file), { ...SNAPSHOT_VERSION });
   const back = decodeStateFile<typeof state>(file);
   assert.equal(back.vcpus[0]!.regs, new Uint8Array([1, 2, 3, 255]));
+  assert.equal(back.vcpus[0]!.lapic, new Uint8Array([9, 8, 7]), 'a Buffer is bytes too (not its toJSON form)');
   assert.is(back.vcpus[0]!.msrs[0]!.data, 0xffff_ffff_ffff_fff0n);
   assert.is(back.name, 'vm');
   assert.is(back.none, null);

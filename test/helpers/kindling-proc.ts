@@ -1,0 +1,72 @@
+/**
+ * A `bin/kindling` child process as Firecracker's users run one: an API socket, logs to a
+ * file, the serial console on stdout and the console input on stdin. Kindling, as
+ * Firecracker, reads stdin into the UART when it is a terminal or a pipe, and a Node 'pipe'
+ * stdio is a socket pair, so stdin here is a named pipe (mkfifo) this side keeps open.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { FirecrackerClient } from 'kindling/client';
+import { pollUntil } from './poll.js';
+
+const BIN = resolve('bin/kindling.js');
+
+export class KindlingProc {
+  readonly child: ChildProcess;
+  readonly sock: string;
+  readonly logPath: string;
+  /** Serial console text so far. */
+  console = '';
+  readonly exit: Promise<number | null>;
+  private stderr = '';
+  private readonly stdinFd: number;
+
+  constructor(dir: string, name: string, extraArgs: string[] = []) {
+    this.sock = join(dir, `${name}.sock`);
+    this.logPath = join(dir, `${name}.log`);
+    const fifo = join(dir, `${name}.stdin`);
+    const made = spawnSync('mkfifo', [fifo]);
+    if (made.status !== 0) throw new Error(`mkfifo ${fifo}: ${made.stderr}`);
+    // O_RDWR: opening a FIFO for both ends never blocks, and the write end stays open.
+    this.stdinFd = openSync(fifo, 'r+');
+    this.child = spawn(process.execPath, [BIN, '--api-sock', this.sock, '--id', name, '--log-path', this.logPath, ...extraArgs], { stdio: [this.stdinFd, 'pipe', 'pipe'] });
+    this.child.stdout!.on('data', (b: Buffer) => { this.console += b.toString(); });
+    this.child.stderr!.on('data', (b: Buffer) => { this.stderr += b.toString(); });
+    this.exit = new Promise((r) => this.child.on('exit', (code) => r(code)));
+  }
+
+  /** The API client, once the socket exists. */
+  async api(ms = 60_000): Promise<FirecrackerClient> {
+    await pollUntil(() => existsSync(this.sock), ms, () => `the API socket of ${this.sock} did not appear${this.tail()}`, 50);
+    return new FirecrackerClient(this.sock);
+  }
+
+  /** Types a line into the guest's console. */
+  type(line: string): void {
+    writeSync(this.stdinFd, `${line}\n`);
+  }
+
+  /** The first match of `re` in the console, waiting up to `ms`. */
+  async waitConsole(re: RegExp, ms: number, from = 0): Promise<RegExpMatchArray> {
+    await pollUntil(() => re.test(this.console.slice(from)), ms, () => `the console did not show ${re}${this.tail()}`, 50);
+    return this.console.slice(from).match(re)!;
+  }
+
+  /** The last lines of console, stderr and log, for failure messages. */
+  tail(): string {
+    const log = existsSync(this.logPath) ? readFileSync(this.logPath, 'utf8').slice(-1500) : '';
+    return `\nconsole:\n${this.console.slice(-1200)}\nstderr:\n${this.stderr.slice(-500)}\nlog:\n${log}`;
+  }
+
+  /** Ends the process (SIGKILL) and waits for it. */
+  async kill(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    await this.exit;
+    try {
+      closeSync(this.stdinFd);
+    } catch {
+      // closed before
+    }
+  }
+}

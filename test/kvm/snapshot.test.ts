@@ -1,0 +1,229 @@
+/**
+ * Snapshots under real KVM, as Firecracker's users take them (issue 16): `bin/kindling`
+ * processes driven over their API sockets, one boot of the minimal kernel for everything.
+ *
+ * The guest (script on a read-only drive) keeps a random secret in a tmpfs, then counts on its
+ * console once a second and runs any line typed on the console. Process A boots it with
+ * track_dirty_pages, is paused, takes a Full snapshot (base), runs on, writes a change into
+ * the tmpfs, is paused again and takes a Diff; then A is killed. Fresh processes then load:
+ *  - B: base, File backend, resume_vm: the counter goes on from where A was (no reboot), the
+ *    secret reads back, the change is not there, and a write to the data drive lands in the
+ *    image file;
+ *  - C: the Diff rebased onto a copy of the base with bin/snapshot-editor: the change is there;
+ *  - D: base through the Uffd backend and the example page-fault handler;
+ *  - ten clones of the base at once, each resumed on its own copy of the data drive: all run,
+ *    and the guest RAM pages they read from the memory file stay shared (their proportional
+ *    share of that mapping, summed, is far below the sum of what each maps) — printed.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, openSync, closeSync, ftruncateSync, readFileSync, writeFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fixture, testBootArgs, withTimeout } from '../helpers/guest.js';
+import { KindlingProc } from '../helpers/kindling-proc.js';
+import { pollUntil } from '../helpers/poll.js';
+
+const MiB = 1024 * 1024;
+const dir = mkdtempSync(join(tmpdir(), 'kindling-snap-'));
+const SCRIPT = `
+mkdir -p /mnt/s && mount -t tmpfs tmpfs /mnt/s
+head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' > /mnt/s/secret
+echo "SECRET $(cat /mnt/s/secret)"
+i=0
+while true; do
+  echo "COUNT $i"
+  i=$((i+1))
+  if read -t 1 cmd; then eval "$cmd"; fi
+done
+`;
+const image = join(dir, 'data.img');
+const script = join(dir, 'script.img');
+const files = {
+  base: { state: join(dir, 'base.state'), mem: join(dir, 'base.mem') },
+  diff: { state: join(dir, 'diff.state'), mem: join(dir, 'diff.mem') },
+  rebased: join(dir, 'rebased.mem'),
+};
+const procs: KindlingProc[] = [];
+const proc = (name: string): KindlingProc => {
+  const p = new KindlingProc(dir, name);
+  procs.push(p);
+  return p;
+};
+
+/** The COUNT values on a console, in order. */
+const counts = (text: string): number[] => [...text.matchAll(/COUNT (\d+)\r?\n/g)].map((m) => Number(m[1]));
+
+/** PUT /snapshot/load; asserts 204. */
+async function load(p: KindlingProc, body: Record<string, unknown>): Promise<number> {
+  const api = await p.api();
+  const t0 = performance.now();
+  const r = await api.request('PUT', '/snapshot/load', body);
+  assert.is(r.status, 204, `load: ${r.body}${p.tail()}`);
+  return performance.now() - t0;
+}
+
+/** Waits for the restored guest's counter to pass `after` and checks it never restarted. */
+async function countsOn(p: KindlingProc, after: number): Promise<number[]> {
+  await pollUntil(() => counts(p.console).some((c) => c > after), 60_000, () => `the restored counter did not pass ${after}${p.tail()}`, 50);
+  const seen = counts(p.console);
+  assert.ok(Math.min(...seen) >= after, `the counter went on from ${after}, it did not restart (saw ${seen.join(',')})`);
+  assert.not.match(p.console, /SECRET [0-9a-f]/, 'no second boot: the init did not run again');
+  return seen;
+}
+
+/** Asks the guest for a value and returns it. */
+async function ask(p: KindlingProc, label: string, shell: string): Promise<string> {
+  p.type(`echo "${label}_$((1+1)) ${shell}"`);
+  return (await p.waitConsole(new RegExp(`${label}_2 (\\S+)\\r?\\n`), 60_000))[1]!;
+}
+
+test('Full, Diff + rebase, Uffd and ten clones, each restored in a fresh process', async () => {
+  writeFileSync(script, Buffer.from(SCRIPT.padEnd(Math.ceil(SCRIPT.length / 512) * 512 + 512, '\n')));
+  const fd = openSync(image, 'w');
+  ftruncateSync(fd, 4 * MiB);
+  closeSync(fd);
+  try {
+    // --- A: boot, Full, change, Diff ---
+    const a = proc('a');
+    const api = await a.api();
+    await api.putBootSource({ kernel_image_path: fixture('vmlinux-6.1-mini'), initrd_path: fixture('guest-initrd.cpio.gz'), boot_args: testBootArgs('"sh /dev/vdb"', 'loglevel=3') });
+    await api.putMachineConfig({ vcpu_count: 1, mem_size_mib: 128, track_dirty_pages: true });
+    await api.putDrive({ drive_id: 'data', is_root_device: false, path_on_host: image });
+    await api.putDrive({ drive_id: 'script', is_root_device: false, path_on_host: script, is_read_only: true });
+    await api.instanceStart();
+    const secret = (await a.waitConsole(/SECRET ([0-9a-f]{32})\r?\n/, 240_000))[1]!;
+    await pollUntil(() => counts(a.console).length >= 3, 60_000, () => `A's counter did not run${a.tail()}`, 50);
+
+    const running = await api.request('PUT', '/snapshot/create', { snapshot_path: files.base.state, mem_file_path: files.base.mem });
+    assert.is(running.status, 400);
+    assert.is(JSON.parse(running.body).fault_message, 'Create snapshot error: Cannot save the microVM state: Operation not allowed: save/restore unavailable while running');
+
+    await api.request('PATCH', '/vm', { state: 'Paused' });
+    const beforeFull = Math.max(...counts(a.console));
+    let t0 = performance.now();
+    const full = await api.request('PUT', '/snapshot/create', { snapshot_type: 'Full', snapshot_path: files.base.state, mem_file_path: files.base.mem });
+    const fullMs = performance.now() - t0;
+    assert.is(full.status, 204, full.body);
+    assert.is(statSync(files.base.mem).size, 128 * MiB, 'the memory file holds all guest RAM');
+    await api.request('PATCH', '/vm', { state: 'Resumed' });
+    await pollUntil(() => Math.max(...counts(a.console)) > beforeFull, 30_000, () => `A did not run on after the Full snapshot${a.tail()}`, 50);
+    assert.is(await ask(a, 'CHANGED', '$(echo CHANGE_C1 > /mnt/s/change; cat /mnt/s/change)'), 'CHANGE_C1');
+    await api.request('PATCH', '/vm', { state: 'Paused' });
+    const beforeDiff = Math.max(...counts(a.console));
+    t0 = performance.now();
+    const diff = await api.request('PUT', '/snapshot/create', { snapshot_type: 'Diff', snapshot_path: files.diff.state, mem_file_path: files.diff.mem });
+    const diffMs = performance.now() - t0;
+    assert.is(diff.status, 204, diff.body);
+    const diffBlocks = statSync(files.diff.mem).blocks * 512;
+    assert.ok(diffBlocks < 64 * MiB, `the Diff holds only dirty pages (${diffBlocks} bytes allocated of 128 MiB)`);
+    await a.kill();
+    console.log(`\n    snapshot create: Full ${fullMs.toFixed(0)} ms, Diff ${diffMs.toFixed(0)} ms (${(diffBlocks / MiB).toFixed(1)} MiB of dirty pages)`);
+
+    // --- B: base, File backend ---
+    const b = proc('b');
+    const loadMs = await load(b, { snapshot_path: files.base.state, mem_backend: { backend_type: 'File', backend_path: files.base.mem }, resume_vm: true });
+    await countsOn(b, beforeFull);
+    assert.is(await ask(b, 'SECRET_AFTER', '$(cat /mnt/s/secret)'), secret, 'the tmpfs secret survived the snapshot');
+    assert.is(await ask(b, 'CHANGE_B', '$(cat /mnt/s/change 2>/dev/null || echo none)'), 'none', 'the base predates the change');
+    assert.is(await ask(b, 'WROTE', '$(echo RESTORED_WRITE_OK | dd of=/dev/vda bs=512 count=1 conv=sync oflag=direct 2>/dev/null; echo $?)'), '0');
+    assert.is(readFileSync(image).subarray(0, 18).toString(), 'RESTORED_WRITE_OK\n', 'the write after restore is in the image');
+    b.type('reboot -f');
+    assert.is(await withTimeout(b.exit, 60_000, `B did not exit on the guest's reboot${b.tail()}`), 0);
+    console.log(`    restore (File): load ${loadMs.toFixed(0)} ms; counter went on from ${beforeFull}; secret and drive write checked`);
+
+    // --- C: the Diff rebased onto a copy of the base ---
+    copyFileSync(files.base.mem, files.rebased);
+    const rebase = spawnSync(process.execPath, [resolve('bin/snapshot-editor.js'), 'edit-memory', 'rebase', '--memory-path', files.rebased, '--diff-path', files.diff.mem], { encoding: 'utf8' });
+    assert.is(rebase.status, 0, `snapshot-editor: ${rebase.stderr}`);
+    const c = proc('c');
+    await load(c, { snapshot_path: files.diff.state, mem_backend: { backend_type: 'File', backend_path: files.rebased }, resume_vm: true });
+    await countsOn(c, beforeDiff);
+    assert.is(await ask(c, 'CHANGE_C', '$(cat /mnt/s/change)'), 'CHANGE_C1', 'the change made between Full and Diff is in the rebased memory');
+    assert.is(await ask(c, 'SECRET_C', '$(cat /mnt/s/secret)'), secret);
+    await c.kill();
+
+    // --- D: Uffd backend with the example handler ---
+    const uffdSock = join(dir, 'uffd.sock');
+    const handler = spawn(process.execPath, [resolve('dist/examples/uffd/handler.js'), uffdSock, files.base.mem], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let handlerOut = '';
+    handler.stdout!.on('data', (x: Buffer) => { handlerOut += x.toString(); });
+    handler.stderr!.on('data', (x: Buffer) => { handlerOut += x.toString(); });
+    const handlerExit = new Promise<number | null>((r) => handler.on('exit', (code) => r(code)));
+    try {
+      await pollUntil(() => handlerOut.includes('listening') || statSafe(uffdSock), 30_000, () => `the uffd handler did not listen: ${handlerOut}`, 50);
+      const d = proc('d');
+      const uffdMs = await load(d, { snapshot_path: files.base.state, mem_backend: { backend_type: 'Uffd', backend_path: uffdSock }, resume_vm: true });
+      await countsOn(d, beforeFull);
+      assert.is(await ask(d, 'SECRET_D', '$(cat /mnt/s/secret)'), secret, 'the secret, paged in by the handler');
+      await d.kill();
+      const code = await withTimeout(handlerExit, 30_000, `the handler did not exit after the VMM: ${handlerOut}`);
+      assert.is(code, 0, handlerOut);
+      console.log(`    restore (Uffd): load ${uffdMs.toFixed(0)} ms; handler: ${handlerOut.trim().split('\n').pop()}`);
+    } finally {
+      if (handler.exitCode === null) handler.kill('SIGKILL');
+    }
+
+    // --- ten clones of the base ---
+    const N = 10;
+    const clones = Array.from({ length: N }, (_, i) => proc(`clone${i}`));
+    await Promise.all(clones.map(async (p, i) => {
+      const copy = join(dir, `clone${i}.img`);
+      copyFileSync(image, copy);
+      await load(p, { snapshot_path: files.base.state, mem_backend: { backend_type: 'File', backend_path: files.base.mem }, resume_vm: false });
+      const cApi = await p.api();
+      const patch = await cApi.request('PATCH', '/drives/data', { drive_id: 'data', path_on_host: copy });
+      assert.is(patch.status, 204, patch.body);
+      const resumed = await cApi.request('PATCH', '/vm', { state: 'Resumed' });
+      assert.is(resumed.status, 204, resumed.body);
+    }));
+    await Promise.all(clones.map((p) => countsOn(p, beforeFull)));
+    await Promise.all(clones.map(async (p, i) => {
+      assert.is(await ask(p, 'CLONE', `$(echo CLONE_${i} | dd of=/dev/vda bs=512 count=1 conv=sync oflag=direct 2>/dev/null; echo ok)`), 'ok');
+    }));
+    clones.forEach((_, i) => assert.is(readFileSync(join(dir, `clone${i}.img`)).subarray(0, 8).toString(), `CLONE_${i}\n`.slice(0, 8), `clone ${i} wrote its own drive copy`));
+    const maps = clones.map((p) => mappingUsage(p.child.pid!, files.base.mem));
+    const rss = maps.reduce((n, m) => n + m.rss, 0);
+    const pss = maps.reduce((n, m) => n + m.pss, 0);
+    const priv = maps.reduce((n, m) => n + m.privateDirty, 0);
+    console.log(`    ${N} clones of a 128 MiB guest: guest RAM mapped from the memory file ${(rss / MiB).toFixed(1)} MiB resident summed over the clones, ` +
+      `${(pss / MiB).toFixed(1)} MiB proportional (shared pages counted once), ${(priv / MiB).toFixed(1)} MiB copied on write; ` +
+      `one clone maps ${(maps[0]!.rss / MiB).toFixed(1)} MiB`);
+    assert.ok(rss > 0, 'the clones read guest RAM from the memory file');
+    assert.ok(pss < rss / 3, `the clones share the pages they read (proportional ${pss} vs resident ${rss})`);
+    assert.ok(pss + priv < N * 128 * MiB / 4, 'ten clones take far less than ten guests\' RAM');
+  } finally {
+    await Promise.all(procs.map((p) => p.kill()));
+  }
+});
+
+function statSafe(p: string): boolean {
+  try {
+    statSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Rss, Pss and Private_Dirty (bytes) of the mappings of `path` in process `pid` (/proc/pid/smaps). */
+function mappingUsage(pid: number, path: string): { rss: number; pss: number; privateDirty: number } {
+  const out = { rss: 0, pss: 0, privateDirty: 0 };
+  let inside = false;
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      inside = head[1] === path;
+      continue;
+    }
+    if (!inside) continue;
+    const kb = (name: string): number => { const m = new RegExp(`^${name}:\\s+(\\d+) kB`).exec(line); return m ? Number(m[1]) * 1024 : 0; };
+    out.rss += kb('Rss');
+    out.pss += kb('Pss');
+    out.privateDirty += kb('Private_Dirty');
+  }
+  return out;
+}
+
+test.run();
