@@ -22,7 +22,8 @@ export class KindlingProc {
   private stderr = '';
   private readonly stdinFd: number;
 
-  constructor(dir: string, name: string, extraArgs: string[] = []) {
+  /** `prefix`: a command the VMM runs under, e.g. `ip netns exec <ns>` (its TAPs live there). */
+  constructor(dir: string, name: string, extraArgs: string[] = [], prefix: string[] = []) {
     this.sock = join(dir, `${name}.sock`);
     this.logPath = join(dir, `${name}.log`);
     const fifo = join(dir, `${name}.stdin`);
@@ -30,7 +31,9 @@ export class KindlingProc {
     if (made.status !== 0) throw new Error(`mkfifo ${fifo}: ${made.stderr}`);
     // O_RDWR: opening a FIFO for both ends never blocks, and the write end stays open.
     this.stdinFd = openSync(fifo, 'r+');
-    this.child = spawn(process.execPath, [BIN, '--api-sock', this.sock, '--id', name, '--log-path', this.logPath, ...extraArgs], { stdio: [this.stdinFd, 'pipe', 'pipe'] });
+    const argv = [process.execPath, BIN, '--api-sock', this.sock, '--id', name, '--log-path', this.logPath, ...extraArgs];
+    const [cmd, ...args] = [...prefix, ...argv];
+    this.child = spawn(cmd!, args, { stdio: [this.stdinFd, 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (b: Buffer) => { this.console += b.toString(); });
     this.child.stderr!.on('data', (b: Buffer) => { this.stderr += b.toString(); });
     this.exit = new Promise((r) => this.child.on('exit', (code) => r(code)));

@@ -42,11 +42,14 @@ export class NetNs {
     try { ip('netns', 'del', this.name); } catch { /* none left over: the usual case */ }
     ip('netns', 'add', this.name);
     ip('-n', this.name, 'link', 'set', 'lo', 'up');
-    for (const [tap, addr] of taps) {
-      ip('-n', this.name, 'tuntap', 'add', 'dev', tap, 'mode', 'tap');
-      ip('-n', this.name, 'addr', 'add', `${addr}/30`, 'dev', tap);
-      ip('-n', this.name, 'link', 'set', tap, 'up');
-    }
+    for (const [tap, addr] of taps) this.addTap(tap, addr);
+  }
+
+  /** Adds a TAP with host address `addr` (a /30), up. */
+  addTap(tap: string, addr: string): void {
+    ip('-n', this.name, 'tuntap', 'add', 'dev', tap, 'mode', 'tap');
+    ip('-n', this.name, 'addr', 'add', `${addr}/30`, 'dev', tap);
+    ip('-n', this.name, 'link', 'set', tap, 'up');
   }
 
   /** `ip netns exec` arguments that run `args` inside. */

@@ -3,12 +3,14 @@
  * processes driven over their API sockets, one boot of the minimal kernel for everything.
  *
  * The guest (script on a read-only drive) keeps a random secret in a tmpfs, then counts on its
- * console once a second and runs any line typed on the console. Process A boots it with
+ * console once a second (a background loop) and runs any line typed on the console (a
+ * blocking `read`: busybox's `read -t` drops what it read of a line when its timeout ends). Process A boots it with
  * track_dirty_pages, is paused, takes a Full snapshot (base), runs on, writes a change into
  * the tmpfs, is paused again and takes a Diff; then A is killed. Fresh processes then load:
- *  - B: base, File backend, resume_vm: the counter goes on from where A was (no reboot), the
- *    secret reads back, the change is not there, and a write to the data drive lands in the
- *    image file;
+ *  - B: base, File backend, resume_vm, its network interface moved to another TAP
+ *    (network_overrides): the counter goes on from where A was (no reboot), the secret reads
+ *    back, the change is not there, a write to the data drive lands in the image file, and the
+ *    guest pings the host through the new TAP;
  *  - C: the Diff rebased onto a copy of the base with bin/snapshot-editor: the change is there;
  *  - D: base through the Uffd backend and the example page-fault handler;
  *  - ten clones of the base at once, each resumed on its own copy of the data drive: all run,
@@ -24,19 +26,19 @@ import { join, resolve } from 'node:path';
 import { fixture, testBootArgs, withTimeout } from '../helpers/guest.js';
 import { KindlingProc } from '../helpers/kindling-proc.js';
 import { pollUntil } from '../helpers/poll.js';
+import { NetNs, ip } from '../helpers/netns.js';
 
 const MiB = 1024 * 1024;
 const dir = mkdtempSync(join(tmpdir(), 'kindling-snap-'));
+const HOST = '169.254.0.1';
+const GUEST = '169.254.0.2';
 const SCRIPT = `
+ip link set eth0 up; ip addr add ${GUEST}/30 dev eth0
 mkdir -p /mnt/s && mount -t tmpfs tmpfs /mnt/s
 head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' > /mnt/s/secret
 echo "SECRET $(cat /mnt/s/secret)"
-i=0
-while true; do
-  echo "COUNT $i"
-  i=$((i+1))
-  if read -t 1 cmd; then eval "$cmd"; fi
-done
+(i=0; while true; do echo "COUNT $i"; i=$((i+1)); sleep 1; done) &
+while read -r cmd; do eval "$cmd"; done
 `;
 const image = join(dir, 'data.img');
 const script = join(dir, 'script.img');
@@ -45,9 +47,11 @@ const files = {
   diff: { state: join(dir, 'diff.state'), mem: join(dir, 'diff.mem') },
   rebased: join(dir, 'rebased.mem'),
 };
+const ns = new NetNs('kindling-snap');
 const procs: KindlingProc[] = [];
+/** A VMM in the test's network namespace, where its TAPs are. */
 const proc = (name: string): KindlingProc => {
-  const p = new KindlingProc(dir, name);
+  const p = new KindlingProc(dir, name, [], ['ip', ...ns.exec()]);
   procs.push(p);
   return p;
 };
@@ -84,6 +88,7 @@ test('Full, Diff + rebase, Uffd and ten clones, each restored in a fresh process
   const fd = openSync(image, 'w');
   ftruncateSync(fd, 4 * MiB);
   closeSync(fd);
+  ns.create([['tapa', HOST]]);
   try {
     // --- A: boot, Full, change, Diff ---
     const a = proc('a');
@@ -92,6 +97,7 @@ test('Full, Diff + rebase, Uffd and ten clones, each restored in a fresh process
     await api.putMachineConfig({ vcpu_count: 1, mem_size_mib: 128, track_dirty_pages: true });
     await api.putDrive({ drive_id: 'data', is_root_device: false, path_on_host: image });
     await api.putDrive({ drive_id: 'script', is_root_device: false, path_on_host: script, is_read_only: true });
+    await api.putNetworkInterface({ iface_id: 'eth0', host_dev_name: 'tapa', guest_mac: '06:00:a9:fe:00:02' });
     await api.instanceStart();
     const secret = (await a.waitConsole(/SECRET ([0-9a-f]{32})\r?\n/, 240_000))[1]!;
     await pollUntil(() => counts(a.console).length >= 3, 60_000, () => `A's counter did not run${a.tail()}`, 50);
@@ -119,16 +125,23 @@ test('Full, Diff + rebase, Uffd and ten clones, each restored in a fresh process
     const diffBlocks = statSync(files.diff.mem).blocks * 512;
     assert.ok(diffBlocks < 64 * MiB, `the Diff holds only dirty pages (${diffBlocks} bytes allocated of 128 MiB)`);
     await a.kill();
+    // B gets the network on another TAP (network_overrides) with the same host address.
+    ip('-n', ns.name, 'link', 'del', 'tapa');
+    ns.addTap('tapb', HOST);
     console.log(`\n    snapshot create: Full ${fullMs.toFixed(0)} ms, Diff ${diffMs.toFixed(0)} ms (${(diffBlocks / MiB).toFixed(1)} MiB of dirty pages)`);
 
     // --- B: base, File backend ---
     const b = proc('b');
-    const loadMs = await load(b, { snapshot_path: files.base.state, mem_backend: { backend_type: 'File', backend_path: files.base.mem }, resume_vm: true });
+    const loadMs = await load(b, {
+      snapshot_path: files.base.state, mem_backend: { backend_type: 'File', backend_path: files.base.mem }, resume_vm: true,
+      network_overrides: [{ iface_id: 'eth0', host_dev_name: 'tapb' }],
+    });
     await countsOn(b, beforeFull);
     assert.is(await ask(b, 'SECRET_AFTER', '$(cat /mnt/s/secret)'), secret, 'the tmpfs secret survived the snapshot');
     assert.is(await ask(b, 'CHANGE_B', '$(cat /mnt/s/change 2>/dev/null || echo none)'), 'none', 'the base predates the change');
     assert.is(await ask(b, 'WROTE', '$(echo RESTORED_WRITE_OK | dd of=/dev/vda bs=512 count=1 conv=sync oflag=direct 2>/dev/null; echo $?)'), '0');
     assert.is(readFileSync(image).subarray(0, 18).toString(), 'RESTORED_WRITE_OK\n', 'the write after restore is in the image');
+    assert.is(await ask(b, 'PING', `$(ping -c 2 -W 5 ${HOST} >/dev/null 2>&1; echo $?)`), '0', 'the restored virtio-net reaches the host through the overriding TAP');
     b.type('reboot -f');
     assert.is(await withTimeout(b.exit, 60_000, `B did not exit on the guest's reboot${b.tail()}`), 0);
     console.log(`    restore (File): load ${loadMs.toFixed(0)} ms; counter went on from ${beforeFull}; secret and drive write checked`);
@@ -138,7 +151,7 @@ test('Full, Diff + rebase, Uffd and ten clones, each restored in a fresh process
     const rebase = spawnSync(process.execPath, [resolve('bin/snapshot-editor.js'), 'edit-memory', 'rebase', '--memory-path', files.rebased, '--diff-path', files.diff.mem], { encoding: 'utf8' });
     assert.is(rebase.status, 0, `snapshot-editor: ${rebase.stderr}`);
     const c = proc('c');
-    await load(c, { snapshot_path: files.diff.state, mem_backend: { backend_type: 'File', backend_path: files.rebased }, resume_vm: true });
+    await load(c, { snapshot_path: files.diff.state, mem_backend: { backend_type: 'File', backend_path: files.rebased }, resume_vm: true, network_overrides: [{ iface_id: 'eth0', host_dev_name: 'tapc' }] });
     await countsOn(c, beforeDiff);
     assert.is(await ask(c, 'CHANGE_C', '$(cat /mnt/s/change)'), 'CHANGE_C1', 'the change made between Full and Diff is in the rebased memory');
     assert.is(await ask(c, 'SECRET_C', '$(cat /mnt/s/secret)'), secret);
@@ -154,7 +167,7 @@ test('Full, Diff + rebase, Uffd and ten clones, each restored in a fresh process
     try {
       await pollUntil(() => handlerOut.includes('listening') || statSafe(uffdSock), 30_000, () => `the uffd handler did not listen: ${handlerOut}`, 50);
       const d = proc('d');
-      const uffdMs = await load(d, { snapshot_path: files.base.state, mem_backend: { backend_type: 'Uffd', backend_path: uffdSock }, resume_vm: true });
+      const uffdMs = await load(d, { snapshot_path: files.base.state, mem_backend: { backend_type: 'Uffd', backend_path: uffdSock }, resume_vm: true, network_overrides: [{ iface_id: 'eth0', host_dev_name: 'tapd' }] });
       await countsOn(d, beforeFull);
       assert.is(await ask(d, 'SECRET_D', '$(cat /mnt/s/secret)'), secret, 'the secret, paged in by the handler');
       await d.kill();
@@ -171,7 +184,7 @@ test('Full, Diff + rebase, Uffd and ten clones, each restored in a fresh process
     await Promise.all(clones.map(async (p, i) => {
       const copy = join(dir, `clone${i}.img`);
       copyFileSync(image, copy);
-      await load(p, { snapshot_path: files.base.state, mem_backend: { backend_type: 'File', backend_path: files.base.mem }, resume_vm: false });
+      await load(p, { snapshot_path: files.base.state, mem_backend: { backend_type: 'File', backend_path: files.base.mem }, resume_vm: false, network_overrides: [{ iface_id: 'eth0', host_dev_name: `tapk${i}` }] });
       const cApi = await p.api();
       const patch = await cApi.request('PATCH', '/drives/data', { drive_id: 'data', path_on_host: copy });
       assert.is(patch.status, 204, patch.body);
@@ -195,6 +208,7 @@ test('Full, Diff + rebase, Uffd and ten clones, each restored in a fresh process
     assert.ok(pss + priv < N * 128 * MiB / 4, 'ten clones take far less than ten guests\' RAM');
   } finally {
     await Promise.all(procs.map((p) => p.kill()));
+    ns.remove();
   }
 });
 
