@@ -17,7 +17,8 @@ import type { VcpuFd } from '../kvm/vcpu-fd.js';
 import { KVM_MEM_LOG_DIRTY_PAGES } from '../kvm/constants.js';
 import { HostGuestMemory } from '../memory/host-memory.js';
 import { Userfaultfd, memoryFileRegions, sendUffdHandshake } from '../memory/uffd.js';
-import { KVM_TSS_ADDRESS, MiB, ramRanges } from '../arch/x86_64/layout.js';
+import { KVM_TSS_ADDRESS, MiB, VMGENID_MEM_SIZE, interruptLayout, ramRanges } from '../arch/x86_64/layout.js';
+import { randomBytes } from 'node:crypto';
 import { restoreVcpuState, restoreVmState } from '../arch/x86_64/kvm-state.js';
 import { VcpuHandle, vcpuThreadName } from '../actors/vcpu/handle.js';
 import { VM_CONTROL_SLOTS, VM_SLOT } from '../actors/vcpu/protocol.js';
@@ -30,7 +31,8 @@ import type { MmdsDataStore } from '../config/mmds-data.js';
 import { decodeStateFile } from '../snapshot/state-file.js';
 import type { MicrovmState } from '../snapshot/microvm-state.js';
 import { createHostDevices } from './host-devices.js';
-import { planVirtioDevices, spawnAll, spawnVirtioDevices } from './virtio-devices.js';
+import { placements, planVirtioDevices, spawnAll, spawnVirtioDevices } from './virtio-devices.js';
+import { acpiDevicesPlan, newGeneration } from '../arch/x86_64/acpi/index.js';
 import { Vmm } from './vmm.js';
 import type { VmHostOptions } from './builder.js';
 
@@ -192,6 +194,7 @@ export async function restoreMicroVm(params: LoadSnapshotParams, host: VmHostOpt
       if (refused.length) host.log('warn', `vCPU ${i}: KVM refused ${refused.length} saved MSRs: ${refused.map((x) => `0x${x.toString(16)}`).join(', ')}`);
     });
 
+    const plan = planVirtioDevices(config);
     const outPath = config.serial.serial_out_path;
     const devices = createDeviceManager(() => createHostDevices({
       vm, serial: outPath !== null ? { kind: 'file', path: outPath } : { kind: host.console }, stdin: host.stdin ?? false,
@@ -199,12 +202,14 @@ export async function restoreMicroVm(params: LoadSnapshotParams, host: VmHostOpt
     }));
     let virtio: Awaited<ReturnType<typeof spawnVirtioDevices>>;
     try {
-      virtio = await spawnVirtioDevices(planVirtioDevices(config), vm, mem.describe(), host.log, state.devices);
+      virtio = await spawnVirtioDevices(plan, vm, mem.describe(), host.log, state.devices);
     } catch (e) {
       await devices.close();
       throw restoreError(`Failed to build microVM from snapshot: Cannot restore devices: ${(e as Error).message}`, e);
     }
     const { blocks, nets, vsock, entropy } = virtio;
+    const irqs = interruptLayout(placements(plan).length);
+    if (irqs) newGeneration(mem, acpiDevicesPlan(irqs), randomBytes(VMGENID_MEM_SIZE), (gsi) => { vm.irqLine(gsi, 1); vm.irqLine(gsi, 0); });
     const singles = [...(vsock ? [vsock] : []), ...(entropy ? [entropy] : [])];
     devices.manifest.push(...blocks.map((b) => b.manifest), ...nets.map((n) => n.manifest), ...singles.map((d) => d.manifest));
     const vmControl = new Int32Array(new SharedArrayBuffer(VM_CONTROL_SLOTS * 4));

@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { arrayGuestMemory, type GuestMemory } from '../../src/memory/guest-memory.js';
 import { AcpiError } from '../../src/errors.js';
 import { writeMptable } from '../../src/arch/x86_64/mptable.js';
-import { acpiDevicesPlan, writeAcpiDeviceData, writeAcpiTables, type AcpiLayout } from '../../src/arch/x86_64/acpi/index.js';
+import { acpiDevicesPlan, newGeneration, writeAcpiDeviceData, writeAcpiTables, type AcpiLayout } from '../../src/arch/x86_64/acpi/index.js';
 import { interruptLayout, VMCLOCK_ADDR, VMGENID_ADDR } from '../../src/arch/x86_64/layout.js';
 import { eisaId, eisaIdValue, integer, namePath, pkgLength, resourceTemplate, string, memory32Fixed, interrupt, ioPort } from '../../src/arch/x86_64/acpi/aml.js';
 
@@ -454,6 +454,19 @@ test('the devices\' data in guest memory: the generation id at ADDR, the initial
   assert.is(abi.getUint8(34), 0, 'clock_status: unknown');
   assert.is(abi.getBigUint64(104, true), 0n, 'vm_generation_counter');
   assert.throws(() => writeAcpiDeviceData(mem, plan, new Uint8Array(8)), isA(AcpiError));
+});
+
+test('a restore is a new generation: a new id at ADDR, then one pulse on the VMGenID GSI', () => {
+  const mem = arrayGuestMemory([{ gpa: 0, size: 0x100000 }]);
+  const plan = acpiDevicesPlan({ vmgenid: 6, vmclock: 7 });
+  writeAcpiDeviceData(mem, plan, new Uint8Array(16).fill(1));
+  const pulses: number[] = [];
+  const next = Uint8Array.from({ length: 16 }, (_, i) => 0x40 + i);
+  newGeneration(mem, plan, next, (gsi) => pulses.push(gsi));
+  assert.equal(bytes(mem, 0xdfff0, 16), next);
+  assert.equal(pulses, [6], 'the VMGenID line, which the GED turns into Notify(VGEN, 0x80)');
+  assert.throws(() => newGeneration(mem, plan, new Uint8Array(4), () => pulses.push(-1)), isA(AcpiError));
+  assert.equal(pulses, [6], 'no pulse for a refused id');
 });
 
 test.run();

@@ -5,7 +5,8 @@
  * - VMGenID (`_SB_.VGEN`, _HID "VMGENCTR"; Microsoft's "Virtual Machine Generation ID"
  *   specification): a 128-bit random value in guest memory at ADDR, different for every VM
  *   Firecracker creates. Linux's vmgenid driver (drivers/virt/vmgenid.c) reads it and feeds it
- *   to the RNG, and re-reads it on a notify (a snapshot restore; Kindling has none yet).
+ *   to the RNG, and re-reads it on a notify: a snapshot restore writes a new one and raises
+ *   the GED interrupt (`newGeneration`), so clones of one snapshot do not share RNG state.
  * - VMClock (`_SB_.VCLK`, _HID "AMZNC10C"): a page holding `struct vmclock_abi` (Linux
  *   include/uapi/linux/vmclock-abi.h) in its initial state: magic, size, version 1, no counter,
  *   status unknown, flags "VM generation counter present | notification present".
@@ -13,8 +14,8 @@
  *   method that notifies (0x80) the device whose GSI fired.
  *
  * Each takes a GSI after the virtio devices (layout.ts `interruptLayout`) and memory at the top
- * of the system region (VMGENID_ADDR, VMCLOCK_ADDR). Nothing raises those interrupts before a
- * snapshot restore exists, so no irqfd is registered for them.
+ * of the system region (VMGENID_ADDR, VMCLOCK_ADDR). Only a snapshot restore raises the
+ * VMGenID interrupt, once, from the main thread, so no irqfd is registered for them.
  */
 import { AcpiError } from '../../../errors.js';
 import { must, type GuestMemory } from '../../../memory/guest-memory.js';
@@ -119,4 +120,16 @@ export function writeAcpiDeviceData(mem: GuestMemory, plan: AcpiDevicesPlan, gen
   v.setBigUint64(VMCLOCK_ABI.FLAGS_OFFSET, VMCLOCK_FLAG_VM_GEN_COUNTER_PRESENT | VMCLOCK_FLAG_NOTIFICATION_PRESENT, true);
   abi[VMCLOCK_ABI.CLOCK_STATUS_OFFSET] = VMCLOCK_STATUS_UNKNOWN;
   must(mem.write(plan.vmclock.addr, abi));
+}
+
+/**
+ * A restored VM is a new generation (Firecracker devices/acpi/vmgenid.rs, used at restore by
+ * device_manager/acpi.rs): a fresh 128-bit id in guest memory, then one edge on the VMGenID
+ * GSI, which the GED's _EVT turns into Notify(VGEN, 0x80); Linux's vmgenid driver then
+ * re-reads the id and reseeds its RNG.
+ */
+export function newGeneration(mem: GuestMemory, plan: AcpiDevicesPlan, generationId: Uint8Array, pulse: (gsi: number) => void): void {
+  if (generationId.length !== VMGENID_MEM_SIZE) throw new AcpiError(`a VMGenID generation id has ${VMGENID_MEM_SIZE} bytes, not ${generationId.length}`);
+  must(mem.write(plan.vmgenid.addr, generationId));
+  pulse(plan.vmgenid.gsi);
 }

@@ -19,7 +19,7 @@ import type { AcpiDevicesPlan } from './acpi-devices.js';
 import { buildDsdt, buildFadt, buildMadt, buildMcfg, buildRsdp, buildXsdt } from './tables.js';
 
 export type { VirtioMmioAcpiDevice } from './dsdt.js';
-export { acpiDevicesPlan, writeAcpiDeviceData, type AcpiDevicesPlan } from './acpi-devices.js';
+export { acpiDevicesPlan, newGeneration, writeAcpiDeviceData, type AcpiDevicesPlan } from './acpi-devices.js';
 
 /** What the ACPI tables describe, and where they may start. */
 export interface AcpiConfig {
