@@ -39,10 +39,24 @@ export class KindlingProc {
     this.exit = new Promise((r) => this.child.on('exit', (code) => r(code)));
   }
 
-  /** The API client, once the socket exists. */
+  /**
+   * The API client, once the server accepts: the socket file appears at bind(), a moment
+   * before listen(), and a connect in between is refused (seen with ten VMMs starting at once).
+   */
   async api(ms = 60_000): Promise<FirecrackerClient> {
+    const deadline = performance.now() + ms;
     await pollUntil(() => existsSync(this.sock), ms, () => `the API socket of ${this.sock} did not appear${this.tail()}`, 50);
-    return new FirecrackerClient(this.sock);
+    const client = new FirecrackerClient(this.sock);
+    for (;;) {
+      try {
+        await client.request('GET', '/');
+        return client;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code ?? ((e as { cause?: NodeJS.ErrnoException }).cause)?.code;
+        if (code !== 'ECONNREFUSED' || performance.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
   }
 
   /** Types a line into the guest's console. */
