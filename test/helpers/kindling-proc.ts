@@ -46,7 +46,8 @@ export class KindlingProc {
   async api(ms = 60_000): Promise<FirecrackerClient> {
     const deadline = performance.now() + ms;
     await pollUntil(() => existsSync(this.sock), ms, () => `the API socket of ${this.sock} did not appear${this.tail()}`, 50);
-    const client = new FirecrackerClient(this.sock);
+    // Replies can take long in the nested sandbox (ten restores at once on two emulated CPUs).
+    const client = new FirecrackerClient(this.sock, { headersTimeout: 180_000, bodyTimeout: 180_000 });
     for (;;) {
       try {
         await client.request('GET', '/');
