@@ -21,11 +21,13 @@ export class KindlingProc {
   readonly exit: Promise<number | null>;
   private stderr = '';
   private readonly stdinFd: number;
+  private readonly prefixed: boolean;
 
   /** `prefix`: a command the VMM runs under, e.g. `ip netns exec <ns>` (its TAPs live there). */
   constructor(dir: string, name: string, extraArgs: string[] = [], prefix: string[] = []) {
     this.sock = join(dir, `${name}.sock`);
     this.logPath = join(dir, `${name}.log`);
+    this.prefixed = prefix.length > 0;
     const fifo = join(dir, `${name}.stdin`);
     const made = spawnSync('mkfifo', [fifo]);
     if (made.status !== 0) throw new Error(`mkfifo ${fifo}: ${made.stderr}`);
@@ -58,6 +60,18 @@ export class KindlingProc {
         await new Promise((r) => setTimeout(r, 50));
       }
     }
+  }
+
+  /**
+   * The VMM's own pid: `ip netns exec` forks the command rather than exec it, so under a
+   * prefix the VMM is the child's child.
+   */
+  vmmPid(): number {
+    const pid = this.child.pid!;
+    if (!this.prefixed) return pid;
+    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    if (kids.length !== 1) throw new Error(`expected one VMM under ${pid}, found ${kids.join(',') || 'none'}`);
+    return kids[0]!;
   }
 
   /** Types a line into the guest's console. */

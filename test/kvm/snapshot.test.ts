@@ -196,7 +196,7 @@ test('Full, Diff + rebase, Uffd and ten clones, each restored in a fresh process
       assert.is(await ask(p, 'CLONE', `$(echo CLONE_${i} | dd of=/dev/vda bs=512 count=1 conv=sync oflag=direct 2>/dev/null; echo ok)`), 'ok');
     }));
     clones.forEach((_, i) => assert.is(readFileSync(join(dir, `clone${i}.img`)).subarray(0, 8).toString(), `CLONE_${i}\n`.slice(0, 8), `clone ${i} wrote its own drive copy`));
-    const maps = clones.map((p) => mappingUsage(p.child.pid!, files.base.mem));
+    const maps = clones.map((p) => mappingUsage(p.vmmPid(), files.base.mem));
     const rss = maps.reduce((n, m) => n + m.rss, 0);
     const pss = maps.reduce((n, m) => n + m.pss, 0);
     const priv = maps.reduce((n, m) => n + m.privateDirty, 0);
