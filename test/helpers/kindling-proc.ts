@@ -63,15 +63,15 @@ export class KindlingProc {
   }
 
   /**
-   * The VMM's own pid: `ip netns exec` forks the command rather than exec it, so under a
-   * prefix the VMM is the child's child.
+   * The VMM's own pid: `ip netns exec` execs the command in place on some iproute2 versions
+   * and forks it on others (then the VMM is the child's only child).
    */
   vmmPid(): number {
     const pid = this.child.pid!;
     if (!this.prefixed) return pid;
     const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-    if (kids.length !== 1) throw new Error(`expected one VMM under ${pid}, found ${kids.join(',') || 'none'}`);
-    return kids[0]!;
+    if (kids.length > 1) throw new Error(`expected at most one process under ${pid}, found ${kids.join(',')}`);
+    return kids[0] ?? pid;
   }
 
   /** Types a line into the guest's console. */
