@@ -206,7 +206,7 @@ async function create(side: Side, spec: VmSpec, ctx: RunContext, dir: string, ru
       qmp = await Qmp.open(qmpPath, 30_000);
       await qmp.cmd('stop');
       // The default 128 MiB/s cap would time the throttle, not the save (libvirt lifts it too).
-      await qmp.cmd('migrate-set-parameters', { 'max-bandwidth': 1 << 40 });
+      await qmp.cmd('migrate-set-parameters', { 'max-bandwidth': 2 ** 40 });
       const t0 = process.hrtime.bigint();
       await qmp.cmd('migrate', { uri: `exec:cat > ${saved.mem}` });
       for (;;) {
