@@ -209,7 +209,8 @@ async function create(side: Side, spec: VmSpec, ctx: RunContext, dir: string, ru
       await qmp.cmd('migrate-set-parameters', { 'max-bandwidth': 2 ** 40 });
       const t0 = process.hrtime.bigint();
       await qmp.cmd('migrate', { uri: `exec:cat > ${saved.mem}` });
-      for (;;) {
+      for (const until = performance.now() + ctx.timeoutMs; ;) {
+        if (performance.now() > until) throw new Error('QEMU migrate did not complete in time');
         const s = (await qmp.cmd('query-migrate')) as { status?: string; 'error-desc'?: string };
         if (s.status === 'completed') break;
         if (s.status === 'failed' || s.status === 'cancelled') throw new Error(`QEMU migrate ${s.status}: ${s['error-desc'] ?? ''}`);
@@ -259,7 +260,8 @@ async function restore(side: Side, spec: VmSpec, saved: Saved, ctx: RunContext, 
     await qmp.cmd('migrate-incoming', { uri: `exec:cat ${saved.mem}` });
     // The source was stopped, and QEMU carries that run state over (global state): like
     // libvirt, `cont` once the incoming side has left `inmigrate` (resume_vm on Kindling's).
-    for (;;) {
+    for (const until = performance.now() + ctx.timeoutMs; ;) {
+      if (performance.now() > until) throw new Error('QEMU stayed inmigrate');
       const st = ((await qmp.cmd('query-status')) as { status?: string }).status;
       if (st === 'running') break;
       if (st !== 'inmigrate') {
