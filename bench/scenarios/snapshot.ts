@@ -24,7 +24,7 @@
  *            per clone. Kindling maps the memory file MAP_PRIVATE, so clean guest pages are
  *            shared through the page cache; each QEMU reads the stream into its own RAM.
  */
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
@@ -330,6 +330,19 @@ export async function runSnapshot(c: ResultsCollector, base: VmSpec, ctx: RunCon
   }
 }
 
+/** CPU ms so far per thread of a process (`name:ms`), to show which thread of an idle clone is busy. */
+function threadCpu(pid: number): string {
+  try {
+    return readdirSync(`/proc/${pid}/task`).map((t) => {
+      const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      const f = st.replace(/^.*\) /s, '').split(' ');
+      return [/\((.*)\)/s.exec(st)?.[1] ?? t, (Number(f[11]) + Number(f[12])) * 10] as const;
+    }).filter(([, ms]) => ms >= 100).map(([n, ms]) => `${n}:${ms}`).join(' ');
+  } catch {
+    return 'gone';
+  }
+}
+
 /** CPU time (ms, user + system) a process has used so far, from /proc/<pid>/stat. */
 function cpuMs(pid: number): number {
   try {
@@ -358,7 +371,7 @@ async function clones(c: ResultsCollector, side: Side, spec: VmSpec, saved: Save
       up.push(r);
       steps.push({ restoreMs: r.restoreMs, othersCpuMs });
       run.data.steps = steps;
-      log(`snapshot ${side} clone ${i + 1}/${CLONES}: restore → answer ${r.restoreMs.toFixed(0)} ms; the ${i} running clones used ${othersCpuMs.toFixed(0)} ms CPU meanwhile`);
+      log(`snapshot ${side} clone ${i + 1}/${CLONES}: restore → answer ${r.restoreMs.toFixed(0)} ms; the ${i} running clones used ${othersCpuMs.toFixed(0)} ms CPU meanwhile${i ? `; clone 1 by thread: ${threadCpu(up[0]!.vmm.proc.pid)}` : ''}`);
     }
     await sleep(1000);
     const mem = up.map((r) => rollup(r.vmm.proc.pid));
