@@ -112,7 +112,7 @@ async function runGroupInSandbox(runInSandbox, group) {
   const script = [
     sandboxEnvScript(fixtures, {
       KINDLING_BENCH_COMMIT: commit + dirty,
-      ...Object.fromEntries(['KINDLING_BENCH_NET_MIB', 'KINDLING_BENCH_SIDES', 'KINDLING_BENCH_VSOCK_MIB'].filter((k) => process.env[k]).map((k) => [k, process.env[k]])),
+      ...Object.fromEntries(['KINDLING_BENCH_NET_MIB', 'KINDLING_BENCH_SIDES', 'KINDLING_BENCH_VSOCK_MIB', 'KINDLING_BENCH_SNAPSHOT_CLONES'].filter((k) => process.env[k]).map((k) => [k, process.env[k]])),
     }),
     // KVM's statistics: per-VM debugfs counters and the kvm_userspace_exit tracepoint.
     'mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null',

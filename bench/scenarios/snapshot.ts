@@ -36,7 +36,8 @@ import { nsToMs, type BenchResults, type ResultsCollector, type RunRecord, type 
 
 /** Guest sizes compared (MiB). */
 const SIZES = [128, 2048] as const;
-const CLONES = 10;
+/** Clones at once (KINDLING_BENCH_SNAPSHOT_CLONES overrides: the sandbox kernel has died during this step). */
+const CLONES = Number(process.env.KINDLING_BENCH_SNAPSHOT_CLONES ?? 10);
 const ACK = /ACK_P\d+/;
 const GUEST_CMD = '"while read l; do echo ACK_$l; done"';
 
