@@ -16,6 +16,7 @@ import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compareAll, formatRatio, formatSummary, formatValue, SIDES, summarize, verdict, type Comparison, type Summary } from './stats.js';
 import type { BenchResults, RunRecord, Side } from './results.js';
+import { snapshotTargets } from './scenarios/snapshot.js';
 
 /** Colours per side (colour-blind safe pair). */
 export const SIDE_COLOURS: Record<Side, string> = { kindling: '#d95f02', qemu: '#1b9e77' };
@@ -270,6 +271,8 @@ export function renderMarkdown(r: BenchResults, svgName: string, jsonName: strin
   for (const c of losses) lines.push(`- **${c.metric.scenario}: ${c.metric.label}**: ${verdict(c)}.`);
   lines.push('', `Kindling is ahead or level on ${wins.length} of ${both.length} compared metrics.`, '');
   if (oneSided.length) lines.push('## Measured on one side only', '', ...oneSidedTable(oneSided), '');
+  const targets = snapshotTargets(r);
+  if (targets.length) lines.push('## Snapshot targets (issue 16), from the medians', '', ...targets, '');
   const breakdown = exitBreakdown(r);
   if (breakdown.length) lines.push('## Exit breakdown', '', ...breakdown);
   lines.push('## Not measured', '');

@@ -103,7 +103,7 @@ export interface BenchResults {
 }
 
 /** The report's scenario order (metrics are sorted by it, stable within a scenario). */
-export const SCENARIO_ORDER = ['Boot', 'Exits', 'Memory', 'Startup', 'Block', 'Net', 'Vsock'];
+export const SCENARIO_ORDER = ['Boot', 'Exits', 'Memory', 'Startup', 'Block', 'Net', 'Vsock', 'Snapshot'];
 
 /** `metrics` sorted by SCENARIO_ORDER, keeping definition order inside a scenario. */
 export function inScenarioOrder(metrics: MetricResult[]): MetricResult[] {

@@ -8,7 +8,7 @@
  *   node dist/bench/run-inside.js --out results.json [--runs 5] [--only startup,mini,...]
  *
  * Scenario order: startup, minimal kernel 1 vCPU (boot, exits, memory), minimal kernel
- * 2 vCPUs (per-vCPU cost), Debian kernel 1 vCPU, block.
+ * 2 vCPUs (per-vCPU cost), Debian kernel 1 vCPU, block, net, vsock, snapshot.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
@@ -23,6 +23,7 @@ import { defineStartupMetrics, runStartup } from './scenarios/startup.js';
 import { defineBlockMetrics, runBlock } from './scenarios/block.js';
 import { defineNetMetrics, runNet } from './scenarios/net.js';
 import { defineVsockMetrics, runVsock } from './scenarios/vsock.js';
+import { defineSnapshotMetrics, runSnapshot, snapshotTargets } from './scenarios/snapshot.js';
 import { inPlace, stage, type Runtime } from './stage.js';
 import { fixturePath, fixturesDir } from '../scripts/fixtures.mjs';
 
@@ -46,7 +47,7 @@ function parseArgs(argv: readonly string[]): Options {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const out = get('out');
-  if (!out) throw new Error('usage: run-inside.js --out <results.json> [--runs N] [--only startup,mini,mini2,debian,block,net,vsock]');
+  if (!out) throw new Error('usage: run-inside.js --out <results.json> [--runs N] [--only startup,mini,mini2,debian,block,net,vsock,snapshot]');
   const only = get('only');
   return { out: resolve(out), runs: Number(get('runs') ?? 5), only: only ? new Set(only.split(',')) : undefined };
 }
@@ -101,6 +102,7 @@ async function main(): Promise<void> {
   if (want('block')) defineBlockMetrics(c);
   if (want('net')) defineNetMetrics(c);
   if (want('vsock')) defineVsockMetrics(c);
+  if (want('snapshot')) defineSnapshotMetrics(c);
 
   try {
     if (want('startup')) await runStartup(c, base, ctx(60_000), opts.runs, 1, log);
@@ -111,6 +113,10 @@ async function main(): Promise<void> {
     if (want('block')) await runBlock(c, base, ctx(420_000), opts.runs, log);
     if (want('net')) await runNet(c, base, ctx(900_000), opts.runs, log);
     if (want('vsock')) await runVsock(c, base, fx('guest-vsock-initrd.cpio.gz'), ctx(900_000), opts.runs, log);
+    if (want('snapshot')) {
+      await runSnapshot(c, base, ctx(600_000), opts.runs, log);
+      for (const line of snapshotTargets({ metrics: c.metrics() })) log(`snapshot target ${line.slice(2)}`);
+    }
   } finally {
     stats.close();
   }

@@ -9,7 +9,7 @@
  *   3. Copies the results to bench/results/<date>.json and renders <date>.md and <date>.svg
  *      from that file (dist/bench/report.js), then prints the Kindling/QEMU ratios.
  *
- * Flags: --runs N (default 5 per side per scenario), --only startup,mini,mini2,debian,block,net,vsock.
+ * Flags: --runs N (default 5 per side per scenario), --only startup,mini,mini2,debian,block,net,vsock,snapshot.
  * Env: KINDLING_SANDBOX=always|never|auto, KINDLING_QEMU, KINDLING_SANDBOX_KERNEL, KINDLING_CACHE.
  * Another QEMU sandbox on a 2-core machine would distort the numbers: the bench waits until no
  * other QEMU has run for a minute (KINDLING_BENCH_NO_WAIT=1 skips the wait), and during the
@@ -95,7 +95,7 @@ function watchContention() {
  * 50 nested VM runs), and a crash should cost one group and a retry, not the whole bench.
  * mini and mini2 stay together: the per-vCPU cost compares them within one boot.
  */
-const GROUPS = ['startup', 'mini,mini2', 'debian', 'block', 'net', 'vsock'];
+const GROUPS = ['startup', 'mini,mini2', 'debian', 'block', 'net', 'vsock', 'snapshot'];
 const SANDBOX_ATTEMPTS = 2;
 
 /** The groups to run, restricted by --only. */
@@ -112,7 +112,7 @@ async function runGroupInSandbox(runInSandbox, group) {
   const script = [
     sandboxEnvScript(fixtures, {
       KINDLING_BENCH_COMMIT: commit + dirty,
-      ...Object.fromEntries(['KINDLING_BENCH_NET_MIB', 'KINDLING_BENCH_SIDES', 'KINDLING_BENCH_VSOCK_MIB'].filter((k) => process.env[k]).map((k) => [k, process.env[k]])),
+      ...Object.fromEntries(['KINDLING_BENCH_NET_MIB', 'KINDLING_BENCH_SIDES', 'KINDLING_BENCH_VSOCK_MIB', 'KINDLING_BENCH_SNAPSHOT_CLONES'].filter((k) => process.env[k]).map((k) => [k, process.env[k]])),
     }),
     // KVM's statistics: per-VM debugfs counters and the kvm_userspace_exit tracepoint.
     'mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null',

@@ -22,9 +22,10 @@ export class Watched {
   readonly closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private waiters: { re: RegExp; resolve: (r: { ns: bigint; match: RegExpMatchArray }) => void }[] = [];
 
-  constructor(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env) {
+  /** `stdin`: a file descriptor for the child's stdin (the snapshot scenario's console FIFO). */
+  constructor(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env, stdin: number | 'ignore' = 'ignore') {
     this.startNs = process.hrtime.bigint();
-    this.child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    this.child = spawn(cmd, args, { stdio: [stdin, 'pipe', 'pipe'], env });
     this.child.stdout!.on('data', (b: Buffer) => {
       const ns = process.hrtime.bigint();
       this.text += b.toString('utf8');
