@@ -67,6 +67,12 @@ export const SEEK_SET = 0;
 /** A call interrupted by a signal before it did anything: retry it. */
 export const EINTR = koffi.os.errno.EINTR;
 export const SEEK_DATA = 3;
+/** fallocate(2); with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE it frees a file range, which then reads as zeros. */
+export const fallocate = lib.func('int fallocate(int fd, int mode, int64_t off, int64_t len)');
+export const FALLOC_FL_KEEP_SIZE = 0x01;
+export const FALLOC_FL_PUNCH_HOLE = 0x02;
+/** lseek(SEEK_DATA) past the last data extent (asm-generic/errno-base.h). */
+export const ENXIO = 6;
 export const SEEK_HOLE = 4;
 export const eventfd = lib.func('int eventfd(unsigned int initval, int flags)');
 export const read = lib.func('intptr_t read(int fd, _Out_ void *buf, size_t n)');

@@ -43,7 +43,7 @@ function rebuild(w: WireError): Error {
  */
 export async function writeMemoryFile(
   path: string,
-  regions: readonly { hostAddr: bigint; size: number }[],
+  regions: readonly MemoryFileRegion[],
   dirty?: readonly Uint8Array[],
 ): Promise<{ bytesWritten: number }> {
   if (dirty !== undefined && dirty.length !== regions.length) {
@@ -51,7 +51,7 @@ export async function writeMemoryFile(
   }
   const task: MemoryFileTask = {
     path,
-    regions: regions.map((r): MemoryFileRegion => ({ hostAddr: r.hostAddr, size: r.size })),
+    regions: regions.map((r): MemoryFileRegion => ({ hostAddr: r.hostAddr, size: r.size, ...(r.source ? { source: r.source } : {}) })),
     ...(dirty ? { dirty } : {}),
   };
   const r = (await writer().run(task)) as MemoryFileResult;
@@ -73,7 +73,9 @@ export async function snapshotMemory(path: string, type: SnapshotType, vm: Dirty
   const logs = mem.tracksDirty ? vm : null;
   if (type === 'Full') {
     if (mem.tracksDirty) resetDirtyPages(logs, mem);
-    return writeMemoryFile(path, mem.hostRegions);
+    // A booted VM's RAM is the memfd: only its data extents are written (memory-file-task.ts).
+    const regions = mem.hostRegions.map((r) => ({ hostAddr: r.hostAddr, size: r.size, ...(mem.memfd >= 0 ? { source: { fd: mem.memfd, offset: r.fdOffset } } : {}) }));
+    return writeMemoryFile(path, regions);
   }
   return writeMemoryFile(path, mem.hostRegions, mem.tracksDirty ? collectDirtyPages(logs, mem) : residentPages(mem));
 }

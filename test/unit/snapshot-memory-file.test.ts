@@ -40,6 +40,24 @@ test('Full: the file is all RAM, region after region in gpa order, and says how 
   mem.close();
 });
 
+test('Full from a booted VM: only the memfd\'s data is written; holes stay holes, or are punched in a same-size file', async () => {
+  const big = HostGuestMemory.create([{ gpa: 0, size: 64 * MiB }], 'memfile-sparse', { trackDirty: false });
+  big.regions[0]!.bytes.set([1, 2, 3], 5 * MiB);
+  big.regions[0]!.bytes.set([9], 40 * MiB + 7);
+  const path = join(dir, 'sparse-full.mem');
+  const r = await snapshotMemory(path, 'Full', null, big);
+  assert.ok(r.bytesWritten > 0 && r.bytesWritten <= 8 * MiB, `wrote only the touched pages (${r.bytesWritten} bytes of 64 MiB; huge pages may round them up)`);
+  const file = readFileSync(path);
+  assert.is(file.length, 64 * MiB);
+  assert.ok(file.equals(ramImage(big)), 'reads exactly as RAM');
+  assert.ok(statSync(path).blocks * 512 <= 8 * MiB, 'the untouched RAM is holes in the file');
+  // A same-size file holding an older snapshot: the untouched ranges must read zero afterwards.
+  writeFileSync(path, Buffer.alloc(64 * MiB, 0xee));
+  await snapshotMemory(path, 'Full', null, big);
+  assert.ok(readFileSync(path).equals(ramImage(big)), 'old bytes in RAM\'s holes are gone (punched)');
+  big.close();
+});
+
 test('a file of the right size is not truncated: a Diff merges into it; one of another size is emptied first', async () => {
   const mem = ram();
   fillPages(mem, 2);
