@@ -74,7 +74,7 @@ let hello: Awaited<ReturnType<typeof vsockListener>> | undefined;
 const metrics = createMetrics();
 const metricsPath = join(dir, 'metrics.ndjson');
 let fdsBeforeVm = 0;
-const t0 = Date.now();
+let t0 = Date.now();
 
 /** One line of where things stand: the guest's last console line and the device's counters. */
 function progress(): string {
@@ -86,8 +86,9 @@ function progress(): string {
   return `[vsock +${Math.round((Date.now() - t0) / 1000)} s] ${vm?.state ?? 'no vm'}; ${v}; console: ${JSON.stringify(last)}`;
 }
 // Nested runs are slow: say every 30 s where the test is, so a stall shows where it stalled.
-const ticker = setInterval(() => console.log(`    ${progress()}`), 30_000);
-ticker.unref();
+// Only once this file's tests run (the tier imports every file first; earlier files' output
+// would otherwise carry "no vm" lines from here).
+let ticker: NodeJS.Timeout | undefined;
 
 /** The running VM and its console (fails when the boot test did not get that far). */
 function running(): { vm: MicroVm; con: ConsoleLog } {
@@ -96,6 +97,9 @@ function running(): { vm: MicroVm; con: ConsoleLog } {
 }
 
 test.before(async () => {
+  t0 = Date.now();
+  ticker = setInterval(() => console.log(`    ${progress()}`), 30_000);
+  ticker.unref();
   scriptServer = createServer((s) => { s.on('error', () => undefined); s.end(GUEST_SCRIPT); });
   await new Promise<void>((r) => scriptServer!.listen(`${uds}_6100`, r));
   hello = await vsockListener(`${uds}_6000`);
@@ -104,7 +108,7 @@ test.before(async () => {
 });
 
 test.after(async () => {
-  clearInterval(ticker);
+  if (ticker) clearInterval(ticker);
   if (vm && vm.state !== 'Exited' && vm.state !== 'Not started') {
     await withTimeout(vm.stop(), 120_000, () => `the VM did not stop: ${progress()}`).catch((e: Error) => console.log(`    ${e.message}`));
   }
