@@ -22,6 +22,8 @@ export class KindlingProc {
   private stderr = '';
   private readonly stdinFd: number;
   private readonly prefixed: boolean;
+  /** Clients handed out, closed by kill() (an open one keeps the test process alive). */
+  private readonly clients: FirecrackerClient[] = [];
 
   /** `prefix`: a command the VMM runs under, e.g. `ip netns exec <ns>` (its TAPs live there). */
   constructor(dir: string, name: string, extraArgs: string[] = [], prefix: string[] = []) {
@@ -50,6 +52,7 @@ export class KindlingProc {
     await pollUntil(() => existsSync(this.sock), ms, () => `the API socket of ${this.sock} did not appear${this.tail()}`, 50);
     // Replies can take long in the nested sandbox (ten restores at once on two emulated CPUs).
     const client = new FirecrackerClient(this.sock, { headersTimeout: 180_000, bodyTimeout: 180_000 });
+    this.clients.push(client);
     for (;;) {
       try {
         await client.request('GET', '/');
@@ -95,6 +98,7 @@ export class KindlingProc {
   async kill(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
     await this.exit;
+    await Promise.all(this.clients.splice(0).map((c) => c.close().catch(() => undefined)));
     try {
       closeSync(this.stdinFd);
     } catch {
