@@ -23,6 +23,7 @@ import type { EntropyMetricsSnapshot } from '../devices/virtio/rng/metrics.js';
 import { parseEntropy, type EntropyDeviceConfig } from '../config/entropy.js';
 import { isEmptyUpdate, parseMachineConfigPatch, type MachineConfigUpdate } from '../config/machine-config.js';
 import { VmResources } from '../config/resources.js';
+import { parseLoadSnapshot } from '../config/snapshot.js';
 import type { RateLimiterConfig } from '../config/rate-limiter.js';
 import type { RequestBody } from '../config/serde.js';
 import { Logger } from '../logger/logger.js';
@@ -102,8 +103,16 @@ function resourcesOf(config: MicroVmConfig): VmResources {
   return r;
 }
 
+/** Where a restored library VM's serial goes, and its id (the rest comes from the snapshot). */
+export interface MicroVmRestoreOptions extends MicroVmOptions {
+  id?: string;
+  serial?: SerialOutput;
+  stdin?: boolean;
+}
+
 export class MicroVm {
-  readonly config: MicroVmConfig;
+  /** The configuration it was built from; null for a VM restored from a snapshot. */
+  readonly config: MicroVmConfig | null;
   /** The guest's serial output (when `serial` is the default stream target). */
   readonly console: Readable;
   /** Resolves when the VM has stopped. */
@@ -125,11 +134,32 @@ export class MicroVm {
     return drainActorPool();
   }
 
+  /**
+   * A microVM restored from a snapshot in this process (PUT /snapshot/load: the body is
+   * Firecracker's, parsed by the API's own parser; `resume_vm` decides whether it runs).
+   * Rejects with the `VmmActionError` the API would answer with.
+   */
+  static async loadSnapshot(body: Record<string, unknown>, opts: MicroVmRestoreOptions = {}): Promise<MicroVm> {
+    let params;
+    try {
+      params = parseLoadSnapshot(JSON.stringify(body)).params;
+    } catch (e) {
+      throw toActionError(e);
+    }
+    const vm = new MicroVm(null, opts);
+    await vm.act({ kind: 'LoadSnapshot', params });
+    vm.vmm!.console.pipe(vm.console as PassThrough);
+    return vm;
+  }
+
   /** Validates the configuration (throws `VmmActionError` as the API would answer). */
-  constructor(config: MicroVmConfig, opts: MicroVmOptions = {}) {
+  constructor(config: MicroVmConfig, opts?: MicroVmOptions);
+  /** @internal a VM that `loadSnapshot` restores. */
+  constructor(config: null, opts: MicroVmRestoreOptions);
+  constructor(config: MicroVmConfig | null, opts: MicroVmRestoreOptions = {}) {
     this.config = config;
     this.console = new PassThrough();
-    const id = config.id ?? 'anonymous-instance';
+    const id = config?.id ?? opts.id ?? 'anonymous-instance';
     const log = opts.log ?? ((level, msg, thread = 'main') => process.stderr.write(`[${id}:${thread}:${level.toUpperCase()}] ${msg}\n`));
     // The controller's own log lines (API-style records) go to the same callback; only warnings
     // and errors, as a library should not chat on stderr.
@@ -137,10 +167,11 @@ export class MicroVm {
     logger.level = 'Warn';
     logger.sink = (line) => log('warn', line.trimEnd());
     const metrics = opts.metrics ?? METRICS;
+    const serial = config ? config.serial : opts.serial;
     const factory = new KvmVmFactory({
-      console: config.serial?.kind === 'stdout' ? 'stdout' : 'stream', stdin: config.stdin, debugPort: config.debugPort, log, metrics,
+      console: serial?.kind === 'stdout' ? 'stdout' : 'stream', stdin: config ? config.stdin : opts.stdin, debugPort: config?.debugPort, log, metrics,
     });
-    this.controller = new VmmController({ instanceId: id, factory, resources: resourcesOf(config), logger, metrics });
+    this.controller = new VmmController({ instanceId: id, factory, resources: config ? resourcesOf(config) : new VmResources(), logger, metrics });
     this.exit = this.controller.exited;
   }
 
@@ -161,6 +192,11 @@ export class MicroVm {
 
   resume(): Promise<void> {
     return this.act({ kind: 'Resume' });
+  }
+
+  /** PUT /snapshot/create on the paused VM (Full by default; Diff needs nothing more, see docs/design.md "Snapshots"). */
+  createSnapshot(params: { snapshot_path: string; mem_file_path: string; snapshot_type?: 'Full' | 'Diff' }): Promise<void> {
+    return this.act({ kind: 'CreateSnapshot', params: { snapshot_type: params.snapshot_type ?? 'Full', snapshot_path: params.snapshot_path, mem_file_path: params.mem_file_path } });
   }
 
   /** Injects Ctrl+Alt+Del (the guest's init decides what it means; busybox reboots). */

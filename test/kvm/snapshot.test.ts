@@ -11,7 +11,8 @@
  *    (network_overrides): the counter goes on from where A was (no reboot), the secret reads
  *    back, the change is not there, a write to the data drive lands in the image file, and the
  *    guest pings the host through the new TAP;
- *  - C: the Diff rebased onto a copy of the base with bin/snapshot-editor: the change is there;
+ *  - C: the Diff rebased onto a copy of the base with bin/snapshot-editor, restored by the
+ *    library in this process (MicroVm.loadSnapshot): the change is there;
  *  - D: base through the Uffd backend and the example page-fault handler;
  *  - ten clones of the base at once, each resumed on its own copy of the data drive: all run,
  *    and the guest RAM pages they read from the memory file stay shared (their proportional
@@ -23,7 +24,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, readdirSync, mkdtempSync, openSync, closeSync, ftruncateSync, readFileSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fixture, testBootArgs, withTimeout } from '../helpers/guest.js';
+import { ConsoleLog, fixture, testBootArgs, withTimeout } from '../helpers/guest.js';
+import { MicroVm } from 'kindling';
 import { KindlingProc } from '../helpers/kindling-proc.js';
 import { pollUntil } from '../helpers/poll.js';
 import { NetNs, ip } from '../helpers/netns.js';
@@ -68,8 +70,36 @@ async function load(p: KindlingProc, body: Record<string, unknown>): Promise<num
   return performance.now() - t0;
 }
 
+/** What the checks below need of a restored guest: a `bin/kindling` process or a library VM. */
+interface Guest {
+  readonly console: string;
+  type(line: string): void;
+  waitConsole(re: RegExp, ms: number): Promise<RegExpMatchArray>;
+  tail(): string;
+}
+
+/** A guest restored by the library in this process (`MicroVm.loadSnapshot`). */
+class LibGuest implements Guest {
+  private readonly log: ConsoleLog;
+  constructor(readonly vm: MicroVm) {
+    this.log = new ConsoleLog(vm.console);
+  }
+  get console(): string {
+    return this.log.text;
+  }
+  type(line: string): void {
+    this.vm.writeConsole(`${line}\n`);
+  }
+  waitConsole(re: RegExp, ms: number): Promise<RegExpMatchArray> {
+    return this.log.waitFor(re, ms);
+  }
+  tail(): string {
+    return `\nconsole:\n${this.log.text.slice(-1200)}`;
+  }
+}
+
 /** Waits for the restored guest's counter to pass `after` and checks it never restarted. */
-async function countsOn(p: KindlingProc, after: number): Promise<number[]> {
+async function countsOn(p: Guest, after: number): Promise<number[]> {
   await pollUntil(() => counts(p.console).some((c) => c > after), 60_000, () => `the restored counter did not pass ${after}${p.tail()}`, 50);
   const seen = counts(p.console);
   assert.ok(Math.min(...seen) >= after, `the counter went on from ${after}, it did not restart (saw ${seen.join(',')})`);
@@ -78,7 +108,7 @@ async function countsOn(p: KindlingProc, after: number): Promise<number[]> {
 }
 
 /** Asks the guest for a value and returns it. */
-async function ask(p: KindlingProc, label: string, shell: string): Promise<string> {
+async function ask(p: Guest, label: string, shell: string): Promise<string> {
   p.type(`echo "${label}_$((1+1)) ${shell}"`);
   return (await p.waitConsole(new RegExp(`${label}_2 (\\S+)\\r?\\n`), 60_000))[1]!;
 }
@@ -152,12 +182,20 @@ test('Full, Diff + rebase, Uffd and ten clones, each restored in a fresh process
     copyFileSync(files.base.mem, files.rebased);
     const rebase = spawnSync(process.execPath, [resolve('bin/snapshot-editor.js'), 'edit-memory', 'rebase', '--memory-path', files.rebased, '--diff-path', files.diff.mem], { encoding: 'utf8' });
     assert.is(rebase.status, 0, `snapshot-editor: ${rebase.stderr}`);
-    const c = proc('c');
-    await load(c, { snapshot_path: files.diff.state, mem_backend: { backend_type: 'File', backend_path: files.rebased }, resume_vm: true, network_overrides: [{ iface_id: 'eth0', host_dev_name: 'tapc' }] });
-    await countsOn(c, beforeDiff);
-    assert.is(await ask(c, 'CHANGE_C', '$(cat /mnt/s/change)'), 'CHANGE_C1', 'the change made between Full and Diff is in the rebased memory');
-    assert.is(await ask(c, 'SECRET_C', '$(cat /mnt/s/secret)'), secret);
-    await c.kill();
+    // C through the library, in this process (its TAP is made when the device opens it).
+    const lib = await MicroVm.loadSnapshot({
+      snapshot_path: files.diff.state, mem_backend: { backend_type: 'File', backend_path: files.rebased }, resume_vm: true,
+      network_overrides: [{ iface_id: 'eth0', host_dev_name: 'tapc' }],
+    }, { log: () => {}, id: 'c' });
+    try {
+      const c = new LibGuest(lib);
+      assert.is(lib.state, 'Running');
+      await countsOn(c, beforeDiff);
+      assert.is(await ask(c, 'CHANGE_C', '$(cat /mnt/s/change)'), 'CHANGE_C1', 'the change made between Full and Diff is in the rebased memory');
+      assert.is(await ask(c, 'SECRET_C', '$(cat /mnt/s/secret)'), secret);
+    } finally {
+      await lib.stop();
+    }
 
     // --- D: Uffd backend with the example handler ---
     const uffdSock = join(dir, 'uffd.sock');

@@ -11,6 +11,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeStateFile } from '../../src/snapshot/state-file.js';
+import { MicroVm } from '../../src/vmm/microvm.js';
+import { VmmActionError } from '../../src/vmm/actions.js';
 import { KindlingProc } from '../helpers/kindling-proc.js';
 import { withTimeout } from '../helpers/guest.js';
 
@@ -85,6 +87,16 @@ test('missing or short memory file: refused before anything is mapped, then exit
   const uffd = await failedLoad('uffd', { snapshot_path: state, mem_backend: { backend_type: 'Uffd', backend_path: join(dir, 'no-handler.sock') } });
   assert.match(uffd.fault, /^Load snapshot error: Failed to restore from snapshot: Failed to load guest memory: Error creating guest memory from uffd: Failed to connect to UDS Unix stream: .*no-handler\.sock/);
   assert.is(uffd.code, 1);
+});
+
+test('the library: MicroVm.loadSnapshot rejects with the API\'s error and text', async () => {
+  const e = await MicroVm.loadSnapshot({ snapshot_path: join(dir, 'none.state'), mem_backend: file(join(dir, 'none.mem')) }, { log: () => {} })
+    .then(() => undefined, (x: Error) => x);
+  assert.instance(e, VmmActionError);
+  assert.is(e!.message, `${PREFIX}Failed to get snapshot state from file: Failed to open snapshot file: No such file or directory (os error 2)`);
+  const bad = await MicroVm.loadSnapshot({ snapshot_path: 'x' }, { log: () => {} }).then(() => undefined, (x: Error) => x);
+  assert.instance(bad, VmmActionError);
+  assert.match(bad!.message, /missing field: either `mem_backend` or `mem_file_path` is required/);
 });
 
 test('a load after a boot resource was configured is refused and the process serves on', async () => {
