@@ -213,6 +213,19 @@ test('stats: the buffer is parsed and held; requestStats gives it back; a second
   assert.is(r.metrics.snapshot().stats_updates_count, 3);
 });
 
+test('stats interval: a new one asks at once; 0 ↔ non-zero refused with Firecracker\'s text', () => {
+  const r = rig();
+  postStats(r, [[4, 1n]]);
+  r.dev.setStatsInterval(1); // unchanged: nothing
+  assert.equal(r.qs[BALLOON_STATS_QUEUE]!.takeUsed(), []);
+  r.dev.setStatsInterval(5);
+  assert.is(r.dev.statsIntervalS, 5);
+  assert.equal(r.qs[BALLOON_STATS_QUEUE]!.takeUsed(), [{ id: 0, len: 0 }], 'the held buffer is given back');
+  assert.throws(() => r.dev.setStatsInterval(0), (e: Error) => e instanceof BalloonError && e.message === BALLOON_DEVICE_ERRORS.StatisticsStateChange);
+  const off = rig({ stats: false });
+  assert.throws(() => off.dev.setStatsInterval(1), (e: Error) => e.message === BALLOON_DEVICE_ERRORS.StatisticsStateChange);
+});
+
 test('stats disabled: no stats queue, GET refused with Firecracker\'s text', () => {
   const r = rig({ stats: false });
   assert.throws(() => r.dev.stats(), (e: Error) => e.message === BALLOON_DEVICE_ERRORS.StatisticsDisabled);

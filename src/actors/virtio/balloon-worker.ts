@@ -16,12 +16,11 @@
 import { parentPort } from 'node:worker_threads';
 import { actorInit } from '../actor-init.js';
 import { serveControl } from '../control-channel.js';
-import { BalloonError } from '../../errors.js';
 import { EventFd, pollReadable } from '../../kvm/eventfd.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { discardGuestPages } from '../../memory/discard.js';
 import { MmioInterrupt, MmioState } from '../../devices/virtio/mmio-state.js';
-import { BALLOON_DEVICE_ERRORS, BalloonDevice } from '../../devices/virtio/balloon/device.js';
+import { BalloonDevice } from '../../devices/virtio/balloon/device.js';
 import { BalloonConfig } from '../../devices/virtio/balloon/config.js';
 import { BalloonMetrics } from '../../devices/virtio/balloon/metrics.js';
 import { WorkerLifecycle } from './worker-lifecycle.js';
@@ -39,12 +38,11 @@ const ctlEvt = new EventFd(init.ctlFd);
 const queueEvts = init.queueFds.map((fd) => new EventFd(fd));
 const irqEvt = new EventFd(init.irqFd);
 const device = new BalloonDevice({
-  deflateOnOom: init.deflateOnOom, statsEnabled: init.statsIntervalS > 0, config: new BalloonConfig(init.config),
+  deflateOnOom: init.deflateOnOom, statsEnabled: init.statsIntervalS > 0, statsIntervalS: init.statsIntervalS, config: new BalloonConfig(init.config),
   metrics: new BalloonMetrics(init.metrics), discard: (view) => discardGuestPages(view, init.backing),
 });
 const interrupt = new MmioInterrupt(state, () => irqEvt.signal());
 
-let statsIntervalMs = init.statsIntervalS * 1000;
 /** performance.now() of the next statistics poll (Firecracker's stats timerfd). */
 let nextStatsAt = Infinity;
 
@@ -62,12 +60,9 @@ const control: BalloonControl = {
   },
   setStatsInterval(seconds) {
     life.refuseAfterStop();
-    // Firecracker `update_stats_polling_interval`: the stats queue exists or not from activation.
-    if (seconds === statsIntervalMs / 1000) return;
-    if (seconds === 0 || statsIntervalMs === 0) throw new BalloonError('BALLOON_STATS_STATE_CHANGE', BALLOON_DEVICE_ERRORS.StatisticsStateChange);
-    device.requestStats();
-    statsIntervalMs = seconds * 1000;
-    armStats();
+    const before = device.statsIntervalS;
+    device.setStatsInterval(seconds);
+    if (device.statsIntervalS !== before) armStats();
   },
   stats() {
     life.refuseAfterStop();
@@ -83,7 +78,8 @@ const control: BalloonControl = {
 const server = serveControl(control, port);
 
 function armStats(): void {
-  nextStatsAt = statsIntervalMs > 0 && device.isActive ? performance.now() + statsIntervalMs : Infinity;
+  const s = device.statsIntervalS;
+  nextStatsAt = s > 0 && device.isActive ? performance.now() + s * 1000 : Infinity;
 }
 
 function timeoutMs(): number {

@@ -54,6 +54,8 @@ export const BALLOON_DEVICE_ERRORS = {
 } as const;
 
 export interface BalloonDeviceOptions extends BalloonParams {
+  /** stats_polling_interval_s (statsEnabled when > 0; default 1 when enabled). */
+  statsIntervalS?: number;
   config: BalloonConfig;
   discard: DiscardPages;
   metrics?: BalloonMetrics;
@@ -78,6 +80,7 @@ export class BalloonDevice implements VirtioDevice {
   /** Head of the stats buffer the device holds (Firecracker `stats_desc_index`). */
   private statsHead: number | null = null;
   private latest: Partial<Record<BalloonStatName, number>> = {};
+  private intervalS: number;
 
   constructor(o: BalloonDeviceOptions) {
     this.params = { deflateOnOom: o.deflateOnOom, statsEnabled: o.statsEnabled };
@@ -85,6 +88,24 @@ export class BalloonDevice implements VirtioDevice {
     this.discard = o.discard;
     this.metrics = o.metrics ?? new BalloonMetrics();
     this.description = balloonDescription(this.params, o.config);
+    this.intervalS = o.statsEnabled ? (o.statsIntervalS ?? 1) : 0;
+  }
+
+  /** The statistics polling interval in seconds (0: no statistics). */
+  get statsIntervalS(): number {
+    return this.intervalS;
+  }
+
+  /**
+   * PATCH /balloon/statistics (Firecracker `update_stats_polling_interval`): the stats queue
+   * exists or not from activation, so 0 ↔ non-zero is refused; a new interval asks the guest
+   * for statistics at once.
+   */
+  setStatsInterval(seconds: number): void {
+    if (seconds === this.intervalS) return;
+    if (seconds === 0 || this.intervalS === 0) throw new BalloonError('BALLOON_STATS_STATE_CHANGE', BALLOON_DEVICE_ERRORS.StatisticsStateChange);
+    this.requestStats();
+    this.intervalS = seconds;
   }
 
   get isActive(): boolean {
