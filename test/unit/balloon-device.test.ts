@@ -20,7 +20,7 @@ import {
   BALLOON_CONFIG_ACTUAL, BALLOON_CONFIG_NUM_PAGES, BALLOON_CONFIG_SIZE, BALLOON_DEFLATE_QUEUE, BALLOON_INFLATE_QUEUE, BALLOON_QUEUE_SIZE,
   BALLOON_STATS_QUEUE, BalloonConfig, PAGES_PER_MIB, VIRTIO_BALLOON_F_DEFLATE_ON_OOM, VIRTIO_BALLOON_F_STATS_VQ, balloonQueueCount,
 } from '../../src/devices/virtio/balloon/config.js';
-import { BALLOON_DEVICE_ERRORS, BalloonDevice } from '../../src/devices/virtio/balloon/device.js';
+import { BALLOON_DEVICE_ERRORS, BALLOON_STATS_MAX_BYTES, BalloonDevice } from '../../src/devices/virtio/balloon/device.js';
 import { BALLOON_FIRECRACKER_COUNTERS, BalloonMetrics } from '../../src/devices/virtio/balloon/metrics.js';
 import { BALLOON_STAT_SIZE } from '../../src/devices/virtio/balloon/pages.js';
 import { GROUPS } from '../../src/metrics/groups.js';
@@ -211,6 +211,21 @@ test('stats: the buffer is parsed and held; requestStats gives it back; a second
   assert.is(q.takeUsed().length, 1, 'the older buffer comes back');
   assert.is(r.dev.stats().stats.free_memory, 8);
   assert.is(r.metrics.snapshot().stats_updates_count, 3);
+});
+
+test('stats: a huge buffer is parsed only up to BALLOON_STATS_MAX_BYTES', () => {
+  const r = rig();
+  const len = 64 * 1024;
+  const at = r.arena.alloc(len);
+  const v = new DataView(must(r.mem.slice(at, len)).buffer, at, len);
+  v.setUint16(0, 5, true);
+  v.setBigUint64(2, 42n, true);
+  v.setUint16(BALLOON_STATS_MAX_BYTES + 8, 4, true); // past the cap: never read
+  r.qs[BALLOON_STATS_QUEUE]!.addChain([{ addr: at, len }]);
+  r.qs[BALLOON_STATS_QUEUE]!.kick();
+  const s = r.dev.stats().stats;
+  assert.is(s.total_memory, 42);
+  assert.is(s.free_memory, undefined);
 });
 
 test('stats interval: a new one asks at once; 0 ↔ non-zero refused with Firecracker\'s text', () => {

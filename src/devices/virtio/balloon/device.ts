@@ -69,6 +69,12 @@ interface Active {
 }
 
 const PAGE = 2 ** VIRTIO_BALLOON_PFN_SHIFT;
+/**
+ * Most bytes of a stats buffer parsed: far more than a driver sends (Linux: at most one entry
+ * per tag, VIRTIO_BALLOON_S_NR = 16, 160 bytes), so a hostile buffer of gigabytes costs
+ * nothing; the rest is ignored.
+ */
+export const BALLOON_STATS_MAX_BYTES = 4096;
 
 export class BalloonDevice implements VirtioDevice {
   readonly description;
@@ -242,7 +248,8 @@ export class BalloonDevice implements VirtioDevice {
         used = q.addUsed(chain.head, 0) === undefined || used;
         continue;
       }
-      const parsed = parseBalloonStats(concat(views));
+      const all = concat(views);
+      const parsed = parseBalloonStats(all.subarray(0, Math.min(all.length, BALLOON_STATS_MAX_BYTES)));
       if (parsed.unknownTags > 0 || parsed.trailingBytes > 0) this.metrics.inc('stats_update_fails');
       for (const name of BALLOON_STAT_NAMES) {
         const v = parsed.values[name];
@@ -320,10 +327,19 @@ export class BalloonDevice implements VirtioDevice {
   }
 }
 
-/** The bytes of `views` in one array (a stats buffer is normally one descriptor: no copy then). */
+/**
+ * The first BALLOON_STATS_MAX_BYTES of `views` in one array (a stats buffer is normally one
+ * descriptor: no copy then).
+ */
 function concat(views: readonly Uint8Array[]): Uint8Array {
   if (views.length === 1) return views[0]!;
-  const out = new Uint8Array(views.reduce((n, v) => n + v.length, 0));
-  views.reduce((at, v) => (out.set(v, at), at + v.length), 0);
+  const out = new Uint8Array(Math.min(views.reduce((n, v) => n + v.length, 0), BALLOON_STATS_MAX_BYTES));
+  let at = 0;
+  for (const v of views) {
+    if (at === out.length) break;
+    const part = v.subarray(0, out.length - at);
+    out.set(part, at);
+    at += part.length;
+  }
   return out;
 }
