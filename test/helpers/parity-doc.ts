@@ -73,7 +73,7 @@ const API: [endpoint: string, fields: Field[]][] = [
   ['PUT /balloon', [
     ...['amount_mib', 'deflate_on_oom', 'stats_polling_interval_s'].map((f): Field => [f, kind('balloon')]),
     ['free_page_hinting', `false: ${kind('balloon')}; true: ${kind('balloon-free-page-hinting')}`],
-    ['free_page_reporting', `false: ${kind('balloon')}; true: ${kind('balloon-free-page-reporting')}`],
+    ['free_page_reporting', kind('balloon-free-page-reporting')],
   ]],
   ['PATCH /balloon', [['amount_mib', kind('balloon')]]],
   ['GET /balloon/statistics', [['', kind('balloon')]]],
@@ -124,7 +124,7 @@ const API: [endpoint: string, fields: Field[]][] = [
 /** Metric groups (top-level keys of a metrics line), by name. */
 const METRICS: Record<string, string> = {
   api_server: `counted (set from --start-time-us / --start-time-cpu-us, as Firecracker)`,
-  balloon: deviceGroup('balloon', 'the balloon device; the free_page_* counters stay 0: hinting and reporting are refused'),
+  balloon: deviceGroup('balloon', 'the balloon device; free_page_hint_* stay 0: hinting is refused'),
   block: 'counted (and block_<drive_id> per drive)',
   deprecated_api: 'counted',
   get_api_requests: 'counted',

@@ -18,7 +18,8 @@ import { MmioTransport } from '../../src/devices/virtio/mmio.js';
 import { MmioInterrupt, MmioState } from '../../src/devices/virtio/mmio-state.js';
 import {
   BALLOON_CONFIG_ACTUAL, BALLOON_CONFIG_NUM_PAGES, BALLOON_CONFIG_SIZE, BALLOON_DEFLATE_QUEUE, BALLOON_INFLATE_QUEUE, BALLOON_QUEUE_SIZE,
-  BALLOON_STATS_QUEUE, BalloonConfig, PAGES_PER_MIB, VIRTIO_BALLOON_F_DEFLATE_ON_OOM, VIRTIO_BALLOON_F_STATS_VQ, balloonQueueCount,
+  BALLOON_STATS_QUEUE, BalloonConfig, PAGES_PER_MIB, VIRTIO_BALLOON_F_DEFLATE_ON_OOM, VIRTIO_BALLOON_F_PAGE_REPORTING, VIRTIO_BALLOON_F_STATS_VQ,
+  balloonQueueCount, balloonReportingQueue,
 } from '../../src/devices/virtio/balloon/config.js';
 import { BALLOON_DEVICE_ERRORS, BALLOON_STATS_MAX_BYTES, BalloonDevice } from '../../src/devices/virtio/balloon/device.js';
 import { BALLOON_FIRECRACKER_COUNTERS, BalloonMetrics } from '../../src/devices/virtio/balloon/metrics.js';
@@ -34,9 +35,9 @@ const R1_START = 2 << 20;
 const R1_PFN = R1_START / PAGE;
 const LAST_PFN = (R1_START + R0) / PAGE - 1;
 
-function rig(o: { stats?: boolean; deflateOnOom?: boolean; targetPages?: number; discardFails?: boolean } = {}) {
+function rig(o: { stats?: boolean; deflateOnOom?: boolean; reporting?: boolean; targetPages?: number; discardFails?: boolean } = {}) {
   const mem = arrayGuestMemory([{ gpa: 0, size: R0 }, { gpa: R1_START, size: R0 }]);
-  const params = { statsEnabled: o.stats ?? true, deflateOnOom: o.deflateOnOom ?? true };
+  const params = { statsEnabled: o.stats ?? true, deflateOnOom: o.deflateOnOom ?? true, reporting: o.reporting ?? false };
   const config = BalloonConfig.create(o.targetPages ?? 0, false);
   const discarded: { gpa: number; len: number }[] = [];
   const metrics = new BalloonMetrics();
@@ -245,6 +246,27 @@ test('stats disabled: no stats queue, GET refused with Firecracker\'s text', () 
   const r = rig({ stats: false });
   assert.throws(() => r.dev.stats(), (e: Error) => e.message === BALLOON_DEVICE_ERRORS.StatisticsDisabled);
   r.dev.onQueueNotify(BALLOON_STATS_QUEUE); // no such queue: ignored
+});
+
+test('free page reporting: queue 2 without stats, 3 with; each reported run released, bad runs counted', () => {
+  assert.is(balloonReportingQueue({ statsEnabled: false, deflateOnOom: false, reporting: true }), 2);
+  assert.is(balloonReportingQueue({ statsEnabled: true, deflateOnOom: false, reporting: true }), 3);
+  assert.is(balloonReportingQueue({ statsEnabled: true, deflateOnOom: false }), -1);
+  const r = rig({ reporting: true });
+  assert.ok(mmioDeviceFeatures(r.transport) & featureBit(VIRTIO_BALLOON_F_PAGE_REPORTING));
+  assert.is(r.dev.activeQueues().length, 4);
+  const q = r.qs[3]!;
+  // Linux posts reported pages as device-writable buffers (virtqueue_add_inbuf); direction is not checked.
+  q.addChain([{ addr: 64 * PAGE, len: 4 * PAGE, write: true }, { addr: R1_START, len: 2 * PAGE, write: true }]);
+  q.addChain([{ addr: 70 * PAGE + 1, len: PAGE, write: true }]);
+  q.addChain([{ addr: R1_START + R0, len: PAGE, write: true }]);
+  q.kick();
+  assert.equal(r.discarded, [{ gpa: 64 * PAGE, len: 4 * PAGE }, { gpa: R1_START, len: 2 * PAGE }]);
+  const m = r.metrics.snapshot();
+  assert.is(m.free_page_report_count, 1);
+  assert.is(m.free_page_report_freed, 6 * PAGE);
+  assert.is(m.free_page_report_fails, 2, 'an unaligned run and one outside RAM');
+  assert.equal(q.takeUsed(), [{ id: 0, len: 0 }, { id: 2, len: 0 }, { id: 3, len: 0 }]);
 });
 
 test('metrics: Firecracker\'s balloon group by name and order', () => {

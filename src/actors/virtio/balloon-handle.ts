@@ -21,6 +21,8 @@ export interface BalloonSpawnOptions {
   amountMib: number;
   deflateOnOom: boolean;
   statsIntervalS: number;
+  /** free_page_reporting. */
+  reporting: boolean;
   addr: number;
   gsi: number;
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
@@ -35,7 +37,7 @@ export class BalloonHandle extends VirtioDeviceHandle<BalloonControl, VirtioBall
 
   /** Sets up KVM doorbells and starts the worker; resolves when it is ready. */
   static async spawn(opts: BalloonSpawnOptions): Promise<BalloonHandle> {
-    const params = { deflateOnOom: opts.deflateOnOom, statsEnabled: opts.statsIntervalS > 0 };
+    const params = { deflateOnOom: opts.deflateOnOom, statsEnabled: opts.statsIntervalS > 0, reporting: opts.reporting };
     const queues = balloonQueueCount(params);
     const r = opts.restore ?? null;
     const state = r ? MmioState.restore(r.transport, queues) : MmioState.create(queues);
@@ -46,7 +48,7 @@ export class BalloonHandle extends VirtioDeviceHandle<BalloonControl, VirtioBall
       vm: opts.vm, kind: 'balloon', thread: `fc_${BALLOON_DEV_ID}`, label: 'balloon', addr: opts.addr, gsi: opts.gsi, queues, onLog: opts.onLog,
       init: (d) => ({
         state, config: config.buffer as SharedArrayBuffer, metrics: metrics.buffer, memory: opts.memory, backing: opts.backing,
-        deflateOnOom: opts.deflateOnOom, statsIntervalS: opts.statsIntervalS, ctlFd: d.ctlFd, queueFds: d.queueFds, irqFd: d.irqFd,
+        deflateOnOom: opts.deflateOnOom, statsIntervalS: opts.statsIntervalS, reporting: opts.reporting, ctlFd: d.ctlFd, queueFds: d.queueFds, irqFd: d.irqFd,
         restore: r ? { queues: r.queues, statsHead: r.statsHead ?? null } : null,
       }),
     });

@@ -19,8 +19,9 @@ export interface VirtioBalloonManifest {
   config: SharedArrayBuffer;
   deflateOnOom: boolean;
   statsEnabled: boolean;
+  reporting: boolean;
   ctlFd: number;
-  /** inflate, deflate[, stats] doorbells. */
+  /** inflate, deflate[, stats][, reporting] doorbells. */
   queueFds: number[];
   irqFd: number;
 }
@@ -36,6 +37,8 @@ export interface BalloonWorkerInit {
   deflateOnOom: boolean;
   /** stats_polling_interval_s (0: no statistics queue). */
   statsIntervalS: number;
+  /** free_page_reporting: a reporting queue. */
+  reporting: boolean;
   ctlFd: number;
   queueFds: number[];
   irqFd: number;

@@ -23,7 +23,11 @@ export const VIRTIO_BALLOON_F_DEFLATE_ON_OOM = 2;
 export const VIRTIO_BALLOON_F_FREE_PAGE_HINT = 3;
 export const VIRTIO_BALLOON_F_PAGE_REPORTING = 5;
 
-/** Queue indices (§5.5.2): the stats queue exists only with STATS_VQ (Linux skips absent queues). */
+/**
+ * Queue indices (§5.5.2): the stats queue exists only with STATS_VQ, the reporting queue only
+ * with PAGE_REPORTING, and a transport numbers only the queues that exist (Linux
+ * virtio_find_vqs skips absent ones), so reporting is queue 2 without stats, 3 with.
+ */
 export const BALLOON_INFLATE_QUEUE = 0;
 export const BALLOON_DEFLATE_QUEUE = 1;
 export const BALLOON_STATS_QUEUE = 2;
@@ -48,11 +52,18 @@ export interface BalloonParams {
   deflateOnOom: boolean;
   /** stats_polling_interval_s > 0: a statistics queue exists. */
   statsEnabled: boolean;
+  /** free_page_reporting: the guest reports free pages, which the host releases. */
+  reporting?: boolean;
 }
 
-/** Number of queues for `p`: inflate, deflate, and the stats queue when enabled. */
+/** Number of queues for `p`: inflate, deflate, then stats and reporting when enabled. */
 export function balloonQueueCount(p: BalloonParams): number {
-  return p.statsEnabled ? 3 : 2;
+  return 2 + (p.statsEnabled ? 1 : 0) + (p.reporting ? 1 : 0);
+}
+
+/** Index of the free page reporting queue, or -1 without one. */
+export function balloonReportingQueue(p: BalloonParams): number {
+  return p.reporting ? balloonQueueCount(p) - 1 : -1;
 }
 
 /** Offered features (Firecracker `avail_features`: VERSION_1 is added by the transport). */
@@ -60,6 +71,7 @@ export function balloonFeatures(p: BalloonParams): bigint {
   let f = 0n;
   if (p.statsEnabled) f |= featureBit(VIRTIO_BALLOON_F_STATS_VQ);
   if (p.deflateOnOom) f |= featureBit(VIRTIO_BALLOON_F_DEFLATE_ON_OOM);
+  if (p.reporting) f |= featureBit(VIRTIO_BALLOON_F_PAGE_REPORTING);
   return f;
 }
 

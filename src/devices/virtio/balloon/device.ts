@@ -3,9 +3,13 @@
  * src/vmm/src/devices/virtio/balloon/device.rs, v1.16; docs/design.md "Balloon"), pure over an
  * injected discard function so tests see which guest pages the host was told to release.
  *
- * - Queues: inflate (0), deflate (1) and, with stats_polling_interval_s > 0, stats (2).
- *   Features STATS_VQ and DEFLATE_ON_OOM as configured; free page hinting and reporting are
- *   not offered (the API refuses them, src/vmm/features.ts).
+ * - Queues: inflate (0), deflate (1), then stats (stats_polling_interval_s > 0) and free page
+ *   reporting (free_page_reporting), each when configured. Features STATS_VQ, DEFLATE_ON_OOM
+ *   and PAGE_REPORTING as configured; free page hinting is not offered (the API refuses it,
+ *   src/vmm/features.ts).
+ * - Free page reporting (virtio 1.1 §5.5.6.5 in later drafts; Firecracker
+ *   `process_free_page_reporting_queue`): every buffer of a reported chain is a run of free
+ *   guest pages, released like an inflated run; the chain is used with length 0.
  * - Inflate: each device-readable buffer is a list of le32 PFNs (at most MAX_PAGES_IN_DESC
  *   per buffer, pages.ts); frames are sorted and merged into runs and each run's guest RAM is
  *   handed to `discard` once (the worker releases the host pages). A PFN outside guest RAM is
@@ -26,7 +30,7 @@ import { activateQueues, signalUsed, VIRTIO_INTERRUPT, type VirtioActivation, ty
 import { chainViews } from '../iovec.js';
 import type { Queue } from '../queue.js';
 import {
-  BALLOON_DEFLATE_QUEUE, BALLOON_INFLATE_QUEUE, BALLOON_STATS_QUEUE, PAGES_PER_MIB, balloonDescription, balloonQueueCount,
+  BALLOON_DEFLATE_QUEUE, BALLOON_INFLATE_QUEUE, BALLOON_STATS_QUEUE, PAGES_PER_MIB, balloonDescription, balloonQueueCount, balloonReportingQueue,
   type BalloonConfig, type BalloonParams,
 } from './config.js';
 import { BalloonMetrics } from './metrics.js';
@@ -89,7 +93,7 @@ export class BalloonDevice implements VirtioDevice {
   private intervalS: number;
 
   constructor(o: BalloonDeviceOptions) {
-    this.params = { deflateOnOom: o.deflateOnOom, statsEnabled: o.statsEnabled };
+    this.params = { deflateOnOom: o.deflateOnOom, statsEnabled: o.statsEnabled, reporting: o.reporting ?? false };
     this.config = o.config;
     this.discard = o.discard;
     this.metrics = o.metrics ?? new BalloonMetrics();
@@ -146,6 +150,7 @@ export class BalloonDevice implements VirtioDevice {
   onQueueNotify(queue: number): void {
     if (queue === BALLOON_INFLATE_QUEUE) this.processInflate();
     else if (queue === BALLOON_DEFLATE_QUEUE) this.processDeflate();
+    else if (queue === balloonReportingQueue(this.params)) this.processReporting();
     else if (queue === BALLOON_STATS_QUEUE && this.params.statsEnabled) this.processStats();
   }
 
@@ -218,6 +223,39 @@ export class BalloonDevice implements VirtioDevice {
     if (!a) return;
     this.metrics.inc('deflate_count');
     this.drain(a, a.queues[BALLOON_DEFLATE_QUEUE]!, () => true);
+  }
+
+  /**
+   * Free page reporting: release every reported run. Counted per event
+   * (`free_page_report_count`), bytes released (`free_page_report_freed`) and runs that could
+   * not be (`free_page_report_fails`: outside RAM, not page-aligned, or refused by the host).
+   */
+  processReporting(): void {
+    const a = this.usable();
+    const qi = balloonReportingQueue(this.params);
+    if (!a || qi < 0) return;
+    const q = a.queues[qi]!;
+    this.metrics.inc('free_page_report_count');
+    let freed = 0;
+    let used = false;
+    for (;;) {
+      const chain = q.pop();
+      if (chain === null) break;
+      if (chain instanceof VirtqueueError) {
+        if (q.broken) return this.fail(a);
+        this.metrics.inc('free_page_report_fails');
+        if (chain.head !== undefined) used = this.complete(q, chain.head) || used;
+        continue;
+      }
+      for (const d of chain.descriptors) {
+        const view = d.addr % PAGE === 0 && d.len % PAGE === 0 ? a.mem.slice(d.addr, d.len) : undefined;
+        if (view instanceof Uint8Array && this.discard(view)) freed += d.len;
+        else this.metrics.inc('free_page_report_fails');
+      }
+      used = this.complete(q, chain.head) || used;
+    }
+    if (freed > 0) this.metrics.inc('free_page_report_freed', freed);
+    if (used) signalUsed(q, a.interrupt);
   }
 
   /** Stats: parse and keep the driver's buffer (Firecracker `process_stats_queue`). */
