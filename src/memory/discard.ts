@@ -11,8 +11,9 @@
  *   SharedArrayBuffer: no fd or file offset crosses to the device worker.
  * - `private`: RAM mapped MAP_PRIVATE from a snapshot file, or anonymous (Uffd restore). The
  *   pages the guest wrote are this process's private copies: MADV_DONTNEED frees them (a file
- *   page then reads back from the shared page cache, an anonymous one as zero or through the
- *   page-fault handler), which is what Firecracker does (balloon/util.rs `remove_range`).
+ *   page then reads back from the shared page cache, an anonymous one as zero; under Uffd the
+ *   handler gets a REMOVE event and serves zeroes, docs/design.md "Snapshot memory backends:
+ *   Uffd"), which is what Firecracker does (balloon/util.rs `remove_range`).
  * Both are page-granular: callers pass 4 KiB-aligned views of guest RAM.
  */
 import * as libc from '../kvm/libc.js';
