@@ -1,8 +1,7 @@
 /**
  * The balloon's page-frame arithmetic and its statistics buffer, pure (virtio 1.1 §5.5;
  * Firecracker src/vmm/src/devices/virtio/balloon/util.rs `compact_page_frame_numbers` and
- * device.rs `BalloonStats`; firecracker-facts §4.8). No actor or KVM part yet: the balloon stays
- * refused at InstanceStart (src/vmm/features.ts) until its device and worker exist.
+ * device.rs `BalloonStats`; firecracker-facts §4.8), used by the device model (device.ts).
  *
  * - Inflate/deflate buffers hold little-endian u32 page frame numbers of 4 KiB pages
  *   (VIRTIO_BALLOON_PFN_SHIFT); Firecracker reads at most MAX_PAGES_IN_DESC of them per
