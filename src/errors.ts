@@ -104,6 +104,7 @@ export const ERROR_CODES = {
   BALLOON_STATS_DISABLED: 'balloon statistics were asked for but stats_polling_interval_s is 0 (no statistics queue)',
   BALLOON_STATS_STATE_CHANGE: 'stats_polling_interval_s was changed between 0 and non-zero after boot (the statistics queue exists or not from activation)',
   BALLOON_TOO_MANY_PAGES: 'the balloon target is larger than guest memory',
+  BALLOON_HINTING_DISABLED: 'a free page hinting call on a balloon configured without free_page_hinting',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -430,7 +431,9 @@ export class SnapshotMemoryError extends KindlingError {
  * (src/vmm/src/devices/virtio/balloon/mod.rs), after the action's prefix.
  */
 export class BalloonError extends KindlingError {
-  constructor(code: 'BALLOON_NOT_ACTIVE' | 'BALLOON_STATS_DISABLED' | 'BALLOON_STATS_STATE_CHANGE' | 'BALLOON_TOO_MANY_PAGES', message: string) {
+  constructor(
+    code: 'BALLOON_NOT_ACTIVE' | 'BALLOON_STATS_DISABLED' | 'BALLOON_STATS_STATE_CHANGE' | 'BALLOON_TOO_MANY_PAGES' | 'BALLOON_HINTING_DISABLED', message: string,
+  ) {
     super(code, message);
   }
 }

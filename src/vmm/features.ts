@@ -62,7 +62,7 @@ export const DEVICE_KIND_NAMES: Record<DeviceKind, string> = {
 /** What the KVM VM of this build runs (src/vmm/kvm-factory.ts offers exactly these). */
 export const KVM_SUPPORTED: ReadonlySet<DeviceKind> = new Set<DeviceKind>([
   'initrd', 'boot-timer', 'serial-output-file', 'smt', 'track-dirty-pages', 'virtio-block', 'block-io-engine-async', 'rate-limiter',
-  'virtio-net', 'mmds', 'vsock', 'entropy', 'balloon', 'balloon-free-page-reporting',
+  'virtio-net', 'mmds', 'vsock', 'entropy', 'balloon', 'balloon-free-page-reporting', 'balloon-free-page-hinting',
 ]);
 
 /** The devices/features a configuration needs, in attach order. */

@@ -21,7 +21,7 @@ import { parseVsock, type VsockDeviceConfig } from '../config/vsock.js';
 import type { VsockMetricsSnapshot } from '../devices/virtio/vsock/metrics.js';
 import type { EntropyMetricsSnapshot } from '../devices/virtio/rng/metrics.js';
 import { parseEntropy, type EntropyDeviceConfig } from '../config/entropy.js';
-import { parseBalloon, type BalloonDeviceConfig, type BalloonStats } from '../config/balloon.js';
+import { parseBalloon, type BalloonDeviceConfig, type BalloonStats, type HintingStatus } from '../config/balloon.js';
 import type { BalloonMetricsSnapshot } from '../devices/virtio/balloon/metrics.js';
 import { isEmptyUpdate, parseMachineConfigPatch, type MachineConfigUpdate } from '../config/machine-config.js';
 import { VmResources } from '../config/resources.js';
@@ -200,6 +200,18 @@ export class MicroVm {
   async balloonStats(): Promise<BalloonStats> {
     const d = await this.controller.handle({ kind: 'GetBalloonStats' });
     if (d.kind !== 'BalloonStats') throw new Error(`unexpected reply ${d.kind}`);
+    return d.value;
+  }
+
+  /** PATCH /balloon/hinting/start: a free page hinting run (free_page_hinting must be configured). */
+  startBalloonHinting(acknowledgeOnStop = true): Promise<void> {
+    return this.act({ kind: 'StartFreePageHinting', cmd: { acknowledge_on_stop: acknowledgeOnStop } });
+  }
+
+  /** GET /balloon/hinting/status. */
+  async balloonHintingStatus(): Promise<HintingStatus> {
+    const d = await this.controller.handle({ kind: 'GetFreePageHintingStatus' });
+    if (d.kind !== 'HintingStatus') throw new Error(`unexpected reply ${d.kind}`);
     return d.value;
   }
 

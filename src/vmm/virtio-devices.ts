@@ -137,7 +137,7 @@ export async function spawnVirtioDevices(
   const b = p.balloon;
   const balloon = b ? [() => BalloonHandle.spawn({
     vm, memory, backing, amountMib: b.config.amount_mib, deflateOnOom: b.config.deflate_on_oom, statsIntervalS: b.config.stats_polling_interval_s,
-    reporting: b.config.free_page_reporting,
+    reporting: b.config.free_page_reporting, hinting: b.config.free_page_hinting,
     addr: b.addr, gsi: b.gsi, onLog: log, restore: restore?.balloon ?? null,
   })] : [];
   const all = await spawnAll<BlockHandle | NetHandle | VsockHandle | EntropyHandle | BalloonHandle>([...blocks, ...nets, ...vsock, ...entropy, ...balloon]);

@@ -22,7 +22,7 @@ import type { NetHandle } from '../actors/virtio/net-handle.js';
 import type { VsockHandle } from '../actors/virtio/vsock-handle.js';
 import type { EntropyHandle } from '../actors/virtio/entropy-handle.js';
 import type { BalloonHandle } from '../actors/virtio/balloon-handle.js';
-import type { BalloonStats } from '../config/balloon.js';
+import type { BalloonStats, HintingStatus, StartHintingCmd } from '../config/balloon.js';
 import type { ByteRing } from '../devices/byte-ring.js';
 import { openSync, closeSync } from 'node:fs';
 import { backingFileSize } from '../devices/virtio/block/file-backend.js';
@@ -195,6 +195,21 @@ export class Vmm implements RunningVm {
   async balloonStats(): Promise<BalloonStats> {
     const s = await this.requireBalloon().stats();
     return { target_pages: s.target_pages, actual_pages: s.actual_pages, target_mib: s.target_mib, actual_mib: s.actual_mib, ...s.stats };
+  }
+
+  /** PATCH /balloon/hinting/start: a free page hinting run (Firecracker `start_balloon_hinting`). */
+  async startBalloonHinting(cmd: StartHintingCmd): Promise<void> {
+    await this.requireBalloon().startHinting(cmd.acknowledge_on_stop);
+  }
+
+  /** GET /balloon/hinting/status. */
+  balloonHintingStatus(): Promise<HintingStatus> {
+    return this.requireBalloon().hintingStatus();
+  }
+
+  /** PATCH /balloon/hinting/stop. */
+  async stopBalloonHinting(): Promise<void> {
+    await this.requireBalloon().stopHinting();
   }
 
   private requireBalloon(): BalloonHandle {

@@ -72,13 +72,12 @@ const API: [endpoint: string, fields: Field[]][] = [
   ['GET /balloon', [['', `${WORKS} (the stored configuration; the device: ${kind('balloon')})`]]],
   ['PUT /balloon', [
     ...['amount_mib', 'deflate_on_oom', 'stats_polling_interval_s'].map((f): Field => [f, kind('balloon')]),
-    ['free_page_hinting', `false: ${kind('balloon')}; true: ${kind('balloon-free-page-hinting')}`],
+    ['free_page_hinting', kind('balloon-free-page-hinting')],
     ['free_page_reporting', kind('balloon-free-page-reporting')],
   ]],
   ['PATCH /balloon', [['amount_mib', kind('balloon')]]],
   ['GET /balloon/statistics', [['', kind('balloon')]]],
   ['PATCH /balloon/statistics', [['stats_polling_interval_s', kind('balloon')]]],
-  // No VM runs with hinting (InstanceStart refuses it), and the running VM has no hinting calls.
   ['PATCH /balloon/hinting/start', [['acknowledge_on_stop', HINTING]]],
   ['GET /balloon/hinting/status', [['', HINTING]]],
   ['PATCH /balloon/hinting/stop', [['', HINTING]]],
@@ -124,7 +123,7 @@ const API: [endpoint: string, fields: Field[]][] = [
 /** Metric groups (top-level keys of a metrics line), by name. */
 const METRICS: Record<string, string> = {
   api_server: `counted (set from --start-time-us / --start-time-cpu-us, as Firecracker)`,
-  balloon: deviceGroup('balloon', 'the balloon device; free_page_hint_* stay 0: hinting is refused'),
+  balloon: deviceGroup('balloon', 'the balloon device, free page reporting and hinting'),
   block: 'counted (and block_<drive_id> per drive)',
   deprecated_api: 'counted',
   get_api_requests: 'counted',

@@ -19,7 +19,7 @@ import { MmioInterrupt, MmioState } from '../../src/devices/virtio/mmio-state.js
 import {
   BALLOON_CONFIG_ACTUAL, BALLOON_CONFIG_NUM_PAGES, BALLOON_CONFIG_SIZE, BALLOON_DEFLATE_QUEUE, BALLOON_INFLATE_QUEUE, BALLOON_QUEUE_SIZE,
   BALLOON_STATS_QUEUE, BalloonConfig, PAGES_PER_MIB, VIRTIO_BALLOON_F_DEFLATE_ON_OOM, VIRTIO_BALLOON_F_PAGE_REPORTING, VIRTIO_BALLOON_F_STATS_VQ,
-  balloonQueueCount, balloonReportingQueue,
+  balloonHintingQueue, balloonQueueCount, balloonReportingQueue, BALLOON_CONFIG_FREE_PAGE_HINT_CMD_ID, VIRTIO_BALLOON_F_FREE_PAGE_HINT,
 } from '../../src/devices/virtio/balloon/config.js';
 import { BALLOON_DEVICE_ERRORS, BALLOON_STATS_MAX_BYTES, BalloonDevice } from '../../src/devices/virtio/balloon/device.js';
 import { BALLOON_FIRECRACKER_COUNTERS, BalloonMetrics } from '../../src/devices/virtio/balloon/metrics.js';
@@ -35,9 +35,9 @@ const R1_START = 2 << 20;
 const R1_PFN = R1_START / PAGE;
 const LAST_PFN = (R1_START + R0) / PAGE - 1;
 
-function rig(o: { stats?: boolean; deflateOnOom?: boolean; reporting?: boolean; targetPages?: number; discardFails?: boolean } = {}) {
+function rig(o: { stats?: boolean; deflateOnOom?: boolean; reporting?: boolean; hinting?: boolean; targetPages?: number; discardFails?: boolean } = {}) {
   const mem = arrayGuestMemory([{ gpa: 0, size: R0 }, { gpa: R1_START, size: R0 }]);
-  const params = { statsEnabled: o.stats ?? true, deflateOnOom: o.deflateOnOom ?? true, reporting: o.reporting ?? false };
+  const params = { statsEnabled: o.stats ?? true, deflateOnOom: o.deflateOnOom ?? true, reporting: o.reporting ?? false, hinting: o.hinting ?? false };
   const config = BalloonConfig.create(o.targetPages ?? 0, false);
   const discarded: { gpa: number; len: number }[] = [];
   const metrics = new BalloonMetrics();
@@ -267,6 +267,52 @@ test('free page reporting: queue 2 without stats, 3 with; each reported run rele
   assert.is(m.free_page_report_freed, 6 * PAGE);
   assert.is(m.free_page_report_fails, 2, 'an unaligned run and one outside RAM');
   assert.equal(q.takeUsed(), [{ id: 0, len: 0 }, { id: 2, len: 0 }, { id: 3, len: 0 }]);
+});
+
+test('free page hinting: start writes cmd 2 with a config interrupt; hints of the run released; STOP answered with DONE', () => {
+  assert.is(balloonHintingQueue({ statsEnabled: true, deflateOnOom: false, hinting: true, reporting: true }), 3);
+  assert.is(balloonReportingQueue({ statsEnabled: true, deflateOnOom: false, hinting: true, reporting: true }), 4);
+  assert.is(balloonHintingQueue({ statsEnabled: false, deflateOnOom: false, hinting: true }), 2);
+  const r = rig({ hinting: true });
+  assert.ok(mmioDeviceFeatures(r.transport) & featureBit(VIRTIO_BALLOON_F_FREE_PAGE_HINT));
+  const q = r.qs[3]!;
+  assert.equal(r.dev.hintingStatus(), { host_cmd: 1, guest_cmd: null });
+  r.irqs.length = 0;
+  r.dev.startHinting(true);
+  assert.is(mmioRead32(r.transport, VIRTIO_MMIO_CONFIG + BALLOON_CONFIG_FREE_PAGE_HINT_CMD_ID), 2);
+  assert.ok(r.irqs.includes(VIRTIO_MMIO_INT_CONFIG));
+  const cmd = (id: number): void => {
+    const at = r.arena.alloc(4);
+    must(r.mem.slice(at, 4)).set([id, 0, 0, 0]);
+    q.addChain([{ addr: at, len: 4 }]);
+  };
+  q.addChain([{ addr: 80 * PAGE, len: 4 * PAGE, write: true }]); // before the guest took up run 2: left alone
+  cmd(2);
+  q.addChain([{ addr: 64 * PAGE, len: 4 * PAGE, write: true }]);
+  q.kick();
+  assert.equal(r.discarded, [{ gpa: 64 * PAGE, len: 4 * PAGE }]);
+  assert.equal(r.dev.hintingStatus(), { host_cmd: 2, guest_cmd: 2 });
+  r.irqs.length = 0;
+  cmd(0);
+  q.kick();
+  assert.equal(r.dev.hintingStatus(), { host_cmd: 1, guest_cmd: 0 }, 'STOP acknowledged with DONE');
+  assert.ok(r.irqs.includes(VIRTIO_MMIO_INT_CONFIG));
+  q.addChain([{ addr: 90 * PAGE, len: PAGE, write: true }]); // after DONE: left alone
+  q.kick();
+  assert.is(r.discarded.length, 1);
+  const m = r.metrics.snapshot();
+  assert.equal([m.free_page_hint_count, m.free_page_hint_freed, m.free_page_hint_fails], [2, 4 * PAGE, 0]);
+  assert.is(q.takeUsed().length, 5);
+  r.dev.startHinting(false);
+  assert.is(r.dev.hintingStatus().host_cmd, 3);
+  cmd(3);
+  cmd(0);
+  q.kick();
+  assert.equal(r.dev.hintingStatus(), { host_cmd: 3, guest_cmd: 0 }, 'without acknowledge_on_stop the host says DONE itself');
+  r.dev.stopHinting();
+  assert.is(r.dev.hintingStatus().host_cmd, 1);
+  const off = rig();
+  assert.throws(() => off.dev.startHinting(true), (e: Error) => e.message === BALLOON_DEVICE_ERRORS.HintingNotEnabled);
 });
 
 test('metrics: Firecracker\'s balloon group by name and order', () => {

@@ -86,7 +86,7 @@ export function buildBuses(manifest: readonly DeviceManifest[], ctx: BusContext)
         break;
       case 'virtio-balloon': {
         // The driver's writes of `actual` land in the shared config bytes here, on the vCPU thread.
-        const desc = balloonDescription({ deflateOnOom: d.deflateOnOom, statsEnabled: d.statsEnabled, reporting: d.reporting }, new BalloonConfig(d.config));
+        const desc = balloonDescription({ deflateOnOom: d.deflateOnOom, statsEnabled: d.statsEnabled, reporting: d.reporting, hinting: d.hinting }, new BalloonConfig(d.config));
         mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, virtioTransport(ctx, d, desc, 'virtio-balloon'));
         break;
       }

@@ -9,6 +9,7 @@ import type { RamBacking } from '../../memory/discard.js';
 import { MmioState } from '../../devices/virtio/mmio-state.js';
 import { BALLOON_DEV_ID, BalloonConfig, PAGES_PER_MIB, balloonQueueCount } from '../../devices/virtio/balloon/config.js';
 import type { BalloonStatsReply } from '../../devices/virtio/balloon/device.js';
+import type { HintingStatusReply } from '../../devices/virtio/balloon/hinting.js';
 import { BalloonMetrics, type BalloonMetricsSnapshot } from '../../devices/virtio/balloon/metrics.js';
 import type { BalloonControl, BalloonWorkerInit, VirtioBalloonManifest } from './balloon-protocol.js';
 import { VirtioActor, VirtioDeviceHandle, type VirtioDeviceSnapshot } from './virtio-actor.js';
@@ -23,6 +24,8 @@ export interface BalloonSpawnOptions {
   statsIntervalS: number;
   /** free_page_reporting. */
   reporting: boolean;
+  /** free_page_hinting. */
+  hinting: boolean;
   addr: number;
   gsi: number;
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
@@ -37,7 +40,7 @@ export class BalloonHandle extends VirtioDeviceHandle<BalloonControl, VirtioBall
 
   /** Sets up KVM doorbells and starts the worker; resolves when it is ready. */
   static async spawn(opts: BalloonSpawnOptions): Promise<BalloonHandle> {
-    const params = { deflateOnOom: opts.deflateOnOom, statsEnabled: opts.statsIntervalS > 0, reporting: opts.reporting };
+    const params = { deflateOnOom: opts.deflateOnOom, statsEnabled: opts.statsIntervalS > 0, reporting: opts.reporting, hinting: opts.hinting };
     const queues = balloonQueueCount(params);
     const r = opts.restore ?? null;
     const state = r ? MmioState.restore(r.transport, queues) : MmioState.create(queues);
@@ -48,7 +51,7 @@ export class BalloonHandle extends VirtioDeviceHandle<BalloonControl, VirtioBall
       vm: opts.vm, kind: 'balloon', thread: `fc_${BALLOON_DEV_ID}`, label: 'balloon', addr: opts.addr, gsi: opts.gsi, queues, onLog: opts.onLog,
       init: (d) => ({
         state, config: config.buffer as SharedArrayBuffer, metrics: metrics.buffer, memory: opts.memory, backing: opts.backing,
-        deflateOnOom: opts.deflateOnOom, statsIntervalS: opts.statsIntervalS, reporting: opts.reporting, ctlFd: d.ctlFd, queueFds: d.queueFds, irqFd: d.irqFd,
+        deflateOnOom: opts.deflateOnOom, statsIntervalS: opts.statsIntervalS, reporting: opts.reporting, hinting: opts.hinting, ctlFd: d.ctlFd, queueFds: d.queueFds, irqFd: d.irqFd,
         restore: r ? { queues: r.queues, statsHead: r.statsHead ?? null } : null,
       }),
     });
@@ -78,5 +81,20 @@ export class BalloonHandle extends VirtioDeviceHandle<BalloonControl, VirtioBall
   /** GET /balloon/statistics. */
   stats(): Promise<BalloonStatsReply> {
     return this.actor.remote.stats();
+  }
+
+  /** PATCH /balloon/hinting/start. */
+  startHinting(acknowledgeOnStop: boolean): Promise<void> {
+    return this.actor.remote.startHinting(acknowledgeOnStop);
+  }
+
+  /** PATCH /balloon/hinting/stop. */
+  stopHinting(): Promise<void> {
+    return this.actor.remote.stopHinting();
+  }
+
+  /** GET /balloon/hinting/status. */
+  hintingStatus(): Promise<HintingStatusReply> {
+    return this.actor.remote.hintingStatus();
   }
 }

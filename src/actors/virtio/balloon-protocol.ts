@@ -6,6 +6,7 @@
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import type { RamBacking } from '../../memory/discard.js';
 import type { BalloonStatsReply } from '../../devices/virtio/balloon/device.js';
+import type { HintingStatusReply } from '../../devices/virtio/balloon/hinting.js';
 import type { SnapshotControl, VirtioRestore } from './virtio-actor.js';
 
 /** What a vCPU worker needs to serve the balloon's registers and config space. */
@@ -20,8 +21,9 @@ export interface VirtioBalloonManifest {
   deflateOnOom: boolean;
   statsEnabled: boolean;
   reporting: boolean;
+  hinting: boolean;
   ctlFd: number;
-  /** inflate, deflate[, stats][, reporting] doorbells. */
+  /** inflate, deflate[, stats][, hinting][, reporting] doorbells. */
   queueFds: number[];
   irqFd: number;
 }
@@ -39,6 +41,8 @@ export interface BalloonWorkerInit {
   statsIntervalS: number;
   /** free_page_reporting: a reporting queue. */
   reporting: boolean;
+  /** free_page_hinting: a hinting queue. */
+  hinting: boolean;
   ctlFd: number;
   queueFds: number[];
   irqFd: number;
@@ -54,6 +58,12 @@ export interface BalloonControl extends SnapshotControl {
   setStatsInterval(seconds: number): void;
   /** GET /balloon/statistics. */
   stats(): BalloonStatsReply;
+  /** PATCH /balloon/hinting/start. */
+  startHinting(acknowledgeOnStop: boolean): void;
+  /** PATCH /balloon/hinting/stop. */
+  stopHinting(): void;
+  /** GET /balloon/hinting/status. */
+  hintingStatus(): HintingStatusReply;
   /** Snapshot (after quiesce): the stats buffer the device holds. */
   savedStatsHead(): number | null;
   /** Ends the worker after replying. */

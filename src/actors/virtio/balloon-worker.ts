@@ -3,12 +3,13 @@
  * Firecracker's balloon event handler (devices/virtio/balloon/event_handler.rs) on its own
  * thread.
  *
- * Loop: poll(ctl, inflate, deflate[, stats][, report]; timeout = the next statistics poll)
+ * Loop: poll(ctl, inflate, deflate[, stats][, hint][, report]; timeout = the next statistics poll)
  *   ctl      → control calls (target, stats interval, stats, snapshot, stop); activation once
  *              the transport saw DRIVER_OK;
  *   inflate  → release the listed pages' host memory (memory/discard.ts);
  *   deflate  → acknowledge;
  *   stats    → parse and keep the driver's statistics buffer;
+ *   hint     → command ids and hinted free pages (released during a run);
  *   report   → release the free pages the guest reported;
  *   timeout  → hand the stats buffer back so the driver refills it.
  * Nothing crosses to main per request: interrupts go through the irqfd, counters through the
@@ -39,7 +40,7 @@ const ctlEvt = new EventFd(init.ctlFd);
 const queueEvts = init.queueFds.map((fd) => new EventFd(fd));
 const irqEvt = new EventFd(init.irqFd);
 const device = new BalloonDevice({
-  deflateOnOom: init.deflateOnOom, statsEnabled: init.statsIntervalS > 0, statsIntervalS: init.statsIntervalS, reporting: init.reporting, config: new BalloonConfig(init.config),
+  deflateOnOom: init.deflateOnOom, statsEnabled: init.statsIntervalS > 0, statsIntervalS: init.statsIntervalS, reporting: init.reporting, hinting: init.hinting, config: new BalloonConfig(init.config),
   metrics: new BalloonMetrics(init.metrics), discard: (view) => discardGuestPages(view, init.backing),
 });
 const interrupt = new MmioInterrupt(state, () => irqEvt.signal());
@@ -68,6 +69,18 @@ const control: BalloonControl = {
   stats() {
     life.refuseAfterStop();
     return device.stats();
+  },
+  startHinting(ack) {
+    life.refuseAfterStop();
+    device.startHinting(ack);
+  },
+  stopHinting() {
+    life.refuseAfterStop();
+    device.stopHinting();
+  },
+  hintingStatus() {
+    life.refuseAfterStop();
+    return device.hintingStatus();
   },
   savedStatsHead() {
     return device.savedStatsHead();

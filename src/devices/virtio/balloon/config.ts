@@ -5,7 +5,7 @@
  *
  *   offset 0  num_pages               le32  the host's target, 4 KiB pages (driver reads)
  *          4  actual                  le32  pages the driver holds in the balloon (driver writes)
- *          8  free_page_hint_cmd_id   le32  (free page hinting; not offered by Kindling)
+ *          8  free_page_hint_cmd_id   le32  (free page hinting: the host's command id)
  *
  * The bytes live in a SharedArrayBuffer: the vCPU threads serve the driver's reads and its
  * writes of `actual`, the device worker writes `num_pages`, main reads both for
@@ -24,9 +24,10 @@ export const VIRTIO_BALLOON_F_FREE_PAGE_HINT = 3;
 export const VIRTIO_BALLOON_F_PAGE_REPORTING = 5;
 
 /**
- * Queue indices (§5.5.2): the stats queue exists only with STATS_VQ, the reporting queue only
- * with PAGE_REPORTING, and a transport numbers only the queues that exist (Linux
- * virtio_find_vqs skips absent ones), so reporting is queue 2 without stats, 3 with.
+ * Queue indices (§5.5.2): inflate, deflate, then stats (STATS_VQ), free page hints
+ * (FREE_PAGE_HINT) and reporting (PAGE_REPORTING), each only when offered; a transport numbers
+ * only the queues that exist (Linux virtio_find_vqs skips absent ones), so the later ones
+ * move up when an earlier one is absent.
  */
 export const BALLOON_INFLATE_QUEUE = 0;
 export const BALLOON_DEFLATE_QUEUE = 1;
@@ -54,11 +55,18 @@ export interface BalloonParams {
   statsEnabled: boolean;
   /** free_page_reporting: the guest reports free pages, which the host releases. */
   reporting?: boolean;
+  /** free_page_hinting: the host asks the guest for hints of free pages. */
+  hinting?: boolean;
 }
 
 /** Number of queues for `p`: inflate, deflate, then stats and reporting when enabled. */
 export function balloonQueueCount(p: BalloonParams): number {
-  return 2 + (p.statsEnabled ? 1 : 0) + (p.reporting ? 1 : 0);
+  return 2 + (p.statsEnabled ? 1 : 0) + (p.hinting ? 1 : 0) + (p.reporting ? 1 : 0);
+}
+
+/** Index of the free page hinting queue, or -1 without one. */
+export function balloonHintingQueue(p: BalloonParams): number {
+  return p.hinting ? 2 + (p.statsEnabled ? 1 : 0) : -1;
 }
 
 /** Index of the free page reporting queue, or -1 without one. */
@@ -71,6 +79,7 @@ export function balloonFeatures(p: BalloonParams): bigint {
   let f = 0n;
   if (p.statsEnabled) f |= featureBit(VIRTIO_BALLOON_F_STATS_VQ);
   if (p.deflateOnOom) f |= featureBit(VIRTIO_BALLOON_F_DEFLATE_ON_OOM);
+  if (p.hinting) f |= featureBit(VIRTIO_BALLOON_F_FREE_PAGE_HINT);
   if (p.reporting) f |= featureBit(VIRTIO_BALLOON_F_PAGE_REPORTING);
   return f;
 }
@@ -101,6 +110,12 @@ export class BalloonConfig {
   }
   get actual(): number {
     return this.load(BALLOON_CONFIG_ACTUAL);
+  }
+  get hintCmdId(): number {
+    return this.load(BALLOON_CONFIG_FREE_PAGE_HINT_CMD_ID);
+  }
+  set hintCmdId(v: number) {
+    this.store(BALLOON_CONFIG_FREE_PAGE_HINT_CMD_ID, v);
   }
 
   /**

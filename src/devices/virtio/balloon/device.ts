@@ -28,13 +28,17 @@ import { BalloonError, VirtioActivateError, VirtqueueError } from '../../../erro
 import type { GuestMemory } from '../../../memory/guest-memory.js';
 import { activateQueues, signalUsed, VIRTIO_INTERRUPT, type VirtioActivation, type VirtioDevice, type VirtioInterrupt } from '../device.js';
 import { chainViews } from '../iovec.js';
-import type { Queue } from '../queue.js';
+import type { DescriptorChain, Queue } from '../queue.js';
 import {
-  BALLOON_DEFLATE_QUEUE, BALLOON_INFLATE_QUEUE, BALLOON_STATS_QUEUE, PAGES_PER_MIB, balloonDescription, balloonQueueCount, balloonReportingQueue,
+  BALLOON_DEFLATE_QUEUE, BALLOON_INFLATE_QUEUE, BALLOON_STATS_QUEUE, PAGES_PER_MIB, balloonDescription, balloonHintingQueue, balloonQueueCount,
+  balloonReportingQueue,
   type BalloonConfig, type BalloonParams,
 } from './config.js';
 import { BalloonMetrics } from './metrics.js';
-import { BALLOON_STAT_NAMES, VIRTIO_BALLOON_PFN_SHIFT, compactPfns, parseBalloonStats, rangeBytes, readPfns, type BalloonStatName } from './pages.js';
+import { FreePageHinting, type HintingStatusReply } from './hinting.js';
+import {
+  BALLOON_STAT_NAMES, VIRTIO_BALLOON_PFN_SHIFT, compactPfns, joinViews, parseBalloonStats, rangeBytes, readPfns, type BalloonStatName,
+} from './pages.js';
 
 /** Releases the host memory behind a page-aligned view of guest RAM; false when the host refused. */
 export type DiscardPages = (view: Uint8Array) => boolean;
@@ -55,6 +59,7 @@ export const BALLOON_DEVICE_ERRORS = {
   StatisticsDisabled: 'Statistics for the balloon device are not enabled',
   StatisticsStateChange: 'Statistics cannot be enabled/disabled after activation.',
   TooManyPagesRequested: 'Amount of pages requested is too large.',
+  HintingNotEnabled: 'Free page hinting is not enabled on the balloon device.',
 } as const;
 
 export interface BalloonDeviceOptions extends BalloonParams {
@@ -91,14 +96,16 @@ export class BalloonDevice implements VirtioDevice {
   private statsHead: number | null = null;
   private latest: Partial<Record<BalloonStatName, number>> = {};
   private intervalS: number;
+  private readonly hinting: FreePageHinting | undefined;
 
   constructor(o: BalloonDeviceOptions) {
-    this.params = { deflateOnOom: o.deflateOnOom, statsEnabled: o.statsEnabled, reporting: o.reporting ?? false };
+    this.params = { deflateOnOom: o.deflateOnOom, statsEnabled: o.statsEnabled, reporting: o.reporting ?? false, hinting: o.hinting ?? false };
     this.config = o.config;
     this.discard = o.discard;
     this.metrics = o.metrics ?? new BalloonMetrics();
     this.description = balloonDescription(this.params, o.config);
     this.intervalS = o.statsEnabled ? (o.statsIntervalS ?? 1) : 0;
+    this.hinting = this.params.hinting ? new FreePageHinting(o.config, this.metrics) : undefined;
   }
 
   /** The statistics polling interval in seconds (0: no statistics). */
@@ -151,6 +158,7 @@ export class BalloonDevice implements VirtioDevice {
     if (queue === BALLOON_INFLATE_QUEUE) this.processInflate();
     else if (queue === BALLOON_DEFLATE_QUEUE) this.processDeflate();
     else if (queue === balloonReportingQueue(this.params)) this.processReporting();
+    else if (queue === balloonHintingQueue(this.params)) this.processHinting();
     else if (queue === BALLOON_STATS_QUEUE && this.params.statsEnabled) this.processStats();
   }
 
@@ -161,6 +169,47 @@ export class BalloonDevice implements VirtioDevice {
     if (amountMib * PAGES_PER_MIB * PAGE > a.mem.size) throw new BalloonError('BALLOON_TOO_MANY_PAGES', BALLOON_DEVICE_ERRORS.TooManyPagesRequested);
     this.config.numPages = amountMib * PAGES_PER_MIB;
     a.interrupt.trigger(VIRTIO_INTERRUPT.CONFIG);
+  }
+
+  /** PATCH /balloon/hinting/start (Firecracker `start_hinting`): a new run, config interrupt. */
+  startHinting(acknowledgeOnStop: boolean): void {
+    this.hintCommand((h) => h.start(acknowledgeOnStop));
+  }
+
+  /** PATCH /balloon/hinting/stop (Firecracker `stop_hinting`): DONE, the guest may reuse the pages. */
+  stopHinting(): void {
+    this.hintCommand((h) => h.stop());
+  }
+
+  /** GET /balloon/hinting/status. */
+  hintingStatus(): HintingStatusReply {
+    return this.requireHinting().status();
+  }
+
+  private hintCommand(f: (h: FreePageHinting) => void): void {
+    const h = this.requireHinting();
+    if (!this.active) throw new BalloonError('BALLOON_NOT_ACTIVE', BALLOON_DEVICE_ERRORS.DeviceNotActive);
+    f(h);
+    this.active.interrupt.trigger(VIRTIO_INTERRUPT.CONFIG);
+  }
+
+  private requireHinting(): FreePageHinting {
+    if (!this.hinting) throw new BalloonError('BALLOON_HINTING_DISABLED', BALLOON_DEVICE_ERRORS.HintingNotEnabled);
+    return this.hinting;
+  }
+
+  /** The hinting queue: command ids and hinted blocks (hinting.ts); every chain used with 0. */
+  processHinting(): void {
+    const a = this.usable();
+    const h = this.hinting;
+    const qi = balloonHintingQueue(this.params);
+    if (!a || !h || qi < 0) return;
+    let configChanged = false;
+    this.drain(a, a.queues[qi]!, (chain) => {
+      configChanged = h.serve(a.mem, chain, this.discard) || configChanged;
+      return true;
+    }, () => this.metrics.inc('free_page_hint_fails'));
+    if (configChanged) a.interrupt.trigger(VIRTIO_INTERRUPT.CONFIG);
   }
 
   /** The stats timer is due: hand the held buffer back so the driver refills it (`trigger_stats_update`). */
@@ -203,7 +252,9 @@ export class BalloonDevice implements VirtioDevice {
     const a = this.usable();
     if (!a) return;
     this.metrics.inc('inflate_count');
-    this.drain(a, a.queues[BALLOON_INFLATE_QUEUE]!, (views) => {
+    this.drain(a, a.queues[BALLOON_INFLATE_QUEUE]!, (chain) => {
+      const views = chainViews(a.mem, chain, false);
+      if (!views) return false;
       const lists: Uint32Array[] = [];
       for (const v of views) {
         const pfns = readPfns(v);
@@ -222,7 +273,7 @@ export class BalloonDevice implements VirtioDevice {
     const a = this.usable();
     if (!a) return;
     this.metrics.inc('deflate_count');
-    this.drain(a, a.queues[BALLOON_DEFLATE_QUEUE]!, () => true);
+    this.drain(a, a.queues[BALLOON_DEFLATE_QUEUE]!, (chain) => chainViews(a.mem, chain, false) !== undefined);
   }
 
   /**
@@ -234,28 +285,17 @@ export class BalloonDevice implements VirtioDevice {
     const a = this.usable();
     const qi = balloonReportingQueue(this.params);
     if (!a || qi < 0) return;
-    const q = a.queues[qi]!;
     this.metrics.inc('free_page_report_count');
     let freed = 0;
-    let used = false;
-    for (;;) {
-      const chain = q.pop();
-      if (chain === null) break;
-      if (chain instanceof VirtqueueError) {
-        if (q.broken) return this.fail(a);
-        this.metrics.inc('free_page_report_fails');
-        if (chain.head !== undefined) used = this.complete(q, chain.head) || used;
-        continue;
-      }
+    this.drain(a, a.queues[qi]!, (chain) => {
       for (const d of chain.descriptors) {
         const view = d.addr % PAGE === 0 && d.len % PAGE === 0 ? a.mem.slice(d.addr, d.len) : undefined;
         if (view instanceof Uint8Array && this.discard(view)) freed += d.len;
         else this.metrics.inc('free_page_report_fails');
       }
-      used = this.complete(q, chain.head) || used;
-    }
+      return true;
+    }, () => this.metrics.inc('free_page_report_fails'));
     if (freed > 0) this.metrics.inc('free_page_report_freed', freed);
-    if (used) signalUsed(q, a.interrupt);
   }
 
   /** Stats: parse and keep the driver's buffer (Firecracker `process_stats_queue`). */
@@ -286,8 +326,7 @@ export class BalloonDevice implements VirtioDevice {
         used = q.addUsed(chain.head, 0) === undefined || used;
         continue;
       }
-      const all = concat(views);
-      const parsed = parseBalloonStats(all.subarray(0, Math.min(all.length, BALLOON_STATS_MAX_BYTES)));
+      const parsed = parseBalloonStats(joinViews(views, BALLOON_STATS_MAX_BYTES));
       if (parsed.unknownTags > 0 || parsed.trailingBytes > 0) this.metrics.inc('stats_update_fails');
       for (const name of BALLOON_STAT_NAMES) {
         const v = parsed.values[name];
@@ -299,19 +338,18 @@ export class BalloonDevice implements VirtioDevice {
   }
 
   /** Uses every posted chain of `q` after `serve` (false: a bad chain, counted); one interrupt at the end. */
-  private drain(a: Active, q: Queue, serve: (views: Uint8Array[]) => boolean): void {
+  private drain(a: Active, q: Queue, serve: (chain: DescriptorChain) => boolean, bad = (): void => this.badChain()): void {
     let used = false;
     for (;;) {
       const chain = q.pop();
       if (chain === null) break;
       if (chain instanceof VirtqueueError) {
         if (q.broken) return this.fail(a);
-        this.badChain();
+        bad();
         if (chain.head !== undefined) used = this.complete(q, chain.head) || used;
         continue;
       }
-      const views = chainViews(a.mem, chain, false);
-      if (!views || !serve(views)) this.badChain();
+      if (!serve(chain)) bad();
       used = this.complete(q, chain.head) || used;
     }
     if (used) signalUsed(q, a.interrupt);
@@ -363,21 +401,4 @@ export class BalloonDevice implements VirtioDevice {
     this.metrics.inc('event_fails');
     a.interrupt.needsReset();
   }
-}
-
-/**
- * The first BALLOON_STATS_MAX_BYTES of `views` in one array (a stats buffer is normally one
- * descriptor: no copy then).
- */
-function concat(views: readonly Uint8Array[]): Uint8Array {
-  if (views.length === 1) return views[0]!;
-  const out = new Uint8Array(Math.min(views.reduce((n, v) => n + v.length, 0), BALLOON_STATS_MAX_BYTES));
-  let at = 0;
-  for (const v of views) {
-    if (at === out.length) break;
-    const part = v.subarray(0, out.length - at);
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }

@@ -109,3 +109,20 @@ export function parseBalloonStats(buf: Uint8Array): ParsedBalloonStats {
   }
   return { values, unknownTags, trailingBytes: buf.length - whole * BALLOON_STAT_SIZE };
 }
+
+/**
+ * The first `max` bytes of the concatenation of `views` (a stats buffer split over several
+ * descriptors); one view is returned as it is (cut to `max`), without a copy.
+ */
+export function joinViews(views: readonly Uint8Array[], max: number): Uint8Array {
+  if (views.length === 1) return views[0]!.subarray(0, max);
+  const out = new Uint8Array(Math.min(views.reduce((n, v) => n + v.length, 0), max));
+  let at = 0;
+  for (const v of views) {
+    if (at === out.length) break;
+    const part = v.subarray(0, out.length - at);
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
