@@ -3,10 +3,9 @@
  * src/vmm/src/devices/virtio/balloon/device.rs, v1.16; docs/design.md "Balloon"), pure over an
  * injected discard function so tests see which guest pages the host was told to release.
  *
- * - Queues: inflate (0), deflate (1), then stats (stats_polling_interval_s > 0) and free page
- *   reporting (free_page_reporting), each when configured. Features STATS_VQ, DEFLATE_ON_OOM
- *   and PAGE_REPORTING as configured; free page hinting is not offered (the API refuses it,
- *   src/vmm/features.ts).
+ * - Queues: inflate (0), deflate (1), then stats (stats_polling_interval_s > 0), free page
+ *   hints (free_page_hinting, hinting.ts) and free page reporting (free_page_reporting), each
+ *   when configured, with the features STATS_VQ, DEFLATE_ON_OOM, FREE_PAGE_HINT, PAGE_REPORTING.
  * - Free page reporting (virtio 1.1 §5.5.6.5 in later drafts; Firecracker
  *   `process_free_page_reporting_queue`): every buffer of a reported chain is a run of free
  *   guest pages, released like an inflated run; the chain is used with length 0.
