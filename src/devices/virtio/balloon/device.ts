@@ -52,10 +52,13 @@ export interface BalloonStatsReply {
   stats: Partial<Record<BalloonStatName, number>>;
 }
 
-/** Firecracker's BalloonError texts (balloon/mod.rs). */
+/**
+ * Firecracker's BalloonError texts (balloon/mod.rs); HintingNotEnabled is Kindling's wording
+ * (the balloon/mod.rs versions at hand predate hinting).
+ */
 export const BALLOON_DEVICE_ERRORS = {
   DeviceNotActive: 'Device not activated yet.',
-  StatisticsDisabled: 'Statistics for the balloon device are not enabled',
+  StatisticsDisabled: 'Received stats query when stats are disabled.',
   StatisticsStateChange: 'Statistics cannot be enabled/disabled after activation.',
   TooManyPagesRequested: 'Amount of pages requested is too large.',
   HintingNotEnabled: 'Free page hinting is not enabled on the balloon device.',
