@@ -6,9 +6,8 @@
  * - Queues: inflate (0), deflate (1), then stats (stats_polling_interval_s > 0), free page
  *   hints (free_page_hinting, hinting.ts) and free page reporting (free_page_reporting), each
  *   when configured, with the features STATS_VQ, DEFLATE_ON_OOM, FREE_PAGE_HINT, PAGE_REPORTING.
- * - Free page reporting (virtio 1.1 §5.5.6.5 in later drafts; Firecracker
- *   `process_free_page_reporting_queue`): every buffer of a reported chain is a run of free
- *   guest pages, released like an inflated run; the chain is used with length 0.
+ * - Free page reporting (Firecracker `process_free_page_reporting_queue`): each buffer of a
+ *   reported chain is a run of free guest pages, released like an inflated run.
  * - Inflate: each device-readable buffer is a list of le32 PFNs (at most MAX_PAGES_IN_DESC
  *   per buffer, pages.ts); frames are sorted and merged into runs and each run's guest RAM is
  *   handed to `discard` once (the worker releases the host pages). A PFN outside guest RAM is
@@ -52,10 +51,7 @@ export interface BalloonStatsReply {
   stats: Partial<Record<BalloonStatName, number>>;
 }
 
-/**
- * Firecracker's BalloonError texts (balloon/mod.rs); HintingNotEnabled is Kindling's wording
- * (the balloon/mod.rs versions at hand predate hinting).
- */
+/** Firecracker's BalloonError texts (balloon/mod.rs); HintingNotEnabled is Kindling's wording. */
 export const BALLOON_DEVICE_ERRORS = {
   DeviceNotActive: 'Device not activated yet.',
   StatisticsDisabled: 'Received stats query when stats are disabled.',
@@ -80,11 +76,7 @@ interface Active {
 }
 
 const PAGE = 2 ** VIRTIO_BALLOON_PFN_SHIFT;
-/**
- * Most bytes of a stats buffer parsed: far more than a driver sends (Linux: at most one entry
- * per tag, VIRTIO_BALLOON_S_NR = 16, 160 bytes), so a hostile buffer of gigabytes costs
- * nothing; the rest is ignored.
- */
+/** Most bytes of a stats buffer parsed (Linux sends ≤ 16 entries, 160 bytes); the rest is ignored. */
 export const BALLOON_STATS_MAX_BYTES = 4096;
 
 export class BalloonDevice implements VirtioDevice {
