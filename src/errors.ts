@@ -100,6 +100,11 @@ export const ERROR_CODES = {
   SNAPSHOT_STATE_FORMAT: 'a snapshot state file is damaged, truncated, too large, of another format version, or holds a state this build cannot restore',
   SNAPSHOT_NOT_ALLOWED: 'a snapshot was asked for in a state that cannot give one (vCPUs running, a device that cannot save its state)',
   SNAPSHOT_RESTORE: 'a snapshot cannot be restored on this host (memory file missing or of the wrong size, a KVM state the kernel refuses)',
+  BALLOON_NOT_ACTIVE: 'a balloon target or statistics update came before the guest driver activated the device',
+  BALLOON_STATS_DISABLED: 'balloon statistics were asked for but stats_polling_interval_s is 0 (no statistics queue)',
+  BALLOON_STATS_STATE_CHANGE: 'stats_polling_interval_s was changed between 0 and non-zero after boot (the statistics queue exists or not from activation)',
+  BALLOON_TOO_MANY_PAGES: 'the balloon target is larger than guest memory',
+  BALLOON_HINTING_DISABLED: 'a free page hinting call on a balloon configured without free_page_hinting',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -418,5 +423,17 @@ export class SnapshotError extends KindlingError {
 export class SnapshotMemoryError extends KindlingError {
   constructor(code: 'SNAPSHOT_MEMORY_FILE' | 'SNAPSHOT_REBASE', message: string, options?: { cause?: unknown }) {
     super(code, message, options);
+  }
+}
+
+/**
+ * A balloon operation the device refuses; the message is Firecracker's `BalloonError` text
+ * (src/vmm/src/devices/virtio/balloon/mod.rs), after the action's prefix.
+ */
+export class BalloonError extends KindlingError {
+  constructor(
+    code: 'BALLOON_NOT_ACTIVE' | 'BALLOON_STATS_DISABLED' | 'BALLOON_STATS_STATE_CHANGE' | 'BALLOON_TOO_MANY_PAGES' | 'BALLOON_HINTING_DISABLED', message: string,
+  ) {
+    super(code, message);
   }
 }

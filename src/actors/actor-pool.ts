@@ -21,6 +21,7 @@ export const ACTOR_SCRIPTS = {
   net: new URL('./virtio/net-worker.js', import.meta.url),
   vsock: new URL('./virtio/vsock-worker.js', import.meta.url),
   entropy: new URL('./virtio/entropy-worker.js', import.meta.url),
+  balloon: new URL('./virtio/balloon-worker.js', import.meta.url),
 } as const;
 
 export type ActorKind = keyof typeof ACTOR_SCRIPTS;
@@ -47,7 +48,7 @@ interface WarmWorker {
   doorbell: Int32Array;
 }
 
-const warm: Record<ActorKind, WarmWorker[]> = { vcpu: [], block: [], net: [], vsock: [], entropy: [] };
+const warm: Record<ActorKind, WarmWorker[]> = { vcpu: [], block: [], net: [], vsock: [], entropy: [], balloon: [] };
 
 /** Pre-started workers of `kind` waiting for work. */
 export function warmActorCount(kind: ActorKind): number {

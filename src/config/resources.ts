@@ -209,6 +209,7 @@ export class VmResources {
     this.networkInterfaces = c.networkInterfaces.map((n) => ({ ...n }));
     this.vsock = c.vsock ? { ...c.vsock } : null;
     this.entropy = c.entropy ? { ...c.entropy } : null;
+    this.balloon = c.balloon ? { ...c.balloon } : null;
     if (c.mmds) {
       this.mmds = c.mmds.store;
       this.mmds.version = c.mmds.config.version;

@@ -31,6 +31,11 @@ export const MAP_POPULATE = 0x8000;
 export const MFD_CLOEXEC = 0x1;
 /** madvise(2): drop the pages; private anonymous memory reads back zero (or faults to a userfaultfd). */
 export const MADV_DONTNEED = 4;
+/**
+ * madvise(2): free the pages AND their backing store, like fallocate(PUNCH_HOLE) on the
+ * shmem/tmpfs file behind a shared mapping (the memfd of guest RAM); EINVAL on private mappings.
+ */
+export const MADV_REMOVE = 9;
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
 export const SA_RESTART = 0x10000000;

@@ -4,7 +4,7 @@
  * Firecracker's MicrovmState (src/vmm/src/persist.rs) has the same parts: the machine
  * configuration, the memory layout, the VM's and every vCPU's KVM state, and every device.
  *
- * Device order is attach order (block, net, vsock, entropy), the order the restoring builder
+ * Device order is attach order (balloon, block, net, vsock, entropy), the order the restoring builder
  * places them in again, so every device gets back its MMIO window and GSI.
  */
 import type { VcpuKvmState, VmKvmState } from '../arch/x86_64/kvm-state.js';
@@ -23,6 +23,8 @@ export interface MicrovmState {
   vcpus: VcpuKvmState[];
   legacy: { serial: Uint8Array; i8042: Uint8Array };
   devices: {
+    /** Absent in state files written before the balloon ran: read as null. */
+    balloon?: VirtioDeviceSnapshot | null;
     blocks: VirtioDeviceSnapshot[];
     nets: VirtioDeviceSnapshot[];
     vsock: VirtioDeviceSnapshot | null;

@@ -31,6 +31,7 @@ import { createHostDevices } from './host-devices.js';
 import { readInitrdImage, readKernelImage } from '../config/boot-source.js';
 import { createDeviceManager } from '../config/serial.js';
 import { Vmm } from './vmm.js';
+import { ramBacking } from '../memory/discard.js';
 import { placements, planVirtioDevices, spawnAll, spawnVirtioDevices, type VirtioPlan } from './virtio-devices.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { cmdlineString } from '../config/boot-source.js';
@@ -118,14 +119,14 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
     // Device manifests must exist before the vCPU workers start.
     let virtio: Awaited<ReturnType<typeof spawnVirtioDevices>>;
     try {
-      virtio = await spawnVirtioDevices(plan, vm, mem.describe(), log);
+      virtio = await spawnVirtioDevices(plan, vm, mem.describe(), ramBacking(mem), log);
     } catch (e) {
       await devices.close();
       throw e;
     }
-    const { blocks, nets, vsock, entropy } = virtio;
+    const { balloon, blocks, nets, vsock, entropy } = virtio;
     const singles = [...(vsock ? [vsock] : []), ...(entropy ? [entropy] : [])];
-    devices.manifest.push(...blocks.map((b) => b.manifest), ...nets.map((n) => n.manifest), ...singles.map((d) => d.manifest));
+    devices.manifest.push(...(balloon ? [balloon.manifest] : []), ...blocks.map((b) => b.manifest), ...nets.map((n) => n.manifest), ...singles.map((d) => d.manifest));
     const vmControl = new Int32Array(new SharedArrayBuffer(VM_CONTROL_SLOTS * 4));
     Atomics.store(vmControl, VM_SLOT.EXIT_CODE, -1);
     let handles: VcpuHandle[];
@@ -135,11 +136,11 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
         devices: devices.manifest, onLog: (m) => log(m.level, m.message, vcpuThreadName(m.vcpuId)),
       })));
     } catch (e) {
-      await Promise.all([...blocks, ...nets, ...singles].map((d) => d.stop().catch(() => undefined)));
+      await Promise.all([...(balloon ? [balloon] : []), ...blocks, ...nets, ...singles].map((d) => d.stop().catch(() => undefined)));
       await devices.close();
       throw e;
     }
-    return new Vmm({ config: cfg, kvm, vm, mem, vcpus, handles, vmControl, devices, debugRing, log, blocks, nets, vsock, entropy, metrics });
+    return new Vmm({ config: cfg, kvm, vm, mem, vcpus, handles, vmControl, devices, debugRing, log, balloon, blocks, nets, vsock, entropy, metrics });
   } catch (e) {
     for (const c of cleanups.reverse()) {
       try { c(); } catch { /* best effort */ }

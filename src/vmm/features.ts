@@ -15,6 +15,8 @@ export type DeviceKind =
   | 'mmds'
   | 'vsock'
   | 'balloon'
+  | 'balloon-free-page-hinting'
+  | 'balloon-free-page-reporting'
   | 'entropy'
   | 'pmem'
   | 'memory-hotplug'
@@ -39,6 +41,8 @@ export const DEVICE_KIND_NAMES: Record<DeviceKind, string> = {
   mmds: 'MMDS',
   vsock: 'vsock',
   balloon: 'the balloon device',
+  'balloon-free-page-hinting': 'balloon free page hinting (free_page_hinting)',
+  'balloon-free-page-reporting': 'balloon free page reporting (free_page_reporting)',
   entropy: 'the entropy device (virtio-rng)',
   pmem: 'pmem devices',
   'memory-hotplug': 'memory hotplug (virtio-mem)',
@@ -58,7 +62,7 @@ export const DEVICE_KIND_NAMES: Record<DeviceKind, string> = {
 /** What the KVM VM of this build runs (src/vmm/kvm-factory.ts offers exactly these). */
 export const KVM_SUPPORTED: ReadonlySet<DeviceKind> = new Set<DeviceKind>([
   'initrd', 'boot-timer', 'serial-output-file', 'smt', 'track-dirty-pages', 'virtio-block', 'block-io-engine-async', 'rate-limiter',
-  'virtio-net', 'mmds', 'vsock', 'entropy',
+  'virtio-net', 'mmds', 'vsock', 'entropy', 'balloon', 'balloon-free-page-reporting', 'balloon-free-page-hinting',
 ]);
 
 /** The devices/features a configuration needs, in attach order. */
@@ -71,6 +75,8 @@ export function requiredKinds(c: VmConfig): DeviceKind[] {
   if (c.machine.custom_cpu_template) k.add('custom-cpu-template');
   if (c.bootSource.initrd_path !== null) k.add('initrd');
   if (c.balloon) k.add('balloon');
+  if (c.balloon?.free_page_hinting) k.add('balloon-free-page-hinting');
+  if (c.balloon?.free_page_reporting) k.add('balloon-free-page-reporting');
   for (const d of c.drives) {
     k.add(d.kind);
     if (d.kind === 'virtio-block' && d.io_engine === 'Async') k.add('block-io-engine-async');

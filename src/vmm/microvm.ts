@@ -21,6 +21,8 @@ import { parseVsock, type VsockDeviceConfig } from '../config/vsock.js';
 import type { VsockMetricsSnapshot } from '../devices/virtio/vsock/metrics.js';
 import type { EntropyMetricsSnapshot } from '../devices/virtio/rng/metrics.js';
 import { parseEntropy, type EntropyDeviceConfig } from '../config/entropy.js';
+import { parseBalloon, type BalloonDeviceConfig, type BalloonStats, type HintingStatus } from '../config/balloon.js';
+import type { BalloonMetricsSnapshot } from '../devices/virtio/balloon/metrics.js';
 import { isEmptyUpdate, parseMachineConfigPatch, type MachineConfigUpdate } from '../config/machine-config.js';
 import { VmResources } from '../config/resources.js';
 import { parseLoadSnapshot } from '../config/snapshot.js';
@@ -59,6 +61,8 @@ export interface MicroVmConfig {
   vsock?: RequestBody<VsockDeviceConfig, 'guest_cid' | 'uds_path'>;
   /** The entropy device (virtio-rng), as the PUT /entropy body. */
   entropy?: RequestBody<EntropyDeviceConfig, never>;
+  /** The balloon device, as the PUT /balloon body. */
+  balloon?: RequestBody<BalloonDeviceConfig, 'amount_mib' | 'deflate_on_oom'>;
   /** Firecracker's --boot-timer flag: the boot-timer MMIO device. */
   bootTimer?: boolean;
   /** Serial output target; default: a readable stream (`MicroVm.console`). */
@@ -96,6 +100,7 @@ function resourcesOf(config: MicroVmConfig): VmResources {
     for (const n of config['network-interfaces'] ?? []) r.insertNetworkInterface(parseNetworkInterface(JSON.stringify(n)));
     if (config.vsock) r.setVsock(parseVsock(JSON.stringify(config.vsock)));
     if (config.entropy) r.setEntropy(parseEntropy(JSON.stringify(config.entropy)));
+    if (config.balloon) r.setBalloon(parseBalloon(JSON.stringify(config.balloon)));
     if (config.serial?.kind === 'file') r.setSerial({ serial_out_path: config.serial.path, rate_limiter: null });
   } catch (e) {
     throw toActionError(e);
@@ -215,6 +220,40 @@ export class MicroVm {
   /** PATCH /network-interfaces/{id}: replace an interface's RX and/or TX rate limiter. */
   updateNetworkInterface(ifaceId: string, update: { rx_rate_limiter?: RateLimiterConfig; tx_rate_limiter?: RateLimiterConfig }): Promise<void> {
     return this.act({ kind: 'UpdateNetworkInterface', config: { iface_id: ifaceId, rx_rate_limiter: update.rx_rate_limiter ?? null, tx_rate_limiter: update.tx_rate_limiter ?? null } });
+  }
+
+  /** PATCH /balloon: a new balloon target; the guest inflates or deflates towards it. */
+  updateBalloon(amountMib: number): Promise<void> {
+    return this.act({ kind: 'UpdateBalloon', config: { amount_mib: amountMib } });
+  }
+
+  /** PATCH /balloon/statistics: a new statistics polling interval (0 ↔ non-zero is refused). */
+  updateBalloonStatistics(intervalS: number): Promise<void> {
+    return this.act({ kind: 'UpdateBalloonStatistics', config: { stats_polling_interval_s: intervalS } });
+  }
+
+  /** GET /balloon/statistics. */
+  async balloonStats(): Promise<BalloonStats> {
+    const d = await this.controller.handle({ kind: 'GetBalloonStats' });
+    if (d.kind !== 'BalloonStats') throw new Error(`unexpected reply ${d.kind}`);
+    return d.value;
+  }
+
+  /** PATCH /balloon/hinting/start: a free page hinting run (free_page_hinting must be configured). */
+  startBalloonHinting(acknowledgeOnStop = true): Promise<void> {
+    return this.act({ kind: 'StartFreePageHinting', cmd: { acknowledge_on_stop: acknowledgeOnStop } });
+  }
+
+  /** GET /balloon/hinting/status. */
+  async balloonHintingStatus(): Promise<HintingStatus> {
+    const d = await this.controller.handle({ kind: 'GetFreePageHintingStatus' });
+    if (d.kind !== 'HintingStatus') throw new Error(`unexpected reply ${d.kind}`);
+    return d.value;
+  }
+
+  /** Read-only: the balloon's counters, or null without one or before start(). */
+  get balloonMetrics(): BalloonMetricsSnapshot | null {
+    return this.vmm?.balloon?.metricsSnapshot() ?? null;
   }
 
   /** Types into the guest's serial console. */

@@ -31,6 +31,7 @@ import type { MmdsDataStore } from '../config/mmds-data.js';
 import { decodeStateFile } from '../snapshot/state-file.js';
 import type { MicrovmState } from '../snapshot/microvm-state.js';
 import { createHostDevices } from './host-devices.js';
+import { ramBacking } from '../memory/discard.js';
 import { placements, planVirtioDevices, spawnAll, spawnVirtioDevices } from './virtio-devices.js';
 import { acpiDevicesPlan, newGeneration } from '../arch/x86_64/acpi/index.js';
 import { Vmm } from './vmm.js';
@@ -89,7 +90,8 @@ function checkShape(s: MicrovmState): void {
   if (size !== c.machine.mem_size_mib * MiB) bad(`memory regions hold ${size} bytes, the machine has ${c.machine.mem_size_mib} MiB`);
   const drives = c.drives.filter((d) => d.kind === 'virtio-block').length;
   if (s.devices.blocks.length !== drives || s.devices.nets.length !== c.networkInterfaces.length ||
-    (s.devices.vsock === null) !== (c.vsock === null) || (s.devices.entropy === null) !== (c.entropy === null)) bad('the device states do not match the configured devices');
+    (s.devices.vsock === null) !== (c.vsock === null) || (s.devices.entropy === null) !== (c.entropy === null) ||
+    ((s.devices.balloon ?? null) === null) !== (c.balloon === null)) bad('the device states do not match the configured devices');
 }
 
 /** Maps the memory file (File backend). */
@@ -202,16 +204,16 @@ export async function restoreMicroVm(params: LoadSnapshotParams, host: VmHostOpt
     }));
     let virtio: Awaited<ReturnType<typeof spawnVirtioDevices>>;
     try {
-      virtio = await spawnVirtioDevices(plan, vm, mem.describe(), host.log, state.devices);
+      virtio = await spawnVirtioDevices(plan, vm, mem.describe(), ramBacking(mem), host.log, { ...state.devices, balloon: state.devices.balloon ?? null });
     } catch (e) {
       await devices.close();
       throw restoreError(`Failed to build microVM from snapshot: Cannot restore devices: ${(e as Error).message}`, e);
     }
-    const { blocks, nets, vsock, entropy } = virtio;
+    const { balloon, blocks, nets, vsock, entropy } = virtio;
     const irqs = interruptLayout(placements(plan).length);
     if (irqs) newGeneration(mem, acpiDevicesPlan(irqs), randomBytes(VMGENID_MEM_SIZE), (gsi) => { vm.irqLine(gsi, 1); vm.irqLine(gsi, 0); });
     const singles = [...(vsock ? [vsock] : []), ...(entropy ? [entropy] : [])];
-    devices.manifest.push(...blocks.map((b) => b.manifest), ...nets.map((n) => n.manifest), ...singles.map((d) => d.manifest));
+    devices.manifest.push(...(balloon ? [balloon.manifest] : []), ...blocks.map((b) => b.manifest), ...nets.map((n) => n.manifest), ...singles.map((d) => d.manifest));
     const vmControl = new Int32Array(new SharedArrayBuffer(VM_CONTROL_SLOTS * 4));
     Atomics.store(vmControl, VM_SLOT.EXIT_CODE, -1);
     let handles: VcpuHandle[];
@@ -221,12 +223,12 @@ export async function restoreMicroVm(params: LoadSnapshotParams, host: VmHostOpt
         devices: devices.manifest, onLog: (m) => host.log(m.level, m.message, vcpuThreadName(m.vcpuId)),
       })));
     } catch (e) {
-      await Promise.all([...blocks, ...nets, ...singles].map((d) => d.stop().catch(() => undefined)));
+      await Promise.all([...(balloon ? [balloon] : []), ...blocks, ...nets, ...singles].map((d) => d.stop().catch(() => undefined)));
       await devices.close();
       throw e;
     }
     const vmm = new Vmm({
-      config, kvm, vm, mem, vcpus, handles, vmControl, devices, log: host.log, blocks, nets, vsock, entropy, metrics: host.metrics,
+      config, kvm, vm, mem, vcpus, handles, vmControl, devices, log: host.log, balloon, blocks, nets, vsock, entropy, metrics: host.metrics,
       initialState: 'Paused',
     });
     return { vm: vmm, config };

@@ -26,11 +26,12 @@ import type { VmmParts } from './vmm.js';
 
 /** Every virtio device handle of the VM, in attach order. */
 function virtioHandles(p: VmmParts) {
-  return [...p.blocks, ...p.nets, ...(p.vsock ? [p.vsock] : []), ...(p.entropy ? [p.entropy] : [])];
+  return [...(p.balloon ? [p.balloon] : []), ...p.blocks, ...p.nets, ...(p.vsock ? [p.vsock] : []), ...(p.entropy ? [p.entropy] : [])];
 }
 
 /** Reads the whole microVM state; the devices stay quiesced until the caller releases them. */
 export async function captureState(p: VmmParts): Promise<MicrovmState> {
+  const balloon = p.balloon ? await p.balloon.saveState() : null;
   const blocks = await Promise.all(p.blocks.map((b) => b.saveState()));
   const nets = await Promise.all(p.nets.map((n) => n.saveState()));
   const vsock = p.vsock ? await p.vsock.saveState() : null;
@@ -56,7 +57,7 @@ export async function captureState(p: VmmParts): Promise<MicrovmState> {
     vm,
     vcpus,
     legacy: p.devices.saveLegacyState(),
-    devices: { blocks, nets, vsock, entropy },
+    devices: { balloon, blocks, nets, vsock, entropy },
   };
 }
 

@@ -1,8 +1,9 @@
 /**
  * The virtio-mmio devices of a VM being built: where each one sits and its actor started.
  *
- * Placement follows Firecracker's attach order (src/vmm/src/builder.rs: block devices, then
- * network interfaces, then vsock, then the entropy device; firecracker-facts §4.4): each device gets the next 4 KiB MMIO window from VIRTIO_MMIO_START and
+ * Placement follows Firecracker's attach order (src/vmm/src/builder.rs: the balloon, then block
+ * devices, then network interfaces, then vsock, then the entropy device; firecracker-facts
+ * §4.4): each device gets the next 4 KiB MMIO window from VIRTIO_MMIO_START and
  * the next GSI from GSI_LEGACY_START (device_manager/mmio.rs `allocate_mmio_resources`).
  * VmResources keeps the root drive first, so it becomes /dev/vda.
  */
@@ -18,6 +19,8 @@ import { TokenAuthority } from '../mmds/token.js';
 import type { NetMmdsInit } from '../actors/virtio/net-protocol.js';
 import { VsockHandle } from '../actors/virtio/vsock-handle.js';
 import { EntropyHandle } from '../actors/virtio/entropy-handle.js';
+import { BalloonHandle } from '../actors/virtio/balloon-handle.js';
+import type { RamBacking } from '../memory/discard.js';
 import type { VirtioDeviceSnapshot } from '../actors/virtio/virtio-actor.js';
 import { HostIoError } from '../util/io-error.js';
 import { vsockBindError } from '../config/vsock.js';
@@ -29,6 +32,7 @@ import type { VmmLog } from './builder.js';
 
 /** Saved device states, in the plan's order (snapshot restore). */
 export interface VirtioRestoreSet {
+  balloon: VirtioDeviceSnapshot | null;
   blocks: readonly VirtioDeviceSnapshot[];
   nets: readonly VirtioDeviceSnapshot[];
   vsock: VirtioDeviceSnapshot | null;
@@ -43,6 +47,8 @@ export interface Placed<C> {
 }
 
 export interface VirtioPlan {
+  /** PUT /balloon: placed first, as Firecracker attaches it first. */
+  balloon: Placed<NonNullable<VmConfig['balloon']>> | null;
   drives: Placed<VirtioBlockDrive>[];
   nets: Placed<VmConfig['networkInterfaces'][number]>[];
   /** What every MMDS interface's worker starts with (docs/design.md "MMDS"), or null. */
@@ -53,7 +59,7 @@ export interface VirtioPlan {
 
 /** Every placed device's window and line, in order (command line, ACPI DSDT). */
 export function placements(p: VirtioPlan): { addr: number; gsi: number }[] {
-  return [...p.drives, ...p.nets, ...(p.vsock ? [p.vsock] : []), ...(p.entropy ? [p.entropy] : [])].map(({ addr, gsi }) => ({ addr, gsi }));
+  return [...(p.balloon ? [p.balloon] : []), ...p.drives, ...p.nets, ...(p.vsock ? [p.vsock] : []), ...(p.entropy ? [p.entropy] : [])].map(({ addr, gsi }) => ({ addr, gsi }));
 }
 
 /** Places the configuration's virtio devices; throws when there are more than GSIs. */
@@ -68,10 +74,11 @@ export function planVirtioDevices(cfg: VmConfig): VirtioPlan {
     if (gsi > GSI_LEGACY_END) throw new Error('Failed to allocate requested resource: no free interrupt line for another virtio device');
     return { config, addr: VIRTIO_MMIO_START + VIRTIO_MMIO_SIZE * next++, gsi };
   };
+  const balloon = cfg.balloon ? place(cfg.balloon) : null;
   const placedDrives = drives.map(place);
   const nets = cfg.networkInterfaces.map(place);
   const vsock = cfg.vsock ? place(cfg.vsock) : null;
-  return { drives: placedDrives, nets, vsock, entropy: cfg.entropy ? place(cfg.entropy) : null, mmds: mmdsInit(cfg) };
+  return { balloon, drives: placedDrives, nets, vsock, entropy: cfg.entropy ? place(cfg.entropy) : null, mmds: mmdsInit(cfg) };
 }
 
 /**
@@ -99,8 +106,8 @@ function macBytes(mac: string | null): Uint8Array | null {
  * and the first failure is thrown, so a failed InstanceStart leaves no worker behind.
  */
 export async function spawnVirtioDevices(
-  p: VirtioPlan, vm: VmFd, memory: GuestMemoryDescriptor, log: VmmLog, restore?: VirtioRestoreSet,
-): Promise<{ blocks: BlockHandle[]; nets: NetHandle[]; vsock: VsockHandle | null; entropy: EntropyHandle | null }> {
+  p: VirtioPlan, vm: VmFd, memory: GuestMemoryDescriptor, backing: RamBacking, log: VmmLog, restore?: VirtioRestoreSet,
+): Promise<{ balloon: BalloonHandle | null; blocks: BlockHandle[]; nets: NetHandle[]; vsock: VsockHandle | null; entropy: EntropyHandle | null }> {
   const blocks = p.drives.map((d, i) => async () => {
     const fileFd = openSync(d.config.path_on_host, d.config.is_read_only ? 'r' : 'r+');
     try {
@@ -127,13 +134,20 @@ export async function spawnVirtioDevices(
   }).catch((e: unknown) => { throw e instanceof HostIoError ? vsockBindError(e) : e; })] : [];
   const e = p.entropy;
   const entropy = e ? [() => EntropyHandle.spawn({ vm, memory, rateLimiter: e.config.rate_limiter ?? {}, addr: e.addr, gsi: e.gsi, onLog: log, restore: restore?.entropy ?? null })] : [];
-  const all = await spawnAll<BlockHandle | NetHandle | VsockHandle | EntropyHandle>([...blocks, ...nets, ...vsock, ...entropy]);
+  const b = p.balloon;
+  const balloon = b ? [() => BalloonHandle.spawn({
+    vm, memory, backing, amountMib: b.config.amount_mib, deflateOnOom: b.config.deflate_on_oom, statsIntervalS: b.config.stats_polling_interval_s,
+    reporting: b.config.free_page_reporting, hinting: b.config.free_page_hinting,
+    addr: b.addr, gsi: b.gsi, onLog: log, restore: restore?.balloon ?? null,
+  })] : [];
+  const all = await spawnAll<BlockHandle | NetHandle | VsockHandle | EntropyHandle | BalloonHandle>([...blocks, ...nets, ...vsock, ...entropy, ...balloon]);
   const n = blocks.length + nets.length;
   const rest = all.slice(n);
   return {
     blocks: all.slice(0, blocks.length) as BlockHandle[], nets: all.slice(blocks.length, n) as NetHandle[],
     vsock: (rest.find((h) => h instanceof VsockHandle) as VsockHandle | undefined) ?? null,
     entropy: (rest.find((h) => h instanceof EntropyHandle) as EntropyHandle | undefined) ?? null,
+    balloon: (rest.find((h) => h instanceof BalloonHandle) as BalloonHandle | undefined) ?? null,
   };
 }
 

@@ -21,6 +21,8 @@ import type { BlockHandle } from '../actors/virtio/block-handle.js';
 import type { NetHandle } from '../actors/virtio/net-handle.js';
 import type { VsockHandle } from '../actors/virtio/vsock-handle.js';
 import type { EntropyHandle } from '../actors/virtio/entropy-handle.js';
+import type { BalloonHandle } from '../actors/virtio/balloon-handle.js';
+import type { BalloonStats, HintingStatus, StartHintingCmd } from '../config/balloon.js';
 import type { ByteRing } from '../devices/byte-ring.js';
 import { openSync, closeSync } from 'node:fs';
 import { backingFileSize } from '../devices/virtio/block/file-backend.js';
@@ -53,6 +55,8 @@ export interface VmmParts {
   /** The debug-port ring, when the host options asked for one (tests). */
   debugRing?: ByteRing;
   log: (level: 'info' | 'warn' | 'error', msg: string, thread?: string) => void;
+  /** The balloon device actor, when PUT /balloon configured one. */
+  balloon?: BalloonHandle | null;
   /** virtio-block device actors, in drive order. */
   blocks: BlockHandle[];
   /** virtio-net device actors, in interface order. */
@@ -99,6 +103,8 @@ export class Vmm implements RunningVm {
           ...(parts.vsock ? [m.addGroupSource('vsock', () => parts.vsock!.metricsSnapshot())] : []),
           // Likewise one entropy device, one `entropy` group.
           ...(parts.entropy ? [m.addGroupSource('entropy', () => parts.entropy!.metricsSnapshot())] : []),
+          // And one balloon, one `balloon` group.
+          ...(parts.balloon ? [m.addGroupSource('balloon', () => parts.balloon!.metricsSnapshot())] : []),
         ]
       : [];
     this._state = parts.initialState ?? 'Not started';
@@ -148,9 +154,9 @@ export class Vmm implements RunningVm {
   }
 
   /** Every virtio device actor (resume kicks them, teardown stops them). */
-  private virtioDevices(): (BlockHandle | NetHandle | VsockHandle | EntropyHandle)[] {
+  private virtioDevices(): (BalloonHandle | BlockHandle | NetHandle | VsockHandle | EntropyHandle)[] {
     const p = this.parts;
-    return [...p.blocks, ...p.nets, ...(p.vsock ? [p.vsock] : []), ...(p.entropy ? [p.entropy] : [])];
+    return [...(p.balloon ? [p.balloon] : []), ...p.blocks, ...p.nets, ...(p.vsock ? [p.vsock] : []), ...(p.entropy ? [p.entropy] : [])];
   }
 
   /** The vsock device actor, if the VM has one (tests and tools: its counters and connections). */
@@ -161,6 +167,55 @@ export class Vmm implements RunningVm {
   /** The entropy device actor, if the VM has one (tests and tools: its counters). */
   get entropy(): EntropyHandle | null {
     return this.parts.entropy ?? null;
+  }
+
+  /** The balloon device actor, if the VM has one (tests and tools: its counters). */
+  get balloon(): BalloonHandle | null {
+    return this.parts.balloon ?? null;
+  }
+
+  /**
+   * PATCH /balloon: a new target (Firecracker `update_balloon_config`): the guest is told
+   * through a config interrupt and inflates or deflates towards it.
+   */
+  async updateBalloon(amountMib: number): Promise<void> {
+    const b = this.requireBalloon();
+    await b.setTarget(amountMib);
+    this.config.balloon = { ...this.config.balloon!, amount_mib: amountMib }; // what a snapshot saves
+  }
+
+  /** PATCH /balloon/statistics: a new polling interval (0 ↔ non-zero is refused by the device). */
+  async updateBalloonStatistics(intervalS: number): Promise<void> {
+    const b = this.requireBalloon();
+    await b.setStatsInterval(intervalS);
+    this.config.balloon = { ...this.config.balloon!, stats_polling_interval_s: intervalS };
+  }
+
+  /** GET /balloon/statistics: the target, what the guest holds, and its last statistics. */
+  async balloonStats(): Promise<BalloonStats> {
+    const s = await this.requireBalloon().stats();
+    return { target_pages: s.target_pages, actual_pages: s.actual_pages, target_mib: s.target_mib, actual_mib: s.actual_mib, ...s.stats };
+  }
+
+  /** PATCH /balloon/hinting/start: a free page hinting run (Firecracker `start_balloon_hinting`). */
+  async startBalloonHinting(cmd: StartHintingCmd): Promise<void> {
+    await this.requireBalloon().startHinting(cmd.acknowledge_on_stop);
+  }
+
+  /** GET /balloon/hinting/status. */
+  balloonHintingStatus(): Promise<HintingStatus> {
+    return this.requireBalloon().hintingStatus();
+  }
+
+  /** PATCH /balloon/hinting/stop. */
+  async stopBalloonHinting(): Promise<void> {
+    await this.requireBalloon().stopHinting();
+  }
+
+  private requireBalloon(): BalloonHandle {
+    const b = this.parts.balloon;
+    if (!b) throw new Error('No balloon device found.');
+    return b;
   }
 
   /** Injects Ctrl+Alt+Del through the i8042 (PUT /actions SendCtrlAltDel). */

@@ -63,18 +63,24 @@ const FLAGS: Record<string, string> = {
 export const FIRECRACKER_FLAGS = Object.keys(FLAGS);
 
 type Field = [name: string, status: string];
+/** The hinting endpoints: the running VM offers no hinting calls (src/vmm/running-vm.ts). */
+const HINTING = 'startBalloonHinting' in Vmm.prototype ? kind('balloon-free-page-hinting') : 'refused: 400 "The requested operation is not supported: free page hinting"';
 /** Every endpoint of the v1.16.1 swagger with its body's top-level fields (nested ones go with their parent). */
 const API: [endpoint: string, fields: Field[]][] = [
   ['GET /', [['', WORKS]]],
   ['PUT /actions', [['action_type: InstanceStart', WORKS], ['action_type: SendCtrlAltDel', WORKS], ['action_type: FlushMetrics', WORKS]]],
   ['GET /balloon', [['', `${WORKS} (the stored configuration; the device: ${kind('balloon')})`]]],
-  ['PUT /balloon', ['amount_mib', 'deflate_on_oom', 'stats_polling_interval_s', 'free_page_hinting', 'free_page_reporting'].map((f): Field => [f, kind('balloon')])],
+  ['PUT /balloon', [
+    ...['amount_mib', 'deflate_on_oom', 'stats_polling_interval_s'].map((f): Field => [f, kind('balloon')]),
+    ['free_page_hinting', kind('balloon-free-page-hinting')],
+    ['free_page_reporting', kind('balloon-free-page-reporting')],
+  ]],
   ['PATCH /balloon', [['amount_mib', kind('balloon')]]],
   ['GET /balloon/statistics', [['', kind('balloon')]]],
   ['PATCH /balloon/statistics', [['stats_polling_interval_s', kind('balloon')]]],
-  ['PATCH /balloon/hinting/start', [['acknowledge_on_stop', kind('balloon')]]],
-  ['GET /balloon/hinting/status', [['', kind('balloon')]]],
-  ['PATCH /balloon/hinting/stop', [['', kind('balloon')]]],
+  ['PATCH /balloon/hinting/start', [['acknowledge_on_stop', HINTING]]],
+  ['GET /balloon/hinting/status', [['', HINTING]]],
+  ['PATCH /balloon/hinting/stop', [['', HINTING]]],
   ['PUT /boot-source', [['boot_args', WORKS], ['initrd_path', kind('initrd')], ['kernel_image_path', WORKS]]],
   ['PUT /cpu-config', ['kvm_capabilities', 'cpuid_modifiers', 'msr_modifiers', 'reg_modifiers', 'vcpu_features'].map((f): Field => [f, kind('custom-cpu-template')])],
   ['PUT /drives/{drive_id}', [
@@ -117,7 +123,7 @@ const API: [endpoint: string, fields: Field[]][] = [
 /** Metric groups (top-level keys of a metrics line), by name. */
 const METRICS: Record<string, string> = {
   api_server: `counted (set from --start-time-us / --start-time-cpu-us, as Firecracker)`,
-  balloon: deviceGroup('balloon', 'the balloon device'),
+  balloon: deviceGroup('balloon', 'the balloon device, free page reporting and hinting'),
   block: 'counted (and block_<drive_id> per drive)',
   deprecated_api: 'counted',
   get_api_requests: 'counted',

@@ -15,6 +15,7 @@ import { NetMetrics } from '../../devices/virtio/net/metrics.js';
 import { vsockDescription } from '../../devices/virtio/vsock/config.js';
 import { VsockMetrics } from '../../devices/virtio/vsock/metrics.js';
 import { entropyDescription } from '../../devices/virtio/rng/device.js';
+import { BalloonConfig, balloonDescription } from '../../devices/virtio/balloon/config.js';
 import type { VirtioDeviceDescription } from '../../devices/virtio/device.js';
 import { VIRTIO_MMIO_REGION_SIZE } from '../../devices/virtio/constants.js';
 import { EventFd } from '../../kvm/eventfd.js';
@@ -83,6 +84,12 @@ export function buildBuses(manifest: readonly DeviceManifest[], ctx: BusContext)
       case 'virtio-rng':
         mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, virtioTransport(ctx, d, entropyDescription(), 'virtio-rng'));
         break;
+      case 'virtio-balloon': {
+        // The driver's writes of `actual` land in the shared config bytes here, on the vCPU thread.
+        const desc = balloonDescription({ deflateOnOom: d.deflateOnOom, statsEnabled: d.statsEnabled, reporting: d.reporting, hinting: d.hinting }, new BalloonConfig(d.config));
+        mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, virtioTransport(ctx, d, desc, 'virtio-balloon'));
+        break;
+      }
       default: {
         const never: never = d;
         throw new Error(`unknown device kind ${(never as { kind: string }).kind}`);

@@ -19,6 +19,7 @@ import type { VirtioBlockManifest } from '../virtio/protocol.js';
 import type { VirtioNetManifest } from '../virtio/net-protocol.js';
 import type { VirtioVsockManifest } from '../virtio/vsock-protocol.js';
 import type { VirtioEntropyManifest } from '../virtio/entropy-protocol.js';
+import type { VirtioBalloonManifest } from '../virtio/balloon-protocol.js';
 import type { WireError } from '../../errors.js';
 
 /** Slots of the per-vCPU control array. */
@@ -100,7 +101,8 @@ export type DeviceManifest =
   | VirtioBlockManifest
   | VirtioNetManifest
   | VirtioVsockManifest
-  | VirtioEntropyManifest;
+  | VirtioEntropyManifest
+  | VirtioBalloonManifest;
 
 /** Everything a vCPU worker is started with (workerData). */
 export interface VcpuWorkerInit {

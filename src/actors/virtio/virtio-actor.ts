@@ -36,6 +36,10 @@ export interface VirtioDeviceSnapshot {
   transport: number[];
   /** The device side of each queue when the device was active, else null. */
   queues: QueueIndices[] | null;
+  /** Devices whose config space changes at run time (balloon: num_pages, actual): its bytes. */
+  config?: number[];
+  /** Balloon: the head of the statistics buffer the device held (Firecracker `stats_desc_index`). */
+  statsHead?: number | null;
 }
 
 /** What a device worker is spawned with when it comes back from a snapshot. */

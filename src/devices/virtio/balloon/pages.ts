@@ -1,8 +1,7 @@
 /**
  * The balloon's page-frame arithmetic and its statistics buffer, pure (virtio 1.1 §5.5;
  * Firecracker src/vmm/src/devices/virtio/balloon/util.rs `compact_page_frame_numbers` and
- * device.rs `BalloonStats`; firecracker-facts §4.8). No actor or KVM part yet: the balloon stays
- * refused at InstanceStart (src/vmm/features.ts) until its device and worker exist.
+ * device.rs `BalloonStats`; firecracker-facts §4.8), used by the device model (device.ts).
  *
  * - Inflate/deflate buffers hold little-endian u32 page frame numbers of 4 KiB pages
  *   (VIRTIO_BALLOON_PFN_SHIFT); Firecracker reads at most MAX_PAGES_IN_DESC of them per
@@ -109,4 +108,21 @@ export function parseBalloonStats(buf: Uint8Array): ParsedBalloonStats {
     values[name] = v.getBigUint64(at + STAT_VAL_OFFSET, true);
   }
   return { values, unknownTags, trailingBytes: buf.length - whole * BALLOON_STAT_SIZE };
+}
+
+/**
+ * The first `max` bytes of the concatenation of `views` (a stats buffer split over several
+ * descriptors); one view is returned as it is (cut to `max`), without a copy.
+ */
+export function joinViews(views: readonly Uint8Array[], max: number): Uint8Array {
+  if (views.length === 1) return views[0]!.subarray(0, max);
+  const out = new Uint8Array(Math.min(views.reduce((n, v) => n + v.length, 0), max));
+  let at = 0;
+  for (const v of views) {
+    if (at === out.length) break;
+    const part = v.subarray(0, out.length - at);
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
 }
