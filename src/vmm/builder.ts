@@ -14,9 +14,8 @@
 import { randomBytes } from 'node:crypto';
 import { Kvm, type VmFd } from '../kvm/kvm.js';
 import type { VcpuFd } from '../kvm/vcpu-fd.js';
-import { KVM_MEM_LOG_DIRTY_PAGES } from '../kvm/constants.js';
 import { HostGuestMemory } from '../memory/host-memory.js';
-import { interruptLayout, ramRanges, KVM_TSS_ADDRESS, MiB, SYSTEM_MEM_START, VMGENID_MEM_SIZE } from '../arch/x86_64/layout.js';
+import { interruptLayout, ramRanges, MiB, SYSTEM_MEM_START, VMGENID_MEM_SIZE } from '../arch/x86_64/layout.js';
 import { normalizeCpuid } from '../arch/x86_64/cpuid.js';
 import { bootRegs, bootSregs, bootFpu, bootMsrs, setLapicLints, writeGdtIdt, writeIdentityPageTables } from '../arch/x86_64/regs.js';
 import { writeMptable } from '../arch/x86_64/mptable.js';
@@ -25,14 +24,14 @@ import { loadKernel, writeBootInfo, Cmdline } from '../boot/index.js';
 import { bootTimestamp } from '../devices/legacy/boot-timer.js';
 import { DEBUG_PORT } from '../devices/debug-port.js';
 import { ByteRing } from '../devices/byte-ring.js';
-import { VcpuHandle, vcpuThreadName } from '../actors/vcpu/handle.js';
-import { VM_CONTROL_SLOTS, VM_SLOT, type DeviceManifest } from '../actors/vcpu/protocol.js';
+import { type DeviceManifest } from '../actors/vcpu/protocol.js';
 import { createHostDevices } from './host-devices.js';
 import { readInitrdImage, readKernelImage } from '../config/boot-source.js';
 import { createDeviceManager } from '../config/serial.js';
 import { Vmm } from './vmm.js';
+import { createKvmVm, startVcpuActors } from './vm-parts.js';
 import { ramBacking } from '../memory/discard.js';
-import { placements, planVirtioDevices, spawnAll, spawnVirtioDevices, type VirtioPlan } from './virtio-devices.js';
+import { placements, planVirtioDevices, spawnVirtioDevices, type VirtioPlan } from './virtio-devices.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { cmdlineString } from '../config/boot-source.js';
 import type { VmConfig } from '../config/resources.js';
@@ -70,23 +69,7 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
   // Released in reverse on any failure below (a VM that starts keeps them until teardown).
   const cleanups: (() => void)[] = [() => mem.close()];
   try {
-    const kvm = Kvm.open();
-    cleanups.push(() => kvm.close());
-    kvm.requireCaps();
-    const vm = kvm.createVm();
-    cleanups.push(() => vm.close());
-    vm.setTssAddr(KVM_TSS_ADDRESS);
-    const slotFlags = machine.track_dirty_pages ? KVM_MEM_LOG_DIRTY_PAGES : 0;
-    mem.hostRegions.forEach((r, slot) => vm.setUserMemoryRegion(slot, BigInt(r.gpa), BigInt(r.size), r.hostAddr, slotFlags));
-    vm.createIrqchip();
-    vm.createPit2();
-
-    const vcpus: VcpuFd[] = [];
-    for (let i = 0; i < machine.vcpu_count; i++) {
-      const v = vm.createVcpu(i);
-      vcpus.push(v);
-      cleanups.push(() => v.close());
-    }
+    const { kvm, vm, vcpus } = createKvmVm(mem, machine.vcpu_count, machine.track_dirty_pages, cleanups);
 
     const plan = planVirtioDevices(cfg);
     const placed = placements(plan);
@@ -124,23 +107,8 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
       await devices.close();
       throw e;
     }
-    const { balloon, blocks, nets, vsock, entropy } = virtio;
-    const singles = [...(vsock ? [vsock] : []), ...(entropy ? [entropy] : [])];
-    devices.manifest.push(...(balloon ? [balloon.manifest] : []), ...blocks.map((b) => b.manifest), ...nets.map((n) => n.manifest), ...singles.map((d) => d.manifest));
-    const vmControl = new Int32Array(new SharedArrayBuffer(VM_CONTROL_SLOTS * 4));
-    Atomics.store(vmControl, VM_SLOT.EXIT_CODE, -1);
-    let handles: VcpuHandle[];
-    try {
-      handles = await spawnAll(vcpus.map((vcpu) => () => VcpuHandle.spawn({
-        vm, vcpu, memory: mem.describe(), vmControl: vmControl.buffer as SharedArrayBuffer,
-        devices: devices.manifest, onLog: (m) => log(m.level, m.message, vcpuThreadName(m.vcpuId)),
-      })));
-    } catch (e) {
-      await Promise.all([...(balloon ? [balloon] : []), ...blocks, ...nets, ...singles].map((d) => d.stop().catch(() => undefined)));
-      await devices.close();
-      throw e;
-    }
-    return new Vmm({ config: cfg, kvm, vm, mem, vcpus, handles, vmControl, devices, debugRing, log, balloon, blocks, nets, vsock, entropy, metrics });
+    const { handles, vmControl } = await startVcpuActors(vm, vcpus, mem, devices, virtio, log);
+    return new Vmm({ config: cfg, kvm, vm, mem, vcpus, handles, vmControl, devices, debugRing, log, ...virtio, metrics });
   } catch (e) {
     for (const c of cleanups.reverse()) {
       try { c(); } catch { /* best effort */ }

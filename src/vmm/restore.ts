@@ -12,16 +12,11 @@
  * snapshot: " (the controller adds that prefix); anything built so far is released.
  */
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { Kvm } from '../kvm/kvm.js';
-import type { VcpuFd } from '../kvm/vcpu-fd.js';
-import { KVM_MEM_LOG_DIRTY_PAGES } from '../kvm/constants.js';
 import { HostGuestMemory } from '../memory/host-memory.js';
 import { Userfaultfd, memoryFileRegions, sendUffdHandshake } from '../memory/uffd.js';
-import { KVM_TSS_ADDRESS, MiB, VMGENID_MEM_SIZE, interruptLayout, ramRanges } from '../arch/x86_64/layout.js';
+import { MiB, VMGENID_MEM_SIZE, interruptLayout, ramRanges } from '../arch/x86_64/layout.js';
 import { randomBytes } from 'node:crypto';
 import { restoreVcpuState, restoreVmState } from '../arch/x86_64/kvm-state.js';
-import { VcpuHandle, vcpuThreadName } from '../actors/vcpu/handle.js';
-import { VM_CONTROL_SLOTS, VM_SLOT } from '../actors/vcpu/protocol.js';
 import { GuestMemoryAllocationError, SnapshotError } from '../errors.js';
 import { ioErrorText } from '../config/errors.js';
 import { createDeviceManager } from '../config/serial.js';
@@ -32,9 +27,10 @@ import { decodeStateFile } from '../snapshot/state-file.js';
 import type { MicrovmState } from '../snapshot/microvm-state.js';
 import { createHostDevices } from './host-devices.js';
 import { ramBacking } from '../memory/discard.js';
-import { placements, planVirtioDevices, spawnAll, spawnVirtioDevices } from './virtio-devices.js';
+import { placements, planVirtioDevices, spawnVirtioDevices } from './virtio-devices.js';
 import { acpiDevicesPlan, newGeneration } from '../arch/x86_64/acpi/index.js';
 import { Vmm } from './vmm.js';
+import { createKvmVm, startVcpuActors } from './vm-parts.js';
 import type { VmHostOptions } from './builder.js';
 
 /** What the restoring process brings besides the request: its --id and its MMDS data store. */
@@ -164,22 +160,7 @@ export async function restoreMicroVm(params: LoadSnapshotParams, host: VmHostOpt
   const mem = backend === 'File' ? memoryFromFile(state, path, params.track_dirty_pages) : memoryFromUffd(state, path, params.track_dirty_pages);
   const cleanups: (() => void)[] = [() => mem.close()];
   try {
-    const kvm = Kvm.open();
-    cleanups.push(() => kvm.close());
-    kvm.requireCaps();
-    const vm = kvm.createVm();
-    cleanups.push(() => vm.close());
-    vm.setTssAddr(KVM_TSS_ADDRESS);
-    const slotFlags = params.track_dirty_pages ? KVM_MEM_LOG_DIRTY_PAGES : 0;
-    mem.hostRegions.forEach((r, slot) => vm.setUserMemoryRegion(slot, BigInt(r.gpa), BigInt(r.size), r.hostAddr, slotFlags));
-    vm.createIrqchip();
-    vm.createPit2();
-    const vcpus: VcpuFd[] = [];
-    for (let i = 0; i < config.machine.vcpu_count; i++) {
-      const v = vm.createVcpu(i);
-      vcpus.push(v);
-      cleanups.push(() => v.close());
-    }
+    const { kvm, vm, vcpus } = createKvmVm(mem, config.machine.vcpu_count, params.track_dirty_pages, cleanups);
     try {
       restoreVmState(vm, state.vm, { clockRealtime: params.clock_realtime });
     } catch (e) {
@@ -209,26 +190,11 @@ export async function restoreMicroVm(params: LoadSnapshotParams, host: VmHostOpt
       await devices.close();
       throw restoreError(`Failed to build microVM from snapshot: Cannot restore devices: ${(e as Error).message}`, e);
     }
-    const { balloon, blocks, nets, vsock, entropy } = virtio;
     const irqs = interruptLayout(placements(plan).length);
     if (irqs) newGeneration(mem, acpiDevicesPlan(irqs), randomBytes(VMGENID_MEM_SIZE), (gsi) => { vm.irqLine(gsi, 1); vm.irqLine(gsi, 0); });
-    const singles = [...(vsock ? [vsock] : []), ...(entropy ? [entropy] : [])];
-    devices.manifest.push(...(balloon ? [balloon.manifest] : []), ...blocks.map((b) => b.manifest), ...nets.map((n) => n.manifest), ...singles.map((d) => d.manifest));
-    const vmControl = new Int32Array(new SharedArrayBuffer(VM_CONTROL_SLOTS * 4));
-    Atomics.store(vmControl, VM_SLOT.EXIT_CODE, -1);
-    let handles: VcpuHandle[];
-    try {
-      handles = await spawnAll(vcpus.map((vcpu) => () => VcpuHandle.spawn({
-        vm, vcpu, memory: mem.describe(), vmControl: vmControl.buffer as SharedArrayBuffer,
-        devices: devices.manifest, onLog: (m) => host.log(m.level, m.message, vcpuThreadName(m.vcpuId)),
-      })));
-    } catch (e) {
-      await Promise.all([...(balloon ? [balloon] : []), ...blocks, ...nets, ...singles].map((d) => d.stop().catch(() => undefined)));
-      await devices.close();
-      throw e;
-    }
+    const { handles, vmControl } = await startVcpuActors(vm, vcpus, mem, devices, virtio, host.log);
     const vmm = new Vmm({
-      config, kvm, vm, mem, vcpus, handles, vmControl, devices, log: host.log, balloon, blocks, nets, vsock, entropy, metrics: host.metrics,
+      config, kvm, vm, mem, vcpus, handles, vmControl, devices, log: host.log, ...virtio, metrics: host.metrics,
       initialState: 'Paused',
     });
     return { vm: vmm, config };

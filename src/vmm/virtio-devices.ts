@@ -30,6 +30,15 @@ import { serdeJsonStringify } from '../config/serde-read.js';
 import type { VmConfig } from '../config/resources.js';
 import type { VmmLog } from './builder.js';
 
+/** The started virtio device actors of a VM, by kind, in attach order. */
+export interface VirtioHandles {
+  balloon: BalloonHandle | null;
+  blocks: BlockHandle[];
+  nets: NetHandle[];
+  vsock: VsockHandle | null;
+  entropy: EntropyHandle | null;
+}
+
 /** Saved device states, in the plan's order (snapshot restore). */
 export interface VirtioRestoreSet {
   balloon: VirtioDeviceSnapshot | null;
@@ -107,7 +116,7 @@ function macBytes(mac: string | null): Uint8Array | null {
  */
 export async function spawnVirtioDevices(
   p: VirtioPlan, vm: VmFd, memory: GuestMemoryDescriptor, backing: RamBacking, log: VmmLog, restore?: VirtioRestoreSet,
-): Promise<{ balloon: BalloonHandle | null; blocks: BlockHandle[]; nets: NetHandle[]; vsock: VsockHandle | null; entropy: EntropyHandle | null }> {
+): Promise<VirtioHandles> {
   const blocks = p.drives.map((d, i) => async () => {
     const fileFd = openSync(d.config.path_on_host, d.config.is_read_only ? 'r' : 'r+');
     try {
