@@ -177,6 +177,9 @@ test('Full, Diff + rebase, Uffd and ten clones, each restored in a fresh process
     b.type('reboot -f');
     assert.is(await withTimeout(b.exit, 60_000, `B did not exit on the guest's reboot${b.tail()}`), 0);
     console.log(`    restore (File): load ${loadMs.toFixed(0)} ms; counter went on from ${beforeFull}; secret and drive write checked`);
+    const phases = /snapshot restore \(cumulative\): ([^\n]*)/.exec(readFileSync(b.logPath, 'utf8'));
+    assert.ok(phases, 'the VMM logs where the load\'s time went');
+    console.log(`    restore phases (cumulative): ${phases[1]}`);
 
     // --- C: the Diff rebased onto a copy of the base ---
     copyFileSync(files.base.mem, files.rebased);
