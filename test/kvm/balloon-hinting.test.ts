@@ -37,7 +37,10 @@ test('minimal-kernel guest: a hinting run returns ≥ 100 MiB of freed guest mem
     const t0 = performance.now();
     await vm.startBalloonHinting();
     let st = await vm.balloonHintingStatus();
-    assert.is(st.host_cmd, 2, 'the first run is command 2 (0 STOP and 1 DONE are reserved)');
+    // The run may already be over when the first status is read (a fast guest hints and says
+    // STOP in well under the time a GET takes in the sandbox): command 2 in progress, or done.
+    assert.ok(st.host_cmd === 2 || (st.host_cmd === 1 && st.guest_cmd === 0),
+      `the first run is command 2 (0 STOP and 1 DONE are reserved), in progress or done: ${JSON.stringify(st)}`);
     while (!(st.guest_cmd === 0 && st.host_cmd === 1) && performance.now() - t0 < 120_000) {
       await new Promise((r) => setTimeout(r, 250));
       st = await vm.balloonHintingStatus();
