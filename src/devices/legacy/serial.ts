@@ -25,7 +25,8 @@
  *   without it the driver marks the port UART_BUG_THRE and falls back to a timer). Cleared
  *   by an IIR read that reports it, or by clearing IER.ETBEI.
  * - The interrupt line (GSI 4) is edge-triggered, as Firecracker's irqfd is: `irq(1); irq(0)`
- *   is pulsed when the pending condition goes from none to some. While one interrupt is
+ *   is pulsed, with the state lock held (`deliver`), when the pending condition goes from none
+ *   to some. While one interrupt is
  *   unacknowledged (IIR not yet read down to "no interrupt"), new events add no new edge,
  *   exactly like vm-superio which triggers only if the IIR bit was not already set.
  * - Loopback (MCR.LOOP): THR bytes go to the RX FIFO (overflow sets LSR.OE), host input is
@@ -151,10 +152,10 @@ export class Serial implements BusDevice {
     try {
       value = this.readLocked(offset);
       this.updateIrqLocked();
+      this.deliver();
     } finally {
       this.state.unlock();
     }
-    this.deliver();
     return value;
   }
 
@@ -164,10 +165,10 @@ export class Serial implements BusDevice {
     try {
       this.writeLocked(offset, value & BYTE_MASK);
       this.updateIrqLocked();
+      this.deliver();
     } finally {
       this.state.unlock();
     }
-    this.deliver();
   }
 
   /**
@@ -183,11 +184,11 @@ export class Serial implements BusDevice {
         n = Math.min(UART_FIFO_SIZE - this.r[S.RX_COUNT]!, bytes.length);
         for (let i = 0; i < n; i++) this.pushRxLocked(bytes[i]!);
         this.updateIrqLocked();
+        this.deliver();
       }
     } finally {
       this.state.unlock();
     }
-    this.deliver();
     return n;
   }
 
@@ -393,7 +394,15 @@ export class Serial implements BusDevice {
     this.r[S.IRQ_LINE] = level;
   }
 
-  /** Sends the scheduled edge, outside the lock. A throwing `irq` is counted, not rethrown. */
+  /**
+   * Sends the scheduled edge, with the state lock held. A throwing `irq` is counted, not
+   * rethrown. Under the lock because two threads pulse this one edge-triggered line (a vCPU
+   * for THRE, the main thread for host input): interleaved, main's `irq(1)`, then the vCPU's
+   * `irq(1)` (coalesced by the IOAPIC: the pin is already high), then both `irq(0)` leave one
+   * interrupt, delivered before the vCPU's condition existed; the model then waits for an IIR
+   * read that never comes and the console's output stalls for good (seen in CI: the guest's
+   * next line never appeared after host input).
+   */
   private deliver(): void {
     if (!this.raise) return;
     this.raise = false;
