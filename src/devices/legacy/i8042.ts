@@ -117,7 +117,7 @@ export class I8042 implements BusDevice {
   private readonly state: SharedState<keyof typeof S, 'buf'>;
   private readonly r: Int32Array;
   private readonly buf: Uint8Array;
-  /** IRQ1 pulses owed, counted under the lock and sent after it. */
+  /** IRQ1 pulses owed, counted and sent under the lock. */
   private pulses = 0;
   private resetRequested = false;
 
@@ -181,9 +181,10 @@ export class I8042 implements BusDevice {
         this.state.count(S.MISSED_READ_COUNT);
       }
     } finally {
+      this.sendPulsesLocked();
       this.state.unlock();
     }
-    this.deliver();
+    this.deliverReset();
     return value;
   }
 
@@ -239,9 +240,10 @@ export class I8042 implements BusDevice {
       }
       this.state.count(ok ? S.WRITE_COUNT : S.MISSED_WRITE_COUNT);
     } finally {
+      this.sendPulsesLocked();
       this.state.unlock();
     }
-    this.deliver();
+    this.deliverReset();
   }
 
   /**
@@ -258,9 +260,10 @@ export class I8042 implements BusDevice {
         this.kbdInterruptLocked();
       }
     } finally {
+      this.sendPulsesLocked();
       this.state.unlock();
     }
-    this.deliver();
+    this.deliverReset();
     return true;
   }
 
@@ -311,8 +314,13 @@ export class I8042 implements BusDevice {
     if ((this.r[S.CONTROL]! & I8042_CB_KBD_INT) !== 0) this.pulses++;
   }
 
-  /** Sends owed pulses and the reset request, outside the lock; throws are counted. */
-  private deliver(): void {
+  /**
+   * Sends the owed IRQ1 pulses with the state lock held; throws are counted. Held because the
+   * main thread (Ctrl+Alt+Del) and a vCPU pulse the same edge-triggered line: interleaved
+   * `irq(1)`/`irq(0)` calls from two threads merge into one edge at the IOAPIC (the serial
+   * port's lost-interrupt bug, serial.ts `deliver`).
+   */
+  private sendPulsesLocked(): void {
     while (this.pulses > 0) {
       this.pulses--;
       try {
@@ -322,6 +330,10 @@ export class I8042 implements BusDevice {
         this.state.count(S.ERROR_COUNT);
       }
     }
+  }
+
+  /** Runs a requested reset, outside the lock (the callback ends the vCPU's run loop); throws are counted. */
+  private deliverReset(): void {
     if (this.resetRequested) {
       this.resetRequested = false;
       try {
