@@ -57,6 +57,21 @@ export const kvm_cpuid_entry2 = koffi.struct('kvm_cpuid_entry2', {
 });
 export const kvm_cpuid2 = koffi.struct('kvm_cpuid2', { nent: u32, padding: u32 });
 
+/** CPUID entries KVM fills at most (arch/x86/include/asm/kvm_host.h KVM_MAX_CPUID_ENTRIES). */
+export const KVM_MAX_CPUID_ENTRIES = 256;
+
+/**
+ * A kvm_cpuid2 with room for KVM_MAX_CPUID_ENTRIES, for the ioctls that fill one
+ * (KVM_GET_SUPPORTED_CPUID, KVM_GET_CPUID2). `entries(buf)` is what KVM wrote.
+ */
+export function cpuid2Buffer(): { buf: Buffer; entries: (buf: Buffer) => Buffer } {
+  const hdr = sizeOf(kvm_cpuid2);
+  const ent = sizeOf(kvm_cpuid_entry2);
+  const buf = Buffer.alloc(hdr + KVM_MAX_CPUID_ENTRIES * ent);
+  buf.writeUInt32LE(KVM_MAX_CPUID_ENTRIES, 0);
+  return { buf, entries: (b) => b.subarray(hdr, hdr + b.readUInt32LE(0) * ent) };
+}
+
 /** KVM_APIC_REG_SIZE = 0x400: struct kvm_lapic_state is the LAPIC register page. */
 export const KVM_APIC_REG_SIZE = 0x400;
 export const kvm_lapic_state = koffi.struct('kvm_lapic_state', { regs: koffi.array(u8, KVM_APIC_REG_SIZE) });

@@ -19,8 +19,6 @@ import { VcpuFd } from './vcpu-fd.js';
 
 const E2BIG = 7;
 
-/** CPUID entries KVM can offer (KVM_GET_SUPPORTED_CPUID); KVM_MAX_CPUID_ENTRIES is 256. */
-const KVM_MAX_CPUID_ENTRIES = 256;
 
 export interface CpuidEntry {
   function: number; index: number; flags: number;
@@ -77,14 +75,12 @@ export class Kvm {
 
   /** KVM_GET_SUPPORTED_CPUID: the CPUID KVM can expose, the base for every vCPU's CPUID. */
   getSupportedCpuid(): CpuidEntry[] {
-    const hdr = abi.sizeOf(abi.kvm_cpuid2);
-    const ent = abi.sizeOf(abi.kvm_cpuid_entry2);
-    const buf = Buffer.alloc(hdr + KVM_MAX_CPUID_ENTRIES * ent);
-    buf.writeUInt32LE(KVM_MAX_CPUID_ENTRIES, 0);
+    const { buf, entries } = abi.cpuid2Buffer();
     kvmIoctl(this.fd, 'KVM_GET_SUPPORTED_CPUID', buf);
-    const n = buf.readUInt32LE(0);
+    const raw = entries(buf);
+    const ent = abi.sizeOf(abi.kvm_cpuid_entry2);
     const out: CpuidEntry[] = [];
-    for (let i = 0; i < n; i++) out.push(abi.decode<CpuidEntry>(abi.kvm_cpuid_entry2, buf.subarray(hdr + i * ent)));
+    for (let at = 0; at < raw.length; at += ent) out.push(abi.decode<CpuidEntry>(abi.kvm_cpuid_entry2, raw.subarray(at)));
     return out;
   }
 

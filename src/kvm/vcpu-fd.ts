@@ -36,9 +36,6 @@ export interface KvmSregs {
   interrupt_bitmap: (number | bigint)[];
 }
 
-/** CPUID entries a vCPU can hold (linux arch/x86/include/asm/kvm_host.h KVM_MAX_CPUID_ENTRIES). */
-const KVM_MAX_CPUID_ENTRIES = 256;
-
 const REG_NAMES = ['rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rsp', 'rbp', 'r8', 'r9', 'r10', 'r11',
   'r12', 'r13', 'r14', 'r15', 'rip', 'rflags'] as const;
 
@@ -174,13 +171,9 @@ export class VcpuFd {
 
   /** KVM_GET_CPUID2: the CPUID entries this vCPU has (raw kvm_cpuid_entry2 array, `nent` entries). */
   getCpuid2Raw(): { nent: number; entries: Buffer } {
-    const hdr = abi.sizeOf(abi.kvm_cpuid2);
-    const ent = abi.sizeOf(abi.kvm_cpuid_entry2);
-    const buf = Buffer.alloc(hdr + KVM_MAX_CPUID_ENTRIES * ent);
-    buf.writeUInt32LE(KVM_MAX_CPUID_ENTRIES, 0);
+    const { buf, entries } = abi.cpuid2Buffer();
     kvmIoctl(this.fd, 'KVM_GET_CPUID2', buf);
-    const nent = buf.readUInt32LE(0);
-    return { nent, entries: buf.subarray(hdr, hdr + nent * ent) };
+    return { nent: buf.readUInt32LE(0), entries: entries(buf) };
   }
 
   /** KVM_SET_CPUID2 from raw entries (`getCpuid2Raw`). */
