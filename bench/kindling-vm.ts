@@ -26,6 +26,10 @@ export interface KindlingVmArgs {
   drives?: MicroVmConfig['drives'];
   nets?: MicroVmConfig['network-interfaces'];
   vsock?: MicroVmConfig['vsock'];
+  /** Devices on virtio-pci (`--enable-pci`) instead of virtio-mmio. */
+  enablePci?: boolean;
+  /** virtio-fs devices (PUT /fs bodies). */
+  fs?: MicroVmConfig['fs'];
 }
 
 /** The BENCH_KINDLING payload. */
@@ -46,6 +50,8 @@ async function main(): Promise<void> {
     ...(args.drives ? { drives: args.drives } : {}),
     ...(args.nets ? { 'network-interfaces': args.nets } : {}),
     ...(args.vsock ? { vsock: args.vsock } : {}),
+    ...(args.enablePci ? { enablePci: true } : {}),
+    ...(args.fs ? { fs: args.fs } : {}),
   };
   const vm = new MicroVm(config, {
     log: (level, msg) => { if (level !== 'info') process.stderr.write(`kindling ${level}: ${msg}\n`); },

@@ -11,7 +11,7 @@
  *
  *   node dist/bench/report.js bench/results/2025-01-01.json   # rewrites the .md and .svg
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compareAll, formatRatio, formatSummary, formatValue, SIDES, summarize, verdict, type Comparison, type Summary } from './stats.js';
@@ -314,9 +314,12 @@ export function ratioLines(r: BenchResults): string[] {
 }
 
 /** Renders both artefacts for a results object; returns their text. */
-export function renderReport(r: BenchResults, baseName: string): { markdown: string; svg: string } {
+export function renderReport(r: BenchResults, baseName: string, findings: string | null = null): { markdown: string; svg: string } {
   const svg = renderSvg(compareAll(r.metrics), reportTitle(r), caveatLine(r));
-  const markdown = renderMarkdown(r, `${baseName}.svg`, `${baseName}.json`);
+  let markdown = renderMarkdown(r, `${baseName}.svg`, `${baseName}.json`);
+  // The analysis of a run (profiles, floors: why a metric loses) is written by hand beside its
+  // JSON as <base>.findings.md and kept in the report through every re-render.
+  if (findings) markdown = markdown.replace('\n## Method\n', `\n${findings.trim()}\n\n## Method\n`);
   return { markdown, svg };
 }
 
@@ -324,7 +327,8 @@ export function renderReport(r: BenchResults, baseName: string): { markdown: str
 export function writeReport(jsonPath: string): { md: string; svg: string; results: BenchResults } {
   const results = JSON.parse(readFileSync(jsonPath, 'utf8')) as BenchResults;
   const base = jsonPath.replace(/\.json$/, '');
-  const { markdown, svg } = renderReport(results, basename(base));
+  const findingsPath = `${base}.findings.md`;
+  const { markdown, svg } = renderReport(results, basename(base), existsSync(findingsPath) ? readFileSync(findingsPath, 'utf8') : null);
   writeFileSync(`${base}.md`, markdown);
   writeFileSync(`${base}.svg`, svg);
   return { md: `${base}.md`, svg: `${base}.svg`, results };

@@ -103,7 +103,7 @@ export interface BenchResults {
 }
 
 /** The report's scenario order (metrics are sorted by it, stable within a scenario). */
-export const SCENARIO_ORDER = ['Boot', 'Exits', 'Memory', 'Startup', 'Block', 'Net', 'Vsock', 'Snapshot'];
+export const SCENARIO_ORDER = ['Boot', 'Exits', 'Memory', 'Startup', 'Block', 'Block transport', 'Shared directory', 'Net', 'Vsock', 'Snapshot', 'Density'];
 
 /** `metrics` sorted by SCENARIO_ORDER, keeping definition order inside a scenario. */
 export function inScenarioOrder(metrics: MetricResult[]): MetricResult[] {

@@ -5,10 +5,10 @@
  * tracefs mounted. Every scenario runs each side N times, alternating Kindling, QEMU,
  * Kindling, QEMU, ...; it writes the results JSON (bench/results.ts) and nothing else.
  *
- *   node dist/bench/run-inside.js --out results.json [--runs 5] [--only startup,mini,...]
+ *   node dist/bench/run-inside.js --out results.json [--runs 5] [--only startup,mini,...,fs,...,density]
  *
  * Scenario order: startup, minimal kernel 1 vCPU (boot, exits, memory), minimal kernel
- * 2 vCPUs (per-vCPU cost), Debian kernel 1 vCPU, block, net, vsock, snapshot.
+ * 2 vCPUs (per-vCPU cost), Debian kernel 1 vCPU, block, net, vsock, snapshot, density.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
@@ -20,10 +20,12 @@ import { KvmStats } from './scenarios/kvm-stats.js';
 import { QEMU_MACHINE, type RunContext, type VmSpec } from './scenarios/vm-run.js';
 import { defineBootMetrics, definePerVcpuMetric, recordPerVcpu, runBootVariant, type BootVariant } from './scenarios/boot.js';
 import { defineStartupMetrics, runStartup } from './scenarios/startup.js';
-import { defineBlockMetrics, runBlock } from './scenarios/block.js';
+import { defineBlockMetrics, defineBlockTransportMetrics, runBlock, runBlockTransports } from './scenarios/block.js';
 import { defineNetMetrics, runNet } from './scenarios/net.js';
 import { defineVsockMetrics, runVsock } from './scenarios/vsock.js';
+import { defineFsMetrics, runFs } from './scenarios/fs.js';
 import { defineSnapshotMetrics, runSnapshot, snapshotTargets } from './scenarios/snapshot.js';
+import { defineDensityMetrics, runDensity } from './scenarios/density.js';
 import { inPlace, stage, type Runtime } from './stage.js';
 import { fixturePath, fixturesDir } from '../scripts/fixtures.mjs';
 
@@ -47,7 +49,7 @@ function parseArgs(argv: readonly string[]): Options {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const out = get('out');
-  if (!out) throw new Error('usage: run-inside.js --out <results.json> [--runs N] [--only startup,mini,mini2,debian,block,net,vsock,snapshot]');
+  if (!out) throw new Error('usage: run-inside.js --out <results.json> [--runs N] [--only startup,mini,mini2,debian,block,pci,fs,net,vsock,snapshot,density]');
   const only = get('only');
   return { out: resolve(out), runs: Number(get('runs') ?? 5), only: only ? new Set(only.split(',')) : undefined };
 }
@@ -100,9 +102,12 @@ async function main(): Promise<void> {
   if (want('mini') && want('mini2')) definePerVcpuMetric(c);
   if (want('startup')) defineStartupMetrics(c);
   if (want('block')) defineBlockMetrics(c);
+  if (want('pci')) defineBlockTransportMetrics(c);
   if (want('net')) defineNetMetrics(c);
   if (want('vsock')) defineVsockMetrics(c);
+  if (want('fs')) defineFsMetrics(c);
   if (want('snapshot')) defineSnapshotMetrics(c);
+  if (want('density')) defineDensityMetrics(c);
 
   try {
     if (want('startup')) await runStartup(c, base, ctx(60_000), opts.runs, 1, log);
@@ -111,12 +116,16 @@ async function main(): Promise<void> {
     if (want('mini2') && one) recordPerVcpu(c, one, await runBootVariant(c, mini2, ctx(240_000), opts.runs, 0, log));
     if (want('debian')) await runBootVariant(c, debian, ctx(420_000), opts.runs, 0, log);
     if (want('block')) await runBlock(c, base, ctx(420_000), opts.runs, log);
+    if (want('pci')) await runBlockTransports(c, debian.spec, ctx(420_000), opts.runs, log);
     if (want('net')) await runNet(c, base, ctx(900_000), opts.runs, log);
+    if (want('fs')) await runFs(c, debian.spec, ctx(900_000), opts.runs, log);
     if (want('vsock')) await runVsock(c, base, fx('guest-vsock-initrd.cpio.gz'), ctx(900_000), opts.runs, log);
     if (want('snapshot')) {
       await runSnapshot(c, base, ctx(600_000), opts.runs, log);
       for (const line of snapshotTargets({ metrics: c.metrics() })) log(`snapshot target ${line.slice(2)}`);
     }
+    // Ten nested guests booting at once on the sandbox's 2 vCPUs take minutes: 15 per side.
+    if (want('density')) await runDensity(c, base, ctx(900_000), opts.runs, log);
   } finally {
     stats.close();
   }

@@ -7,7 +7,7 @@
  * way for both:
  *
  *   node/bin/node + node/lib/*       the Node binary and its shared libraries
- *   kindling/{package.json,bin,dist/src,dist/bench,node_modules}   Kindling (JS, koffi.node)
+ *   kindling/{package.json,bin,dist/src,dist/bench,dist/bundle,node_modules}   Kindling (JS, koffi.node)
  *   qemu/bin/qemu-system-x86_64 + qemu/lib/*    QEMU and its shared libraries
  *   qemu/lib/x86_64-linux-gnu/qemu/*, qemu/share/qemu/bios-microvm.bin   modules, firmware
  *   fixtures/*                       the guest kernels and initramfs
@@ -16,7 +16,7 @@
  * (itself mmapped once, then page-cached) finds every library on tmpfs. QEMU finds modules
  * and firmware relative to its binary (as Debian's relocatable build does) and through -L.
  */
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, realpathSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { basename, dirname, join } from 'node:path';
 
@@ -64,12 +64,12 @@ function stageBinary(binary: string, dest: string): string {
 
 /** Kindling's runtime files: no sources, maps, declarations or dev-only packages. */
 function stageKindling(repo: string, dest: string): void {
-  const skipModules = new Set(['typescript', '@types', 'uvu', '.bin']);
+  const skipModules = new Set(['typescript', '@types', 'uvu', '.bin', 'esbuild', '@esbuild']);
   const keep = (src: string): boolean => !/\.(map|ts|md)$/.test(src);
   mkdirSync(dest, { recursive: true });
   copyFileSync(join(repo, 'package.json'), join(dest, 'package.json'));
   cpSync(join(repo, 'bin'), join(dest, 'bin'), { recursive: true });
-  for (const d of ['src', 'bench']) cpSync(join(repo, 'dist', d), join(dest, 'dist', d), { recursive: true, filter: keep });
+  for (const d of ['src', 'bench', 'bundle']) cpSync(join(repo, 'dist', d), join(dest, 'dist', d), { recursive: true, filter: keep });
   for (const name of readdirSync(join(repo, 'node_modules'))) {
     if (skipModules.has(name)) continue;
     cpSync(join(repo, 'node_modules', name), join(dest, 'node_modules', name), { recursive: true, filter: keep, dereference: true });
@@ -95,6 +95,19 @@ export function inPlace(repo: string, qemu: string, fixtures: string): Runtime {
   };
 }
 
+/**
+ * Makes the CLI's startup snapshot again with the staged node, here: V8 refuses a blob made
+ * on a CPU with other features, and the sandbox's emulated CPU is not the host's, so the
+ * build's blob would leave bin/firecracker on its fallback (docs/design.md, Startup snapshot).
+ */
+function snapshotHere(node: string, kindling: string, env: NodeJS.ProcessEnv): void {
+  const bundle = join(kindling, 'dist', 'bundle');
+  if (!existsSync(join(bundle, 'kindling-snapshot.cjs'))) return;
+  const r = spawnSync(node, ['--snapshot-blob', join(bundle, 'kindling.blob'), '--build-snapshot', join(bundle, 'kindling-snapshot.cjs')], { cwd: bundle, env, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`staging: the startup snapshot did not build here: ${r.stderr}`);
+  writeFileSync(join(bundle, 'kindling.blob.id'), `staged${Date.now().toString(36)}\n`);
+}
+
 /** Copies both VMMs, Node and the fixtures under `dest` (a tmpfs); see the module comment. */
 export function stage(repo: string, qemu: string, fixtures: string, fixtureNames: readonly string[], dest: string): Runtime {
   const t = performance.now();
@@ -104,6 +117,8 @@ export function stage(repo: string, qemu: string, fixtures: string, fixtureNames
   const stagedQemu = stageBinary(qemuPath, join(dest, 'qemu'));
   const share = stageQemuData(realpathSync(qemuPath), join(dest, 'qemu'));
   stageKindling(repo, join(dest, 'kindling'));
+  const nodeEnv = { ...process.env, LD_LIBRARY_PATH: join(dest, 'node', 'lib') };
+  snapshotHere(node, join(dest, 'kindling'), nodeEnv);
   const fx = join(dest, 'fixtures');
   mkdirSync(fx, { recursive: true });
   for (const name of fixtureNames) copyFileSync(join(fixtures, name), join(fx, name));
@@ -111,10 +126,18 @@ export function stage(repo: string, qemu: string, fixtures: string, fixtureNames
     node,
     kindlingRepo: join(dest, 'kindling'),
     qemu: stagedQemu,
-    nodeEnv: { ...process.env, LD_LIBRARY_PATH: join(dest, 'node', 'lib') },
+    nodeEnv,
     qemuEnv: { ...process.env, LD_LIBRARY_PATH: join(dest, 'qemu', 'lib') },
     qemuExtraArgs: ['-L', share],
     fixtures: fx,
     stagingSeconds: (performance.now() - t) / 1000,
   };
+}
+
+/**
+ * How the bench starts the kindling binary: `bin/firecracker`, the launcher Firecracker's tools
+ * exec (the CLI's startup snapshot, docs/design.md Start-up), on the runtime's node.
+ */
+export function kindlingCommand(rt: Runtime, args: readonly string[]): { cmd: string; args: string[]; env: NodeJS.ProcessEnv } {
+  return { cmd: join(rt.kindlingRepo, 'bin', 'firecracker'), args: [...args], env: { ...rt.nodeEnv, KINDLING_NODE: rt.node } };
 }

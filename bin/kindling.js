@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// Kindling launcher: the Firecracker-compatible CLI (src/cli/main.ts) from the build in dist/,
-// with VMs built on KVM (src/vmm/kvm-factory.ts) and Firecracker's signal handling
-// (src/cli/signals.ts). Exit code 134 is a panic: Firecracker aborts (SIGABRT) there.
-import { runCli } from '../dist/src/cli/main.js';
-import { createKvmFactory } from '../dist/src/cli/kvm.js';
-
-const exit = (code) => (code === 134 ? process.kill(process.pid, 'SIGABRT') : process.exit(code));
-const code = await runCli(process.argv.slice(2), { createFactory: createKvmFactory, process: { exit } });
-exit(code);
+// Kindling launcher: runs src/cli/bin.ts from the esbuild bundle (dist/bundle/, one entry file
+// and a few shared chunks: start-up loads a handful of files instead of a module graph of
+// ~50, docs/design.md Start-up); from tsc's dist/src when the bundle was not built.
+try {
+  await import('../dist/bundle/kindling.js');
+} catch (e) {
+  if (e?.code !== 'ERR_MODULE_NOT_FOUND' || !String(e.message).includes('dist/bundle/kindling.js')) throw e;
+  await import('../dist/src/cli/bin.js');
+}

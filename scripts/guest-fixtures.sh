@@ -5,7 +5,7 @@
 #   $KINDLING_CACHE/guest/<key>/        key = kernel package version + busybox version + recipe hash
 #     vmlinuz                Debian's stock kernel (bzImage) — guests and the KVM sandbox
 #     kernel-release         its `uname -r`
-#     guest-initrd.cpio.gz   busybox + scripts/guest/init + virtio/ext4/vsock modules
+#     guest-initrd.cpio.gz   busybox + scripts/guest/init + virtio (mmio and pci)/ext4/vsock/virtiofs modules
 #     guest-vsock-initrd.cpio.gz  the same, plus a second archive with Debian's socat and its
 #                            shared libraries (the vsock tests' and bench's guest tool; apart,
 #                            so the other guests do not unpack 4 MB more at every boot)
@@ -145,7 +145,7 @@ pack_cpio() { (cd "$1" && find . | sort | cpio -o -H newc --quiet -R 0:0) | gzip
 # --- the guest tree: initramfs and ext4 rootfs ------------------------------------------
 make_tree "$work/guest" "$repo/scripts/guest/init"
 cp "$repo/scripts/guest/inittab" "$work/guest/etc/inittab"
-add_modules "$work/guest" virtio_mmio virtio_blk virtio_net virtio-rng virtio_balloon \
+add_modules "$work/guest" virtio_mmio virtio_pci virtio_blk virtio_net virtio-rng virtio_balloon virtiofs \
   vmw_vsock_virtio_transport ext4
 pack_cpio "$work/guest" "$out.partial/guest-initrd.cpio.gz"
 # The kernel unpacks concatenated initramfs archives in order, each compressed on its own.

@@ -53,10 +53,11 @@ export function ensureNodeModules(log = console.log) {
   if (run('npm', ['ci', '--no-audit', '--no-fund']) !== 0) throw new SetupError('npm ci failed');
 }
 
-/** tsc → dist/ (incremental). */
+/** tsc → dist/ (incremental), then the esbuild bundle → dist/bundle/ (scripts/bundle.mjs). */
 export function build(log = console.log) {
   const t = performance.now();
   if (run(process.execPath, [join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']) !== 0) throw new SetupError('tsc failed');
+  if (run(process.execPath, [join(repo, 'scripts', 'bundle.mjs')]) !== 0) throw new SetupError('bundle failed');
   log(`setup: build ${secs(t)} s`);
 }
 

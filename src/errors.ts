@@ -49,6 +49,9 @@ export const ERROR_CODES = {
   CMDLINE_INVALID_PARAM: 'a kernel command line key or value is malformed',
   BOOT_PARAMS_E820_FULL: 'more memory map entries than the zero page e820 table holds (128)',
   CPUID_NORMALIZATION: 'KVM CPUID entries cannot be normalized for a vCPU (missing leaf, unknown vendor, bad topology)',
+  CPU_TEMPLATE_HOST: 'the static CPU template does not apply to this host: its CPU vendor or model is not the template\'s',
+  CPU_TEMPLATE_APPLY: 'a CPU template modifies a CPUID leaf or an MSR that KVM does not offer the vCPU, or requires a KVM capability the host lacks',
+  GUEST_MEMORY_HUGE_PAGES: 'guest RAM in 2 MiB huge pages (huge_pages "2M") cannot be had: no hugetlbfs, or too few free pages in the host\'s pool (/proc/sys/vm/nr_hugepages)',
   MPTABLE_SETUP: 'the MP table cannot be built (vCPU count outside 1..254)',
   ACPI_SETUP: 'the ACPI tables cannot be built (bad device resource, bad vCPU count, or no room in the system region)',
   API_HTTP_PARSE: 'a request on the API socket is not valid HTTP as micro_http parses it (micro_http src/request.rs)',
@@ -77,7 +80,9 @@ export const ERROR_CODES = {
   VIRTIO_BLK_REQ_HEADER_WRITE_ONLY: 'a virtio-blk request header descriptor is device-writable',
   VIRTIO_BLK_REQ_HEADER_TOO_SHORT: 'a virtio-blk request header descriptor is shorter than 16 bytes',
   VIRTIO_BLK_REQ_CHAIN_TOO_SHORT: 'a virtio-blk request chain lacks a data or status descriptor its type needs',
-  VIRTIO_BLK_REQ_CHAIN_TOO_LONG: 'a virtio-blk request chain has more than header, one data and one status descriptor',
+  VIRTIO_BLK_REQ_CHAIN_TOO_LONG: 'a virtio-blk FLUSH, GET_ID or unsupported request chain has more than one data descriptor',
+  VIRTIO_BLK_REQ_TOO_MANY_SEGMENTS: 'a virtio-blk IN or OUT request has more data descriptors than seg_max',
+  VIRTIO_BLK_REQ_SEGMENT_TOO_LARGE: 'a virtio-blk IN or OUT data descriptor is longer than size_max',
   VIRTIO_BLK_REQ_DATA_READ_ONLY: 'a virtio-blk IN or GET_ID request has a device-read-only data descriptor',
   VIRTIO_BLK_REQ_DATA_WRITE_ONLY: 'a virtio-blk OUT request has a device-write-only data descriptor',
   VIRTIO_BLK_REQ_DATA_EMPTY: 'a virtio-blk IN or OUT request has a zero-length data descriptor',
@@ -105,6 +110,15 @@ export const ERROR_CODES = {
   BALLOON_STATS_STATE_CHANGE: 'stats_polling_interval_s was changed between 0 and non-zero after boot (the statistics queue exists or not from activation)',
   BALLOON_TOO_MANY_PAGES: 'the balloon target is larger than guest memory',
   BALLOON_HINTING_DISABLED: 'a free page hinting call on a balloon configured without free_page_hinting',
+  VIRTIO_MEM_NOT_ACTIVE: 'a PATCH /hotplug/memory came before the guest driver activated the virtio-mem device',
+  VIRTIO_MEM_INVALID_SIZE: 'a requested hotplug size that is not a multiple of the block size or exceeds the total size',
+  VIRTIO_MEM_LAYOUT: 'the hotplug region or a pmem window does not fit the device memory past the 64-bit MMIO gap',
+  PMEM_BACKING_FILE: 'a pmem backing file cannot be opened or mapped, or is empty',
+  SECCOMP_FILTER_INVALID: 'a seccomp filter file is not valid JSON in the seccompiler format Kindling reads, or names an unknown syscall, action, category or argument operator',
+  SECCOMP_INSTALL: 'the seccomp filter could not be installed (prctl(PR_SET_NO_NEW_PRIVS) or seccomp(SECCOMP_SET_MODE_FILTER, TSYNC) failed, or a thread could not be synchronized)',
+  VHOST_USER_PROTOCOL: 'a vhost-user backend sent a reply that is not a valid vhost-user message (bad header, version, reply flag, request code or payload size) or refused a request (REPLY_ACK non-zero)',
+  VHOST_USER_BACKEND: 'the vhost-user backend of a device cannot be reached or used: its socket cannot be connected, it does not answer in time, it closed the connection, it lacks a feature the device needs, or virtiofsd cannot be started',
+  JAILER: 'a jailer step failed; the message is Firecracker\'s JailerError Display text',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -191,8 +205,9 @@ export class GuestMemoryLayoutError extends KindlingError {
  */
 export class GuestMemoryAllocationError extends KindlingError {
   readonly detail: string;
-  constructor(detail: string, options?: { cause?: unknown }) {
-    super('GUEST_MEMORY_ALLOCATION', `Invalid Memory Configuration: ${detail}`, options);
+  /** GUEST_MEMORY_HUGE_PAGES when the host's huge page pool is what failed (host-memory.ts). */
+  constructor(detail: string, options?: { cause?: unknown; code?: 'GUEST_MEMORY_ALLOCATION' | 'GUEST_MEMORY_HUGE_PAGES' }) {
+    super(options?.code ?? 'GUEST_MEMORY_ALLOCATION', `Invalid Memory Configuration: ${detail}`, options);
     this.detail = detail;
   }
 }
@@ -253,6 +268,17 @@ export class CmdlineError extends BootError {
 export class BootParamsError extends BootError {
   constructor(code: Extract<ErrorCode, `BOOT_PARAMS_${string}`>, message: string) {
     super(code, message);
+  }
+}
+
+/**
+ * A CPU template cannot be used (src/arch/x86_64/cpu-template.ts): a static one on a host of
+ * another vendor or model (CPU_TEMPLATE_HOST), or one whose modifiers or KVM capabilities this
+ * host's KVM does not offer (CPU_TEMPLATE_APPLY). The message is Firecracker's text.
+ */
+export class CpuTemplateError extends KindlingError {
+  constructor(code: 'CPU_TEMPLATE_HOST' | 'CPU_TEMPLATE_APPLY', message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 
@@ -426,6 +452,20 @@ export class SnapshotMemoryError extends KindlingError {
   }
 }
 
+/** A virtio-mem operation the device refuses; the message is Firecracker's `VirtioMemError` text (devices/virtio/mem/device.rs). */
+export class VirtioMemError extends KindlingError {
+  constructor(code: 'VIRTIO_MEM_NOT_ACTIVE' | 'VIRTIO_MEM_INVALID_SIZE' | 'VIRTIO_MEM_LAYOUT', message: string) {
+    super(code, message);
+  }
+}
+
+/** A pmem device that cannot be set up; the message is Firecracker's `PmemError` text (devices/virtio/pmem/device.rs). */
+export class PmemError extends KindlingError {
+  constructor(code: 'PMEM_BACKING_FILE', message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
 /**
  * A balloon operation the device refuses; the message is Firecracker's `BalloonError` text
  * (src/vmm/src/devices/virtio/balloon/mod.rs), after the action's prefix.
@@ -435,5 +475,16 @@ export class BalloonError extends KindlingError {
     code: 'BALLOON_NOT_ACTIVE' | 'BALLOON_STATS_DISABLED' | 'BALLOON_STATS_STATE_CHANGE' | 'BALLOON_TOO_MANY_PAGES' | 'BALLOON_HINTING_DISABLED', message: string,
   ) {
     super(code, message);
+  }
+}
+
+/**
+ * A vhost-user backend (virtiofsd for virtio-fs) failed the frontend: its reply does not decode
+ * (VHOST_USER_PROTOCOL) or it cannot be reached or used (VHOST_USER_BACKEND). Raised at
+ * InstanceStart (the handshake) or in the device worker (DRIVER_OK), never for a guest action.
+ */
+export class VhostUserError extends KindlingError {
+  constructor(code: 'VHOST_USER_PROTOCOL' | 'VHOST_USER_BACKEND', message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }

@@ -24,7 +24,10 @@ import type { ResultsCollector, RunRecord } from '../results.js';
  * about half of the 1 GiB uploads end with the guest dead some 50 s in — Kindling's guest with
  * KVM_EXIT_SHUTDOWN, QEMU's the same way (QEMU exits 0 under -no-reboot) — and the same upload
  * cut into 32 MiB connections has not failed; the nested SVM emulation is the suspect, since
- * both VMMs' guests die alike. Unseen in the 64 MiB runs.
+ * both VMMs' guests die alike. Unseen in the 64 MiB runs. A later try (2026-12-07) cut the
+ * stream into 32 MiB connections back to back: Kindling's guest still died (triple fault) some
+ * 160 s in and QEMU's run made no progress for 10 minutes, in both sandbox boots, so the stream
+ * stays one connection.
  */
 const STREAM_MIB = Number(process.env.KINDLING_BENCH_NET_MIB ?? 64);
 const TAP = 'kbench0';

@@ -8,6 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { kindlingCommand, type Runtime } from '../stage.js';
 
 /** A spawned process whose stdout (and stderr) is collected and searched. */
 export class Watched {
@@ -153,3 +154,9 @@ export function readProcMemory(pid: number, isGuest: (m: Mapping) => boolean): P
 
 /** Sleeps `ms`. */
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The kindling binary (bin/firecracker, stage.ts kindlingCommand) with `args`, watched. */
+export function watchKindling(rt: Runtime, args: readonly string[]): Watched {
+  const k = kindlingCommand(rt, args);
+  return new Watched(k.cmd, k.args, k.env);
+}

@@ -31,6 +31,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FirecrackerClient } from 'kindling/client';
 import { Watched, sleep } from './process.js';
+import { kindlingCommand } from '../stage.js';
 import { GUEST_MARKER, qemuArgs, type RunContext, type VmSpec } from './vm-run.js';
 import { nsToMs, type BenchResults, type ResultsCollector, type RunRecord, type Side } from '../results.js';
 
@@ -154,8 +155,30 @@ class Qmp {
 function kindling(ctx: RunContext, dir: string, name: string): { vmm: ConsoleVmm; sock: string } {
   const rt = ctx.runtime;
   const sock = join(dir, `${name}.sock`);
-  const vmm = new ConsoleVmm(dir, name, rt.node, [join(rt.kindlingRepo, 'bin', 'kindling.js'), '--api-sock', sock, '--id', name, '--log-path', join(dir, `${name}.log`)], rt.nodeEnv);
+  const k = kindlingCommand(rt, ['--api-sock', sock, '--id', name, '--log-path', join(dir, `${name}.log`)]);
+  const vmm = new ConsoleVmm(dir, name, k.cmd, k.args, k.env);
   return { vmm, sock };
+}
+
+/** Where the VMM says a load's time went (src/vmm/restore.ts, src/vmm/controller.ts), from its log. */
+function restorePhases(path: string): string | undefined {
+  try {
+    const text = readFileSync(path, 'utf8');
+    const phases = /snapshot restore \(cumulative\): ([^\n"]*)/.exec(text)?.[1];
+    const resumed = /vCPUs resumed (\d+) ms after the request began/.exec(text)?.[1];
+    return phases ? `${phases}${resumed ? `, vCPUs resumed ${resumed} ms` : ''}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The last lines of a log file, or why there are none. */
+function logTail(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim().split('\n').slice(-12).join('\n');
+  } catch (e) {
+    return `(${(e as Error).message})`;
+  }
 }
 
 /** Waits for a file to exist (polled every 5 ms); returns the monotonic ns when seen. */
@@ -229,7 +252,7 @@ async function create(side: Side, spec: VmSpec, ctx: RunContext, dir: string, ru
 }
 
 /** A restored VM that has answered on its console (still running). */
-interface Restored { vmm: ConsoleVmm; socketMs: number; loadMs?: number; restoreMs: number; close: () => void }
+interface Restored { vmm: ConsoleVmm; socketMs: number; loadMs?: number; restoreMs: number; close: () => void; phases?: string }
 
 /** Starts a fresh VMM, restores `saved` into it and waits for the guest's console answer. */
 async function restore(side: Side, spec: VmSpec, saved: Saved, ctx: RunContext, dir: string, name: string): Promise<Restored> {
@@ -244,10 +267,11 @@ async function restore(side: Side, spec: VmSpec, saved: Saved, ctx: RunContext, 
       await ok(api, 'PUT', '/snapshot/load', { snapshot_path: saved.state, mem_backend: { backend_type: 'File', backend_path: saved.mem }, resume_vm: true });
       const loadMs = nsToMs(process.hrtime.bigint() - t0);
       const at = await answered;
-      return { vmm, socketMs: nsToMs(up - vmm.proc.startNs), loadMs, restoreMs: nsToMs(at - t0), close: () => undefined };
+      return { vmm, socketMs: nsToMs(up - vmm.proc.startNs), loadMs, restoreMs: nsToMs(at - t0), close: () => undefined, phases: restorePhases(join(dir, `${name}.log`)) };
     } catch (e) {
       await vmm.kill();
-      throw e;
+      // The VMM's own log says why a restore failed (the bench log keeps it with the error).
+      throw new Error(`${(e as Error).message}; the end of ${name}.log: ${logTail(join(dir, `${name}.log`))}`);
     }
   }
   const qmpPath = join(dir, `${name}.qmp`);
@@ -304,13 +328,13 @@ export async function runSnapshot(c: ResultsCollector, base: VmSpec, ctx: RunCon
           const r = await restore(side, spec, saved, { ...ctx, timeoutMs: Math.min(ctx.timeoutMs, 180_000) }, dir, 'dst');
           r.close();
           await r.vmm.kill();
-          Object.assign(run.data, { restoreMs: r.restoreMs, loadMs: r.loadMs, socketMs: r.socketMs });
+          Object.assign(run.data, { restoreMs: r.restoreMs, loadMs: r.loadMs, socketMs: r.socketMs, phases: r.phases });
           run.ok = true;
           c.add(`snapshot.create.${mib}`, side, run.data.createMs as number);
           c.add(`snapshot.restore.${mib}`, side, r.restoreMs);
           if (r.loadMs !== undefined) c.add(`snapshot.load.${mib}`, side, r.loadMs);
           c.add('snapshot.socket', side, r.socketMs);
-          log(`snapshot ${side} ${mib} MiB round ${round + 1}/${rounds}: create ${(run.data.createMs as number).toFixed(0)} ms, restore → answer ${r.restoreMs.toFixed(0)} ms${r.loadMs !== undefined ? ` (load request ${r.loadMs.toFixed(0)} ms)` : ''}, socket ${r.socketMs.toFixed(0)} ms`);
+          log(`snapshot ${side} ${mib} MiB round ${round + 1}/${rounds}: create ${(run.data.createMs as number).toFixed(0)} ms, restore → answer ${r.restoreMs.toFixed(0)} ms${r.loadMs !== undefined ? ` (load request ${r.loadMs.toFixed(0)} ms)` : ''}, socket ${r.socketMs.toFixed(0)} ms${r.phases ? `; phases from the request: ${r.phases}` : ''}`);
           // The clones run last (ten nested VMs are the heaviest load on the sandbox).
           if (round === 0 && mib === 128) keep.set(side, { spec, saved, dir });
         } catch (e) {

@@ -1,7 +1,8 @@
 /**
  * Scenario 4, **Startup**: process start → API socket accepting a connection.
  *
- *   Kindling: `node bin/kindling.js --api-sock <sock>` (Firecracker's API socket, no VM yet)
+ *   Kindling: `bin/firecracker --api-sock <sock>` (Firecracker's API socket, no VM yet; the
+ *             launcher starts node from the CLI's startup snapshot)
  *   QEMU:     the boot command line plus `-S -qmp unix:<sock>,server=on,wait=off` (QMP is
  *             QEMU's API; with -S it has created the VM and loaded the kernel, paused)
  *   baseline: bare `node -e 0`, start to exit, in the same rounds — how much of Kindling's
@@ -14,18 +15,25 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Watched, readProcMemory, sleep } from './process.js';
+import { Watched, readProcMemory, sleep, watchKindling } from './process.js';
 import { qemuArgs, type RunContext, type VmSpec } from './vm-run.js';
 import { kibToMib, nsToMs, type ResultsCollector, type RunRecord } from '../results.js';
 
 /** The metric this scenario feeds (with the bare-node reference series). */
 export const STARTUP_METRIC = 'startup.api';
 
+/** The same for `node bin/kindling.js` (the ESM bundle, no startup snapshot); Kindling only. */
+export const STARTUP_ESM_METRIC = 'startup.api.esm';
+
 /** Declares the startup metrics. */
 export function defineStartupMetrics(c: ResultsCollector): void {
   c.define({
+    id: STARTUP_ESM_METRIC, scenario: 'Startup', label: 'process start → API socket accepting, `node bin/kindling.js` (no startup snapshot)', unit: 'ms', better: 'lower',
+    note: 'the ESM bundle without the startup snapshot, in the same rounds as bin/firecracker: what the snapshot saves.',
+  });
+  c.define({
     id: STARTUP_METRIC, scenario: 'Startup', label: 'process start → API socket accepting', unit: 'ms', better: 'lower',
-    note: 'Kindling: `bin/kindling.js --api-sock` until connect() to the socket succeeds; QEMU: the same VM command line with `-S -qmp unix:…` until connect() to QMP succeeds (QEMU has then also created the VM and loaded the kernel); polled every 2 ms.',
+    note: 'Kindling: `bin/firecracker --api-sock` (node from the CLI startup snapshot) until connect() to the socket succeeds; QEMU: the same VM command line with `-S -qmp unix:…` until connect() to QMP succeeds (QEMU has then also created the VM and loaded the kernel); polled every 2 ms.',
   });
   c.define({
     id: 'startup.rss', scenario: 'Startup', label: 'RSS when the API socket accepts', unit: 'MiB', better: 'lower',
@@ -52,12 +60,14 @@ async function waitAccepting(path: string, proc: Watched, ms: number): Promise<b
 }
 
 /** One start-up of a VMM; returns ms to accepting and the RSS then. */
-async function startOnce(side: 'kindling' | 'qemu', spec: VmSpec, ctx: RunContext): Promise<{ ms: number; rssKib: number }> {
+async function startOnce(side: 'kindling' | 'qemu' | 'esm', spec: VmSpec, ctx: RunContext): Promise<{ ms: number; rssKib: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'kindling-bench-'));
   const sock = join(dir, `${side}.sock`);
   const rt = ctx.runtime;
-  const proc = side === 'kindling'
+  const proc = side === 'esm'
     ? new Watched(rt.node, [join(rt.kindlingRepo, 'bin', 'kindling.js'), '--api-sock', sock, '--id', 'bench'], rt.nodeEnv)
+    : side === 'kindling'
+    ? watchKindling(rt, ['--api-sock', sock, '--id', 'bench'])
     : new Watched(rt.qemu, qemuArgs(spec, [...rt.qemuExtraArgs, '-S', '-qmp', `unix:${sock},server=on,wait=off`]), rt.qemuEnv);
   try {
     const at = await waitAccepting(sock, proc, 60_000);
@@ -83,14 +93,20 @@ export async function runStartup(
 ): Promise<void> {
   for (let round = -warmups; round < rounds; round++) {
     const warmup = round < 0;
-    for (const side of ['kindling', 'qemu', 'baseline'] as const) {
-      const run: RunRecord = { scenario: 'startup', variant: 'api', side, round: Math.max(round, 0), warmup, ok: false, startedAt: new Date().toISOString(), data: {} };
+    // 'esm': `node bin/kindling.js`, the ESM bundle without the startup snapshot, as a reference
+    // series beside bin/firecracker (does the snapshot pay off here?).
+    for (const side of ['kindling', 'qemu', 'baseline', 'esm'] as const) {
+      const run: RunRecord = { scenario: 'startup', variant: side === 'esm' ? 'api-esm' : 'api', side: side === 'esm' ? 'kindling' : side, round: Math.max(round, 0), warmup, ok: false, startedAt: new Date().toISOString(), data: {} };
       c.runs.push(run);
       try {
         if (side === 'baseline') {
           const ms = await nodeBaseline(ctx);
           run.data = { ms };
           if (!warmup) c.addReference(STARTUP_METRIC, 'bare `node -e 0` (start to exit)', ms);
+        } else if (side === 'esm') {
+          const r = await startOnce(side, spec, ctx);
+          run.data = r;
+          if (!warmup) c.add(STARTUP_ESM_METRIC, 'kindling', r.ms);
         } else {
           const r = await startOnce(side, spec, ctx);
           run.data = r;

@@ -34,6 +34,8 @@ export interface VmSpec {
   memMiB: number;
   /** A raw disk image to attach as a read-write virtio-block device. */
   drive?: string;
+  /** Kindling's io_engine for `drive` (default Sync, Firecracker's default). */
+  driveEngine?: 'Sync' | 'Async';
   /** An existing TAP for one virtio-net interface (Kindling: network-interfaces; QEMU: -netdev tap, vhost off). */
   tap?: string;
   /**
@@ -42,6 +44,10 @@ export interface VmSpec {
    * is AF_VSOCK itself.
    */
   vsock?: { guestCid: number; udsPath: string };
+  /** Kindling only: devices on virtio-pci (`--enable-pci`); QEMU runs are not asked for it. */
+  pci?: boolean;
+  /** Kindling only: a virtio-fs device sharing `sharedDir` under `tag` (Kindling starts virtiofsd). */
+  fs?: { tag: string; sharedDir: string };
 }
 
 /** What the harness needs to run VMs. */
@@ -94,9 +100,11 @@ export function kindlingArgs(repo: string, spec: VmSpec): string[] {
   const a: KindlingVmArgs = {
     kernel: spec.kernel, initrd: spec.initrd, bootArgs: spec.bootArgs, vcpus: spec.vcpus, memMiB: spec.memMiB,
     marker: GUEST_MARKER,
-    ...(spec.drive ? { drives: [{ drive_id: 'bench', path_on_host: spec.drive, is_root_device: false, is_read_only: false }] } : {}),
+    ...(spec.drive ? { drives: [{ drive_id: 'bench', path_on_host: spec.drive, is_root_device: false, is_read_only: false, ...(spec.driveEngine ? { io_engine: spec.driveEngine } : {}) }] } : {}),
     ...(spec.tap ? { nets: [{ iface_id: 'eth0', host_dev_name: spec.tap }] } : {}),
     ...(spec.vsock ? { vsock: { guest_cid: spec.vsock.guestCid, uds_path: spec.vsock.udsPath } } : {}),
+    ...(spec.pci ? { enablePci: true } : {}),
+    ...(spec.fs ? { fs: [{ id: 'bench', tag: spec.fs.tag, shared_dir: spec.fs.sharedDir }] } : {}),
   };
   return [join(repo, 'dist', 'bench', 'kindling-vm.js'), JSON.stringify(a)];
 }

@@ -12,19 +12,49 @@
  * blocked in Atomics.wait, takes the message with receiveMessageOnPort (so its port never
  * starts and no later message can be emitted to nobody). DOORBELL.QUIT makes it exit.
  */
+import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import { BUNDLE } from '../util/bundle-info.js';
+import { onBeforeExit } from '../util/exit-hooks.js';
 
-/** The actor scripts, by kind. */
-export const ACTOR_SCRIPTS = {
-  vcpu: new URL('./vcpu/worker.js', import.meta.url),
-  block: new URL('./virtio/block-worker.js', import.meta.url),
-  net: new URL('./virtio/net-worker.js', import.meta.url),
-  vsock: new URL('./virtio/vsock-worker.js', import.meta.url),
-  entropy: new URL('./virtio/entropy-worker.js', import.meta.url),
-  balloon: new URL('./virtio/balloon-worker.js', import.meta.url),
+/** The actor scripts in tsc's module tree, by kind. */
+const MODULE_SCRIPTS = {
+  vcpu: './vcpu/worker.js',
+  block: './virtio/block-worker.js',
+  net: './virtio/net-worker.js',
+  vsock: './virtio/vsock-worker.js',
+  entropy: './virtio/entropy-worker.js',
+  balloon: './virtio/balloon-worker.js',
+  mem: './virtio/mem-worker.js',
+  pmem: './virtio/pmem-worker.js',
+  fs: './virtio/fs-worker.js',
 } as const;
 
-export type ActorKind = keyof typeof ACTOR_SCRIPTS;
+export type ActorKind = keyof typeof MODULE_SCRIPTS;
+
+/** The bundle's actor entry of `kind` (scripts/bundle.mjs names them so). */
+const bundleEntry = (kind: ActorKind): string => `actor-${kind}.js`;
+
+/**
+ * Where each actor's script is. A worker loads its script's whole module graph into a new
+ * isolate, so the bundled entry (one file plus shared chunks) starts markedly faster than tsc's
+ * tree (bench/results, Start-up). Code running from the bundle finds its sibling entries;
+ * code running from dist/src (the in-process library, tests) uses dist/bundle's actors when
+ * the build made them, so all three users start the same scripts; KINDLING_ACTOR_SCRIPTS=modules
+ * forces tsc's tree (a build that skipped the bundle step, debugging).
+ */
+function actorScripts(): Record<ActorKind, URL> {
+  const kinds = Object.keys(MODULE_SCRIPTS) as ActorKind[];
+  const pick = (at: (k: ActorKind) => URL): Record<ActorKind, URL> =>
+    Object.fromEntries(kinds.map((k) => [k, at(k)])) as Record<ActorKind, URL>;
+  if (BUNDLE) return pick((k) => new URL(`./${bundleEntry(k)}`, import.meta.url));
+  const bundled = pick((k) => new URL(`../../bundle/${bundleEntry(k)}`, import.meta.url));
+  if (process.env.KINDLING_ACTOR_SCRIPTS !== 'modules' && kinds.every((k) => existsSync(bundled[k]))) return bundled;
+  return pick((k) => new URL(MODULE_SCRIPTS[k], import.meta.url));
+}
+
+/** The actor scripts, by kind (see actorScripts). */
+export const ACTOR_SCRIPTS: Readonly<Record<ActorKind, URL>> = actorScripts();
 
 /** Doorbell values (Int32 slot 0). */
 export const DOORBELL = { WAIT: 0, INIT: 1, QUIT: 2 } as const;
@@ -48,7 +78,7 @@ interface WarmWorker {
   doorbell: Int32Array;
 }
 
-const warm: Record<ActorKind, WarmWorker[]> = { vcpu: [], block: [], net: [], vsock: [], entropy: [], balloon: [] };
+const warm: Record<ActorKind, WarmWorker[]> = { vcpu: [], block: [], net: [], vsock: [], entropy: [], balloon: [], mem: [], pmem: [], fs: [] };
 
 /** Pre-started workers of `kind` waiting for work. */
 export function warmActorCount(kind: ActorKind): number {
@@ -57,6 +87,8 @@ export function warmActorCount(kind: ActorKind): number {
 
 /** Starts `count` workers of `kind` ahead of need. They do not keep the process alive. */
 export function prewarmActors(kind: ActorKind, count: number): void {
+  // Before the process exits, the pool's workers quit (src/cli/exit.ts says why).
+  if (count > 0) onBeforeExit(drainActorPool);
   for (let i = 0; i < count; i++) {
     const sab = new SharedArrayBuffer(4);
     const entry: WarmWorker = {
@@ -74,6 +106,17 @@ export function prewarmActors(kind: ActorKind, count: number): void {
     entry.worker.once('exit', drop);
     warm[kind].push(entry);
   }
+}
+
+/** Starts workers of `kind` until `count` wait in the pool (none when enough already do). */
+export function topUpActors(kind: ActorKind, count: number): void {
+  const missing = count - warm[kind].length;
+  if (missing > 0) prewarmActors(kind, missing);
+}
+
+/** topUpActors for every kind of `demand` (what a configuration or a state file will start). */
+export function topUpAll(demand: Readonly<Record<ActorKind, number>>): void {
+  for (const kind of Object.keys(demand) as ActorKind[]) topUpActors(kind, demand[kind]);
 }
 
 /**
@@ -94,9 +137,8 @@ export function startActor(kind: ActorKind, init: unknown, name: string): Worker
 
 /** Asks every pre-started worker to exit (process shutdown, tests). */
 export async function drainActorPool(): Promise<void> {
-  const all = [...warm.vcpu, ...warm.block];
-  warm.vcpu = [];
-  warm.block = [];
+  const all = Object.values(warm).flat();
+  for (const k of Object.keys(warm) as ActorKind[]) warm[k] = [];
   await Promise.all(all.map(async ({ worker, doorbell }) => {
     worker.ref(); // an unref'd worker would not keep the process alive until its exit event
     const ended = new Promise<void>((r) => worker.once('exit', () => r()));

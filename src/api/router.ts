@@ -12,6 +12,7 @@ import { parseBootSource } from '../config/boot-source.js';
 import { parseCpuConfig } from '../config/cpu-config.js';
 import { parseDrive, parseDriveUpdate } from '../config/drives.js';
 import { parseEntropy } from '../config/entropy.js';
+import { parseFs } from '../config/fs.js';
 import { parseLoggerConfig } from '../config/logger.js';
 import { isEmptyUpdate, parseMachineConfigPatch, parseMachineConfigPut } from '../config/machine-config.js';
 import { parseMemoryHotplug, parseMemoryHotplugUpdate } from '../config/memory-hotplug.js';
@@ -200,6 +201,16 @@ const ROUTES: Record<string, Resource> = {
   },
   entropy: {
     PUT: (_c, body) => ok({ kind: 'SetEntropyDevice', config: serde(() => parseEntropy(body)) }),
+  },
+  // Kindling's own resource (src/config/fs.ts): ids and body as /pmem/{id}; Firecracker has no
+  // metrics counter for it, so none is counted.
+  fs: {
+    PUT: (c, body) => {
+      const id = checkedId(c.rest[0]);
+      const cfg = serde(() => parseFs(body));
+      if (id !== cfg.id) throw generic(SAME_ID());
+      return ok({ kind: 'InsertFsDevice', config: cfg });
+    },
   },
   hotplug: {
     GET: (c) => {

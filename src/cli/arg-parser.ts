@@ -14,6 +14,8 @@ export interface ArgSpec {
   requires?: string;
   forbids?: readonly string[];
   required?: boolean;
+  /** `allow_multiple`: the argument may repeat, each time with a value (the jailer's --cgroup). */
+  multiple?: boolean;
   help?: string;
 }
 
@@ -39,7 +41,7 @@ const errors = {
 export class ParsedArgs {
   constructor(
     private readonly specs: ReadonlyMap<string, ArgSpec>,
-    private readonly values: ReadonlyMap<string, string | true>,
+    private readonly values: ReadonlyMap<string, string | true | string[]>,
     /** Arguments after `--`. */
     readonly extra: readonly string[],
   ) {}
@@ -49,6 +51,12 @@ export class ParsedArgs {
     const v = this.values.get(name);
     if (typeof v === 'string') return v;
     return v === undefined ? this.specs.get(name)?.defaultValue : undefined;
+  }
+
+  /** `multiple_values`: every value of a repeatable argument, in order (empty when absent). */
+  all(name: string): readonly string[] {
+    const v = this.values.get(name);
+    return Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
   }
 
   /** `flag_present`. */
@@ -73,13 +81,21 @@ export function parseArgs(specList: readonly ArgSpec[], args: readonly string[])
   const extra = sep === -1 ? [] : args.slice(sep + 1);
   if (own.includes('--help') || own.includes('-h')) return new ParsedArgs(specs, new Map([['help', true]]), extra);
   if (own.includes('--version')) return new ParsedArgs(specs, new Map([['version', true]]), extra);
-  const values = new Map<string, string | true>();
+  const values = new Map<string, string | true | string[]>();
   for (let i = 0; i < own.length; i++) {
     const arg = own[i]!;
     if (!arg.startsWith('--')) throw errors.unexpected(arg);
     const name = arg.slice(2);
     const spec = specs.get(name);
     if (!spec) throw errors.unexpected(name);
+    if (spec.multiple) {
+      const v = own[i + 1];
+      if (v === undefined || v.startsWith('--')) throw errors.missingValue(name);
+      const prev = values.get(name);
+      values.set(name, [...(Array.isArray(prev) ? prev : []), v]);
+      i++;
+      continue;
+    }
     if (values.has(name)) throw errors.duplicate(name);
     if (spec.takesValue) {
       const v = own[i + 1];
@@ -101,7 +117,7 @@ export function parseArgs(specList: readonly ArgSpec[], args: readonly string[])
 }
 
 function formatName(s: ArgSpec): string {
-  return s.takesValue ? `  --${s.name} <${s.name}>` : `  --${s.name}`;
+  return s.takesValue || s.multiple ? `  --${s.name} <${s.name}>` : `  --${s.name}`;
 }
 
 /** `ArgParser::formatted_help`: required then optional arguments, aligned, sorted by name. */

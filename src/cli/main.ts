@@ -26,12 +26,10 @@ import { LOGGER, Logger } from '../logger/logger.js';
 import { METRICS, Metrics } from '../metrics/metrics.js';
 import { formattedHelp } from './arg-parser.js';
 import { CliError, CliOptions, EXIT, FIRECRACKER_ARGS, exitCodeName, parseCommandLine } from './options.js';
-import { hardenSignalHandlers, installSignalHandlers } from './signals.js';
+import { BUNDLE } from '../util/bundle-info.js';
+import { hardenSignalHandlers, installSignalHandlers, markSeccompInstalled } from './signals.js';
+import { parseFilterFile } from '../seccomp/filter.js';
 import { SNAPSHOT_VERSION as STATE_FILE_VERSION, readStateFileVersion, versionText } from '../snapshot/state-file.js';
-
-/** Why --seccomp-filter is refused (docs/parity.md). */
-export const SECCOMP_FILTER_UNSUPPORTED =
-  'Kindling does not install seccomp filters, so it cannot apply a custom one; run without --seccomp-filter (as with --no-seccomp).';
 
 /**
  * --snapshot-version prints the version of the state files this build writes and
@@ -68,6 +66,7 @@ export interface CliDeps {
 const MAIN = { thread: 'main', module: 'firecracker::main' } as const;
 
 function packageVersion(): string {
+  if (BUNDLE) return BUNDLE.version; // the bundle lives elsewhere than ../../../ from here
   try {
     const url = new URL('../../../package.json', import.meta.url);
     return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
@@ -158,14 +157,29 @@ async function run(o: CliOptions, deps: CliDeps, logger: Logger, metrics: Metric
       return fail(`Could not initialize metrics: ${(e as ConfigError).detail}`, `MetricsInitialization(${(e as ConfigError).detail})`, EXIT.GenericError);
     }
   }
+  // Seccomp (docs/design.md, Seccomp): the filter is read and compiled now, and installed on
+  // every thread before the API serves or a VM is built, as Firecracker filters its API
+  // thread before the HTTP server starts. Only the binary installs one: a test running the
+  // CLI in its own process must not filter itself.
+  let filterText: string | null = null;
   if (o.seccompFilter !== null) {
     try {
-      accessSync(o.seccompFilter, constants.R_OK);
+      filterText = readFileSync(o.seccompFilter, 'utf8');
     } catch (e) {
       return fail(`Seccomp error: Filter file open error: ${ioErrorText(e)}`, `SeccompFilter(FileOpen(${ioErrorDebug(e)}))`, EXIT.GenericError);
     }
-    // Refused, never ignored: a user who asked for a filter must not run without one.
-    return fail(`Seccomp error: ${SECCOMP_FILTER_UNSUPPORTED}`, 'SeccompFilter(Unsupported)', EXIT.GenericError);
+  }
+  try {
+    // A bad file fails here in every mode, in-process too, before anything starts.
+    if (filterText !== null) parseFilterFile(filterText);
+    if (deps.process && !o.noSeccomp) {
+      const { installSeccomp } = await import('../seccomp/process.js');
+      installSeccomp(filterText);
+      markSeccompInstalled();
+    }
+  } catch (e) {
+    const m = (e as Error).message;
+    return fail(`Seccomp error: ${m}`, `SeccompFilter(${JSON.stringify(m)})`, EXIT.GenericError);
   }
   // `fs::read_to_string(..).expect(..)`: the panic shows the io::Error's Debug form.
   const readOrPanic = (path: string | null, what: string): string | null => {

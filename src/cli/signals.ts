@@ -10,7 +10,7 @@
  * | SIGXCPU | signals.sigxcpu = 1       | exit 154                                  |
  * | SIGHUP  | signals.sighup = 1        | exit 156                                  |
  * | SIGILL  | signals.sigill = 1        | exit 157                                  |
- * | SIGSYS  | seccomp.num_faults = 1    | exit 2 (not a seccomp trap: see below)    |
+ * | SIGSYS  | seccomp.num_faults = 1    | exit 148 with a filter installed, else 2  |
  * | SIGPIPE | signals.sigpipe += 1      | logged, the VMM goes on                   |
  *
  * Each fatal one logs "Shutting down VM after intercepting signal N, code C.", writes the
@@ -19,9 +19,12 @@
  * What Node does not allow, and what Kindling does instead:
  * - Node runs these listeners on the main thread's event loop, after libuv's native handler
  *   queued the signal, and does not pass the siginfo. The code printed is always 0 (SI_USER,
- *   what kill(2) sends), and a SIGSYS cannot be told from a seccomp trap (si_code SYS_SECCOMP):
- *   Kindling installs no seccomp filter (--seccomp-filter is refused), so it treats every SIGSYS
- *   as Firecracker treats one that is not a trap — exit 2 (UnexpectedError) — never 148.
+ *   what kill(2) sends), and a SIGSYS cannot be told from a seccomp trap (si_code SYS_SECCOMP).
+ *   With a seccomp filter installed (src/seccomp/process.ts) every SIGSYS is taken for a trap:
+ *   "Shutting down VM after intercepting a bad syscall." and exit 148 (BadSyscall), without
+ *   the syscall number Firecracker prints (it is in the siginfo). Without a filter
+ *   (--no-seccomp) no trap can happen, and a SIGSYS exits 2 (UnexpectedError) as Firecracker
+ *   handles one whose si_code is not SYS_SECCOMP.
  * - A real fault (SIGSEGV/SIGBUS/SIGILL raised by an instruction) cannot run JavaScript: the
  *   handlers are made one-shot (src/kvm/kick.ts `oneShot`), so a real fault kills the process
  *   with the signal, as it would without a handler, instead of looping on the faulting
@@ -68,6 +71,13 @@ export const FAULT_SIGNALS: readonly NodeJS.Signals[] = ['SIGSEGV', 'SIGBUS', 'S
 /** si_code Node cannot read; kill(2) sends SI_USER = 0. */
 const SI_USER = 0;
 
+let seccompInstalled = false;
+
+/** A seccomp filter now guards the process: a SIGSYS is a trapped syscall (exit 148). */
+export function markSeccompInstalled(): void {
+  seccompInstalled = true;
+}
+
 export interface SignalDeps {
   logger: Logger;
   metrics: Metrics;
@@ -94,6 +104,12 @@ export function installSignalHandlers(d: SignalDeps): () => void {
     const signo = constants.signals[s.name];
     return [s.name, () => {
       s.count(d.metrics);
+      if (s.name === 'SIGSYS' && seccompInstalled) {
+        // signal_handler.rs sigsys_handler: the metrics, then _exit(BadSyscall).
+        d.logger.error('Shutting down VM after intercepting a bad syscall.', MAIN);
+        exitWithCode(d, EXIT.BadSyscall, 'stopping');
+        return;
+      }
       if (s.exit === null) {
         d.logger.error(`Received signal ${signo}, code ${SI_USER}.`, MAIN);
         return;

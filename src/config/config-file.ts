@@ -2,7 +2,7 @@
  * `--config-file` (resources.rs `VmResources::from_json`): the GET /vm/config shape
  * read back, applied in Firecracker's order — logger, metrics, machine-config, cpu-config,
  * boot-source, drives, network-interfaces, vsock, balloon, --metadata into MMDS, mmds-config,
- * entropy, pmem, memory-hotplug. Top-level unknown keys are ignored; `boot-source` and `drives`
+ * entropy, pmem, memory-hotplug, and Kindling's `fs` (virtio-fs). Top-level unknown keys are ignored; `boot-source` and `drives`
  * are required. Errors read like `ResourcesError` ("Invalid JSON: ...", "Block device error: ...").
  */
 import { readFileSync } from 'node:fs';
@@ -20,6 +20,7 @@ import { METRICS, MetricsConfig } from './metrics.js';
 import { MMDS_CONFIG, MmdsConfig } from './mmds-config.js';
 import { NETWORK_INTERFACE, NetworkInterfaceConfig } from './network-interfaces.js';
 import { PMEM, PmemConfig } from './pmem.js';
+import { FS, FsDeviceConfig } from './fs.js';
 import { VmResources, VmResourcesOptions } from './resources.js';
 import { JsonValue, SerdeError, parseJsonValue, serdeJsonStringify } from './serde-read.js';
 import { Desc, any, custom, customError, deserialize, field, opt, seq, struct } from './serde.js';
@@ -63,6 +64,7 @@ const VMM_CONFIG: Desc = struct(
     field('vsock', opt(VSOCK)),
     field('entropy', opt(ENTROPY)),
     field('pmem', seq(PMEM), () => []),
+    field('fs', seq(FS), () => []),
     field('memory-hotplug', opt(MEMORY_HOTPLUG)),
   ],
   false,
@@ -82,6 +84,8 @@ export interface VmmConfigFile {
   vsock: VsockDeviceConfig | null;
   entropy: EntropyDeviceConfig | null;
   pmem: PmemConfig[];
+  /** Kindling's own: virtio-fs devices, each a PUT /fs body (src/config/fs.ts). */
+  fs: FsDeviceConfig[];
   'memory-hotplug': MemoryHotplugConfig | null;
 }
 
@@ -153,6 +157,7 @@ export function fromConfigFile(json: string | Uint8Array, opts: ConfigFileOption
   if (cfg['mmds-config']) wrap(() => res.setMmdsConfig(cfg['mmds-config']!));
   if (cfg.entropy) wrap(() => res.setEntropy(cfg.entropy!));
   for (const p of cfg.pmem) wrap(() => res.insertPmem(p));
+  for (const f of cfg.fs) wrap(() => res.insertFs(f));
   if (cfg['memory-hotplug']) wrap(() => res.setMemoryHotplug(cfg['memory-hotplug']!));
   return res;
 }

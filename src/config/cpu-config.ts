@@ -5,45 +5,12 @@
  * aarch64-only fields (`reg_modifiers`, `vcpu_features`) are unknown fields on x86_64.
  */
 import { Desc, customError, custom, deserialize, field, int, seq, str, struct } from './serde.js';
+import { parseBitmap, type CustomCpuTemplate, type KvmCapability, type RegisterValueFilter } from '../arch/x86_64/cpu-template.js';
 
-/** A KVM capability the template requires (`"121"`) or forbids (`"!121"`). */
-export interface KvmCapability {
-  op: 'add' | 'remove';
-  cap: number;
-}
-
-/** Bits to force: where `filter` has a 1, the register bit becomes the `value` bit. */
-export interface RegisterValueFilter<N> {
-  filter: N;
-  value: N;
-}
-
-/** One CPUID register modifier. */
-export interface CpuidRegisterModifier {
-  register: 'eax' | 'ebx' | 'ecx' | 'edx';
-  bitmap: RegisterValueFilter<number>;
-}
-
-/** Modifiers for one CPUID leaf/subleaf. */
-export interface CpuidLeafModifier {
-  leaf: number;
-  subleaf: number;
-  flags: number;
-  modifiers: CpuidRegisterModifier[];
-}
-
-/** One MSR modifier (64-bit bitmap, hence bigint). */
-export interface RegisterModifier {
-  addr: number;
-  bitmap: RegisterValueFilter<bigint>;
-}
-
-/** A custom CPU template as the VM builder applies it. */
-export interface CustomCpuTemplate {
-  kvm_capabilities: KvmCapability[];
-  cpuid_modifiers: CpuidLeafModifier[];
-  msr_modifiers: RegisterModifier[];
-}
+// The template's shape is the arch layer's (src/arch/x86_64/cpu-template.ts applies it).
+export type {
+  CustomCpuTemplate, KvmCapability, RegisterValueFilter, CpuidRegisterModifier, CpuidLeafModifier, RegisterModifier,
+} from '../arch/x86_64/cpu-template.js';
 
 /** Rust `ParseIntError` Display and Debug, for the template error texts. */
 function parseUint(s: string, radix: number, bits: number): { ok: bigint } | { display: string; debug: string } {
@@ -70,25 +37,13 @@ function hexOrBinU32(s: string): number {
   throw customError(`Failed to parse string [${s}] as a number for CPU template - ${r.debug}`);
 }
 
+/** `RegisterValueFilter` from its tri-state text, with the deserializer's error texts. */
 function bitmap(bits: number): (s: string) => RegisterValueFilter<bigint> {
   return (s) => {
-    const stripped = s.startsWith('0b') ? s.slice(2) : s;
-    let filter = 0n;
-    let value = 0n;
-    let i = 0n;
-    const bytes = Buffer.from(stripped);
-    for (let k = bytes.length - 1; k >= 0; k--) {
-      if (i === BigInt(bits)) throw customError(`Failed to parse string [${s}] as a bitmap - string is too long`);
-      const c = bytes[k]!;
-      if (c === 0x5f) continue;
-      if (c === 0x30) filter |= 1n << i;
-      else if (c === 0x31) {
-        filter |= 1n << i;
-        value |= 1n << i;
-      } else if (c !== 0x78) throw customError(`Failed to parse string [${s}] as a bitmap - unknown character: ${c}`);
-      i++;
-    }
-    return { filter, value };
+    const r = parseBitmap(s, bits);
+    if ('ok' in r) return r.ok;
+    if ('tooLong' in r) throw customError(`Failed to parse string [${s}] as a bitmap - string is too long`);
+    throw customError(`Failed to parse string [${s}] as a bitmap - unknown character: ${r.badChar}`);
   };
 }
 

@@ -15,6 +15,7 @@ export type ConfigKind =
   | 'drive'
   | 'entropy'
   | 'file'
+  | 'fs'
   | 'logger'
   | 'machine-config'
   | 'memory-hotplug'
@@ -34,6 +35,7 @@ export const VMM_ACTION_PREFIX: Record<ConfigKind, string> = {
   drive: 'Drive config error',
   entropy: 'Entropy config error',
   file: 'File operation error',
+  fs: 'Fs config error',
   logger: 'Logger error',
   'machine-config': 'Machine config error',
   'memory-hotplug': 'Memory hotplug config error',
@@ -54,6 +56,7 @@ export const RESOURCES_PREFIX: Record<ConfigKind, string> = {
   drive: 'Block device error',
   entropy: 'Entropy device error',
   file: 'File operation error',
+  fs: 'Fs device error',
   logger: 'Logger error',
   'machine-config': 'VM config error',
   'memory-hotplug': 'Memory hotplug config error',

@@ -8,6 +8,7 @@
 import { ConfigError } from './errors.js';
 import { Desc, bool, deserialize, enumOf, field, int, opt, struct } from './serde.js';
 import type { CustomCpuTemplate } from './cpu-config.js';
+import type { HugePages } from '../memory/huge-pages.js';
 
 /** Default vCPU count before any PUT. */
 export const DEFAULT_VCPU_COUNT = 1;
@@ -20,8 +21,8 @@ export const MAX_SUPPORTED_VCPUS = 32;
 export const STATIC_CPU_TEMPLATES = ['C3', 'T2', 'T2S', 'None', 'T2CL', 'T2A'] as const;
 /** A static CPU template name. */
 export type StaticCpuTemplate = (typeof STATIC_CPU_TEMPLATES)[number];
-/** Guest memory page configuration (`HugePageConfig`). */
-export type HugePageConfig = 'None' | '2M';
+/** Guest memory page configuration (`HugePageConfig`); the memory layer maps it (src/memory/huge-pages.ts). */
+export type HugePageConfig = HugePages;
 
 /** The CPU template in effect: a static one (deprecated API) or a custom one from /cpu-config. */
 export type CpuTemplateType = { kind: 'static'; name: Exclude<StaticCpuTemplate, 'None'> } | { kind: 'custom'; template: CustomCpuTemplate };

@@ -11,6 +11,7 @@ import type { CustomCpuTemplate } from './cpu-config.js';
 import { BlockDeviceConfig, DriveConfig, driveJson, insertDrive } from './drives.js';
 import { EntropyDeviceConfig, entropyJson } from './entropy.js';
 import { ConfigError } from './errors.js';
+import { FsDeviceConfig, insertFs } from './fs.js';
 import {
   HugePageConfig, MachineConfig, MachineConfigUpdate, MACHINE_CONFIG_ERRORS, StaticCpuTemplate, applyMachineConfigUpdate,
   defaultMachineConfig, machineConfigJson,
@@ -56,6 +57,8 @@ export interface VmConfig {
   balloon: BalloonDeviceConfig | null;
   entropy: EntropyDeviceConfig | null;
   pmem: PmemConfig[];
+  /** PUT /fs/{id}: virtio-fs devices (Kindling's own resource, src/config/fs.ts). */
+  fs: FsDeviceConfig[];
   memoryHotplug: MemoryHotplugConfig | null;
   /** MMDS settings and the live data store, when MMDS is attached to an interface. */
   mmds: { config: MmdsConfig; store: MmdsDataStore } | null;
@@ -103,6 +106,7 @@ export class VmResources {
   balloon: BalloonDeviceConfig | null = null;
   entropy: EntropyDeviceConfig | null = null;
   pmem: PmemConfig[] = [];
+  fs: FsDeviceConfig[] = [];
   memoryHotplug: MemoryHotplugConfig | null = null;
   serial: SerialConfig = { serial_out_path: null, rate_limiter: null };
   mmds: MmdsDataStore | null = null;
@@ -169,6 +173,11 @@ export class VmResources {
   /** PUT /pmem/{id}. */
   insertPmem(cfg: PmemConfig): void {
     insertPmem(this.pmem, cfg, this.drives.length > 0 && this.drives[0]!.is_root_device);
+  }
+
+  /** PUT /fs/{id}. */
+  insertFs(cfg: FsDeviceConfig): void {
+    insertFs(this.fs, cfg);
   }
 
   /** PUT /hotplug/memory. */
@@ -274,6 +283,7 @@ export class VmResources {
       balloon: this.balloon ? { ...this.balloon } : null,
       entropy: this.entropy ? { ...this.entropy } : null,
       pmem: this.pmem.map((p) => ({ ...p })),
+      fs: this.fs.map((f) => ({ ...f })),
       memoryHotplug: this.memoryHotplug ? { ...this.memoryHotplug } : null,
       mmds: mmdsConfig && this.mmds ? { config: mmdsConfig, store: this.mmds } : null,
       serial: { ...this.serial },

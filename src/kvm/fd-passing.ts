@@ -1,7 +1,8 @@
 /**
  * File descriptors passed between processes over a Unix stream socket (unix(7), "Ancillary
  * messages": SCM_RIGHTS). The receiving process gets a new descriptor for the same open file.
- * Kindling uses it for one thing: PUT /snapshot/load with `mem_backend.backend_type = "Uffd"`
+ * Kindling uses it for two things: the vhost-user frontend (vhost-user-socket.ts) sends guest
+ * RAM's memfd and the vrings' eventfds to a virtio-fs backend, and PUT /snapshot/load with `mem_backend.backend_type = "Uffd"`
  * hands the guest memory's userfaultfd to the page-fault handler process listening at
  * `backend_path` (firecracker src/vmm/src/persist.rs `guest_memory_from_uffd`, which calls
  * `UnixStream::send_with_fd`), and the example handler (examples/uffd/handler.ts) receives it.
@@ -26,6 +27,8 @@ import { SyscallError } from '../errors.js';
 const FD_SIZE = 4;
 const EINTR = 4;
 const ENAMETOOLONG = 36;
+/** send(2) flag: EPIPE instead of SIGPIPE on a closed peer. */
+const MSG_NOSIGNAL = 0x4000;
 
 /** Throws SyscallError for `what` with the current errno. */
 function fail(what: string): never {
@@ -54,36 +57,62 @@ function message(data: Uint8Array, control: Buffer | null): { msg: Buffer; iov: 
  * `syscall` names the path, e.g. `connect(/tmp/uffd.sock)` with ENOENT.
  */
 export function sendWithFd(socketPath: string, payload: Uint8Array, fd: number): number {
+  if (payload.length === 0) throw new RangeError('sendWithFd needs at least one byte of payload to carry the descriptor');
+  const sock = connectUnix(socketPath);
+  try {
+    sendWithFds(sock, payload, [fd], socketPath);
+    return sock;
+  } catch (e) {
+    libc.close(sock);
+    throw e;
+  }
+}
+
+/**
+ * A blocking, close-on-exec Unix stream socket connected to `socketPath`, for the caller to
+ * close. Throws SyscallError whose `syscall` names the path (`connect(/tmp/x.sock)`, ENOENT).
+ */
+export function connectUnix(socketPath: string): number {
   const path = Buffer.from(socketPath);
   if (path.length + 1 > SOCKADDR_UN_SIZE - SUN_PATH_OFFSET || path.includes(0)) {
     throw new SyscallError(`connect(${socketPath})`, ENAMETOOLONG, 'ENAMETOOLONG');
   }
-  if (payload.length === 0) throw new RangeError('sendWithFd needs at least one byte of payload to carry the descriptor');
   const addr = Buffer.alloc(SOCKADDR_UN_SIZE);
   addr.writeUInt16LE(AF_UNIX, 0);
   path.copy(addr, SUN_PATH_OFFSET);
   const sock = libc.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (sock < 0) fail('socket(AF_UNIX)');
-  try {
-    if (libc.connect(sock, addr, SUN_PATH_OFFSET + path.length + 1) < 0) fail(`connect(${socketPath})`);
-    const control = Buffer.alloc(CMSG_SPACE(FD_SIZE));
-    koffi.encode(control, cmsghdr, { cmsg_len: CMSG_LEN(FD_SIZE), cmsg_level: SOL_SOCKET, cmsg_type: SCM_RIGHTS });
-    control.writeInt32LE(fd, CMSG_DATA_OFFSET);
-    const { msg } = message(payload, control);
-    let sent: number;
-    do sent = Number(libc.sendmsg(sock, msg, 0));
-    while (sent < 0 && libc.errno() === EINTR);
-    if (sent < 0) fail(`sendmsg(${socketPath})`);
-    while (sent < payload.length) {
-      const n = Number(libc.write(sock, payload.subarray(sent), payload.length - sent));
-      if (n < 0 && libc.errno() === EINTR) continue;
-      if (n < 0) fail(`write(${socketPath})`);
-      sent += n;
-    }
-    return sock;
-  } catch (e) {
+  if (libc.connect(sock, addr, SUN_PATH_OFFSET + path.length + 1) < 0) {
+    const e = libc.errno();
     libc.close(sock);
-    throw e;
+    throw new SyscallError(`connect(${socketPath})`, e, libc.errnoName(e));
+  }
+  return sock;
+}
+
+/**
+ * Sends all of `payload` on the connected socket `sock`, with `fds` (possibly none) attached
+ * as one SCM_RIGHTS message to its first byte; the rest of a payload the kernel takes only in
+ * part is finished with plain writes. `what` names the peer in errors.
+ */
+export function sendWithFds(sock: number, payload: Uint8Array, fds: readonly number[], what: string): void {
+  let control: Buffer | null = null;
+  if (fds.length > 0) {
+    control = Buffer.alloc(CMSG_SPACE(FD_SIZE * fds.length));
+    koffi.encode(control, cmsghdr, { cmsg_len: CMSG_LEN(FD_SIZE * fds.length), cmsg_level: SOL_SOCKET, cmsg_type: SCM_RIGHTS });
+    fds.forEach((fd, i) => control!.writeInt32LE(fd, CMSG_DATA_OFFSET + FD_SIZE * i));
+  }
+  const { msg } = message(payload, control);
+  let sent: number;
+  // MSG_NOSIGNAL: a peer that hung up gives EPIPE here, not a SIGPIPE to the VMM.
+  do sent = Number(libc.sendmsg(sock, msg, MSG_NOSIGNAL));
+  while (sent < 0 && libc.errno() === EINTR);
+  if (sent < 0) fail(`sendmsg(${what})`);
+  while (sent < payload.length) {
+    const n = Number(libc.write(sock, payload.subarray(sent), payload.length - sent));
+    if (n < 0 && libc.errno() === EINTR) continue;
+    if (n < 0) fail(`write(${what})`);
+    sent += n;
   }
 }
 

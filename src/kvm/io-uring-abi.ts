@@ -82,7 +82,9 @@ export const IORING_FEAT_SINGLE_MMAP = 1 << 0;
 export const IORING_ENTER_GETEVENTS = 1 << 0;
 /** io_uring_register opcode: signal an eventfd on every completion. */
 export const IORING_REGISTER_EVENTFD = 4;
-/** Opcodes (enum io_uring_op). READ/WRITE take one buffer (5.6+). */
+/** Opcodes (enum io_uring_op). READV/WRITEV take an iovec array; READ/WRITE one buffer (5.6+). */
+export const IORING_OP_READV = 1;
+export const IORING_OP_WRITEV = 2;
 export const IORING_OP_FSYNC = 3;
 export const IORING_OP_READ = 22;
 export const IORING_OP_WRITE = 23;

@@ -26,7 +26,7 @@ import { EventFd } from './eventfd.js';
 import * as libc from './libc.js';
 import {
   CQE, IORING_ENTER_GETEVENTS, IORING_FEAT_SINGLE_MMAP, IORING_OFF_SQ_RING, IORING_OFF_SQES, IORING_OP_FSYNC,
-  IORING_OP_READ, IORING_OP_WRITE, IORING_REGISTER_EVENTFD, SQE, SYS_io_uring_enter, SYS_io_uring_register,
+  IORING_OP_READ, IORING_OP_READV, IORING_OP_WRITE, IORING_OP_WRITEV, IORING_REGISTER_EVENTFD, SQE, SYS_io_uring_enter, SYS_io_uring_register,
   SYS_io_uring_setup, io_uring_params, type IoUringParams,
 } from './io-uring-abi.js';
 
@@ -128,6 +128,19 @@ export class IoUring {
   /** Queues a write of `len` bytes from host memory at `addr` to file `offset`. */
   prepWrite(fd: number, addr: bigint, len: number, offset: number, userData: number): boolean {
     return this.prep(IORING_OP_WRITE, fd, addr, len, offset, userData);
+  }
+
+  /**
+   * Queues a read at file `offset` into the `count` buffers of the iovec array at `iov`
+   * (struct iovec: base u64, len u64). The array must stay alive until the completion.
+   */
+  prepReadv(fd: number, iov: bigint, count: number, offset: number, userData: number): boolean {
+    return this.prep(IORING_OP_READV, fd, iov, count, offset, userData);
+  }
+
+  /** Queues a write of the `count` buffers of the iovec array at `iov` to file `offset`. */
+  prepWritev(fd: number, iov: bigint, count: number, offset: number, userData: number): boolean {
+    return this.prep(IORING_OP_WRITEV, fd, iov, count, offset, userData);
   }
 
   /** Queues an fsync of `fd`. */

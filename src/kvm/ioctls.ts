@@ -52,7 +52,11 @@ export const KVM = {
   KVM_IRQ_LINE: _IOW(KVMIO, 0x61, S(abi.kvm_irq_level)),
   KVM_GET_IRQCHIP: _IOWR(KVMIO, 0x62, S(abi.kvm_irqchip)),
   KVM_SET_IRQCHIP: _IOR(KVMIO, 0x63, S(abi.kvm_irqchip)),
+  /** struct kvm_irq_routing's header is { u32 nr; u32 flags; } (entries follow, not counted). */
+  KVM_SET_GSI_ROUTING: _IOW(KVMIO, 0x6a, 8),
   KVM_IRQFD: _IOW(KVMIO, 0x76, S(abi.kvm_irqfd)),
+  /** struct kvm_msi: address_lo, address_hi, data, flags, devid, pad[12] (32 bytes). */
+  KVM_SIGNAL_MSI: _IOW(KVMIO, 0xa5, 32),
   KVM_CREATE_PIT2: _IOW(KVMIO, 0x77, S(abi.kvm_pit_config)),
   KVM_IOEVENTFD: _IOW(KVMIO, 0x79, S(abi.kvm_ioeventfd)),
   KVM_SET_CLOCK: _IOW(KVMIO, 0x7b, S(abi.kvm_clock_data)),

@@ -59,6 +59,11 @@ export class Kvm {
     return kvmIoctl(this.fd, 'KVM_CHECK_EXTENSION', KVM_CAP[cap]);
   }
 
+  /** KVM_CHECK_EXTENSION by number: a CPU template's `kvm_capabilities` may name any capability. */
+  checkExtensionRaw(cap: number): number {
+    return kvmIoctl(this.fd, 'KVM_CHECK_EXTENSION', cap);
+  }
+
   /** Throws KvmUnavailableError naming the first missing capability of `caps`. */
   requireCaps(caps: readonly KvmCapName[] = REQUIRED_CAPS): void {
     for (const cap of caps) {
@@ -170,6 +175,23 @@ export class VmFd {
   /** KVM_IRQ_LINE: drives an interrupt line of the in-kernel irqchip. */
   irqLine(irq: number, level: 0 | 1): void {
     kvmIoctl(this.fd, 'KVM_IRQ_LINE', abi.encode(abi.kvm_irq_level, { irq, level }));
+  }
+
+  /**
+   * KVM_SET_GSI_ROUTING: replaces the VM's whole GSI routing table (Documentation/virt/kvm/
+   * api.rst 4.52). `encodeGsiRouting` (src/kvm/gsi-routing.ts) builds the argument.
+   */
+  setGsiRouting(table: Uint8Array): void {
+    kvmIoctl(this.fd, 'KVM_SET_GSI_ROUTING', table);
+  }
+
+  /** KVM_SIGNAL_MSI: injects one MSI message now; returns 0 when the guest blocked it, else >0. */
+  signalMsi(addressLo: number, addressHi: number, data: number): number {
+    const b = Buffer.alloc(32);
+    b.writeUInt32LE(addressLo >>> 0, 0);
+    b.writeUInt32LE(addressHi >>> 0, 4);
+    b.writeUInt32LE(data >>> 0, 8);
+    return kvmIoctl(this.fd, 'KVM_SIGNAL_MSI', b);
   }
 
   /** KVM_IRQFD: writes to `eventFd` raise GSI `gsi` without a trip through userspace. */

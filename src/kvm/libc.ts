@@ -29,6 +29,14 @@ export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
 export const MAP_POPULATE = 0x8000;
 export const MFD_CLOEXEC = 0x1;
+/** memfd_create(2): a hugetlbfs file (linux/memfd.h); the page size goes in bits 26..31. */
+export const MFD_HUGETLB = 0x4;
+/** mmap(2): anonymous memory from the hugetlb pool (asm-generic/mman-common.h). */
+export const MAP_HUGETLB = 0x40000;
+/** log2 of the page size, shifted to bits 26..31 (asm-generic/hugetlb_encode.h HUGETLB_FLAG_ENCODE_SHIFT). */
+const HUGETLB_FLAG_ENCODE_SHIFT = 26;
+/** 2 MiB pages: HUGETLB_FLAG_ENCODE_2MB, the value of both MFD_HUGE_2MB and MAP_HUGE_2MB. */
+export const HUGETLB_FLAG_ENCODE_2MB = 21 << HUGETLB_FLAG_ENCODE_SHIFT;
 /** madvise(2): drop the pages; private anonymous memory reads back zero (or faults to a userfaultfd). */
 export const MADV_DONTNEED = 4;
 /**
@@ -57,6 +65,10 @@ export const ioctlPtr = lib.func('int ioctl(int fd, unsigned long req, void *arg
 export const mmap = lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)');
 export const munmap = lib.func('int munmap(void *addr, size_t len)');
 export const madvise = lib.func('int madvise(void *addr, size_t len, int advice)');
+/** msync(2): writes a MAP_SHARED file mapping's dirty pages back (virtio-pmem FLUSH). */
+export const msync = lib.func('int msync(void *addr, size_t len, int flags)');
+/** msync flag: write back and wait for it (asm-generic/mman-common.h). */
+export const MS_SYNC = 4;
 /** mincore(2): one byte per page of [addr, addr+len), bit 0 set when the page is resident. */
 export const mincore = lib.func('int mincore(void *addr, size_t len, _Out_ uint8_t *vec)');
 export const memfdCreate = lib.func('int memfd_create(const char *name, unsigned int flags)');

@@ -10,7 +10,10 @@ export const DEFAULT_BURST = 10;
 /** Refill period in ms (DEFAULT_REFILL_TIME_MS). */
 export const DEFAULT_REFILL_TIME_MS = 5000;
 
-const EPOCH = performance.now();
+// Taken on first use, not at module load: the CLI's startup snapshot loads this module at
+// build time, and performance.now() starts again in the process that runs it.
+let epoch: number | undefined;
+const sinceEpoch = (): number => performance.now() - (epoch ??= performance.now());
 
 /** One call site's limiter. */
 export class LogRateLimiter {
@@ -18,7 +21,7 @@ export class LogRateLimiter {
   private suppressed = 0;
   private readonly periodMs: number;
 
-  constructor(readonly burst = DEFAULT_BURST, readonly refillMs = DEFAULT_REFILL_TIME_MS, private readonly now = () => performance.now() - EPOCH) {
+  constructor(readonly burst = DEFAULT_BURST, readonly refillMs = DEFAULT_REFILL_TIME_MS, private readonly now = sinceEpoch) {
     this.periodMs = Math.floor(refillMs / burst);
   }
 

@@ -21,6 +21,13 @@
  * Writers set bits with Atomics.or on an Int32Array (any thread); the snapshot writer takes and
  * clears them with Atomics.exchange (src/snapshot/dirty.ts). Firecracker keeps the same second
  * log in vm-memory's AtomicBitmap (src/vmm/src/vstate/memory.rs).
+ *
+ * Hotpluggable memory (docs/design.md "Memory hotplug"). The virtio-mem region is RAM the
+ * VMM maps like the rest, but only its plugged blocks belong to the guest. A `HotplugGuard`
+ * (one shared byte per block, 1 = plugged, written by the virtio-mem device worker) makes
+ * every accessor treat an access that touches an unplugged block like an access outside
+ * RAM: a device never reads or writes memory the guest gave back (Firecracker protects the
+ * same memory with mprotect and by removing its KVM slots).
  */
 import { GuestMemoryError, GuestMemoryLayoutError } from '../errors.js';
 import { KVM_DIRTY_LOG_PAGE_SIZE, dirtyLogBytes } from '../kvm/constants.js';
@@ -38,11 +45,24 @@ export interface GuestRegion extends RamRange {
   readonly bytes: Uint8Array;
 }
 
+/** The hotplug region's plug state (module comment): one byte per block, 1 = plugged. */
+export interface HotplugGuard {
+  /** Guest physical start and size of the virtio-mem region. */
+  readonly gpa: number;
+  readonly size: number;
+  /** Block size in bytes (a power of two). */
+  readonly blockSize: number;
+  /** size / blockSize bytes, shared by every thread. */
+  readonly plugged: SharedArrayBuffer;
+}
+
 /** What a worker needs to rebuild the same view of guest memory (SABs cross by reference). */
 export interface GuestMemoryDescriptor {
   readonly regions: readonly { gpa: number; size: number; buffer: SharedArrayBuffer | ArrayBuffer; offset: number }[];
   /** The shared dirty bitmap (module comment), when the VM tracks dirty pages. */
   readonly dirty?: SharedArrayBuffer;
+  /** The hotplug region's plug state, when the VM has a virtio-mem device. */
+  readonly hotplug?: HotplugGuard;
 }
 
 /** Bits per word of the dirty bitmap as Atomics sees it (an Int32Array). */
@@ -76,8 +96,12 @@ export class GuestMemory {
   private readonly dirtyWords: Int32Array | undefined;
   /** Bit index in `dirtyWords` of each region's first page. */
   private readonly dirtyBase: readonly number[];
+  /** The hotplug region's guard, if any, and which regions lie inside it. */
+  readonly hotplug: HotplugGuard | undefined;
+  private readonly plugged: Uint8Array | undefined;
+  private readonly guarded: readonly boolean[];
 
-  constructor(regions: readonly GuestRegion[], dirty?: SharedArrayBuffer) {
+  constructor(regions: readonly GuestRegion[], dirty?: SharedArrayBuffer, hotplug?: HotplugGuard) {
     const sorted = [...regions].sort((a, b) => a.gpa - b.gpa);
     for (let i = 0; i < sorted.length; i++) {
       const r = sorted[i]!;
@@ -92,17 +116,27 @@ export class GuestMemory {
     if (dirty && dirty.byteLength < layout.bytes) throw new GuestMemoryLayoutError(`dirty bitmap of ${dirty.byteLength} bytes for ${layout.bytes}`);
     this.dirtyWords = dirty ? new Int32Array(dirty, 0, layout.bytes / Int32Array.BYTES_PER_ELEMENT) : undefined;
     this.dirtyBase = layout.offsets.map((o) => o * 8);
+    this.hotplug = hotplug;
+    this.plugged = hotplug ? new Uint8Array(hotplug.plugged) : undefined;
+    if (hotplug && hotplug.plugged.byteLength * hotplug.blockSize < hotplug.size) {
+      throw new GuestMemoryLayoutError(`hotplug guard of ${hotplug.plugged.byteLength} blocks for ${hotplug.size} bytes`);
+    }
+    this.guarded = sorted.map((r) => hotplug !== undefined && r.gpa >= hotplug.gpa && r.gpa + r.size <= hotplug.gpa + hotplug.size);
   }
 
   /** Rebuilds a GuestMemory from a descriptor (in a worker). */
   static fromDescriptor(d: GuestMemoryDescriptor): GuestMemory {
-    return new GuestMemory(d.regions.map((r) => ({ gpa: r.gpa, size: r.size, bytes: new Uint8Array(r.buffer, r.offset, r.size) })), d.dirty);
+    return new GuestMemory(d.regions.map((r) => ({ gpa: r.gpa, size: r.size, bytes: new Uint8Array(r.buffer, r.offset, r.size) })), d.dirty, d.hotplug);
   }
 
   /** The descriptor to post to a worker. */
   describe(): GuestMemoryDescriptor {
     const regions = this.regions.map((r) => ({ gpa: r.gpa, size: r.size, buffer: r.bytes.buffer as SharedArrayBuffer | ArrayBuffer, offset: r.bytes.byteOffset }));
-    return this.dirtyWords ? { regions, dirty: this.dirtyWords.buffer as SharedArrayBuffer } : { regions };
+    return {
+      regions,
+      ...(this.dirtyWords ? { dirty: this.dirtyWords.buffer as SharedArrayBuffer } : {}),
+      ...(this.hotplug ? { hotplug: this.hotplug } : {}),
+    };
   }
 
   /** True when writes are logged in a dirty bitmap. */
@@ -156,9 +190,18 @@ export class GuestMemory {
     const rs = this.regions;
     for (let i = 0; i < rs.length; i++) {
       const r = rs[i]!;
-      if (gpa >= r.gpa && gpa + len <= r.gpa + r.size) return i;
+      if (gpa >= r.gpa && gpa + len <= r.gpa + r.size) return this.guarded[i] && !this.isPlugged(gpa, len) ? -1 : i;
     }
     return -1;
+  }
+
+  /** True when every hotplug block [gpa, gpa + len) touches is plugged (len 0: the block at gpa). */
+  private isPlugged(gpa: number, len: number): boolean {
+    const h = this.hotplug!;
+    const first = Math.floor((gpa - h.gpa) / h.blockSize);
+    const last = Math.floor((gpa + Math.max(len, 1) - 1 - h.gpa) / h.blockSize);
+    for (let b = first; b <= last; b++) if (Atomics.load(this.plugged!, b) !== 1) return false;
+    return true;
   }
 
   /** True when [gpa, gpa + len) lies inside one RAM region. */

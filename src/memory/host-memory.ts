@@ -33,12 +33,20 @@
  * and V8 aborts the whole process ("Fatal process OOM in Failed to reserve virtual memory for
  * CodeRange", measured). So `create` first reserves the guest size as Firecracker's mmap would,
  * and frees it at once, before it allocates anything.
+ *
+ * Huge pages (`hugePages: '2M'`, huge-pages.ts): the memfd is a hugetlbfs file
+ * (MFD_HUGETLB | MFD_HUGE_2MB) and the anonymous memory of a Uffd restore MAP_HUGETLB; regions
+ * are already 2 MiB-aligned in address and file offset, as hugetlbfs requires, and their sizes
+ * must be multiples of 2 MiB (machine-config refuses other sizes). They are mapped without
+ * MAP_NORESERVE, so the pool's pages are reserved at mmap and a short pool is an error here.
  */
 import { fstatSync } from 'node:fs';
 import * as libc from '../kvm/libc.js';
-import { GuestMemory, dirtyBitmapLayout, type GuestRegion, type RamRange } from './guest-memory.js';
+import { GuestMemory, dirtyBitmapLayout, type GuestRegion, type HotplugGuard, type RamRange } from './guest-memory.js';
 import { GuestMemoryAllocationError, GuestMemoryLayoutError } from '../errors.js';
 import { HostIoError } from '../util/io-error.js';
+import { SyscallError } from '../errors.js';
+import { hugePageShortage, HUGE_PAGE_2M, type HugePages } from './huge-pages.js';
 
 /** WebAssembly page size: regions must be multiples of it. */
 export const WASM_PAGE_SIZE = 64 * 1024;
@@ -84,27 +92,59 @@ export class HostGuestMemory extends GuestMemory {
   private readonly wasm: WebAssembly.Memory[];
   /** File descriptors that live as long as this memory (`hold`). */
   private readonly held: number[] = [];
+  /** The page size behind the regions: `2M` for hugetlbfs (huge_pages "2M"). */
+  private pages: HugePages = 'None';
+  /** Huge-page regions already given back to the pool (`close`). */
+  private released = false;
 
-  private constructor(memfd: number, regions: HostRegion[], wasm: WebAssembly.Memory[], dirty: SharedArrayBuffer | undefined) {
-    super(regions, dirty);
+  private constructor(memfd: number, regions: HostRegion[], wasm: WebAssembly.Memory[], dirty: SharedArrayBuffer | undefined, hotplug?: HotplugGuard) {
+    super(regions, dirty, hotplug);
     this.memfd = memfd;
     this.hostRegions = regions;
     this.wasm = wasm;
   }
 
   /**
+   * The boot RAM regions: KVM slots 0..n-1 from the start (vm-parts.ts createKvmVm). The
+   * hotplug region's regions are left out: the virtio-mem device maps them slot by slot as
+   * the guest plugs blocks (docs/design.md "Memory hotplug").
+   */
+  get bootRegions(): readonly HostRegion[] {
+    const h = this.hotplug;
+    return h ? this.hostRegions.filter((r) => r.gpa < h.gpa || r.gpa >= h.gpa + h.size) : this.hostRegions;
+  }
+
+  /** The regions of the virtio-mem hotplug region (empty without one), in guest-physical order. */
+  get hotplugRegions(): readonly HostRegion[] {
+    const h = this.hotplug;
+    return h ? this.hostRegions.filter((r) => r.gpa >= h.gpa && r.gpa + r.size <= h.gpa + h.size) : [];
+  }
+
+  /**
    * Creates guest RAM for the given ranges (e.g. arch ramRanges()). `trackDirty` (machine-config
    * track_dirty_pages) adds the shared dirty bitmap devices mark (guest-memory.ts). Regions
    * come out in guest-physical order, which is also the KVM slot order the builder registers
-   * and the order of a snapshot memory file.
+   * and the order of a snapshot memory file. `hotplug` adds the virtio-mem region: memfd-backed
+   * like the rest (sparse: nothing is allocated until the guest writes a plugged block), with
+   * every block unplugged (guest-memory.ts HotplugGuard).
    */
-  static create(ranges: readonly RamRange[], name = 'kindling-guest-ram', opts: { trackDirty?: boolean } = {}): HostGuestMemory {
-    const chunks = splitRanges(ranges);
+  static create(
+    ranges: readonly RamRange[], name = 'kindling-guest-ram',
+    opts: { trackDirty?: boolean; hotplug?: { range: RamRange; blockSize: number }; hugePages?: HugePages } = {},
+  ): HostGuestMemory {
+    const huge = opts.hugePages === '2M';
+    const hp = opts.hotplug;
+    // With huge pages the hotplug region is hugetlbfs too: its blocks (2 MiB multiples) are
+    // reserved from the pool at mmap like the rest.
+    const chunks = splitRanges(hp ? [...ranges, hp.range] : ranges, huge);
+    const guard: HotplugGuard | undefined = hp
+      ? { gpa: hp.range.gpa, size: hp.range.size, blockSize: hp.blockSize, plugged: new SharedArrayBuffer(Math.ceil(hp.range.size / hp.blockSize)) }
+      : undefined;
     // memfd offsets advance in whole huge pages, so every region's file offset is 2 MiB-aligned
     // too (shmem huge pages need offset and address aligned alike); the gaps cost nothing.
     const slot = (size: number): number => Math.ceil(size / HUGE_PAGE_SIZE) * HUGE_PAGE_SIZE;
     const total = chunks.reduce((n, c) => n + slot(c.size), 0);
-    const memfd = libc.check('memfd_create', libc.memfdCreate(name, libc.MFD_CLOEXEC));
+    const memfd = createMemfd(name, huge);
     try {
       // MemoryError::MemfdSetLen (vstate/memory.rs).
       if (libc.ftruncate(memfd, total) < 0) throw new GuestMemoryAllocationError(`Cannot resize memfd file: ${HostIoError.os(libc.errno()).message}`);
@@ -113,10 +153,12 @@ export class HostGuestMemory extends GuestMemory {
         const at = fdOffset;
         fdOffset += slot(c.size);
         return { fd: memfd, offset: at, flags: libc.MAP_SHARED };
-      });
+      }, huge ? total : undefined);
       // Advice only: without shmem THP (host setting, old kernel) RAM works in 4 KiB pages.
-      for (const r of placed.regions) libc.madvise(r.hostAddr, r.size, MADV_HUGEPAGE);
-      return new HostGuestMemory(memfd, placed.regions, placed.wasm, dirtyBitmapFor(placed.regions, opts.trackDirty));
+      if (!huge) for (const r of placed.regions) libc.madvise(r.hostAddr, r.size, MADV_HUGEPAGE);
+      const mem = new HostGuestMemory(memfd, placed.regions, placed.wasm, dirtyBitmapFor(placed.regions, opts.trackDirty), guard);
+      mem.pages = opts.hugePages ?? 'None';
+      return mem;
     } catch (e) {
       libc.close(memfd);
       throw e;
@@ -152,6 +194,18 @@ export class HostGuestMemory extends GuestMemory {
   close(): void {
     if (this.memfd >= 0) libc.close(this.memfd);
     for (const fd of this.held.splice(0)) libc.close(fd);
+    // Huge pages come from a host-wide pool: give them back now, not at the WebAssembly
+    // memories' garbage collection (a retried InstanceStart needs them). Plain memory mapped
+    // over the range keeps any view that is still around valid (it reads zeros).
+    if (this.pages !== 'None' && !this.released) {
+      this.released = true;
+      unmapRegions(this.hostRegions);
+    }
+  }
+
+  /** The page size behind guest RAM: `2M` when it is hugetlbfs (machine-config huge_pages). */
+  get hugePages(): HugePages {
+    return this.pages;
   }
 
   /**
@@ -159,10 +213,16 @@ export class HostGuestMemory extends GuestMemory {
    * snapshot restored through a page-fault handler (the Uffd backend): the caller registers
    * the regions with a userfaultfd before anything touches them.
    */
-  static anonymous(ranges: readonly RamRange[], opts: { trackDirty?: boolean } = {}): HostGuestMemory {
-    const chunks = splitRanges(ranges);
-    const placed = placeRegions(chunks, () => ({ fd: -1, offset: 0, flags: libc.MAP_PRIVATE | libc.MAP_ANONYMOUS | libc.MAP_NORESERVE }));
-    return new HostGuestMemory(-1, placed.regions, placed.wasm, dirtyBitmapFor(placed.regions, opts.trackDirty));
+  static anonymous(ranges: readonly RamRange[], opts: { trackDirty?: boolean; hugePages?: HugePages } = {}): HostGuestMemory {
+    const huge = opts.hugePages === '2M';
+    const chunks = splitRanges(ranges, huge);
+    const total = chunks.reduce((n, c) => n + c.size, 0);
+    // Huge pages: reserved at mmap (no MAP_NORESERVE), so a short pool fails the load, not a fault.
+    const flags = libc.MAP_PRIVATE | libc.MAP_ANONYMOUS | (huge ? libc.MAP_HUGETLB | libc.HUGETLB_FLAG_ENCODE_2MB : libc.MAP_NORESERVE);
+    const placed = placeRegions(chunks, () => ({ fd: -1, offset: 0, flags }), huge ? total : undefined);
+    const mem = new HostGuestMemory(-1, placed.regions, placed.wasm, dirtyBitmapFor(placed.regions, opts.trackDirty));
+    mem.pages = opts.hugePages ?? 'None';
+    return mem;
   }
 
   /**
@@ -186,8 +246,11 @@ function dirtyBitmapFor(regions: readonly HostRegion[], track: boolean | undefin
 }
 
 /** Ranges split into chunks of at most MAX_CHUNK (one SharedArrayBuffer and KVM slot each). */
-function splitRanges(ranges: readonly RamRange[]): RamRange[] {
+function splitRanges(ranges: readonly RamRange[], huge = false): RamRange[] {
   reserveAddressSpace(ranges.reduce((n, r) => n + r.size, 0));
+  // hugetlbfs maps whole pages only (machine-config keeps mem_size_mib even for "2M").
+  const bad = huge ? ranges.find((r) => r.size % HUGE_PAGE_2M !== 0 || r.gpa % HUGE_PAGE_2M !== 0) : undefined;
+  if (bad) throw new GuestMemoryLayoutError(`RAM range 0x${bad.gpa.toString(16)}+0x${bad.size.toString(16)} is not made of whole 2 MiB huge pages`);
   const chunks: RamRange[] = [];
   for (const r of [...ranges].sort((a, b) => a.gpa - b.gpa)) {
     if (r.size <= 0 || r.size % WASM_PAGE_SIZE !== 0 || r.gpa % WASM_PAGE_SIZE !== 0) {
@@ -203,10 +266,24 @@ function splitRanges(ranges: readonly RamRange[]): RamRange[] {
  * backing `source(chunk)` gives over it with MAP_FIXED.
  */
 function placeRegions(
-  chunks: readonly RamRange[], source: (c: RamRange) => { fd: number; offset: number; flags: number },
+  chunks: readonly RamRange[], source: (c: RamRange) => { fd: number; offset: number; flags: number }, hugeBytes?: number,
 ): { regions: HostRegion[]; wasm: WebAssembly.Memory[] } {
   const regions: HostRegion[] = [];
   const wasm: WebAssembly.Memory[] = [];
+  try {
+    placeEach(chunks, source, regions, wasm, hugeBytes);
+  } catch (e) {
+    // Huge-page regions already placed hold pool pages until their memories are collected.
+    if (hugeBytes !== undefined) unmapRegions(regions);
+    throw e;
+  }
+  return { regions, wasm };
+}
+
+function placeEach(
+  chunks: readonly RamRange[], source: (c: RamRange) => { fd: number; offset: number; flags: number },
+  regions: HostRegion[], wasm: WebAssembly.Memory[], hugeBytes: number | undefined,
+): void {
   for (const c of chunks) {
     // One huge page of slack so the region can start 2 MiB-aligned inside the buffer.
     const pages = (c.size + HUGE_PAGE_SIZE) / WASM_PAGE_SIZE;
@@ -220,12 +297,41 @@ function placeRegions(
     // SAFETY: [base, base + size) lies inside the backing store of `mem.buffer`, which
     // cannot grow (initial = maximum) and so never moves; MAP_FIXED replaces those pages
     // only. `mem` is kept alive with the HostGuestMemory for as long as the views are used.
-    const got = libc.mmapChecked(base, c.size, libc.PROT_READ | libc.PROT_WRITE, src.flags | libc.MAP_FIXED, src.fd, src.offset);
+    let got: bigint;
+    try {
+      got = libc.mmapChecked(base, c.size, libc.PROT_READ | libc.PROT_WRITE, src.flags | libc.MAP_FIXED, src.fd, src.offset);
+    } catch (e) {
+      // Without MAP_NORESERVE a hugetlb mapping reserves its pages: ENOMEM is the pool.
+      if (hugeBytes !== undefined && e instanceof SyscallError) throw hugePageShortage(hugeBytes, e.errno);
+      throw e;
+    }
     if (got !== base) throw new GuestMemoryLayoutError(`mmap placed guest RAM at 0x${got.toString(16)}, not 0x${base.toString(16)}`);
     regions.push({ gpa: c.gpa, size: c.size, bytes, hostAddr: base, fdOffset: src.offset });
     wasm.push(mem);
   }
-  return { regions, wasm };
+}
+
+/**
+ * Maps private anonymous memory over `regions` (MAP_FIXED, nothing committed): the mappings
+ * they replace go, and with them a hugetlb reservation; views of the regions stay valid.
+ */
+function unmapRegions(regions: readonly HostRegion[]): void {
+  for (const r of regions) {
+    libc.mmap(r.hostAddr, r.size, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_PRIVATE | libc.MAP_ANONYMOUS | libc.MAP_NORESERVE | libc.MAP_FIXED, -1, 0);
+  }
+}
+
+/**
+ * The memfd of guest RAM (Firecracker `memfd::MemfdOptions`, vstate/memory.rs): a hugetlbfs
+ * file of 2 MiB pages for huge-page RAM.
+ */
+function createMemfd(name: string, huge: boolean): number {
+  const flags = libc.MFD_CLOEXEC | (huge ? libc.MFD_HUGETLB | libc.HUGETLB_FLAG_ENCODE_2MB : 0);
+  const fd = libc.memfdCreate(name, flags);
+  if (fd >= 0 || !huge) return libc.check('memfd_create', fd);
+  const io = HostIoError.os(libc.errno());
+  // MemoryError::Memfd: a kernel without hugetlbfs (CONFIG_HUGETLBFS) refuses MFD_HUGETLB.
+  throw new GuestMemoryAllocationError(`Cannot create memfd: ${io.message}`, { cause: io, code: 'GUEST_MEMORY_HUGE_PAGES' });
 }
 
 /**

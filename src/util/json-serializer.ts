@@ -8,12 +8,14 @@ import { createRequire } from 'node:module';
 
 type Compile = (schema: unknown) => (o: unknown) => string;
 
-const require = createRequire(import.meta.url);
 let compileImpl: Compile | undefined;
 
-/** The fast-json-stringify compiler, required once. */
+/**
+ * The fast-json-stringify compiler, required once. The require is made here, not at module
+ * load: the CLI's startup snapshot evaluates this module at build time (scripts/bundle.mjs).
+ */
 function compiler(): Compile {
-  return (compileImpl ??= require('fast-json-stringify') as Compile);
+  return (compileImpl ??= createRequire(import.meta.url)('fast-json-stringify') as Compile);
 }
 
 /** A serializer for `schema`, compiled on its first call. */

@@ -25,3 +25,19 @@ export function setThreadName(name: string): boolean {
     return false;
   }
 }
+
+/**
+ * The process name a launcher asked for: KINDLING_COMM (bin/firecracker sets it; removed here
+ * so actors do not inherit it), else argv[0] when it is not node itself (the jailer runs node
+ * as `/firecracker`, Firecracker's argv[0] in a jail). Null when nobody asked.
+ */
+export function launchName(): string | null {
+  const env = process.env.KINDLING_COMM;
+  if (env) {
+    delete process.env.KINDLING_COMM;
+    return env;
+  }
+  const base = (p: string): string => p.slice(p.lastIndexOf('/') + 1);
+  const argv0 = base(process.argv0);
+  return argv0 && argv0 !== base(process.execPath) && argv0 !== 'node' ? argv0 : null;
+}

@@ -18,6 +18,7 @@ import type { MetricsConfig } from '../config/metrics.js';
 import type { MmdsConfig } from '../config/mmds-config.js';
 import type { NetworkInterfaceConfig, NetworkInterfaceUpdateConfig } from '../config/network-interfaces.js';
 import type { PmemConfig, PmemDeviceUpdateConfig } from '../config/pmem.js';
+import type { FsDeviceConfig } from '../config/fs.js';
 import type { FullVmConfiguration } from '../config/resources.js';
 import type { JsonValue } from '../config/serde-read.js';
 import type { SerialConfig } from '../config/serial.js';
@@ -52,6 +53,8 @@ export type VmmAction =
   | { kind: 'SetMmdsConfiguration'; config: MmdsConfig }
   | { kind: 'SetVsockDevice'; config: { vsock_id: string | null; guest_cid: number; uds_path: string } }
   | { kind: 'SetEntropyDevice'; config: EntropyDeviceConfig }
+  /** PUT /fs/{id} (Kindling's own: virtio-fs, src/config/fs.ts). */
+  | { kind: 'InsertFsDevice'; config: FsDeviceConfig }
   | { kind: 'GetMemoryHotplugStatus' }
   | { kind: 'SetMemoryHotplugDevice'; config: MemoryHotplugConfig }
   | { kind: 'UpdateMemoryHotplugSize'; config: MemoryHotplugSizeUpdate }

@@ -177,6 +177,7 @@ export async function runtimeAction(c: VmmController, a: VmmAction): Promise<Vmm
     case 'SetVsockDevice':
     case 'SetMmdsConfiguration':
     case 'SetEntropyDevice':
+    case 'InsertFsDevice':
     case 'SetMemoryHotplugDevice':
     case 'StartMicroVm':
     case 'UpdateMachineConfiguration':

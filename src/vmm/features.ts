@@ -19,6 +19,8 @@ export type DeviceKind =
   | 'balloon-free-page-reporting'
   | 'entropy'
   | 'pmem'
+  | 'virtio-fs'
+  | 'virtio-fs-pci'
   | 'memory-hotplug'
   | 'rate-limiter'
   | 'serial-output-file'
@@ -45,6 +47,8 @@ export const DEVICE_KIND_NAMES: Record<DeviceKind, string> = {
   'balloon-free-page-reporting': 'balloon free page reporting (free_page_reporting)',
   entropy: 'the entropy device (virtio-rng)',
   pmem: 'pmem devices',
+  'virtio-fs': 'virtio-fs devices (/fs)',
+  'virtio-fs-pci': 'virtio-fs devices with --enable-pci (virtio-fs is on virtio-mmio only)',
   'memory-hotplug': 'memory hotplug (virtio-mem)',
   'rate-limiter': 'rate limiters',
   'serial-output-file': 'serial_out_path',
@@ -62,7 +66,10 @@ export const DEVICE_KIND_NAMES: Record<DeviceKind, string> = {
 /** What the KVM VM of this build runs (src/vmm/kvm-factory.ts offers exactly these). */
 export const KVM_SUPPORTED: ReadonlySet<DeviceKind> = new Set<DeviceKind>([
   'initrd', 'boot-timer', 'serial-output-file', 'smt', 'track-dirty-pages', 'virtio-block', 'block-io-engine-async', 'rate-limiter',
-  'virtio-net', 'mmds', 'vsock', 'entropy', 'balloon', 'balloon-free-page-reporting', 'balloon-free-page-hinting',
+  'virtio-net', 'mmds', 'vsock', 'entropy', 'balloon', 'balloon-free-page-reporting', 'balloon-free-page-hinting', 'pci',
+  'pmem', 'memory-hotplug',
+  'static-cpu-template', 'custom-cpu-template', 'huge-pages',
+  'virtio-fs',
 ]);
 
 /** The devices/features a configuration needs, in attach order. */
@@ -89,6 +96,7 @@ export function requiredKinds(c: VmConfig): DeviceKind[] {
   if (c.mmds) k.add('mmds');
   if (c.pmem.length) k.add('pmem');
   if (c.pmem.some((p) => p.rate_limiter)) k.add('rate-limiter');
+  if (c.fs?.length) k.add(c.pciEnabled ? 'virtio-fs-pci' : 'virtio-fs');
   if (c.vsock) k.add('vsock');
   if (c.entropy) k.add('entropy');
   if (c.entropy?.rate_limiter) k.add('rate-limiter');

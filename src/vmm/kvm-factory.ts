@@ -8,10 +8,11 @@
  * start-up), so it is imported lazily: `warmUp()` starts the import once the socket listens and
  * InstanceStart awaits the same promise.
  */
+import type { ActorKind } from '../actors/actor-pool.js';
 import type { VmConfig } from '../config/resources.js';
 import { KVM_SUPPORTED, type DeviceKind } from './features.js';
 import type { VmHostOptions } from './builder.js';
-import type { VmFactory } from './running-vm.js';
+import { actorDemand, type VmFactory } from './running-vm.js';
 import type { Vmm } from './vmm.js';
 import type { RestoreContext } from './restore.js';
 import type { LoadSnapshotParams } from '../config/snapshot.js';
@@ -55,6 +56,10 @@ export class KvmVmFactory implements VmFactory {
 
   /** Builds the VM, then lets its vCPUs run; a failure leaves nothing behind. */
   async boot(config: VmConfig): Promise<Vmm> {
+    // Workers the API's pre-boot requests did not already start (the library, --config-file)
+    // load on their own threads while the builder maps memory, loads the kernel and writes
+    // the boot tables on this one.
+    (await loadActorPool()).topUpAll(actorDemand(config.machine.vcpu_count, config));
     const { buildMicroVm } = await loadBuilder();
     const vmm = await buildMicroVm(config, this.host);
     try {
@@ -79,6 +84,20 @@ export class KvmVmFactory implements VmFactory {
    * resurfaces, with its message, when InstanceStart awaits the same import.
    */
   warmUp(vcpus = 1): void {
-    setImmediate(() => void loadBuilder().then(() => loadActorPool()).then((p) => p.prewarmActors('vcpu', vcpus)).catch(() => undefined));
+    setImmediate(() => {
+      // The worker loads on its own thread while main imports the builder: on a client that
+      // sends InstanceStart right away, both are ready together instead of one after the other.
+      this.expectActors({ vcpu: vcpus, block: 0, net: 0, vsock: 0, entropy: 0, balloon: 0, mem: 0, pmem: 0, fs: 0 });
+      void loadBuilder().catch(() => undefined);
+    });
+  }
+
+  /**
+   * Tops the pre-started workers up to what the configuration asks for: a drive PUT before
+   * InstanceStart starts a block actor's worker while the client sends its next requests.
+   * Workers already handed to a VM are not counted, so this is only called before boot.
+   */
+  expectActors(demand: Readonly<Record<ActorKind, number>>): void {
+    void loadActorPool().then((p) => p.topUpAll(demand)).catch(() => undefined);
   }
 }

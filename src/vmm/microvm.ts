@@ -21,8 +21,12 @@ import { parseVsock, type VsockDeviceConfig } from '../config/vsock.js';
 import type { VsockMetricsSnapshot } from '../devices/virtio/vsock/metrics.js';
 import type { EntropyMetricsSnapshot } from '../devices/virtio/rng/metrics.js';
 import { parseEntropy, type EntropyDeviceConfig } from '../config/entropy.js';
+import { parseCpuConfig } from '../config/cpu-config.js';
+import { parseFs, type FsDeviceConfig } from '../config/fs.js';
 import { parseBalloon, type BalloonDeviceConfig, type BalloonStats, type HintingStatus } from '../config/balloon.js';
 import type { BalloonMetricsSnapshot } from '../devices/virtio/balloon/metrics.js';
+import { parsePmem, type PmemConfig } from '../config/pmem.js';
+import { parseMemoryHotplug, type MemoryHotplugConfig, type MemoryHotplugStatus } from '../config/memory-hotplug.js';
 import { isEmptyUpdate, parseMachineConfigPatch, type MachineConfigUpdate } from '../config/machine-config.js';
 import { VmResources } from '../config/resources.js';
 import { parseLoadSnapshot } from '../config/snapshot.js';
@@ -39,6 +43,7 @@ import { VmmController } from './controller.js';
 import { KvmVmFactory } from './kvm-factory.js';
 import type { VmExit } from './running-vm.js';
 import type { Vmm, VmState } from './vmm.js';
+import type { FsHandle, FsStatus } from '../actors/virtio/fs-handle.js';
 
 export type { VmExit, VmState };
 
@@ -63,8 +68,18 @@ export interface MicroVmConfig {
   entropy?: RequestBody<EntropyDeviceConfig, never>;
   /** The balloon device, as the PUT /balloon body. */
   balloon?: RequestBody<BalloonDeviceConfig, 'amount_mib' | 'deflate_on_oom'>;
+  /** virtio-pmem devices, as PUT /pmem/{id} bodies (guest /dev/pmem0, /dev/pmem1… in this order). */
+  pmem?: RequestBody<PmemConfig, 'id' | 'path_on_host'>[];
+  /** Memory hotplug (virtio-mem), as the PUT /hotplug/memory body. */
+  'memory-hotplug'?: RequestBody<MemoryHotplugConfig, 'total_size_mib'>;
+  /** A custom CPU template, as the PUT /cpu-config body: Firecracker's JSON, as an object or as its text. */
+  'cpu-config'?: unknown;
+  /** virtio-fs devices, as PUT /fs/{id} bodies: `socket` of a running virtiofsd, or `shared_dir` for Kindling to start one. */
+  fs?: RequestBody<FsDeviceConfig, 'id' | 'tag'>[];
   /** Firecracker's --boot-timer flag: the boot-timer MMIO device. */
   bootTimer?: boolean;
+  /** Firecracker's --enable-pci flag: every virtio device is a virtio-pci function (MSI-X). */
+  enablePci?: boolean;
   /** Serial output target; default: a readable stream (`MicroVm.console`). */
   serial?: SerialOutput;
   /** Feed this process's stdin to the guest serial port (a TTY is put in raw mode). */
@@ -90,7 +105,7 @@ export type VcpuExitCounts = ReturnType<VcpuHandle['exitCounts']>;
 
 /** Builds the resource store from the library's bodies, through the API's own parsers. */
 function resourcesOf(config: MicroVmConfig): VmResources {
-  const r = new VmResources({ bootTimer: config.bootTimer ?? false });
+  const r = new VmResources({ bootTimer: config.bootTimer ?? false, pciEnabled: config.enablePci ?? false });
   try {
     r.setBootSource(parseBootSource(JSON.stringify(config['boot-source'])));
     const m = parseMachineConfigPatch(JSON.stringify(config['machine-config'] ?? {}));
@@ -101,6 +116,11 @@ function resourcesOf(config: MicroVmConfig): VmResources {
     if (config.vsock) r.setVsock(parseVsock(JSON.stringify(config.vsock)));
     if (config.entropy) r.setEntropy(parseEntropy(JSON.stringify(config.entropy)));
     if (config.balloon) r.setBalloon(parseBalloon(JSON.stringify(config.balloon)));
+    for (const p of config.pmem ?? []) r.insertPmem(parsePmem(JSON.stringify(p)));
+    if (config['memory-hotplug']) r.setMemoryHotplug(parseMemoryHotplug(JSON.stringify(config['memory-hotplug'])));
+    const cpu = config['cpu-config'];
+    if (cpu !== undefined) r.setCustomCpuTemplate(parseCpuConfig(typeof cpu === 'string' ? cpu : JSON.stringify(cpu)));
+    for (const f of config.fs ?? []) r.insertFs(parseFs(JSON.stringify(f)));
     if (config.serial?.kind === 'file') r.setSerial({ serial_out_path: config.serial.path, rate_limiter: null });
   } catch (e) {
     throw toActionError(e);
@@ -129,9 +149,13 @@ export class MicroVm {
    * run a VM soon calls this so InstanceStart does not wait for isolates to load their code.
    * Unused workers do not keep the process alive.
    */
-  static prewarm(actors: { vcpus?: number; drives?: number }): void {
+  static prewarm(actors: { vcpus?: number; drives?: number; nets?: number; vsock?: boolean; entropy?: boolean; balloon?: boolean }): void {
     prewarmActors('vcpu', actors.vcpus ?? 0);
     prewarmActors('block', actors.drives ?? 0);
+    prewarmActors('net', actors.nets ?? 0);
+    prewarmActors('vsock', actors.vsock ? 1 : 0);
+    prewarmActors('entropy', actors.entropy ? 1 : 0);
+    prewarmActors('balloon', actors.balloon ? 1 : 0);
   }
 
   /** Stops workers `prewarm` started that no VM took. */
@@ -232,6 +256,18 @@ export class MicroVm {
     return this.act({ kind: 'UpdateBalloonStatistics', config: { stats_polling_interval_s: intervalS } });
   }
 
+  /** PATCH /hotplug/memory: the size the guest should plug, in MiB. */
+  updateMemoryHotplug(requestedSizeMib: number): Promise<void> {
+    return this.act({ kind: 'UpdateMemoryHotplugSize', config: { requested_size_mib: requestedSizeMib } });
+  }
+
+  /** GET /hotplug/memory. */
+  async memoryHotplugStatus(): Promise<MemoryHotplugStatus> {
+    const d = await this.controller.handle({ kind: 'GetMemoryHotplugStatus' });
+    if (d.kind !== 'VirtioMemStatus') throw new Error(`unexpected reply ${d.kind}`);
+    return d.value;
+  }
+
   /** GET /balloon/statistics. */
   async balloonStats(): Promise<BalloonStats> {
     const d = await this.controller.handle({ kind: 'GetBalloonStats' });
@@ -290,6 +326,31 @@ export class MicroVm {
   /** Read-only: the entropy device's counters, or null without one or before start(). */
   get entropyMetrics(): EntropyMetricsSnapshot | null {
     return this.vmm?.entropy?.metricsSnapshot() ?? null;
+  }
+
+  /**
+   * Whether each virtio-fs device's backend hung up (its requests then fail with EIO), by id;
+   * empty before start().
+   */
+  fsBackendsGone(): Promise<Record<string, boolean>> {
+    return this.perFsDevice((h) => h.backendGone());
+  }
+
+  /**
+   * Each virtio-fs device's counters, ring positions (from guest memory) and backend process,
+   * by id; empty before start(). For diagnosing a guest that waits on a share.
+   */
+  fsStatus(): Promise<Record<string, FsStatus>> {
+    return this.perFsDevice((h) => h.status());
+  }
+
+  /** `ask` of every virtio-fs device, by id (the handles are in the configuration's order); empty before start(). */
+  private async perFsDevice<T>(ask: (h: FsHandle) => Promise<T>): Promise<Record<string, T>> {
+    const vmm = this.vmm;
+    if (!vmm) return {};
+    const ids = vmm.config.fs.map((f) => f.id);
+    const answers = await Promise.all(vmm.fs.map(ask));
+    return Object.fromEntries(ids.map((id, i) => [id, answers[i]!]));
   }
 
   /** The guest memory (for tests and tools: read-only inspection). */

@@ -13,7 +13,8 @@
  */
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { HostGuestMemory } from '../memory/host-memory.js';
-import { Userfaultfd, memoryFileRegions, sendUffdHandshake } from '../memory/uffd.js';
+import { UFFD_DEFAULT_PAGE_SIZE, Userfaultfd, memoryFileRegions, sendUffdHandshake } from '../memory/uffd.js';
+import { HUGE_PAGE_2M } from '../memory/huge-pages.js';
 import { MiB, VMGENID_MEM_SIZE, interruptLayout, ramRanges } from '../arch/x86_64/layout.js';
 import { randomBytes } from 'node:crypto';
 import { restoreVcpuState, restoreVmState } from '../arch/x86_64/kvm-state.js';
@@ -30,6 +31,8 @@ import { ramBacking } from '../memory/discard.js';
 import { placements, planVirtioDevices, spawnVirtioDevices } from './virtio-devices.js';
 import { acpiDevicesPlan, newGeneration } from '../arch/x86_64/acpi/index.js';
 import { Vmm } from './vmm.js';
+import { topUpAll } from '../actors/actor-pool.js';
+import { actorDemand } from './running-vm.js';
 import { createKvmVm, startVcpuActors } from './vm-parts.js';
 import type { VmHostOptions } from './builder.js';
 
@@ -38,6 +41,8 @@ export interface RestoreContext {
   instanceId: string;
   /** The process's MMDS store (PUT /mmds before the load is allowed and kept). */
   mmdsStore: () => MmdsDataStore;
+  /** performance.now() when the load request began: the phase log then counts from it. */
+  startedAt?: number;
 }
 
 function restoreError(msg: string, cause?: unknown): SnapshotError {
@@ -92,6 +97,11 @@ function checkShape(s: MicrovmState): void {
 
 /** Maps the memory file (File backend). */
 function memoryFromFile(state: MicrovmState, path: string, trackDirty: boolean): HostGuestMemory {
+  // Huge-page RAM cannot be a private mapping of an ordinary file (persist.rs
+  // `GuestMemoryFromFileError::HugetlbfsSnapshot`): such snapshots load through Uffd only.
+  if (state.config.machine.huge_pages === '2M') {
+    throw restoreError('Failed to load guest memory: Error creating guest memory from file: Cannot restore hugetlbfs backed snapshot by mapping the memory file. Please use uffd.');
+  }
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -119,9 +129,10 @@ function memoryFromUffd(state: MicrovmState, backendPath: string, trackDirty: bo
   const prefix = 'Failed to load guest memory: Error creating guest memory from uffd: ';
   let mem: HostGuestMemory;
   try {
-    mem = HostGuestMemory.anonymous(ramRanges(state.config.machine.mem_size_mib * MiB), { trackDirty });
+    // Huge pages come back as huge pages (docs/hugepages.md): the handler gets their size.
+    mem = HostGuestMemory.anonymous(ramRanges(state.config.machine.mem_size_mib * MiB), { trackDirty, hugePages: state.config.machine.huge_pages });
   } catch (e) {
-    throw restoreError(`${prefix}Failed to restore guest memory: ${(e as Error).message}`, e);
+    throw restoreError(`${prefix}Failed to restore guest memory: ${e instanceof GuestMemoryAllocationError ? e.detail : (e as Error).message}`, e);
   }
   let uffd: Userfaultfd;
   try {
@@ -138,7 +149,8 @@ function memoryFromUffd(state: MicrovmState, backendPath: string, trackDirty: bo
     throw restoreError(`${prefix}Failed to register memory address range with the userfaultfd object: ${(e as Error).message}`, e);
   }
   try {
-    mem.hold(sendUffdHandshake(backendPath, memoryFileRegions(mem.hostRegions), uffd.fd));
+    const pageSize = mem.hugePages === '2M' ? HUGE_PAGE_2M : UFFD_DEFAULT_PAGE_SIZE;
+    mem.hold(sendUffdHandshake(backendPath, memoryFileRegions(mem.hostRegions, pageSize), uffd.fd));
   } catch (e) {
     mem.close();
     throw restoreError(`${prefix}Failed to connect to UDS Unix stream: ${(e as Error).message}`, e);
@@ -149,14 +161,20 @@ function memoryFromUffd(state: MicrovmState, backendPath: string, trackDirty: bo
 /** Builds the paused VM; the caller resumes it when the request asks (resume_vm). */
 export async function restoreMicroVm(params: LoadSnapshotParams, host: VmHostOptions, ctx: RestoreContext): Promise<{ vm: Vmm; config: VmConfig }> {
   // Where a load's time goes, one log line at the end (the bench and issue 19 read it).
-  const t0 = performance.now();
+  const t0 = ctx.startedAt ?? performance.now();
   const marks: string[] = [];
   const mark = (what: string): void => { marks.push(`${what} ${Math.round(performance.now() - t0)} ms`); };
+  // Up to here: the request's handling and this module's load.
+  mark('restore module');
   const state = loadState(params);
   mark('state file');
+  // The actor workers load while memory is mapped and KVM state set (spawnVirtioDevices then
+  // takes them from the pool): a worker's start is the largest part of a restore.
+  topUpAll(actorDemand(state.config.machine.vcpu_count, state.config));
   const saved = state.config;
   const config: VmConfig = {
     ...saved,
+    fs: [], // never saved: a VM with virtio-fs refuses snapshots (snapshot-create.ts)
     instanceId: ctx.instanceId,
     machine: { ...saved.machine, track_dirty_pages: params.track_dirty_pages },
     mmds: saved.mmds ? { config: saved.mmds.config, store: ctx.mmdsStore() } : null,
@@ -166,7 +184,9 @@ export async function restoreMicroVm(params: LoadSnapshotParams, host: VmHostOpt
   mark('memory');
   const cleanups: (() => void)[] = [() => mem.close()];
   try {
-    const { kvm, vm, vcpus } = createKvmVm(mem, config.machine.vcpu_count, params.track_dirty_pages, cleanups);
+    // The CPUID and MSRs come from the state; the template's KVM capabilities are checked again.
+    const caps = config.machine.custom_cpu_template?.kvm_capabilities ?? [];
+    const { kvm, vm, vcpus } = createKvmVm(mem, config.machine.vcpu_count, params.track_dirty_pages, cleanups, caps);
     try {
       restoreVmState(vm, state.vm, { clockRealtime: params.clock_realtime });
     } catch (e) {

@@ -8,10 +8,11 @@
  * Error contract: a rejected call carries the inner text Firecracker would show after its
  * prefix; the controller adds the prefix ("Start microvm error: ...", "Internal VMM error: ...").
  *
- * Device operations of devices this build does not run yet (balloon, pmem, memory hotplug,
- * snapshots) are optional: the controller answers "The requested operation is not supported"
- * when they are missing, and a VM with such a device cannot start in the first place.
+ * Device operations (balloon, pmem, memory hotplug, snapshots) are optional, so a fake VM needs
+ * only what its test uses: the controller answers "The requested operation is not supported"
+ * when one is missing, and a factory that lacks a device kind refuses to start such a VM.
  */
+import type { ActorKind } from '../actors/actor-pool.js';
 import type { BalloonStats, HintingStatus, StartHintingCmd } from '../config/balloon.js';
 import type { BlockDeviceUpdateConfig } from '../config/drives.js';
 import type { MemoryHotplugStatus } from '../config/memory-hotplug.js';
@@ -69,7 +70,7 @@ export interface VmFactory {
    * PUT /snapshot/load on a fresh process: the restored VM (paused) and its configuration.
    * `ctx` is what the process brings: its --id, and its MMDS store (data PUT before the load).
    */
-  restore?(params: LoadSnapshotParams, ctx: { instanceId: string; mmdsStore: () => MmdsDataStore }): Promise<{ vm: RunningVm; config: VmConfig }>;
+  restore?(params: LoadSnapshotParams, ctx: { instanceId: string; mmdsStore: () => MmdsDataStore; startedAt?: number }): Promise<{ vm: RunningVm; config: VmConfig }>;
   /**
    * Loads what the PUT-time device checks need (the TAP layer for `openTap`); the controller
    * awaits it before such a check, so those modules stay off the start-up path.
@@ -82,4 +83,21 @@ export interface VmFactory {
    * listens, so the socket accepts early and InstanceStart finds the code loaded.
    */
   warmUp?(): void;
+  /**
+   * The configuration so far asks for `demand` actors of each kind: start workers ahead up to
+   * that many (src/actors/actor-pool.ts), so InstanceStart finds them loaded. The controller
+   * calls it after every pre-boot action; extra calls with the same demand start nothing.
+   */
+  expectActors?(demand: Readonly<Record<ActorKind, number>>): void;
+}
+
+/** How many actors of each kind a VM with `vcpus` and these devices starts (VmFactory.expectActors). */
+export function actorDemand(
+  vcpus: number,
+  d: { drives: readonly unknown[]; networkInterfaces: readonly unknown[]; vsock: unknown; entropy: unknown; balloon: unknown; pmem?: readonly unknown[]; memoryHotplug?: unknown; fs?: readonly unknown[] },
+): Record<ActorKind, number> {
+  return {
+    vcpu: vcpus, block: d.drives.length, net: d.networkInterfaces.length,
+    vsock: d.vsock ? 1 : 0, entropy: d.entropy ? 1 : 0, balloon: d.balloon ? 1 : 0, mem: d.memoryHotplug ? 1 : 0, pmem: d.pmem?.length ?? 0, fs: d.fs?.length ?? 0,
+  };
 }

@@ -31,6 +31,25 @@ function virtioHandles(p: VmmParts) {
 
 /** Reads the whole microVM state; the devices stay quiesced until the caller releases them. */
 export async function captureState(p: VmmParts): Promise<MicrovmState> {
+  // The virtio-pci transport's state (config space, MSI-X table, KVM's MSI routes) is not in
+  // Kindling's state file yet: refuse rather than write a snapshot that restores broken.
+  if (p.config.pciEnabled) {
+    throw new SnapshotError('SNAPSHOT_NOT_ALLOWED', 'Cannot save the microVM state: snapshots of a microVM started with --enable-pci are not supported by Kindling yet');
+  }
+  // Not saved by Kindling yet: the hotplug region's plug state and slots, and the pmem windows
+  // (Firecracker saves both). Refuse rather than write a snapshot that restores a different VM.
+  if (p.config.memoryHotplug || p.config.pmem.length > 0) {
+    const what = p.config.memoryHotplug ? 'memory hotplug (virtio-mem)' : 'pmem devices';
+    throw new SnapshotError('SNAPSHOT_NOT_ALLOWED', `Cannot save the microVM state: snapshots of a microVM with ${what} are not supported by Kindling yet`);
+  }
+  // A vhost-user backend holds the virtio-fs device's state (its rings' positions, the FUSE
+  // inodes and open files the guest knows), and Kindling cannot ask virtiofsd for it.
+  // Firecracker cannot save its vhost-user drives either (VhostUserBlock::save is
+  // `unimplemented!`, firecracker src/vmm/src/devices/virtio/block/vhost_user/persist.rs); Kindling
+  // refuses before anything is quiesced or written.
+  if ((p.config.fs ?? []).length > 0) {
+    throw new SnapshotError('SNAPSHOT_NOT_ALLOWED', 'Cannot save the microVM state: snapshots of a microVM with virtio-fs devices (/fs) are not supported');
+  }
   const balloon = p.balloon ? await p.balloon.saveState() : null;
   const blocks = await Promise.all(p.blocks.map((b) => b.saveState()));
   const nets = await Promise.all(p.nets.map((n) => n.saveState()));

@@ -21,7 +21,12 @@ import type { BlockHandle } from '../actors/virtio/block-handle.js';
 import type { NetHandle } from '../actors/virtio/net-handle.js';
 import type { VsockHandle } from '../actors/virtio/vsock-handle.js';
 import type { EntropyHandle } from '../actors/virtio/entropy-handle.js';
+import type { FsHandle } from '../actors/virtio/fs-handle.js';
 import type { BalloonHandle } from '../actors/virtio/balloon-handle.js';
+import type { PmemHandle } from '../actors/virtio/pmem-handle.js';
+import type { MemHandle } from '../actors/virtio/mem-handle.js';
+import type { MemoryHotplugStatus } from '../config/memory-hotplug.js';
+import type { PmemDeviceUpdateConfig } from '../config/pmem.js';
 import type { BalloonStats, HintingStatus, StartHintingCmd } from '../config/balloon.js';
 import type { ByteRing } from '../devices/byte-ring.js';
 import { openSync, closeSync } from 'node:fs';
@@ -36,8 +41,9 @@ import type { HostDeviceSet } from './host-devices.js';
 import type { RunningVm, VmExit } from './running-vm.js';
 import { registerVmMetrics } from './vm-metrics.js';
 import { createSnapshot } from './snapshot-create.js';
-import { SnapshotError } from '../errors.js';
+import { KindlingError, SnapshotError } from '../errors.js';
 import type { CreateSnapshotParams } from '../config/snapshot.js';
+import { MiB } from '../arch/x86_64/layout.js';
 
 export type VmState = 'Not started' | 'Running' | 'Paused' | 'Exited';
 
@@ -65,6 +71,12 @@ export interface VmmParts {
   vsock?: VsockHandle | null;
   /** The entropy device actor, when PUT /entropy configured one. */
   entropy?: EntropyHandle | null;
+  /** virtio-pmem device actors, in configuration order. */
+  pmem?: PmemHandle[];
+  /** The virtio-mem device actor, when PUT /hotplug/memory configured one. */
+  virtioMem?: MemHandle | null;
+  /** virtio-fs device actors (PUT /fs), in configuration order. */
+  fs?: FsHandle[];
   /** Registry the devices report into (`block_<drive_id>`); none in unit tests of the VMM. */
   metrics?: Metrics;
   /** 'Paused' for a VM restored from a snapshot (its vCPUs wait for resume()); else 'Not started'. */
@@ -105,6 +117,9 @@ export class Vmm implements RunningVm {
           ...(parts.entropy ? [m.addGroupSource('entropy', () => parts.entropy!.metricsSnapshot())] : []),
           // And one balloon, one `balloon` group.
           ...(parts.balloon ? [m.addGroupSource('balloon', () => parts.balloon!.metricsSnapshot())] : []),
+          // Firecracker's `pmem_<id>` per device, and one `memory_hotplug` group.
+          ...(parts.pmem ?? []).map((p) => m.addDeviceSource('pmem', p.id, () => p.metricsSnapshot())),
+          ...(parts.virtioMem ? [m.addGroupSource('memory_hotplug', () => parts.virtioMem!.metricsSnapshot())] : []),
         ]
       : [];
     this._state = parts.initialState ?? 'Not started';
@@ -154,9 +169,17 @@ export class Vmm implements RunningVm {
   }
 
   /** Every virtio device actor (resume kicks them, teardown stops them). */
-  private virtioDevices(): (BalloonHandle | BlockHandle | NetHandle | VsockHandle | EntropyHandle)[] {
+  private virtioDevices(): (BalloonHandle | BlockHandle | NetHandle | VsockHandle | EntropyHandle | PmemHandle | MemHandle | FsHandle)[] {
     const p = this.parts;
-    return [...(p.balloon ? [p.balloon] : []), ...p.blocks, ...p.nets, ...(p.vsock ? [p.vsock] : []), ...(p.entropy ? [p.entropy] : [])];
+    return [
+      ...(p.balloon ? [p.balloon] : []), ...p.blocks, ...p.nets, ...(p.pmem ?? []), ...(p.vsock ? [p.vsock] : []), ...(p.entropy ? [p.entropy] : []),
+      ...(p.virtioMem ? [p.virtioMem] : []), ...(p.fs ?? []),
+    ];
+  }
+
+  /** The virtio-fs device actors (tests and tools: whether a backend is gone). */
+  get fs(): readonly FsHandle[] {
+    return this.parts.fs ?? [];
   }
 
   /** The vsock device actor, if the VM has one (tests and tools: its counters and connections). */
@@ -210,6 +233,41 @@ export class Vmm implements RunningVm {
   /** PATCH /balloon/hinting/stop. */
   async stopBalloonHinting(): Promise<void> {
     await this.requireBalloon().stopHinting();
+  }
+
+  /** GET /hotplug/memory (Firecracker `memory_hotplug_status`), in MiB. */
+  async memoryHotplugStatus(): Promise<MemoryHotplugStatus> {
+    const s = await this.requireMem().status();
+    return {
+      total_size_mib: s.regionSize / MiB, slot_size_mib: s.slotSize / MiB, block_size_mib: s.blockSize / MiB,
+      plugged_size_mib: s.pluggedSize / MiB, requested_size_mib: s.requestedSize / MiB,
+    };
+  }
+
+  /** PATCH /hotplug/memory (Firecracker `update_memory_hotplug_size`): the guest is told through a config interrupt. */
+  async updateMemoryHotplugSize(requestedSizeMib: number): Promise<void> {
+    const m = this.requireMem();
+    try {
+      await m.setRequestedSize(requestedSizeMib * MiB);
+    } catch (e) {
+      // Firecracker's VmmError::VirtioMem around the device's VirtioMemError (src/vmm/src/lib.rs).
+      const text = `Failed to create memory hotplug device: ${(e as Error).message}`;
+      throw e instanceof KindlingError ? new KindlingError(e.code, text, { cause: e }) : new Error(text, { cause: e });
+    }
+  }
+
+  /** PATCH /pmem/{id} after boot: new rate limiter buckets. */
+  async updatePmemDevice(update: PmemDeviceUpdateConfig): Promise<void> {
+    const p = (this.parts.pmem ?? []).find((x) => x.id === update.id);
+    if (!p) throw new Error(`pmem device ${update.id} does not exist`);
+    if (update.rate_limiter) await p.updateRateLimiter(update.rate_limiter);
+  }
+
+  private requireMem(): MemHandle {
+    const m = this.parts.virtioMem;
+    // Firecracker's FindDeviceError text (device_manager/mod.rs).
+    if (!m) throw new Error('Device not found');
+    return m;
   }
 
   private requireBalloon(): BalloonHandle {
@@ -351,6 +409,8 @@ export class Vmm implements RunningVm {
     let code = Atomics.load(ctl, VM_SLOT.EXIT_CODE);
     if (code < 0) code = first ? exitCodeOf(first.exitKind) : 0;
     const reason = first ? `vCPU ${first.vcpuId}: ${first.detail}` : 'stopped by the host';
+    // Firecracker's exit line gives only the code; say which vCPU ended the VM and why.
+    if (code !== 0) this.parts.log('error', `The microVM ended with exit code ${code}: ${reason}`);
     for (const v of this.parts.vcpus) v.close();
     this.parts.vm.close();
     this.parts.kvm.close();

@@ -7,7 +7,7 @@
  * A file that fails to import counts as one failed test: a broken test file must never
  * shrink the count silently.
  */
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -15,6 +15,13 @@ interface UvuGlobals { UVU_DEFER?: number; UVU_INDEX?: number; UVU_QUEUE?: unkno
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const distTest = resolve(here, '..');
+
+/** uvu's closing totals, read from what it printed (colour codes stripped). */
+function totals(printed: string): { total: number; passed: number; skipped: number } {
+  const plain = printed.replace(/\x1b\[[0-9;]*m/g, '');
+  const num = (label: string): number => Number(/(\d+)\s*$/.exec(plain.split(`${label}:`).pop()!.split('\n')[0]!)?.[1] ?? 0);
+  return { total: num('Total'), passed: num('Passed'), skipped: num('Skipped') };
+}
 
 function listTests(dir: string): string[] {
   const out: string[] = [];
@@ -49,27 +56,38 @@ async function main(): Promise<void> {
   const g = globalThis as UvuGlobals;
   g.UVU_DEFER = 1;
   const uvu = await import('uvu');
-  let importFailures = 0;
-  let idx = 0;
+  // One uvu run per file, so each finished file leaves a line in the progress file: when the
+  // KVM sandbox's own kernel dies mid-tier, scripts/test.mjs keeps those results and runs only
+  // the files that have none in a fresh sandbox.
+  const progress = process.env.KINDLING_TIER_RESULT ? `${process.env.KINDLING_TIER_RESULT}.files` : undefined;
+  let passed = 0;
+  let failed = 0;
+  let skipped = 0;
   for (const file of files) {
-    g.UVU_INDEX = idx++;
-    g.UVU_QUEUE!.push([relative(distTest, file)]);
+    const name = relative(distTest, file);
+    const fileStarted = performance.now();
+    captured = '';
+    // uvu keeps one queue array for the process (suites find it through UVU_QUEUE/UVU_INDEX).
+    g.UVU_QUEUE!.length = 0;
+    g.UVU_INDEX = 0;
+    g.UVU_QUEUE!.push([name]);
+    let importFailed = 0;
     try {
       await import(pathToFileURL(file).href);
     } catch (e) {
-      importFailures++;
-      console.error(`\n  FAIL (import) ${relative(distTest, file)}\n    ${(e as Error).stack ?? e}`);
+      importFailed = 1;
+      console.error(`\n  FAIL (import) ${name}\n    ${(e as Error).stack ?? e}`);
     }
+    await uvu.exec(false);
+    const r = totals(captured);
+    const f = { file: name, passed: r.passed, failed: r.total - r.passed + importFailed, skipped: r.skipped, seconds: (performance.now() - fileStarted) / 1000 };
+    passed += f.passed;
+    failed += f.failed;
+    skipped += f.skipped;
+    if (progress) appendFileSync(progress, `${JSON.stringify(f)}\n`);
   }
-  await uvu.exec(false);
   process.stdout.write = origWrite;
 
-  const plain = captured.replace(/\x1b\[[0-9;]*m/g, '');
-  const num = (label: string): number => Number(/(\d+)\s*$/.exec(plain.split(`${label}:`).pop()!.split('\n')[0]!)?.[1] ?? 0);
-  const total = num('Total');
-  const passed = num('Passed');
-  const skipped = num('Skipped');
-  const failed = total - passed + importFailures;
   const seconds = (performance.now() - started) / 1000;
   const result = { tier, passed, failed, skipped, seconds, files: files.length };
   if (process.env.KINDLING_TIER_RESULT) writeFileSync(process.env.KINDLING_TIER_RESULT, JSON.stringify(result));

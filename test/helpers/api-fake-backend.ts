@@ -30,6 +30,8 @@ export class FakeBackend implements VmFactory, RunningVm {
   failLoad: string | null = null;
   /** The config the last successful `start` received. */
   started: VmConfig | null = null;
+  /** Every `expectActors` demand, in order (kept apart from `calls`: it follows every pre-boot action). */
+  readonly actorDemands: Record<string, number>[] = [];
   /** TAP names `openTap` refuses. */
   readonly badTaps = new Set<string>();
   readonly exit: Promise<VmExit>;
@@ -65,6 +67,9 @@ export class FakeBackend implements VmFactory, RunningVm {
   async resume(): Promise<void> { this.rec('resume'); }
   sendCtrlAltDel(): boolean { this.rec('sendCtrlAltDel'); return true; }
   async stop(): Promise<VmExit> { this.rec('stop'); this.stopWith(0); return this.exit; }
+  expectActors(demand: Readonly<Record<string, number>>): void {
+    this.actorDemands.push({ ...demand });
+  }
   openTap(name: string): void {
     this.rec('openTap', name);
     if (this.badTaps.has(name)) throw new Error(`Error while creating ifreq structure: Invalid argument (os error 22). Invalid TUN/TAP Backend provided by ${name}. Check our documentation on setting up the network devices.`);
@@ -93,7 +98,7 @@ export class FakeBackend implements VmFactory, RunningVm {
     return { vm: this, config: {
       instanceId: 'restored', machine: { vcpu_count: 1, mem_size_mib: 128, smt: false, track_dirty_pages: false, huge_pages: 'None', cpu_template: null, custom_cpu_template: null },
       bootSource: { kernel_image_path: '', initrd_path: null, boot_args: null, cmdline: { boot_args: '', init_args: '' } },
-      drives: [], networkInterfaces: [], vsock: null, balloon: null, entropy: null, pmem: [], memoryHotplug: null, mmds: null,
+      drives: [], networkInterfaces: [], vsock: null, balloon: null, entropy: null, pmem: [], fs: [], memoryHotplug: null, mmds: null,
       serial: { serial_out_path: null, rate_limiter: null }, bootTimer: false, pciEnabled: false,
     } };
   }

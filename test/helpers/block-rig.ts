@@ -30,13 +30,18 @@ export interface RigOptions {
   engine?: (disk: Uint8Array) => AsyncBlockBackend;
   /** Queue size the driver programs (default 16). */
   queueSize?: number;
+  /** Guest RAM and disk sizes in bytes (default RAM and DISK). */
+  ram?: number;
+  disk?: number;
 }
 
 export function rig(o: RigOptions = {}) {
-  const mem = arrayGuestMemory([{ gpa: 0, size: RAM }]);
-  const backend = new MemBlockBackend(DISK, { async: o.async ?? false });
+  const ram = o.ram ?? RAM;
+  const diskBytes = o.disk ?? DISK;
+  const mem = arrayGuestMemory([{ gpa: 0, size: ram }]);
+  const backend = new MemBlockBackend(diskBytes, { async: o.async ?? false });
   const clock = { t: 0n };
-  const cfg: BlockDeviceParams = { diskSizeBytes: DISK, readOnly: o.readOnly ?? false, cacheType: o.cacheType ?? CACHE_TYPE.WRITEBACK };
+  const cfg: BlockDeviceParams = { diskSizeBytes: diskBytes, readOnly: o.readOnly ?? false, cacheType: o.cacheType ?? CACHE_TYPE.WRITEBACK };
   const metrics = new BlockMetrics();
   const configBytes = new Uint8Array(new SharedArrayBuffer(VIRTIO_BLK_CONFIG_SIZE));
   const engine = o.engine?.(backend.disk);
@@ -61,12 +66,12 @@ export function rig(o: RigOptions = {}) {
     mem,
   );
   const mq = new MockQueue(mem, o.queueSize ?? 16, 0);
-  const arena = new GuestArena(mq.end, RAM);
+  const arena = new GuestArena(mq.end, ram);
   mq.notify = () => mmioNotify(transport, 0);
   const offered = mmioDeviceFeatures(transport);
   mmioDriverInit(transport, o.features ? o.features(offered) : offered, [mq]);
   mmioDriverOk(transport);
-  return { mem, backend, engine, dev, metrics, transport, mq, arena, irqs, clock, offered, settle: async () => void (await pending) };
+  return { mem, backend, engine, dev, metrics, transport, state, cfg, mq, arena, irqs, clock, offered, settle: async () => void (await pending) };
 }
 
 export type Rig = ReturnType<typeof rig>;
@@ -84,6 +89,25 @@ export function request(r: Rig, type: number, sector: bigint, data: { len: numbe
   bufs.push({ addr: statusAddr, len: 1, write: true } as never);
   const idx = r.mq.addChain(bufs);
   return { head: idx[0]!, idx, dataAddr, statusAddr, status: () => must(r.mem.readU8(statusAddr)) };
+}
+
+/**
+ * Adds an IN/OUT chain whose data is split into segments of `segLens` bytes (each its own
+ * descriptor, placed apart so they are not contiguous in guest memory).
+ */
+export function segmentedRequest(r: Rig, type: number, sector: bigint, segLens: readonly number[], write: boolean) {
+  const hdr = r.arena.alloc(VIRTIO_BLK_OUTHDR_SIZE);
+  must(r.mem.writeU32(hdr + VIRTIO_BLK_OUTHDR_TYPE, type));
+  must(r.mem.writeU64(hdr + VIRTIO_BLK_OUTHDR_SECTOR, sector));
+  const segs = segLens.map((len) => {
+    const addr = r.arena.alloc(len);
+    r.arena.alloc(64); // a gap: the device must not assume the segments are adjacent
+    return { addr, len };
+  });
+  const statusAddr = r.arena.alloc(1);
+  must(r.mem.writeU8(statusAddr, UNTOUCHED));
+  const idx = r.mq.addChain([{ addr: hdr, len: VIRTIO_BLK_OUTHDR_SIZE }, ...segs.map((s) => ({ ...s, write })), { addr: statusAddr, len: 1, write: true }]);
+  return { head: idx[0]!, segs, statusAddr, status: () => must(r.mem.readU8(statusAddr)) };
 }
 
 export function pattern(len: number, seed: number): Uint8Array {

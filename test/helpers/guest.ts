@@ -3,7 +3,7 @@
  * real Linux guests through the MicroVm library: the boot arguments a test guest needs, and
  * waiting for console text.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { fixturePath } from '../../scripts/fixtures.mjs';
 
@@ -21,6 +21,34 @@ export const fixtureBytes = (name: string): Uint8Array => new Uint8Array(readFil
 export function testBootArgs(run?: string, extra = ''): string {
   const base = `console=ttyS0 quiet reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd ${extra}`.trim();
   return run ? `${base} -- kindling-run ${run}` : base;
+}
+
+/**
+ * The threads of process `pid` ('self' for this one) whose name `keep` accepts, one line each:
+ * name, tid, state, kernel wait channel, current syscall and CPU time. For failure messages of
+ * tests that wait on a guest or a backend: halted waiting (S) tells a lost wake-up from a spin (R).
+ */
+export function threadStates(pid: number | 'self', keep: (comm: string) => boolean = () => true): string[] {
+  const base = `/proc/${pid}/task`;
+  const rows: string[] = [];
+  try {
+    for (const t of readdirSync(base)) {
+      const read = (f: string): string => { try { return readFileSync(`${base}/${t}/${f}`, 'utf8').trim(); } catch { return '?'; } };
+      const comm = read('comm');
+      if (!keep(comm)) continue;
+      const f = read('stat').replace(/^.*\) /, '').split(' ');
+      rows.push(`${comm} ${t}: state ${f[0]}, wchan ${read('wchan')}, syscall ${read('syscall').split(' ')[0]}, CPU ${((Number(f[11]) + Number(f[12])) / 100).toFixed(1)} s`);
+    }
+  } catch (e) {
+    rows.push(`(threads of ${pid} unreadable: ${(e as Error).message})`);
+  }
+  return rows;
+}
+
+/** This process's vCPU threads (`fc_vcpu N`, the in-process VMM's), as threadStates gives them. */
+export function vcpuThreads(): string {
+  const rows = threadStates('self', (comm) => comm.startsWith('fc_vcpu'));
+  return rows.length ? `vCPU threads of this process: ${rows.join('; ')}` : 'no vCPU thread in this process';
 }
 
 /** Collects a stream's text and resolves when `pattern` appears (rejects after `ms`). */
@@ -45,7 +73,7 @@ export class ConsoleLog {
     const m = this.text.match(re);
     if (m) return Promise.resolve(m);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`console did not show ${re} within ${ms / 1000} s; last output:\n${this.text.slice(-2000)}`)), ms);
+      const timer = setTimeout(() => reject(new Error(`console did not show ${re} within ${ms / 1000} s; last output:\n${this.text.slice(-2000)}\n${vcpuThreads()}`)), ms);
       this.waiters.push({ re, resolve: (x) => { clearTimeout(timer); resolve(x); } });
     });
   }

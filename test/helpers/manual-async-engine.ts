@@ -5,11 +5,12 @@
  * test/unit/io-uring.test.ts against real files.
  */
 import type { AsyncBlockBackend } from '../../src/devices/virtio/block/async-io.js';
+import { scatter, total } from './mem-block-backend.js';
 
 /** One queued or in-flight operation. */
 export interface FakeOp {
   readonly kind: 'read' | 'write' | 'flush';
-  readonly buf: Uint8Array | undefined;
+  readonly bufs: readonly Uint8Array[];
   readonly offset: number;
   readonly tag: number;
 }
@@ -34,16 +35,16 @@ export class ManualAsyncEngine implements AsyncBlockBackend {
     return this.slots - this.queued.length - this.inFlight.length;
   }
 
-  queueRead(buf: Uint8Array, offset: number, tag: number): boolean {
-    return this.queue({ kind: 'read', buf, offset, tag });
+  queueRead(bufs: readonly Uint8Array[], offset: number, tag: number): boolean {
+    return this.queue({ kind: 'read', bufs, offset, tag });
   }
 
-  queueWrite(buf: Uint8Array, offset: number, tag: number): boolean {
-    return this.queue({ kind: 'write', buf, offset, tag });
+  queueWrite(bufs: readonly Uint8Array[], offset: number, tag: number): boolean {
+    return this.queue({ kind: 'write', bufs, offset, tag });
   }
 
   queueFlush(tag: number): boolean {
-    return this.queue({ kind: 'flush', buf: undefined, offset: 0, tag });
+    return this.queue({ kind: 'flush', bufs: [], offset: 0, tag });
   }
 
   submit(): void {
@@ -67,12 +68,8 @@ export class ManualAsyncEngine implements AsyncBlockBackend {
   complete(i = 0, res?: number): FakeOp {
     const [op] = this.inFlight.splice(i, 1);
     if (!op) throw new Error(`no in-flight operation #${i}`);
-    const len = op.buf?.length ?? 0;
-    const n = res ?? len;
-    if (n > 0 && op.buf) {
-      if (op.kind === 'read') op.buf.set(this.disk.subarray(op.offset, op.offset + n));
-      else this.disk.set(op.buf.subarray(0, n), op.offset);
-    }
+    const n = res ?? total(op.bufs);
+    if (n > 0 && op.kind !== 'flush') scatter(this.disk, op.bufs, op.offset, Math.min(n, total(op.bufs)), op.kind);
     this.done.push({ userData: op.tag, res: n });
     return op;
   }

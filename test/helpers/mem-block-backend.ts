@@ -22,6 +22,8 @@ export class MemBlockBackend implements BlockBackend {
   flushes = 0;
   /** Make the next read/write/flush throw (or reject). */
   failNext = false;
+  /** The segment count of every read/write so far (one preadv/pwritev each in the file backend). */
+  readonly segmentCounts: number[] = [];
   /** Make the next read/write transfer only this many bytes. */
   shortNext: number | undefined;
   private readonly async: boolean;
@@ -49,22 +51,16 @@ export class MemBlockBackend implements BlockBackend {
     return n;
   }
 
-  /** Copies disk bytes at `offset` into `buf`. */
-  readAt(buf: Uint8Array, offset: number): number | Promise<number> {
-    return this.answer(() => {
-      const n = this.count(buf.length, offset);
-      buf.set(this.disk.subarray(offset, offset + n));
-      return n;
-    });
+  /** Copies disk bytes at `offset` into `bufs` in order. */
+  readAt(bufs: readonly Uint8Array[], offset: number): number | Promise<number> {
+    this.segmentCounts.push(bufs.length);
+    return this.answer(() => scatter(this.disk, bufs, offset, this.count(total(bufs), offset), 'read'));
   }
 
-  /** Copies `buf` to the disk at `offset`. */
-  writeAt(buf: Uint8Array, offset: number): number | Promise<number> {
-    return this.answer(() => {
-      const n = this.count(buf.length, offset);
-      this.disk.set(buf.subarray(0, n), offset);
-      return n;
-    });
+  /** Copies `bufs` in order to the disk at `offset`. */
+  writeAt(bufs: readonly Uint8Array[], offset: number): number | Promise<number> {
+    this.segmentCounts.push(bufs.length);
+    return this.answer(() => scatter(this.disk, bufs, offset, this.count(total(bufs), offset), 'write'));
   }
 
   /** Counts the flush. */
@@ -78,4 +74,22 @@ export class MemBlockBackend implements BlockBackend {
   getId(): Uint8Array {
     return this.id;
   }
+}
+
+/** Total length of `bufs`. */
+export function total(bufs: readonly Uint8Array[]): number {
+  return bufs.reduce((n, b) => n + b.length, 0);
+}
+
+/** Moves the first `n` bytes between `disk` at `offset` and `bufs` in order; returns n. */
+export function scatter(disk: Uint8Array, bufs: readonly Uint8Array[], offset: number, n: number, dir: 'read' | 'write'): number {
+  let at = 0;
+  for (const b of bufs) {
+    const k = Math.min(b.length, n - at);
+    if (k <= 0) break;
+    if (dir === 'read') b.set(disk.subarray(offset + at, offset + at + k));
+    else disk.set(b.subarray(0, k), offset + at);
+    at += k;
+  }
+  return n;
 }

@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MicroVm } from 'kindling';
 import { createMetrics } from '../../src/metrics/metrics.js';
+import { readMetricsFile } from '../helpers/metrics-file.js';
 import { fixture, testBootArgs, ConsoleLog, withTimeout } from '../helpers/guest.js';
 
 const MiB = 1024 * 1024;
@@ -84,14 +85,14 @@ test('Debian guest: write to ext4, read-only drive, PATCH grows a drive, rate-li
   try {
     await con.waitFor(/WROTE_OK/, 300_000);
     assert.ok(metrics.write(), 'a metrics sink is configured');
-    const lines = readFileSync(metricsPath, 'utf8').trim().split('\n');
-    const m = JSON.parse(lines[lines.length - 1]!) as Record<string, Record<string, number>>;
-    const blk = m.block_data!;
-    console.log(`\n    metrics block_data: read_count ${blk.read_count}, write_count ${blk.write_count}, flush_count ${blk.flush_count}, write_bytes ${blk.write_bytes}`);
-    assert.ok(blk.read_count! > 0 && blk.write_count! > 0, 'the Async drive counted reads and writes');
-    assert.ok(blk.flush_count! > 0, 'sync on a Writeback drive reached the engine as FLUSH');
-    assert.is(m.block_ro!.write_count, 0, 'nothing was written to the read-only drive');
-    assert.ok(m.block!.read_count! >= blk.read_count! + m.block_ro!.read_count!, 'the aggregate sums the drives');
+    const m = readMetricsFile(metricsPath);
+    const blk = (f: string): number => m.total('block_data', f);
+    console.log(`\n    metrics block_data: read_count ${blk('read_count')}, write_count ${blk('write_count')}, flush_count ${blk('flush_count')}, write_bytes ${blk('write_bytes')}`);
+    assert.ok(blk('read_count') > 0 && blk('write_count') > 0, 'the Async drive counted reads and writes');
+    assert.ok(blk('flush_count') > 0, 'sync on a Writeback drive reached the engine as FLUSH');
+    assert.ok(m.has('block_ro', 'write_count'), 'the read-only drive has its group');
+    assert.is(m.total('block_ro', 'write_count'), 0, 'nothing was written to the read-only drive');
+    assert.ok(m.total('block', 'read_count') >= blk('read_count') + m.total('block_ro', 'read_count'), 'the aggregate sums the drives');
     await con.waitFor(/GROW_BEFORE=(\d+)\s/, 300_000);
     assert.is(Number(con.text.match(/GROW_BEFORE=(\d+)\s/)![1]), 16384, '8 MiB = 16384 sectors');
     await vm.updateDrive('grow', { path_on_host: grown });

@@ -177,9 +177,12 @@ test('Full, Diff + rebase, Uffd and ten clones, each restored in a fresh process
     b.type('reboot -f');
     assert.is(await withTimeout(b.exit, 60_000, `B did not exit on the guest's reboot${b.tail()}`), 0);
     console.log(`    restore (File): load ${loadMs.toFixed(0)} ms; counter went on from ${beforeFull}; secret and drive write checked`);
-    const phases = /snapshot restore \(cumulative\): ([^\n]*)/.exec(readFileSync(b.logPath, 'utf8'));
+    const bLog = readFileSync(b.logPath, 'utf8');
+    const phases = /snapshot restore \(cumulative\): ([^\n]*)/.exec(bLog);
     assert.ok(phases, 'the VMM logs where the load\'s time went');
-    console.log(`    restore phases (cumulative): ${phases[1]}`);
+    const resumed = /vCPUs resumed (\d+) ms after the request began/.exec(bLog);
+    assert.ok(resumed, 'the VMM logs when the vCPUs ran again');
+    console.log(`    restore phases (cumulative, from the request): ${phases[1]}, vCPUs resumed ${resumed[1]} ms`);
 
     // --- C: the Diff rebased onto a copy of the base ---
     copyFileSync(files.base.mem, files.rebased);

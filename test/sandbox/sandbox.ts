@@ -15,9 +15,14 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, accessSync, constants } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import { cacheDir } from '../../scripts/fixtures.mjs';
+import { acquireSandboxLock } from './sandbox-lock.js';
 
 export class SandboxError extends Error {
   override name = 'SandboxError';
+  /** The run folder when the sandbox got that far (what the run inside left there survives). */
+  constructor(message: string, readonly outDir?: string) {
+    super(message);
+  }
 }
 
 export interface SandboxOptions {
@@ -63,7 +68,7 @@ const REPO = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const MASKED = ['/tmp/', '/run/', '/dev/shm/'];
 
 /** Boots the sandbox, runs `script` inside it, and returns its exit status. */
-export function runInSandbox(opts: SandboxOptions): Promise<SandboxResult> {
+export async function runInSandbox(opts: SandboxOptions): Promise<SandboxResult> {
   const qemu = findInPath(process.env.KINDLING_QEMU ?? 'qemu-system-x86_64');
   if (!qemu) throw new SandboxError('KVM sandbox: qemu-system-x86_64 not found (apt-get install -y qemu-system-x86)');
   const kernel = process.env.KINDLING_SANDBOX_KERNEL ?? join(opts.fixtures, 'vmlinuz');
@@ -91,6 +96,7 @@ export function runInSandbox(opts: SandboxOptions): Promise<SandboxResult> {
     '-virtfs', `local,path=${outDir},mount_tag=out,security_model=none,multidevs=remap`,
     ...repoShare,
   ];
+  const release = await acquireSandboxLock(onLine);
   const started = performance.now();
   let bootSeconds = -1;
   let failure = '';
@@ -125,15 +131,17 @@ export function runInSandbox(opts: SandboxOptions): Promise<SandboxResult> {
     child.stderr.on('data', (c: Buffer) => process.stderr.write(c));
     child.on('error', (e) => {
       clearTimeout(timer);
+      release();
       reject(new SandboxError(`KVM sandbox: cannot start ${qemu}: ${e.message}`));
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      release();
       const totalSeconds = (performance.now() - started) / 1000;
       const statusFile = join(outDir, 'status');
-      if (failure) return reject(new SandboxError(failure));
-      if (bootSeconds < 0) return reject(new SandboxError(`KVM sandbox: the sandbox guest never came up (QEMU exit ${code ?? signal})`));
-      if (!existsSync(statusFile)) return reject(new SandboxError(`KVM sandbox: the run inside ended without a status (QEMU exit ${code ?? signal})`));
+      if (failure) return reject(new SandboxError(failure, outDir));
+      if (bootSeconds < 0) return reject(new SandboxError(`KVM sandbox: the sandbox guest never came up (QEMU exit ${code ?? signal})`, outDir));
+      if (!existsSync(statusFile)) return reject(new SandboxError(`KVM sandbox: the run inside ended without a status (QEMU exit ${code ?? signal})`, outDir));
       const status = Number(readFileSync(statusFile, 'utf8').trim());
       resolvePromise({ status, outDir, bootSeconds, totalSeconds });
     });

@@ -214,4 +214,21 @@ test('configuration endpoints are refused after boot', async () => {
   assert.equal(await ok(h, 'GET', '/machine-config', undefined, 200), { vcpu_count: 1, mem_size_mib: 128, smt: false, track_dirty_pages: false, huge_pages: 'None' });
 });
 
+test('PUT /fs/{id} (Kindling\'s virtio-fs): happy paths, refusals with their fault_message, refused after boot', async () => {
+  await ok(h, 'PUT', '/fs/work', { id: 'work', tag: 'work', socket: `${h.dir}/virtiofsd.sock` });
+  await ok(h, 'PUT', '/fs/home', { id: 'home', tag: 'home', shared_dir: h.dir });
+  await fault(h, 'PUT', '/fs/work', { id: 'other', tag: 'work', socket: '/s' }, 'The id from the path does not match the id from the body!');
+  await fault(h, 'PUT', '/fs/', { id: 'x', tag: 'x', socket: '/s' }, 'The ID cannot be empty.');
+  await fault(h, 'PUT', '/fs/x', { id: 'x', tag: 'x', shared_dir: `${h.dir}/missing` }, `Fs config error: Cannot share ${h.dir}/missing: no such directory`);
+  await fault(h, 'PUT', '/fs/x', { id: 'x', tag: 't'.repeat(37), socket: '/s' }, `Fs config error: The tag "${'t'.repeat(37)}" must be 1 to 36 bytes long.`);
+  await fault(h, 'PUT', '/fs/x', { id: 'x', tag: 'home', socket: '/s' }, 'Fs config error: The tag "home" is already used by fs device home.');
+  await fault(h, 'PUT', '/fs/x', { id: 'x', tag: 'x' }, 'Fs config error: Exactly one of socket and shared_dir must be given.');
+  await fault(h, 'PUT', '/fs/x', '{"id":"x","tag":"x","socket":"/s","dax":true}', serde('unknown field `dax`, expected one of `id`, `tag`, `socket`, `shared_dir` at line 1 column 39'));
+});
+
+test('PUT /fs/{id} after InstanceStart is refused', async () => {
+  await boot(h);
+  await fault(h, 'PUT', '/fs/late', { id: 'late', tag: 'late', socket: '/s' }, POST_BOOT);
+});
+
 test.run();

@@ -19,12 +19,14 @@ const base = {
   networkInterfaces: [{ iface_id: 'eth0' }],
   vsock: { guest_cid: 3, uds_path: '/tmp/v.sock' },
   entropy: { rate_limiter: null },
+  pmem: [],
+  memoryHotplug: null,
 } as unknown as VmConfig;
 
 test('the balloon is placed first, before drives, interfaces, vsock and entropy', () => {
   const plan = planVirtioDevices(base);
   assert.equal(placements(plan).map((p) => p.gsi), [5, 6, 7, 8, 9]);
-  assert.equal(plan.balloon, { config: balloon, addr: 0xc000_1000, gsi: 5 });
+  assert.equal(plan.balloon, { config: balloon, addr: 0xc000_1000, gsi: 5, pci: null });
   assert.equal(plan.drives[0]?.gsi, 6);
   assert.equal(plan.entropy?.gsi, 9);
   assert.is(planVirtioDevices({ ...base, balloon: null } as VmConfig).balloon, null);

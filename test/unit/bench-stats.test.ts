@@ -142,6 +142,15 @@ test('renderReport and ratioLines agree with the data', () => {
   assert.match(lines[0]!, /Kindling 1500 \(1400–1600\) ms, QEMU 1000 \(900–1100\) ms → 1\.50× \(Kindling loses\)/);
 });
 
+test('the hand-written findings of a run go in before Method and survive a re-render', () => {
+  const plain = renderReport(fixture(), 'x').markdown;
+  const { markdown } = renderReport(fixture(), 'x', '## Where the time goes\n\nStart-up is module loading.\n');
+  assert.not.ok(plain.includes('Where the time goes'));
+  const at = markdown.indexOf('## Where the time goes');
+  assert.ok(at > 0 && at < markdown.indexOf('## Method'), 'findings precede Method');
+  assert.is(markdown.replace('## Where the time goes\n\nStart-up is module loading.\n\n', ''), plain);
+});
+
 test('ResultsCollector keeps definition order and drops unavailable samples', () => {
   const c = new ResultsCollector();
   c.define({ id: 'b', scenario: 'Boot', label: 'b', unit: 'ms', better: 'lower' });

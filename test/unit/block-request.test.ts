@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { arrayGuestMemory, must } from '../../src/memory/guest-memory.js';
 import { Queue, type DescriptorChain } from '../../src/devices/virtio/queue.js';
-import { BLOCK_REQUEST_KIND, parseBlockRequest, type BlockRequest } from '../../src/devices/virtio/block/request.js';
+import { BLOCK_REQUEST_KIND, parseBlockRequest, type BlockRequest, type BlockRequestLimits } from '../../src/devices/virtio/block/request.js';
 import {
   VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_OUTHDR_SECTOR, VIRTIO_BLK_OUTHDR_SIZE, VIRTIO_BLK_OUTHDR_TYPE, VIRTIO_BLK_SECTOR_SIZE,
   VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE,
@@ -24,6 +24,7 @@ function parse(
   data: Partial<MockBuffer> | null,
   edit: (mq: MockQueue, idx: number[], bufs: MockBuffer[]) => void = () => {},
   extra: MockBuffer[] = [],
+  limits?: BlockRequestLimits,
 ): BlockRequest | BlockRequestError {
   const mem = arrayGuestMemory([{ gpa: 0, size: RAM }]);
   const mq = new MockQueue(mem, 16, 0);
@@ -42,7 +43,7 @@ function parse(
   const q = Queue.create(mem, mq.config, { eventIdx: false }) as Queue;
   const chain = q.pop();
   assert.ok(chain && !(chain instanceof Error), 'the queue accepts the chain');
-  return parseBlockRequest(mem, chain as DescriptorChain, CAPACITY);
+  return parseBlockRequest(mem, chain as DescriptorChain, CAPACITY, limits);
 }
 
 function expectCode(r: BlockRequest | BlockRequestError, code: string): void {
@@ -88,7 +89,31 @@ test('chain shape: missing data or status, or extra descriptors', () => {
   expectCode(parse(VIRTIO_BLK_T_IN, 0n, null), 'VIRTIO_BLK_REQ_CHAIN_TOO_SHORT');
   expectCode(parse(VIRTIO_BLK_T_GET_ID, 0n, null), 'VIRTIO_BLK_REQ_CHAIN_TOO_SHORT');
   expectCode(parse(VIRTIO_BLK_T_FLUSH, 0n, null, (mq, idx) => mq.patchDescriptor(idx[0]!, { flags: 0 })), 'VIRTIO_BLK_REQ_CHAIN_TOO_SHORT');
-  expectCode(parse(VIRTIO_BLK_T_OUT, 0n, { len: 512 }, () => {}, [{ addr: 0x30000, len: 1, write: true }]), 'VIRTIO_BLK_REQ_CHAIN_TOO_LONG');
+  expectCode(parse(VIRTIO_BLK_T_FLUSH, 0n, { len: 512 }, () => {}, [{ addr: 0x30000, len: 1, write: true }]), 'VIRTIO_BLK_REQ_CHAIN_TOO_LONG');
+  expectCode(parse(VIRTIO_BLK_T_GET_ID, 0n, { len: VIRTIO_BLK_ID_BYTES, write: true }, () => {}, [{ addr: 0x30000, len: 1, write: true }]), 'VIRTIO_BLK_REQ_CHAIN_TOO_LONG');
+  // An OUT's descriptors between header and status are all data: a writable one among them is refused.
+  expectCode(parse(VIRTIO_BLK_T_OUT, 0n, { len: 512 }, () => {}, [{ addr: 0x30000, len: 1, write: true }]), 'VIRTIO_BLK_REQ_DATA_WRITE_ONLY');
+});
+
+test('segments: every descriptor between header and status is data; the total must be whole sectors', () => {
+  // [hdr, data 512, status-turned-data 1, extra status 1]: IN data of 513 bytes.
+  expectCode(parse(VIRTIO_BLK_T_IN, 0n, { len: 512, write: true }, () => {}, [{ addr: 0x30000, len: 1, write: true }]), 'VIRTIO_BLK_REQ_DATA_LENGTH');
+  const r = expectRequest(parse(VIRTIO_BLK_T_IN, 2n, { len: 256, write: true }, (mq, idx) => mq.patchDescriptor(idx[2]!, { len: 256 }), [{ addr: 0x30000, len: 1, write: true }]));
+  assert.is(r.segments.length, 2);
+  assert.is(r.dataLen, 512);
+  assert.is(r.offset, 2 * VIRTIO_BLK_SECTOR_SIZE);
+  assert.is(r.statusAddr, 0x30000);
+  assert.is(r.refused, undefined);
+});
+
+test('limits: more segments than seg_max, or one longer than size_max, parse with `refused` set', () => {
+  const two = (limits: BlockRequestLimits) =>
+    parse(VIRTIO_BLK_T_OUT, 0n, { len: 1024 }, (mq, idx) => mq.patchDescriptor(idx[2]!, { len: 512, flags: VIRTQ_DESC_F_NEXT }), [{ addr: 0x30000, len: 1, write: true }], limits);
+  assert.is(expectRequest(two({ segMax: 2, sizeMax: 1024 })).refused, undefined, 'at the limits');
+  assert.is(expectRequest(two({ segMax: 1, sizeMax: 1024 })).refused?.code, 'VIRTIO_BLK_REQ_TOO_MANY_SEGMENTS');
+  assert.is(expectRequest(two({ segMax: 2, sizeMax: 512 })).refused?.code, 'VIRTIO_BLK_REQ_SEGMENT_TOO_LARGE');
+  // A malformed chain is still malformed whatever the limits say.
+  expectCode(parse(VIRTIO_BLK_T_OUT, 0n, { len: 1000 }, () => {}, [], { segMax: 0, sizeMax: 0 }), 'VIRTIO_BLK_REQ_DATA_LENGTH');
 });
 
 test('data direction: IN and GET_ID need device-writable data, OUT device-readable', () => {

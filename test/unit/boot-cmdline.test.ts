@@ -109,13 +109,14 @@ test('what Firecracker adds: pci=off, then the root drive\'s root= and each devi
   const plan = {
     drives: [{ config: drive('rootfs', true), addr: 0xc000_1000, gsi: 5 }, { config: drive('data', false), addr: 0xc000_2000, gsi: 6 }],
     nets: [{ config: { iface_id: 'eth0' }, addr: 0xc000_3000, gsi: 7 }],
+    pmem: [],
   } as unknown as Parameters<typeof addDeviceArgs>[2];
   const c = Cmdline.parse('console=ttyS0 reboot=k -- init-arg');
   addDeviceArgs(c, false, plan);
   assert.is(c.toString(), 'console=ttyS0 reboot=k pci=off root=/dev/vda rw virtio_mmio.device=4K@0xc0001000:5 ' +
     'virtio_mmio.device=4K@0xc0002000:6 virtio_mmio.device=4K@0xc0003000:7 -- init-arg');
   const ro = Cmdline.parse('');
-  addDeviceArgs(ro, true, { drives: [{ config: drive('r', true, true, 'abcd-01'), addr: 0xc000_1000, gsi: 5 }], nets: [] } as never);
+  addDeviceArgs(ro, true, { drives: [{ config: drive('r', true, true, 'abcd-01'), addr: 0xc000_1000, gsi: 5 }], nets: [], pmem: [] } as never);
   assert.is(ro.toString(), 'root=PARTUUID=abcd-01 ro virtio_mmio.device=4K@0xc0001000:5', 'with PCI: no pci=off');
 });
 

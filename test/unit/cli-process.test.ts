@@ -3,18 +3,19 @@
  *  - started as `firecracker`, its process name is `firecracker` (/proc/<pid>/comm, pgrep -x)
  *    while its command line still carries `--api-sock`;
  *  - Firecracker's signal handling (src/cli/signals.ts): SIGPIPE logged and counted, the VMM
- *    goes on; SIGHUP, SIGSEGV and SIGSYS end it with 156, 150 and 2, each with its log line
- *    and a last metrics line counting it;
+ *    goes on; SIGHUP, SIGSEGV and SIGSYS end it with 156, 150 and 2 (148 for SIGSYS under the
+ *    default seccomp filter), each with its log line and a last metrics line counting it;
+ *  - the default seccomp filter is on every thread (Seccomp: 2), none with --no-seccomp;
  *  - a real fault dies of its signal (the handlers are one-shot), it does not loop; a panic
  *    logs Firecracker's line, counts vmm.panic_count and aborts;
- *  - `--seccomp-filter` with a readable file is refused, never ignored;
+ *  - `--seccomp-filter` with a file that is no valid filter is refused with its reason;
  * and, in-process, the API gate of `--config-file`: a request read before the VM runs is
  * answered after it runs (src/api/server.ts `ready`).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FirecrackerClient } from '../../src/api/client.js';
@@ -36,7 +37,7 @@ async function startFirecracker(extra: string[] = []): Promise<Vmm> {
   const sock = join(dir, 'api.sock');
   const log = join(dir, 'fc.log');
   const metrics = join(dir, 'metrics.json');
-  const child = spawn(process.execPath, [FIRECRACKER, '--api-sock', sock, '--id', 'proc-test', '--log-path', log, '--metrics-path', metrics, ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(FIRECRACKER, ['--api-sock', sock, '--id', 'proc-test', '--log-path', log, '--metrics-path', metrics, ...extra], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, KINDLING_NODE: process.execPath } });
   const stderr = { text: '' };
   child.stderr!.on('data', (b: Buffer) => { stderr.text += b.toString(); });
   const exit = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
@@ -77,14 +78,34 @@ test('SIGPIPE is logged and counted and the VMM goes on; SIGHUP then ends it wit
   assert.is(m.signals!.sigpipe, 1);
 });
 
-test('SIGSEGV sent from outside: exit 150 and signals.sigsegv; SIGSYS (no seccomp trap): exit 2 and seccomp.num_faults', async () => {
+test('SIGSEGV sent from outside: exit 150 and signals.sigsegv; SIGSYS with --no-seccomp (no trap possible): exit 2 and seccomp.num_faults', async () => {
   for (const [sig, code, signo, count] of [['SIGSEGV', 150, 11, (m: Record<string, Record<string, number>>) => m.signals!.sigsegv], ['SIGSYS', 2, 31, (m: Record<string, Record<string, number>>) => m.seccomp!.num_faults]] as const) {
-    const v = await startFirecracker();
+    const v = await startFirecracker(['--no-seccomp']);
     v.child.kill(sig);
     assert.is(await v.exit, code, `${sig}: ${v.stderr.text}`);
     assert.ok(logText(v).includes(`Shutting down VM after intercepting signal ${signo}, code 0.`), logText(v));
     assert.is(count(lastMetrics(v)), 1, sig);
   }
+});
+
+test('with the default seccomp filter every thread shows Seccomp: 2, and a SIGSYS (taken for a trap) exits 148 with seccomp.num_faults', async () => {
+  const v = await startFirecracker();
+  const pid = v.child.pid!;
+  const tasks = readdirSync(`/proc/${pid}/task`);
+  assert.ok(tasks.length > 1, `threads: ${tasks.join(',')}`);
+  for (const t of tasks) assert.match(readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8'), /^Seccomp:\t2$/m, `thread ${t}`);
+  v.child.kill('SIGSYS');
+  assert.is(await v.exit, 148, v.stderr.text);
+  assert.match(logText(v), /\[proc-test:main\] Shutting down VM after intercepting a bad syscall\.\n/);
+  assert.is(lastMetrics(v).seccomp!.num_faults, 1);
+});
+
+test('--no-seccomp: no filter on any thread', async () => {
+  const v = await startFirecracker(['--no-seccomp']);
+  const pid = v.child.pid!;
+  for (const t of readdirSync(`/proc/${pid}/task`)) assert.match(readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8'), /^Seccomp:\t0$/m, `thread ${t}`);
+  v.child.kill('SIGKILL');
+  await v.exit;
 });
 
 test('a real fault (not a sent signal) kills the process with SIGSEGV instead of looping in the handler', async () => {
@@ -114,19 +135,27 @@ test('a panic (uncaught exception): Firecracker\'s line, vmm.panic_count in a la
   assert.is(last.vmm!.panic_count, 1);
 });
 
-test('--seccomp-filter with a readable filter file is refused with exit 1, never ignored', async () => {
+test('--seccomp-filter with a file that is no filter: exit 1 with the reason, no API served', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kindling-proc-'));
-  const filter = join(dir, 'filter.bpf');
-  writeFileSync(filter, Buffer.alloc(64));
-  const child = spawn(process.execPath, [FIRECRACKER, '--api-sock', join(dir, 'api.sock'), '--seccomp-filter', filter], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
-  child.stderr!.on('data', (b: Buffer) => { out += b.toString(); });
-  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-  assert.is(code, 1, out);
-  assert.match(out, /Seccomp error: Kindling does not install seccomp filters/);
-  assert.match(out, /Error: SeccompFilter\(Unsupported\)/);
-  assert.not.ok(existsSync(join(dir, 'api.sock')), 'no API was served');
+  const cases: [string, RegExp][] = [
+    ['\u0000'.repeat(64), /Seccomp error: the filter file is not JSON/],
+    [JSON.stringify({ vmm: { default_action: 'trap', filter_action: 'allow', filter: [{ syscall: 'no_such_call' }] } }), /Seccomp error: unknown x86_64 syscall "no_such_call"/],
+    [JSON.stringify({ vcpu: { default_action: 'trap', filter_action: 'allow', filter: [] } }), /Seccomp error: category "vcpu" is not supported/],
+  ];
+  for (const [i, [text, expected]] of cases.entries()) {
+    const filter = join(dir, `filter${i}.json`);
+    writeFileSync(filter, text);
+    const sock = join(dir, `api${i}.sock`);
+    const child = spawn(FIRECRACKER, ['--api-sock', sock, '--seccomp-filter', filter], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KINDLING_NODE: process.execPath } });
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
+    child.stderr!.on('data', (b: Buffer) => { out += b.toString(); });
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    assert.is(code, 1, out);
+    assert.match(out, expected);
+    assert.match(out, /Error: SeccompFilter\(/);
+    assert.not.ok(existsSync(sock), 'no API was served');
+  }
 });
 
 test('API gate: a request read before the VM runs is answered once it runs (GET / says Running)', async () => {

@@ -17,12 +17,14 @@ const base = {
   networkInterfaces: [{ iface_id: 'eth0' }],
   vsock: { guest_cid: 3, uds_path: '/tmp/v.sock' },
   entropy: { rate_limiter: null },
+  pmem: [],
+  memoryHotplug: null,
 } as unknown as VmConfig;
 
 test('the entropy device is placed after drives, interfaces and vsock', () => {
   const plan = planVirtioDevices(base);
   assert.equal(placements(plan).map((p) => p.gsi), [5, 6, 7, 8]);
-  assert.equal(plan.entropy, { config: { rate_limiter: null }, addr: 0xc000_4000, gsi: 8 });
+  assert.equal(plan.entropy, { config: { rate_limiter: null }, addr: 0xc000_4000, gsi: 8, pci: null });
   assert.equal(plan.vsock?.gsi, 7);
   assert.is(planVirtioDevices({ ...base, entropy: null } as VmConfig).entropy, null);
   const alone = planVirtioDevices({ ...base, drives: [], networkInterfaces: [], vsock: null } as unknown as VmConfig);

@@ -9,7 +9,8 @@ import { readFileSync, readSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { HUGE_PAGE_SIZE, HostGuestMemory } from '../../src/memory/host-memory.js';
 import { ramRanges } from '../../src/arch/x86_64/layout.js';
-import { GuestMemoryAllocationError } from '../../src/errors.js';
+import { GuestMemoryAllocationError, GuestMemoryLayoutError } from '../../src/errors.js';
+import { hugePagePool } from '../../src/memory/huge-pages.js';
 import { GuestMemory } from '../../src/memory/guest-memory.js';
 
 const MiB = 1024 * 1024;
@@ -73,6 +74,37 @@ test('a size no address space holds (mem_size_mib = usize::MAX) fails at once wi
   // until V8 aborted, and the API client saw the connection close.
   assert.throws(() => HostGuestMemory.create(ramRanges(18446744073709551615 * MiB)),
     (e: Error) => e instanceof GuestMemoryAllocationError && e.message === 'Invalid Memory Configuration: Cannot create mmap region: Out of memory (os error 12)');
+});
+
+test('huge pages "2M" with a pool too small: a clear error naming the pool at creation, not a SIGBUS later, and nothing stays reserved', () => {
+  // The host's pool is left alone (the KVM tier reserves pages in its sandbox and boots from
+  // them): asking one page more than it can promise fails whatever its size.
+  const before = hugePagePool();
+  if (before.free === null || before.reserved === null) {
+    console.log('    (no 2 MiB hugetlb pool on this host: memfd_create(MFD_HUGETLB) is what fails)');
+    assert.throws(() => HostGuestMemory.create([{ gpa: 0, size: 2 * MiB }], undefined, { hugePages: '2M' }), (e: unknown) => e instanceof GuestMemoryAllocationError && e.code === 'GUEST_MEMORY_HUGE_PAGES');
+    return;
+  }
+  const avail = before.free - before.reserved;
+  const need = avail + 1;
+  let err: unknown;
+  try {
+    HostGuestMemory.create([{ gpa: 0, size: need * 2 * MiB }], undefined, { hugePages: '2M' });
+  } catch (e) {
+    err = e;
+  }
+  assert.instance(err, GuestMemoryAllocationError);
+  const e = err as GuestMemoryAllocationError;
+  assert.is(e.code, 'GUEST_MEMORY_HUGE_PAGES');
+  assert.is(e.message, `Invalid Memory Configuration: Cannot create mmap region: Out of memory (os error 12): guest memory needs ${need} free 2 MiB huge pages ` +
+    `and the host's pool has ${avail} (${before.total} in total; reserve more through /proc/sys/vm/nr_hugepages)`);
+  assert.is(hugePagePool().reserved, before.reserved, 'no reservation is left behind');
+  // The same for a Uffd restore's anonymous memory.
+  assert.throws(() => HostGuestMemory.anonymous([{ gpa: 0, size: need * 2 * MiB }], { hugePages: '2M' }), (x: unknown) => x instanceof GuestMemoryAllocationError && x.code === 'GUEST_MEMORY_HUGE_PAGES');
+});
+
+test('huge pages "2M" take whole 2 MiB pages only', () => {
+  assert.throws(() => HostGuestMemory.create([{ gpa: 0, size: 3 * MiB }], undefined, { hugePages: '2M' }), (e: unknown) => e instanceof GuestMemoryLayoutError);
 });
 
 test.run();

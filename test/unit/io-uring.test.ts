@@ -17,7 +17,7 @@ import { pollReadable } from '../../src/kvm/eventfd.js';
 import { must } from '../../src/memory/guest-memory.js';
 import { UringBlockBackend } from '../../src/actors/virtio/uring-backend.js';
 import { VIRTIO_BLK_S_OK, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT } from '../../src/devices/virtio/constants.js';
-import { DISK, guestBytes, pattern, request, rig } from '../helpers/block-rig.js';
+import { DISK, guestBytes, pattern, request, rig, segmentedRequest, type Rig } from '../helpers/block-rig.js';
 
 const sizes: [string, TypeObject, number][] = [
   ['io_sqring_offsets', abi.io_sqring_offsets, 40],
@@ -109,6 +109,20 @@ test('an error comes back as -errno in the completion', () => {
   }
 });
 
+/** Kicks the queue and serves io_uring completions until `n` chains are used (5 s at most). */
+function kickAndCollect(r: Rig, uring: UringBlockBackend, n: number): { id: number; len: number }[] {
+  r.mq.kick();
+  const used: { id: number; len: number }[] = [];
+  const deadline = Date.now() + 5000;
+  while (used.length < n && Date.now() < deadline) {
+    if (pollReadable([uring.completionFd], 1000).length === 0) continue;
+    uring.drainDoorbell();
+    r.dev.onIoCompletion();
+    used.push(...r.mq.takeUsed());
+  }
+  return used;
+}
+
 test('the block device moves guest data to and from a real file through io_uring', () => {
   const f = tmpFile(pattern(DISK, 5));
   let uring: UringBlockBackend | undefined;
@@ -118,19 +132,35 @@ test('the block device moves guest data to and from a real file through io_uring
     const wr = request(r, VIRTIO_BLK_T_OUT, 20n, { len: 1024, write: false });
     must(r.mem.write(wr.dataAddr, pattern(1024, 77)));
     const fl = request(r, VIRTIO_BLK_T_FLUSH, 0n, null);
-    r.mq.kick();
-    const used: { id: number; len: number }[] = [];
-    const deadline = Date.now() + 5000;
-    while (used.length < 3 && Date.now() < deadline) {
-      if (pollReadable([uring!.completionFd], 1000).length === 0) continue;
-      uring!.drainDoorbell();
-      r.dev.onIoCompletion();
-      used.push(...r.mq.takeUsed());
-    }
+    const used = kickAndCollect(r, uring!, 3);
     assert.equal(used.sort((a, b) => a.id - b.id), [{ id: rd.head, len: 2049 }, { id: wr.head, len: 1 }, { id: fl.head, len: 1 }].sort((a, b) => a.id - b.id));
     assert.equal([rd.status(), wr.status(), fl.status()], [VIRTIO_BLK_S_OK, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_OK]);
     assert.equal(guestBytes(r.mem, rd.dataAddr, 2048), pattern(DISK, 5).subarray(3 * 512, 3 * 512 + 2048));
     assert.equal(new Uint8Array(readFileSync(f.path)).subarray(20 * 512, 21 * 512 + 512), pattern(1024, 77));
+  } finally {
+    uring?.close();
+    f.done();
+  }
+});
+
+test('io_uring READV/WRITEV: a request of several segments reaches the file in order', () => {
+  const f = tmpFile(pattern(DISK, 6));
+  let uring: UringBlockBackend | undefined;
+  const r = rig({ engine: () => (uring = new UringBlockBackend(f.fd)) });
+  try {
+    const rd = segmentedRequest(r, VIRTIO_BLK_T_IN, 2n, [100, 924, 512], true);
+    const wr = segmentedRequest(r, VIRTIO_BLK_T_OUT, 30n, [512, 1024], false);
+    must(r.mem.write(wr.segs[0]!.addr, pattern(512, 40)));
+    must(r.mem.write(wr.segs[1]!.addr, pattern(1024, 41)));
+    const used = kickAndCollect(r, uring!, 2);
+    assert.equal(used.sort((a, b) => a.id - b.id), [{ id: rd.head, len: 1537 }, { id: wr.head, len: 1 }]);
+    const want = pattern(DISK, 6).subarray(2 * 512, 2 * 512 + 1536);
+    assert.equal(guestBytes(r.mem, rd.segs[0]!.addr, 100), want.subarray(0, 100));
+    assert.equal(guestBytes(r.mem, rd.segs[1]!.addr, 924), want.subarray(100, 1024));
+    assert.equal(guestBytes(r.mem, rd.segs[2]!.addr, 512), want.subarray(1024));
+    const file = new Uint8Array(readFileSync(f.path));
+    assert.equal(file.subarray(30 * 512, 31 * 512), pattern(512, 40));
+    assert.equal(file.subarray(31 * 512, 33 * 512), pattern(1024, 41));
   } finally {
     uring?.close();
     f.done();

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 const LAYERS: readonly (readonly string[])[] = [
   ['util', 'errors.ts'],
   ['kvm'],
+  ['seccomp'],
   ['memory'],
   ['arch'],
   ['boot'],
@@ -25,6 +26,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['vmm'],
   ['api'],
   ['cli'],
+  ['jailer'],
   ['index.ts'],
 ];
 

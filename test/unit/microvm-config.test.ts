@@ -39,6 +39,14 @@ test('machine-config is applied like PATCH: partial bodies keep the defaults, ba
   assert.not.throws(() => new MicroVm({ 'boot-source': { kernel_image_path: kernel }, 'machine-config': { mem_size_mib: 64 } }));
 });
 
+test('cpu-config takes the PUT /cpu-config body as an object or as text, and refuses what the API refuses', () => {
+  const t = { cpuid_modifiers: [{ leaf: '0x1', subleaf: '0x0', flags: 0, modifiers: [{ register: 'ecx', bitmap: '0bx0' }] }] };
+  assert.not.throws(() => new MicroVm({ 'boot-source': { kernel_image_path: kernel }, 'cpu-config': t }));
+  assert.not.throws(() => new MicroVm({ 'boot-source': { kernel_image_path: kernel }, 'cpu-config': JSON.stringify(t) }));
+  const bad = thrown(() => new MicroVm({ 'boot-source': { kernel_image_path: kernel }, 'cpu-config': { vcpu_features: [] } }));
+  assert.match(bad.message, /unknown field `vcpu_features`, expected one of `kvm_capabilities`, `cpuid_modifiers`, `msr_modifiers`/);
+});
+
 test('drives: two roots are refused; a missing backing file names the path', () => {
   const img = join(dir, 'disk.img');
   writeFileSync(img, Buffer.alloc(4096));

@@ -7,6 +7,7 @@ import { MmioTransport } from '../../src/devices/virtio/mmio.js';
 import { MMIO_QUEUE_SLOT, MMIO_SLOT, MmioInterrupt, MmioState } from '../../src/devices/virtio/mmio-state.js';
 import { ByteConfigSpace, VIRTIO_INTERRUPT, type VirtioActivation } from '../../src/devices/virtio/device.js';
 import {
+  VIRTIO_MMIO_SHM_BASE_HIGH, VIRTIO_MMIO_SHM_BASE_LOW, VIRTIO_MMIO_SHM_LEN_HIGH, VIRTIO_MMIO_SHM_LEN_LOW, VIRTIO_MMIO_SHM_SEL,
   VIRTIO_CONFIG_S_ACKNOWLEDGE as ACK, VIRTIO_CONFIG_S_DRIVER as DRIVER, VIRTIO_CONFIG_S_DRIVER_OK as DRIVER_OK,
   VIRTIO_CONFIG_S_FAILED as FAILED, VIRTIO_CONFIG_S_FEATURES_OK as FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET as NEEDS_RESET,
   VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_VERSION_1, VIRTIO_ID_BLOCK, VIRTIO_MMIO_CONFIG, VIRTIO_MMIO_CONFIG_GENERATION,
@@ -86,6 +87,17 @@ test('unknown registers read as zero', () => {
   assert.is(mmioRead32(t, VIRTIO_MMIO_QUEUE_NUM), 0, 'QueueNum is write-only');
   assert.is(mmioRead32(t, VIRTIO_MMIO_QUEUE_RESET), 0);
   assert.is(log.warnings.length, 2);
+});
+
+test('shared memory registers: every region is absent (length and base read -1), SHMSel writes are accepted', () => {
+  const { t, log } = rig();
+  for (const sel of [0, 1, 255]) {
+    mmioWrite32(t, VIRTIO_MMIO_SHM_SEL, sel);
+    for (const r of [VIRTIO_MMIO_SHM_LEN_LOW, VIRTIO_MMIO_SHM_LEN_HIGH, VIRTIO_MMIO_SHM_BASE_LOW, VIRTIO_MMIO_SHM_BASE_HIGH]) {
+      assert.is(mmioRead32(t, r), 0xffff_ffff);
+    }
+  }
+  assert.is(log.warnings.length, 0);
 });
 
 test('device features are paged; page 1 bit 0 is VIRTIO_F_VERSION_1; other pages read 0', () => {

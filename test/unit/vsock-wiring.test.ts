@@ -43,6 +43,7 @@ test('placement: vsock after the drives and the interfaces, next window and GSI;
     drives: [{ kind: 'virtio-block', drive_id: 'a', io_engine: 'Sync' }],
     networkInterfaces: [{ iface_id: 'eth0' }, { iface_id: 'eth1' }],
     vsock: { guest_cid: 3, uds_path: '/tmp/v.sock' },
+    pmem: [],
   } as unknown as VmConfig;
   const plan = planVirtioDevices(cfg);
   assert.equal(placements(plan), [

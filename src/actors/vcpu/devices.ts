@@ -15,10 +15,19 @@ import { NetMetrics } from '../../devices/virtio/net/metrics.js';
 import { vsockDescription } from '../../devices/virtio/vsock/config.js';
 import { VsockMetrics } from '../../devices/virtio/vsock/metrics.js';
 import { entropyDescription } from '../../devices/virtio/rng/device.js';
+import { fsDescription } from '../../devices/virtio/fs/device.js';
 import { BalloonConfig, balloonDescription } from '../../devices/virtio/balloon/config.js';
+import { MemConfig, memDescription } from '../../devices/virtio/mem/config.js';
+import { pmemDescription } from '../../devices/virtio/pmem/device.js';
+import { PmemMetrics } from '../../devices/virtio/pmem/metrics.js';
 import type { VirtioDeviceDescription } from '../../devices/virtio/device.js';
 import { VIRTIO_MMIO_REGION_SIZE } from '../../devices/virtio/constants.js';
 import { EventFd } from '../../kvm/eventfd.js';
+import { encodeGsiRouting, legacyRoutes, type GsiRoute } from '../../kvm/gsi-routing.js';
+import { PciConfigIo, PciEcam, PciMmioWindow, PciRoot, PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_SIZE } from '../../devices/pci/root.js';
+import { MsiRoutes } from '../../devices/pci/msi-routes.js';
+import { VirtioPciTransport } from '../../devices/virtio/pci.js';
+import type { VirtioPciDoorbells } from '../virtio/virtio-actor.js';
 import type { VmFd } from '../../kvm/kvm.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import type { DeviceManifest, VcpuExitKind } from './protocol.js';
@@ -41,8 +50,12 @@ export interface BusContext {
 export function buildBuses(manifest: readonly DeviceManifest[], ctx: BusContext): { pio: Bus; mmio: Bus } {
   const pio = new Bus();
   const mmio = new Bus();
+  const pci = pciRoot(manifest, ctx, pio, mmio);
+  const virtioTransport = (d: VirtioEntry, desc: VirtioDeviceDescription, name: string): void => attachVirtio(ctx, mmio, pci, d, desc, name);
   for (const d of manifest) {
     switch (d.kind) {
+      case 'pci-root':
+        break; // set up before the loop
       case 'debug-port':
         pio.insert(d.port, 1, new DebugPort(d.ring));
         break;
@@ -67,27 +80,45 @@ export function buildBuses(manifest: readonly DeviceManifest[], ctx: BusContext)
       }
       case 'virtio-block': {
         const desc = blockDescription({ diskSizeBytes: d.diskSizeBytes, readOnly: d.readOnly, cacheType: d.cacheType }, new Uint8Array(d.config));
-        mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, virtioTransport(ctx, { ...d, queueFds: [d.queueFd] }, desc, 'virtio-block'));
+        virtioTransport({ ...d, queueFds: [d.queueFd] }, desc, 'virtio-block');
         break;
       }
       case 'virtio-net': {
         const params = { guestMac: d.guestMac ? Uint8Array.from(d.guestMac) : null, mtu: d.mtu };
         const desc = netDescription(params, new Uint8Array(d.config), new NetMetrics(d.metrics));
-        mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, virtioTransport(ctx, d, desc, 'virtio-net'));
+        virtioTransport(d, desc, 'virtio-net');
         break;
       }
       case 'virtio-vsock': {
         const desc = vsockDescription(d.guestCid, new VsockMetrics(d.metrics));
-        mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, virtioTransport(ctx, d, desc, 'virtio-vsock'));
+        virtioTransport(d, desc, 'virtio-vsock');
         break;
       }
       case 'virtio-rng':
-        mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, virtioTransport(ctx, d, entropyDescription(), 'virtio-rng'));
+        virtioTransport(d, entropyDescription(), 'virtio-rng');
+        break;
+      case 'virtio-fs':
+        virtioTransport(d, fsDescription(d.tag, d.backendFeatures), 'virtio-fs');
         break;
       case 'virtio-balloon': {
         // The driver's writes of `actual` land in the shared config bytes here, on the vCPU thread.
         const desc = balloonDescription({ deflateOnOom: d.deflateOnOom, statsEnabled: d.statsEnabled, reporting: d.reporting, hinting: d.hinting }, new BalloonConfig(d.config));
-        mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, virtioTransport(ctx, d, desc, 'virtio-balloon'));
+        virtioTransport(d, desc, 'virtio-balloon');
+        break;
+      }
+      case 'virtio-pmem': {
+        const metrics = new PmemMetrics(d.metrics);
+        virtioTransport(d, pmemDescription(d.start, d.size, () => metrics.inc('cfg_fails')), 'virtio-pmem');
+        break;
+      }
+      case 'virtio-mem': {
+        // The config is read-only for the driver (§5.15.4): a write is only logged, as Firecracker
+        // does; guest-triggered, so the first few only.
+        let warned = 0;
+        const onWrite = (off: number): void => {
+          if (warned++ < 10) ctx.sink.log('warn', `virtio-mem: guest driver attempted to write device config (offset=0x${off.toString(16)})`);
+        };
+        virtioTransport(d, memDescription(new MemConfig(d.config), onWrite), 'virtio-mem');
         break;
       }
       default: {
@@ -99,25 +130,80 @@ export function buildBuses(manifest: readonly DeviceManifest[], ctx: BusContext)
   return { pio, mmio };
 }
 
+/** What a vCPU needs of any virtio device's manifest entry. */
+interface VirtioEntry {
+  addr: number;
+  state: SharedArrayBuffer;
+  ctlFd: number;
+  queueFds: number[];
+  irqFd: number;
+  pci: VirtioPciDoorbells | null;
+}
+
+/** The PCI root of this vCPU (ECAM, ports 0xcf8..0xcff, the 64-bit BAR window), when the VM has PCI. */
+function pciRoot(manifest: readonly DeviceManifest[], ctx: BusContext, pio: Bus, mmio: Bus): { root: PciRoot; routes: MsiRoutes } | undefined {
+  const d = manifest.find((m): m is Extract<DeviceManifest, { kind: 'pci-root' }> => m.kind === 'pci-root');
+  if (!d) return undefined;
+  const root = new PciRoot(d.state);
+  mmio.insert(d.ecamAddr, d.ecamSize, new PciEcam(root));
+  pio.insert(PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_SIZE, new PciConfigIo(root));
+  mmio.insert(d.windowAddr, d.windowSize, new PciMmioWindow(root, d.windowAddr));
+  return { root, routes: new MsiRoutes(d.routes, d.msiGsiStart) };
+}
+
 /**
- * A virtio-mmio register window served here, on the vCPU thread, from the shared transport
- * state; the device worker only learns of DRIVER_OK (ctl doorbell) and of queue notifies
- * (ioeventfd; `onNotify` rings the same eventfd when a notify reaches the bus instead).
+ * A virtio device's transport served here, on the vCPU thread, from its shared state: a
+ * virtio-mmio register window, or a virtio-pci function on the PCI root. The device worker
+ * only learns of DRIVER_OK (ctl doorbell) and of queue notifies (ioeventfd; `onNotify` rings
+ * the same eventfd when a notify reaches the bus instead).
  */
-function virtioTransport(
-  ctx: BusContext, d: { addr: number; state: SharedArrayBuffer; ctlFd: number; queueFds: number[]; irqFd: number },
-  desc: VirtioDeviceDescription, name: string,
-): MmioTransport {
+function attachVirtio(
+  ctx: BusContext, mmio: Bus, pci: { root: PciRoot; routes: MsiRoutes } | undefined, d: VirtioEntry, desc: VirtioDeviceDescription, name: string,
+): void {
   const ctl = new EventFd(d.ctlFd);
   const queues = d.queueFds.map((fd) => new EventFd(fd));
   const irq = new EventFd(d.irqFd);
   let warned = 0;
-  return new MmioTransport(d.state, desc, {
+  const where = d.pci ? `00:${d.pci.slot.toString(16).padStart(2, '0')}.0` : `0x${d.addr.toString(16)}`;
+  // Guest-triggered: log the first few only.
+  const warn = (m: string): void => { if (warned++ < 10) ctx.sink.log('warn', `${name} at ${where}: ${m}`); };
+  if (!d.pci) {
+    mmio.insert(d.addr, VIRTIO_MMIO_REGION_SIZE, new MmioTransport(d.state, desc, {
+      onActivate: () => ctl.signal(),
+      onNotify: (q) => queues[q]?.signal(),
+      interrupt: () => irq.signal(),
+      onReset: () => false,
+      warn,
+    }, ctx.mem));
+    return;
+  }
+  if (!pci) throw new Error(`${name}: a virtio-pci device without a PCI root in the manifest`);
+  const p = d.pci;
+  const vectors = p.vectorFds.map((fd) => new EventFd(fd));
+  const routes = pci.routes;
+  pci.root.attach(p.slot, new VirtioPciTransport(d.state, p.state, desc, {
+    deviceId: p.deviceId, numQueues: queues.length, numVectors: vectors.length, barAddr: p.barAddr,
+  }, {
     onActivate: () => ctl.signal(),
     onNotify: (q) => queues[q]?.signal(),
-    interrupt: () => irq.signal(),
-    onReset: () => false,
-    // Guest-triggered: log the first few only.
-    warn: (m) => { if (warned++ < 10) ctx.sink.log('warn', `${name} at 0x${d.addr.toString(16)}: ${m}`); },
-  }, ctx.mem);
+    signalVector: (v) => vectors[v]?.signal(),
+    updateRoutes: (changes) => {
+      try {
+        routes.update(changes.map((c) => ({ gsi: p.gsiBase + c.vector, message: c.message })), (all) => {
+          const msi: GsiRoute[] = all.map((r) => ({ kind: 'msi', ...r }));
+          ctx.vm.setGsiRouting(encodeGsiRouting([...legacyRoutes(), ...msi]));
+        });
+      } catch (e) {
+        warn(`MSI-X routing update failed: ${(e as Error).message}`);
+      }
+    },
+    injectMsi: (m) => {
+      try {
+        ctx.vm.signalMsi(m.addressLo, m.addressHi, m.data);
+      } catch (e) {
+        warn(`MSI injection failed: ${(e as Error).message}`);
+      }
+    },
+    warn,
+  }, ctx.mem));
 }

@@ -19,7 +19,10 @@ import type { VirtioBlockManifest } from '../virtio/protocol.js';
 import type { VirtioNetManifest } from '../virtio/net-protocol.js';
 import type { VirtioVsockManifest } from '../virtio/vsock-protocol.js';
 import type { VirtioEntropyManifest } from '../virtio/entropy-protocol.js';
+import type { VirtioFsManifest } from '../virtio/fs-protocol.js';
 import type { VirtioBalloonManifest } from '../virtio/balloon-protocol.js';
+import type { VirtioMemManifest } from '../virtio/mem-protocol.js';
+import type { VirtioPmemManifest } from '../virtio/pmem-protocol.js';
 import type { WireError } from '../../errors.js';
 
 /** Slots of the per-vCPU control array. */
@@ -98,11 +101,20 @@ export type DeviceManifest =
   | { kind: 'serial'; port: number; state: SharedArrayBuffer; gsi: number }
   | { kind: 'i8042'; port: number; state: SharedArrayBuffer; gsi: number }
   | { kind: 'boot-timer'; addr: number; startWallUs: number; startCpuUs: number }
+  /**
+   * --enable-pci: the PCI root (src/devices/pci/root.ts) — its shared state (host bridge,
+   * CONFIG_ADDRESS), the VM's MSI route table, and where the ECAM and the 64-bit BAR window are.
+   */
+  | { kind: 'pci-root'; state: SharedArrayBuffer; routes: SharedArrayBuffer; msiGsiStart: number; ecamAddr: number; ecamSize: number; windowAddr: number; windowSize: number }
   | VirtioBlockManifest
   | VirtioNetManifest
   | VirtioVsockManifest
   | VirtioEntropyManifest
-  | VirtioBalloonManifest;
+  | VirtioBalloonManifest
+  | VirtioMemManifest
+  | VirtioPmemManifest
+
+  | VirtioFsManifest;
 
 /** Everything a vCPU worker is started with (workerData). */
 export interface VcpuWorkerInit {

@@ -4,6 +4,7 @@
  * /balloon and /balloon/statistics and GET /balloon/statistics reach the worker through.
  */
 import type { VmFd } from '../../kvm/kvm.js';
+import { VIRTIO_ID_BALLOON } from '../../devices/virtio/constants.js';
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import type { RamBacking } from '../../memory/discard.js';
 import { MmioState } from '../../devices/virtio/mmio-state.js';
@@ -12,7 +13,7 @@ import type { BalloonStatsReply } from '../../devices/virtio/balloon/device.js';
 import type { HintingStatusReply } from '../../devices/virtio/balloon/hinting.js';
 import { BalloonMetrics, type BalloonMetricsSnapshot } from '../../devices/virtio/balloon/metrics.js';
 import type { BalloonControl, BalloonWorkerInit, VirtioBalloonManifest } from './balloon-protocol.js';
-import { VirtioActor, VirtioDeviceHandle, type VirtioDeviceSnapshot } from './virtio-actor.js';
+import { VirtioActor, VirtioDeviceHandle, type VirtioDeviceSnapshot, type VirtioPciPlacement } from './virtio-actor.js';
 
 export interface BalloonSpawnOptions {
   vm: VmFd;
@@ -28,6 +29,8 @@ export interface BalloonSpawnOptions {
   hinting: boolean;
   addr: number;
   gsi: number;
+  /** With --enable-pci: the device's PCI placement (addr/gsi are then unused). */
+  pci?: VirtioPciPlacement | null;
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
   /** Snapshot restore: the device's saved transport, queue, config and stats-buffer state. */
   restore?: VirtioDeviceSnapshot | null;
@@ -48,16 +51,16 @@ export class BalloonHandle extends VirtioDeviceHandle<BalloonControl, VirtioBall
     if (r?.config) config.restore(r.config);
     const metrics = new BalloonMetrics();
     const actor = await VirtioActor.spawn<BalloonControl, BalloonWorkerInit>({
-      vm: opts.vm, kind: 'balloon', thread: `fc_${BALLOON_DEV_ID}`, label: 'balloon', addr: opts.addr, gsi: opts.gsi, queues, onLog: opts.onLog,
+      vm: opts.vm, kind: 'balloon', thread: `fc_${BALLOON_DEV_ID}`, label: 'balloon', addr: opts.addr, gsi: opts.gsi, pci: opts.pci ? { ...opts.pci, deviceId: VIRTIO_ID_BALLOON } : null, queues, onLog: opts.onLog,
       init: (d) => ({
         state, config: config.buffer as SharedArrayBuffer, metrics: metrics.buffer, memory: opts.memory, backing: opts.backing,
-        deflateOnOom: opts.deflateOnOom, statsIntervalS: opts.statsIntervalS, reporting: opts.reporting, hinting: opts.hinting, ctlFd: d.ctlFd, queueFds: d.queueFds, irqFd: d.irqFd,
+        deflateOnOom: opts.deflateOnOom, statsIntervalS: opts.statsIntervalS, reporting: opts.reporting, hinting: opts.hinting, ctlFd: d.ctlFd, queueFds: d.queueFds, irqFd: d.irqFd, pci: d.pci,
         restore: r ? { queues: r.queues, statsHead: r.statsHead ?? null } : null,
       }),
     });
     const d = actor.doorbells;
     const manifest: VirtioBalloonManifest = {
-      kind: 'virtio-balloon', addr: opts.addr, state, config: config.buffer as SharedArrayBuffer, ...params, ctlFd: d.ctlFd, queueFds: d.queueFds, irqFd: d.irqFd,
+      kind: 'virtio-balloon', addr: opts.addr, state, config: config.buffer as SharedArrayBuffer, ...params, ctlFd: d.ctlFd, queueFds: d.queueFds, irqFd: d.irqFd, pci: d.pci,
     };
     return new BalloonHandle(actor, manifest, metrics, config);
   }

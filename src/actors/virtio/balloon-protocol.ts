@@ -7,7 +7,7 @@ import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import type { RamBacking } from '../../memory/discard.js';
 import type { BalloonStatsReply } from '../../devices/virtio/balloon/device.js';
 import type { HintingStatusReply } from '../../devices/virtio/balloon/hinting.js';
-import type { SnapshotControl, VirtioRestore } from './virtio-actor.js';
+import type { SnapshotControl, VirtioRestore, VirtioPciDoorbells } from './virtio-actor.js';
 
 /** What a vCPU worker needs to serve the balloon's registers and config space. */
 export interface VirtioBalloonManifest {
@@ -26,6 +26,8 @@ export interface VirtioBalloonManifest {
   /** inflate, deflate[, stats][, hinting][, reporting] doorbells. */
   queueFds: number[];
   irqFd: number;
+  /** virtio-pci (--enable-pci): the PCI state and MSI-X vector doorbells; null on virtio-mmio. */
+  pci: VirtioPciDoorbells | null;
 }
 
 /** workerData of the balloon worker. */
@@ -46,6 +48,8 @@ export interface BalloonWorkerInit {
   ctlFd: number;
   queueFds: number[];
   irqFd: number;
+  /** virtio-pci (--enable-pci): the PCI state and MSI-X vector doorbells; null on virtio-mmio. */
+  pci: VirtioPciDoorbells | null;
   /** Set when the device comes back from a snapshot (transport and config already restored). */
   restore: (VirtioRestore & { statsHead: number | null }) | null;
 }

@@ -21,7 +21,8 @@ import { serveControl } from '../control-channel.js';
 import { EventFd, pollReadable } from '../../kvm/eventfd.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { discardGuestPages } from '../../memory/discard.js';
-import { MmioInterrupt, MmioState } from '../../devices/virtio/mmio-state.js';
+import { MmioState } from '../../devices/virtio/mmio-state.js';
+import { transportInterrupt } from './transport.js';
 import { BalloonDevice } from '../../devices/virtio/balloon/device.js';
 import { BalloonConfig } from '../../devices/virtio/balloon/config.js';
 import { BalloonMetrics } from '../../devices/virtio/balloon/metrics.js';
@@ -43,7 +44,7 @@ const device = new BalloonDevice({
   deflateOnOom: init.deflateOnOom, statsEnabled: init.statsIntervalS > 0, statsIntervalS: init.statsIntervalS, reporting: init.reporting, hinting: init.hinting, config: new BalloonConfig(init.config),
   metrics: new BalloonMetrics(init.metrics), discard: (view) => discardGuestPages(view, init.backing),
 });
-const interrupt = new MmioInterrupt(state, () => irqEvt.signal());
+const interrupt = transportInterrupt(init.pci, state, irqEvt);
 
 /** performance.now() of the next statistics poll (Firecracker's stats timerfd). */
 let nextStatsAt = Infinity;

@@ -4,6 +4,7 @@
  * actor plumbing (virtio-actor.ts: doorbells, ioeventfd/irqfd, control calls, stop).
  */
 import type { VmFd } from '../../kvm/kvm.js';
+import { VIRTIO_ID_BLOCK } from '../../devices/virtio/constants.js';
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import { MmioState } from '../../devices/virtio/mmio-state.js';
 import { BlockMetrics, type BlockMetricsSnapshot } from '../../devices/virtio/block/metrics.js';
@@ -11,7 +12,7 @@ import { encodeBlockConfig, blockCapacity, type CacheType, type FileEngineType }
 import { VIRTIO_BLK_CONFIG_SIZE } from '../../devices/virtio/constants.js';
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
 import type { BlockControl, BlockWorkerInit, VirtioBlockManifest } from './protocol.js';
-import { VirtioActor, VirtioDeviceHandle, type VirtioDeviceSnapshot } from './virtio-actor.js';
+import { VirtioActor, VirtioDeviceHandle, type VirtioDeviceSnapshot, type VirtioPciPlacement } from './virtio-actor.js';
 
 export interface BlockSpawnOptions {
   vm: VmFd;
@@ -27,6 +28,8 @@ export interface BlockSpawnOptions {
   /** MMIO window and interrupt line assigned to this device. */
   addr: number;
   gsi: number;
+  /** With --enable-pci: the device's PCI placement (addr/gsi are then unused). */
+  pci?: VirtioPciPlacement | null;
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
   /** Snapshot restore: the device's saved transport and queue state. */
   restore?: VirtioDeviceSnapshot | null;
@@ -49,17 +52,17 @@ export class BlockHandle extends VirtioDeviceHandle<BlockControl, VirtioBlockMan
     const metrics = new BlockMetrics();
     const actor = await VirtioActor.spawn<BlockControl, BlockWorkerInit>({
       vm: opts.vm, kind: 'block', thread: `fc_blk ${opts.driveId}`, label: `drive ${opts.driveId}`,
-      addr: opts.addr, gsi: opts.gsi, queues: 1, onLog: opts.onLog,
+      addr: opts.addr, gsi: opts.gsi, pci: opts.pci ? { ...opts.pci, deviceId: VIRTIO_ID_BLOCK } : null, queues: 1, onLog: opts.onLog,
       init: (d) => ({
         restore: opts.restore ? { queues: opts.restore.queues } : null, driveId: opts.driveId, fileFd: opts.fileFd, readOnly: opts.readOnly, cacheType: opts.cacheType,
         ioEngine: opts.ioEngine ?? 'Sync', diskSizeBytes: opts.diskSizeBytes, rateLimiter: opts.rateLimiter, state, config,
-        metrics: metrics.buffer, memory: opts.memory, ctlFd: d.ctlFd, queueFd: d.queueFds[0]!, irqFd: d.irqFd,
+        metrics: metrics.buffer, memory: opts.memory, ctlFd: d.ctlFd, queueFd: d.queueFds[0]!, irqFd: d.irqFd, pci: d.pci,
       }),
     });
     const d = actor.doorbells;
     const manifest: VirtioBlockManifest = {
       kind: 'virtio-block', addr: opts.addr, state, config, readOnly: opts.readOnly, cacheType: opts.cacheType,
-      diskSizeBytes: opts.diskSizeBytes, ctlFd: d.ctlFd, queueFd: d.queueFds[0]!, irqFd: d.irqFd,
+      diskSizeBytes: opts.diskSizeBytes, ctlFd: d.ctlFd, queueFd: d.queueFds[0]!, irqFd: d.irqFd, pci: d.pci,
     };
     return new BlockHandle(opts.driveId, actor, manifest, metrics);
   }

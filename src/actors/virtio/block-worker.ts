@@ -28,7 +28,8 @@ import { BlockDevice } from '../../devices/virtio/block/device.js';
 import { BlockMetrics } from '../../devices/virtio/block/metrics.js';
 import { FileBlockBackend } from '../../devices/virtio/block/file-backend.js';
 import { UringBlockBackend } from './uring-backend.js';
-import { MmioInterrupt, MmioState } from '../../devices/virtio/mmio-state.js';
+import { MmioState } from '../../devices/virtio/mmio-state.js';
+import { transportInterrupt } from './transport.js';
 import { RateLimiter } from '../../devices/rate-limiter/rate-limiter.js';
 import type { BlockWorkerInit, BlockControl, BlockEventMessage } from './protocol.js';
 
@@ -49,7 +50,7 @@ const device = new BlockDevice(
   backend,
   { rateLimiter: new RateLimiter(init.rateLimiter), metrics: new BlockMetrics(init.metrics), configBytes: new Uint8Array(init.config) },
 );
-const interrupt = new MmioInterrupt(state, () => irqEvt.signal());
+const interrupt = transportInterrupt(init.pci, state, irqEvt);
 
 // The backing file is closed once stop() began: touching its fd number again could hit a reused fd.
 const life = new WorkerLifecycle(`drive ${init.driveId}`, (message) => post({ kind: 'log', level: 'error', message }));

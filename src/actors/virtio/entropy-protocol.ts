@@ -5,7 +5,7 @@
  */
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
-import type { SnapshotControl, VirtioRestore } from './virtio-actor.js';
+import type { SnapshotControl, VirtioRestore, VirtioPciDoorbells } from './virtio-actor.js';
 
 /** What a vCPU worker needs to serve the entropy device's registers. */
 export interface VirtioEntropyManifest {
@@ -18,6 +18,8 @@ export interface VirtioEntropyManifest {
   /** The request queue's doorbell. */
   queueFds: number[];
   irqFd: number;
+  /** virtio-pci (--enable-pci): the PCI state and MSI-X vector doorbells; null on virtio-mmio. */
+  pci: VirtioPciDoorbells | null;
 }
 
 /** workerData of the entropy device worker. */
@@ -30,6 +32,8 @@ export interface EntropyWorkerInit {
   ctlFd: number;
   queueFd: number;
   irqFd: number;
+  /** virtio-pci (--enable-pci): the PCI state and MSI-X vector doorbells; null on virtio-mmio. */
+  pci: VirtioPciDoorbells | null;
   /** Set when the device comes back from a snapshot (its transport state is already restored). */
   restore: VirtioRestore | null;
 }

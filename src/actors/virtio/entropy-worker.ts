@@ -14,7 +14,8 @@ import { actorInit } from '../actor-init.js';
 import { serveControl } from '../control-channel.js';
 import { EventFd } from '../../kvm/eventfd.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
-import { MmioInterrupt, MmioState } from '../../devices/virtio/mmio-state.js';
+import { MmioState } from '../../devices/virtio/mmio-state.js';
+import { transportInterrupt } from './transport.js';
 import { RateLimiter } from '../../devices/rate-limiter/rate-limiter.js';
 import { EntropyDevice } from '../../devices/virtio/rng/device.js';
 import { EntropyMetrics } from '../../devices/virtio/rng/metrics.js';
@@ -34,7 +35,7 @@ const ctlEvt = new EventFd(init.ctlFd);
 const queueEvt = new EventFd(init.queueFd);
 const irqEvt = new EventFd(init.irqFd);
 const device = new EntropyDevice({ rateLimiter: new RateLimiter(init.rateLimiter), metrics: new EntropyMetrics(init.metrics) });
-const interrupt = new MmioInterrupt(state, () => irqEvt.signal());
+const interrupt = transportInterrupt(init.pci, state, irqEvt);
 
 const life = new WorkerLifecycle(label, (message) => post({ kind: 'log', level: 'error', message }));
 const control: EntropyControl = {

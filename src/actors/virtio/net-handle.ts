@@ -5,6 +5,7 @@
  * InstanceStart with Firecracker's error before any worker starts; the worker then owns it.
  */
 import type { VmFd } from '../../kvm/kvm.js';
+import { VIRTIO_ID_NET } from '../../devices/virtio/constants.js';
 import { Tap } from '../../kvm/tap.js';
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import { MmioState } from '../../devices/virtio/mmio-state.js';
@@ -14,7 +15,7 @@ import { NetMetrics, type NetMetricsSnapshot } from '../../devices/virtio/net/me
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
 import { MmdsMetrics } from '../../mmds/metrics.js';
 import type { NetControl, NetMmdsInit, NetWorkerInit, VirtioNetManifest } from './net-protocol.js';
-import { VirtioActor, VirtioDeviceHandle, type VirtioDeviceSnapshot } from './virtio-actor.js';
+import { VirtioActor, VirtioDeviceHandle, type VirtioDeviceSnapshot, type VirtioPciPlacement } from './virtio-actor.js';
 
 export interface NetSpawnOptions {
   vm: VmFd;
@@ -28,6 +29,8 @@ export interface NetSpawnOptions {
   txRateLimiter: RateLimiterConfig;
   addr: number;
   gsi: number;
+  /** With --enable-pci: the device's PCI placement (addr/gsi are then unused). */
+  pci?: VirtioPciPlacement | null;
   /** The MMDS settings when PUT /mmds/config listed this interface (its `metrics` buffer is made here). */
   mmds?: Omit<NetMmdsInit, 'metrics'> | null;
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
@@ -59,17 +62,17 @@ export class NetHandle extends VirtioDeviceHandle<NetControl, VirtioNetManifest,
       const mmdsMetrics = opts.mmds ? new MmdsMetrics() : null;
       const actor = await VirtioActor.spawn<NetControl, NetWorkerInit>({
         vm: opts.vm, kind: 'net', thread: `fc_net ${opts.ifaceId}`, label: `net ${opts.ifaceId}`,
-        addr: opts.addr, gsi: opts.gsi, queues: NET_NUM_QUEUES, onLog: opts.onLog,
+        addr: opts.addr, gsi: opts.gsi, pci: opts.pci ? { ...opts.pci, deviceId: VIRTIO_ID_NET } : null, queues: NET_NUM_QUEUES, onLog: opts.onLog,
         init: (d) => ({
           restore: opts.restore ? { queues: opts.restore.queues } : null, ifaceId: opts.ifaceId, tapName: opts.tapName, tapFd: tap.fd, guestMac, mtu: opts.mtu,
           rxRateLimiter: opts.rxRateLimiter, txRateLimiter: opts.txRateLimiter, state, config, metrics: metrics.buffer,
-          memory: opts.memory, ctlFd: d.ctlFd, rxFd: d.queueFds[0]!, txFd: d.queueFds[1]!, irqFd: d.irqFd,
+          memory: opts.memory, ctlFd: d.ctlFd, rxFd: d.queueFds[0]!, txFd: d.queueFds[1]!, irqFd: d.irqFd, pci: d.pci,
           mmds: opts.mmds && mmdsMetrics ? { ...opts.mmds, metrics: mmdsMetrics.buffer } : null,
         }),
       });
       const d = actor.doorbells;
       const manifest: VirtioNetManifest = {
-        kind: 'virtio-net', addr: opts.addr, state, config, guestMac, mtu: opts.mtu, metrics: metrics.buffer, ctlFd: d.ctlFd, queueFds: d.queueFds, irqFd: d.irqFd,
+        kind: 'virtio-net', addr: opts.addr, state, config, guestMac, mtu: opts.mtu, metrics: metrics.buffer, ctlFd: d.ctlFd, queueFds: d.queueFds, irqFd: d.irqFd, pci: d.pci,
       };
       return new NetHandle(opts.ifaceId, actor, manifest, metrics, mmdsMetrics);
     } catch (e) {

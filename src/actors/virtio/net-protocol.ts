@@ -6,7 +6,7 @@
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
 import type { MmdsVersion } from '../../mmds/responder.js';
-import type { SnapshotControl, VirtioRestore } from './virtio-actor.js';
+import type { SnapshotControl, VirtioRestore, VirtioPciDoorbells } from './virtio-actor.js';
 
 /**
  * The MMDS a net worker runs when PUT /mmds/config listed its interface (docs/design.md
@@ -43,6 +43,8 @@ export interface VirtioNetManifest {
   /** RX then TX queue doorbells. */
   queueFds: number[];
   irqFd: number;
+  /** virtio-pci (--enable-pci): the PCI state and MSI-X vector doorbells; null on virtio-mmio. */
+  pci: VirtioPciDoorbells | null;
 }
 
 /** workerData of a net device worker. */
@@ -63,6 +65,8 @@ export interface NetWorkerInit {
   rxFd: number;
   txFd: number;
   irqFd: number;
+  /** virtio-pci (--enable-pci): the PCI state and MSI-X vector doorbells; null on virtio-mmio. */
+  pci: VirtioPciDoorbells | null;
   mmds: NetMmdsInit | null;
   /** Set when the device comes back from a snapshot (its transport state is already restored). */
   restore: VirtioRestore | null;

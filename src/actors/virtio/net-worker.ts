@@ -24,7 +24,8 @@ import { Tap } from '../../kvm/tap.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { NetDevice } from '../../devices/virtio/net/device.js';
 import { NetMetrics } from '../../devices/virtio/net/metrics.js';
-import { MmioInterrupt, MmioState } from '../../devices/virtio/mmio-state.js';
+import { MmioState } from '../../devices/virtio/mmio-state.js';
+import { transportInterrupt } from './transport.js';
 import { RateLimiter } from '../../devices/rate-limiter/rate-limiter.js';
 import { MmdsStack } from '../../mmds/stack.js';
 import { TokenAuthority } from '../../mmds/token.js';
@@ -57,7 +58,7 @@ const device = new NetDevice(
     metrics: new NetMetrics(init.metrics), configBytes: new Uint8Array(init.config), mmds: mmds ?? undefined,
   },
 );
-const interrupt = new MmioInterrupt(state, () => irqEvt.signal());
+const interrupt = transportInterrupt(init.pci, state, irqEvt);
 
 const life = new WorkerLifecycle(label, (message) => post({ kind: 'log', level: 'error', message }));
 

@@ -13,7 +13,7 @@
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import type { CacheType, FileEngineType } from '../../devices/virtio/block/device.js';
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
-import type { SnapshotControl, VirtioRestore } from './virtio-actor.js';
+import type { SnapshotControl, VirtioRestore, VirtioPciDoorbells } from './virtio-actor.js';
 
 /** What a vCPU worker needs to serve a block device's registers. */
 export interface VirtioBlockManifest {
@@ -31,6 +31,8 @@ export interface VirtioBlockManifest {
   ctlFd: number;
   queueFd: number;
   irqFd: number;
+  /** virtio-pci (--enable-pci): the PCI state and MSI-X vector doorbells; null on virtio-mmio. */
+  pci: VirtioPciDoorbells | null;
 }
 
 /** workerData of a block device worker. */
@@ -51,6 +53,8 @@ export interface BlockWorkerInit {
   ctlFd: number;
   queueFd: number;
   irqFd: number;
+  /** virtio-pci (--enable-pci): the PCI state and MSI-X vector doorbells; null on virtio-mmio. */
+  pci: VirtioPciDoorbells | null;
   /** Set when the device comes back from a snapshot (its transport state is already restored). */
   restore: VirtioRestore | null;
 }

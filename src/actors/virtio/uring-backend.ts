@@ -11,13 +11,19 @@
  */
 import { IoUring } from '../../kvm/io-uring.js';
 import { addressOf } from '../../kvm/libc.js';
+import { IOVEC_SIZE } from '../../kvm/tun-abi.js';
 import type { AsyncBlockBackend } from '../../devices/virtio/block/async-io.js';
 import { BLOCK_QUEUE_SIZE } from '../../devices/virtio/block/device.js';
 import { backingFileId } from '../../devices/virtio/block/file-backend.js';
 
+/** Offset of iov_len in struct iovec (tun-abi.ts `iovec`: iov_base u64, iov_len u64). */
+const IOVEC_LEN = 8;
+
 export class UringBlockBackend implements AsyncBlockBackend {
   readonly engine = 'Async' as const;
   private readonly ring: IoUring;
+  /** iovec arrays of vectored operations in flight, by tag (kept alive for the kernel). */
+  private readonly iovecs = new Map<number, Buffer>();
 
   /** One ring with a slot per queue entry: the driver can never have more requests outstanding. */
   constructor(readonly fd: number, entries = BLOCK_QUEUE_SIZE) {
@@ -38,12 +44,30 @@ export class UringBlockBackend implements AsyncBlockBackend {
     return this.ring.sqFree();
   }
 
-  queueRead(buf: Uint8Array, offset: number, tag: number): boolean {
-    return this.ring.prepRead(this.fd, addressOf(buf), buf.length, offset, tag);
+  queueRead(bufs: readonly Uint8Array[], offset: number, tag: number): boolean {
+    if (bufs.length === 1) return this.ring.prepRead(this.fd, addressOf(bufs[0]!), bufs[0]!.length, offset, tag);
+    return this.queueVectored(bufs, tag, (iov, n) => this.ring.prepReadv(this.fd, iov, n, offset, tag));
   }
 
-  queueWrite(buf: Uint8Array, offset: number, tag: number): boolean {
-    return this.ring.prepWrite(this.fd, addressOf(buf), buf.length, offset, tag);
+  queueWrite(bufs: readonly Uint8Array[], offset: number, tag: number): boolean {
+    if (bufs.length === 1) return this.ring.prepWrite(this.fd, addressOf(bufs[0]!), bufs[0]!.length, offset, tag);
+    return this.queueVectored(bufs, tag, (iov, n) => this.ring.prepWritev(this.fd, iov, n, offset, tag));
+  }
+
+  /**
+   * A request of several segments (VIRTIO_BLK_F_SEG_MAX): READV/WRITEV over an iovec array
+   * held in `iovecs` until its completion is reaped, since the kernel may read the array at
+   * any time before then (it copies it at submission only with IORING_FEAT_SUBMIT_STABLE).
+   */
+  private queueVectored(bufs: readonly Uint8Array[], tag: number, prep: (iov: bigint, n: number) => boolean): boolean {
+    const iov = Buffer.alloc(bufs.length * IOVEC_SIZE);
+    bufs.forEach((b, i) => {
+      iov.writeBigUInt64LE(addressOf(b), i * IOVEC_SIZE);
+      iov.writeBigUInt64LE(BigInt(b.length), i * IOVEC_SIZE + IOVEC_LEN);
+    });
+    if (!prep(addressOf(iov), bufs.length)) return false;
+    this.iovecs.set(tag, iov);
+    return true;
   }
 
   queueFlush(tag: number): boolean {
@@ -59,7 +83,9 @@ export class UringBlockBackend implements AsyncBlockBackend {
   }
 
   reap(): readonly { userData: number; res: number }[] {
-    return this.ring.reap();
+    const done = this.ring.reap();
+    for (const c of done) this.iovecs.delete(c.userData);
+    return done;
   }
 
   wait(min: number): void {

@@ -17,10 +17,31 @@ import type { VmFd } from '../../kvm/kvm.js';
 import { EventFd } from '../../kvm/eventfd.js';
 import { VIRTIO_MMIO_QUEUE_NOTIFY } from '../../devices/virtio/constants.js';
 import { MmioState } from '../../devices/virtio/mmio-state.js';
+import { NOTIFICATION_OFFSET, NOTIFY_OFF_MULTIPLIER, VirtioPciState } from '../../devices/virtio/pci-state.js';
 import type { QueueIndices } from '../../devices/virtio/queue.js';
 
 /** QueueNotify is a 4-byte register. */
 const QUEUE_NOTIFY_WIDTH = 4;
+
+/** Where a virtio-pci device sits (planned by src/vmm/virtio-devices.ts). */
+export interface VirtioPciPlacement {
+  /** Device number on bus 0 (1..31; 0 is the host bridge). */
+  slot: number;
+  /** Guest address of BAR 0. */
+  barAddr: number;
+  /** MSI GSI of vector 0; vector v uses gsiBase + v. */
+  gsiBase: number;
+}
+
+/** What a virtio-pci device's worker and vCPU transports share besides the virtio register file. */
+export interface VirtioPciDoorbells extends VirtioPciPlacement {
+  /** VirtioPciState (config space, vectors, MSI-X table and PBA). */
+  state: SharedArrayBuffer;
+  /** The virtio device id (the PCI device id is 0x1040 + it). */
+  deviceId: number;
+  /** One irqfd-backed eventfd per MSI-X vector (queues + 1). */
+  vectorFds: number[];
+}
 
 /** The doorbell fds a worker and the vCPU transports are given. */
 export interface VirtioDoorbells {
@@ -28,6 +49,8 @@ export interface VirtioDoorbells {
   irqFd: number;
   /** One per queue, in queue order. */
   queueFds: number[];
+  /** Set for a virtio-pci device (--enable-pci); null on virtio-mmio. */
+  pci: VirtioPciDoorbells | null;
 }
 
 /** What a snapshot keeps of one virtio device actor (docs/design.md "Snapshots"). */
@@ -65,9 +88,11 @@ export interface VirtioActorSpec<I> {
   thread: string;
   /** How errors name the device (`drive rootfs`). */
   label: string;
-  /** MMIO window and interrupt line assigned to the device. */
+  /** MMIO window and interrupt line assigned to the device (virtio-mmio). */
   addr: number;
   gsi: number;
+  /** With --enable-pci: the device's PCI placement and virtio device id, instead of addr/gsi. */
+  pci?: (VirtioPciPlacement & { deviceId: number }) | null;
   queues: number;
   /** The worker's init data, given its doorbells. */
   init: (doorbells: VirtioDoorbells) => I;
@@ -82,11 +107,11 @@ export class VirtioActor<C> {
   private readonly ended: Promise<void>;
   private stopped: Promise<void> | undefined;
 
-  private constructor(worker: Worker, label: string, ctl: EventFd, irq: EventFd, queues: EventFd[], onLog: VirtioActorSpec<unknown>['onLog']) {
+  private constructor(worker: Worker, label: string, ctl: EventFd, irq: EventFd, queues: EventFd[], vectors: EventFd[], doorbells: VirtioDoorbells, onLog: VirtioActorSpec<unknown>['onLog']) {
     this.control = connectControl<C>(worker, ctl, label);
-    this.fds = [ctl, irq, ...queues];
+    this.fds = [ctl, irq, ...queues, ...vectors];
     this.queueEvts = queues;
-    this.doorbells = { ctlFd: ctl.fd, irqFd: irq.fd, queueFds: queues.map((q) => q.fd) };
+    this.doorbells = doorbells;
     worker.on('message', (m: VirtioEventMessage) => {
       if (m.kind === 'log') onLog?.(m.level, m.message);
     });
@@ -98,11 +123,28 @@ export class VirtioActor<C> {
     const ctl = new EventFd();
     const irq = new EventFd();
     const queues = Array.from({ length: spec.queues }, () => new EventFd());
-    queues.forEach((q, i) => spec.vm.registerIoeventfd(q.fd, BigInt(spec.addr + VIRTIO_MMIO_QUEUE_NOTIFY), QUEUE_NOTIFY_WIDTH, { datamatch: BigInt(i) }));
-    spec.vm.registerIrqfd(irq.fd, spec.gsi);
-    const doorbells: VirtioDoorbells = { ctlFd: ctl.fd, irqFd: irq.fd, queueFds: queues.map((q) => q.fd) };
+    const pci = spec.pci ?? null;
+    const vectors = pci ? Array.from({ length: spec.queues + 1 }, () => new EventFd()) : [];
+    if (pci) {
+      // virtio-pci (Firecracker VirtioPciDevice::register_notification_ioevent): queue i's
+      // notify address is its own dword in the notification area, any write width (len 0).
+      queues.forEach((q, i) => spec.vm.registerIoeventfd(q.fd, BigInt(pci.barAddr + NOTIFICATION_OFFSET + NOTIFY_OFF_MULTIPLIER * i), 0));
+      // One irqfd per MSI-X vector on its own GSI; the vCPU threads route each GSI to the
+      // vector's message (KVM_SET_GSI_ROUTING) while the driver has it unmasked.
+      vectors.forEach((v, i) => spec.vm.registerIrqfd(v.fd, pci.gsiBase + i));
+    } else {
+      queues.forEach((q, i) => spec.vm.registerIoeventfd(q.fd, BigInt(spec.addr + VIRTIO_MMIO_QUEUE_NOTIFY), QUEUE_NOTIFY_WIDTH, { datamatch: BigInt(i) }));
+      spec.vm.registerIrqfd(irq.fd, spec.gsi);
+    }
+    const doorbells: VirtioDoorbells = {
+      ctlFd: ctl.fd, irqFd: irq.fd, queueFds: queues.map((q) => q.fd),
+      pci: pci ? {
+        ...pci, vectorFds: vectors.map((v) => v.fd),
+        state: VirtioPciState.create({ deviceId: pci.deviceId, numQueues: spec.queues, numVectors: spec.queues + 1, barAddr: pci.barAddr }),
+      } : null,
+    };
     const worker = startActor(spec.kind, spec.init(doorbells), spec.thread);
-    const actor = new VirtioActor<C>(worker, spec.label, ctl, irq, queues, spec.onLog);
+    const actor = new VirtioActor<C>(worker, spec.label, ctl, irq, queues, vectors, doorbells, spec.onLog);
     await new Promise<void>((resolve, reject) => {
       const onMsg = (m: VirtioEventMessage): void => { if (m.kind === 'ready') { worker.off('message', onMsg); resolve(); } };
       worker.on('message', onMsg);

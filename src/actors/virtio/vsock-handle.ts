@@ -9,6 +9,7 @@
  * InstanceStart with the same configuration can bind once more.
  */
 import { rmSync } from 'node:fs';
+import { VIRTIO_ID_VSOCK } from '../../devices/virtio/constants.js';
 import type { VmFd } from '../../kvm/kvm.js';
 import { UnixSocketIo } from '../../kvm/unix-socket.js';
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
@@ -16,7 +17,7 @@ import { MmioState } from '../../devices/virtio/mmio-state.js';
 import { VSOCK_EV_INDEX, VSOCK_NUM_QUEUES, VSOCK_RX_INDEX, VSOCK_TX_INDEX } from '../../devices/virtio/vsock/constants.js';
 import { VsockMetrics, type VsockMetricsSnapshot } from '../../devices/virtio/vsock/metrics.js';
 import type { VirtioVsockManifest, VsockControl, VsockWorkerInit } from './vsock-protocol.js';
-import { VirtioActor, VirtioDeviceHandle, type VirtioDeviceSnapshot } from './virtio-actor.js';
+import { VirtioActor, VirtioDeviceHandle, type VirtioDeviceSnapshot, type VirtioPciPlacement } from './virtio-actor.js';
 
 export interface VsockSpawnOptions {
   vm: VmFd;
@@ -27,6 +28,8 @@ export interface VsockSpawnOptions {
   udsPath: string;
   addr: number;
   gsi: number;
+  /** With --enable-pci: the device's PCI placement (addr/gsi are then unused). */
+  pci?: VirtioPciPlacement | null;
   onLog?: (level: 'info' | 'warn' | 'error', msg: string) => void;
   /** Snapshot restore: the device's saved transport and queue state. */
   restore?: VirtioDeviceSnapshot | null;
@@ -48,16 +51,16 @@ export class VsockHandle extends VirtioDeviceHandle<VsockControl, VirtioVsockMan
       const state = (opts.restore ? MmioState.restore(opts.restore.transport, VSOCK_NUM_QUEUES) : MmioState.create(VSOCK_NUM_QUEUES));
       const metrics = new VsockMetrics();
       const actor = await VirtioActor.spawn<VsockControl, VsockWorkerInit>({
-        vm: opts.vm, kind: 'vsock', thread: 'fc_vsock', label: 'vsock', addr: opts.addr, gsi: opts.gsi, queues: VSOCK_NUM_QUEUES,
+        vm: opts.vm, kind: 'vsock', thread: 'fc_vsock', label: 'vsock', addr: opts.addr, gsi: opts.gsi, pci: opts.pci ? { ...opts.pci, deviceId: VIRTIO_ID_VSOCK } : null, queues: VSOCK_NUM_QUEUES,
         onLog: opts.onLog,
         init: (d) => ({
           restore: opts.restore ? { queues: opts.restore.queues } : null, guestCid: opts.guestCid, udsPath: opts.udsPath, listenFd, state, metrics: metrics.buffer, memory: opts.memory,
-          ctlFd: d.ctlFd, rxFd: d.queueFds[VSOCK_RX_INDEX]!, txFd: d.queueFds[VSOCK_TX_INDEX]!, evFd: d.queueFds[VSOCK_EV_INDEX]!, irqFd: d.irqFd,
+          ctlFd: d.ctlFd, rxFd: d.queueFds[VSOCK_RX_INDEX]!, txFd: d.queueFds[VSOCK_TX_INDEX]!, evFd: d.queueFds[VSOCK_EV_INDEX]!, irqFd: d.irqFd, pci: d.pci,
         }),
       });
       const d = actor.doorbells;
       const manifest: VirtioVsockManifest = {
-        kind: 'virtio-vsock', addr: opts.addr, state, guestCid: opts.guestCid, metrics: metrics.buffer, ctlFd: d.ctlFd, queueFds: d.queueFds, irqFd: d.irqFd,
+        kind: 'virtio-vsock', addr: opts.addr, state, guestCid: opts.guestCid, metrics: metrics.buffer, ctlFd: d.ctlFd, queueFds: d.queueFds, irqFd: d.irqFd, pci: d.pci,
       };
       return new VsockHandle(actor, manifest, metrics);
     } catch (e) {

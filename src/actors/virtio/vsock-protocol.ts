@@ -6,7 +6,7 @@
  * filled by KVM_IOEVENTFD), the control doorbell, and a timer for the connection timeouts.
  */
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
-import type { SnapshotControl, VirtioRestore } from './virtio-actor.js';
+import type { SnapshotControl, VirtioRestore, VirtioPciDoorbells } from './virtio-actor.js';
 
 /** What a vCPU worker needs to serve the vsock device's registers. */
 export interface VirtioVsockManifest {
@@ -23,6 +23,8 @@ export interface VirtioVsockManifest {
   /** RX, TX and event queue doorbells. */
   queueFds: number[];
   irqFd: number;
+  /** virtio-pci (--enable-pci): the PCI state and MSI-X vector doorbells; null on virtio-mmio. */
+  pci: VirtioPciDoorbells | null;
 }
 
 /** workerData of the vsock device worker. */
@@ -39,6 +41,8 @@ export interface VsockWorkerInit {
   txFd: number;
   evFd: number;
   irqFd: number;
+  /** virtio-pci (--enable-pci): the PCI state and MSI-X vector doorbells; null on virtio-mmio. */
+  pci: VirtioPciDoorbells | null;
   /** Set when the device comes back from a snapshot (its transport state is already restored). */
   restore: VirtioRestore | null;
 }

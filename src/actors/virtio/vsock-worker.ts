@@ -25,7 +25,8 @@ import { EventFd } from '../../kvm/eventfd.js';
 import { POLLIN, PollSet } from '../../kvm/poll.js';
 import { UnixSocketIo } from '../../kvm/unix-socket.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
-import { MmioInterrupt, MmioState } from '../../devices/virtio/mmio-state.js';
+import { MmioState } from '../../devices/virtio/mmio-state.js';
+import { transportInterrupt } from './transport.js';
 import { VsockDevice } from '../../devices/virtio/vsock/device.js';
 import { VsockMetrics } from '../../devices/virtio/vsock/metrics.js';
 import { DeviceLoopTimer } from './device-poll.js';
@@ -49,7 +50,7 @@ const io = new UnixSocketIo();
 const device = new VsockDevice({ guestCid: init.guestCid, udsPath: init.udsPath, listenFd: init.listenFd }, io, {
   metrics: new VsockMetrics(init.metrics),
 });
-const interrupt = new MmioInterrupt(state, () => irqEvt.signal());
+const interrupt = transportInterrupt(init.pci, state, irqEvt);
 
 const life = new WorkerLifecycle(label, (message) => post({ kind: 'log', level: 'error', message }));
 const control: VsockControl = {

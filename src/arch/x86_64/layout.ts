@@ -53,12 +53,31 @@ export const VIRTIO_MMIO_SIZE = 0x1000;
 /** PCI MMCONFIG (ECAM), always reserved in e820. */
 export const PCI_MMCONFIG_START = 0xeec0_0000;
 export const PCI_MMCONFIG_SIZE = 256 * MiB;
+/** ECAM bytes of one PCI segment (bus 0 only: 32 devices × 8 functions × 4 KiB), Firecracker's. */
+export const PCI_MMIO_CONFIG_SIZE_PER_SEGMENT = 4096 * 256;
+/**
+ * The PCI host bridge's 32-bit memory window (the DSDT's _CRS): Firecracker's mmio32
+ * allocator range, after the boot-timer page up to the ECAM (layout.rs MEM_32BIT_DEVICES_*).
+ */
+export const MEM_32BIT_DEVICES_START = MMIO32_MEM_START + 0x1000;
+export const MEM_32BIT_DEVICES_SIZE = PCI_MMCONFIG_START - MEM_32BIT_DEVICES_START;
 /** IOAPIC and LAPIC register pages. */
 export const IOAPIC_ADDR = 0xfec0_0000;
 export const APIC_ADDR = 0xfee0_0000;
 /** The 64-bit MMIO gap [256 GiB, 512 GiB): RAM beyond 256 GiB resumes at 512 GiB. */
 export const MMIO64_MEM_START = 256 * GiB;
 export const MMIO64_MEM_SIZE = 256 * GiB;
+/**
+ * Device memory past the 64-bit MMIO gap (firecracker arch/x86_64/layout.rs
+ * FIRST_ADDR_PAST_64BITS_MMIO, PAST_64BITS_MMIO_SIZE; vstate/resources.rs `past_mmio64_memory`):
+ * the virtio-mem hotplug region and the virtio-pmem windows are allocated first-fit here.
+ */
+export const FIRST_ADDR_PAST_64BITS_MMIO = MMIO64_MEM_START + MMIO64_MEM_SIZE;
+export const PAST_64BITS_MMIO_SIZE = 512 * GiB;
+/** virtio-pmem windows are 2 MiB-aligned in address and size (firecracker pmem/device.rs `Pmem::ALIGNMENT`). */
+export const PMEM_ALIGNMENT = 2 * MiB;
+/** The hotplug region is aligned to the default slot size (firecracker builder.rs `allocate_virtio_mem_address`). */
+export const VIRTIO_MEM_REGION_ALIGNMENT = 128 * MiB;
 /** The TSS address KVM_SET_TSS_ADDR gets (three pages below 4 GiB). */
 export const KVM_TSS_ADDRESS = 0xfffb_d000;
 /** Guest page size (firecracker arch/mod.rs GUEST_PAGE_SIZE); the initrd is aligned to it. */
@@ -76,6 +95,13 @@ export const IOAPIC_NUM_PINS = 24;
 export const GSI_LEGACY_START = 5;
 export const GSI_LEGACY_END = IOAPIC_NUM_PINS - 1;
 export const I8042_GSI = 1;
+/**
+ * MSI GSIs (virtio-pci MSI-X vectors) start after the IOAPIC's pins; each PCI device gets
+ * MSI_GSIS_PER_DEVICE of them (one vector per queue plus the config vector: the balloon's 5
+ * queues are the most).
+ */
+export const MSI_GSI_START = IOAPIC_NUM_PINS;
+export const MSI_GSIS_PER_DEVICE = 8;
 export const SERIAL_COM1_GSI = 4;
 /** The GSI of each device that takes one from the legacy range, in Firecracker's order. */
 export interface InterruptLayout {
@@ -124,4 +150,34 @@ export function ramRanges(bytes: number): RamRange[] {
   }
   if (rest > 0) out.push({ gpa: MMIO64_MEM_START + MMIO64_MEM_SIZE, size: rest });
   return out;
+}
+
+/** Where the device memory past the 64-bit MMIO gap lies: the hotplug region and each pmem window. */
+export interface DeviceMemoryLayout {
+  /** The virtio-mem region, when memory hotplug is configured. */
+  readonly hotplug: RamRange | null;
+  /** One window per pmem device, in configuration order (each size rounded up to PMEM_ALIGNMENT). */
+  readonly pmem: readonly RamRange[];
+}
+
+/**
+ * Allocates the past-64-bit-MMIO device memory as Firecracker's builder does: the hotplug
+ * region first (build_microvm_for_boot allocates it before any device), aligned to
+ * VIRTIO_MEM_REGION_ALIGNMENT, then each pmem window in attach order, 2 MiB-aligned. The
+ * window starts at FIRST_ADDR_PAST_64BITS_MMIO, or past guest RAM where RAM reaches it (a
+ * guest of more than 256 GiB). Returns null when the window cannot hold them all.
+ */
+export function deviceMemoryLayout(ramBytes: number, hotplugBytes: number | null, pmemBytes: readonly number[]): DeviceMemoryLayout | null {
+  if (hotplugBytes === null && pmemBytes.length === 0) return { hotplug: null, pmem: [] };
+  const ramEnd = ramRanges(ramBytes).reduce((end, r) => Math.max(end, r.gpa + r.size), 0);
+  const windowEnd = FIRST_ADDR_PAST_64BITS_MMIO + PAST_64BITS_MMIO_SIZE;
+  let next = Math.max(FIRST_ADDR_PAST_64BITS_MMIO, ramEnd);
+  const take = (size: number, align: number): RamRange => {
+    const gpa = Math.ceil(next / align) * align;
+    next = gpa + size;
+    return { gpa, size };
+  };
+  const hotplug = hotplugBytes === null ? null : take(hotplugBytes, VIRTIO_MEM_REGION_ALIGNMENT);
+  const pmem = pmemBytes.map((b) => take(Math.ceil(b / PMEM_ALIGNMENT) * PMEM_ALIGNMENT, PMEM_ALIGNMENT));
+  return next > windowEnd ? null : { hotplug, pmem };
 }

@@ -170,6 +170,18 @@ export const VIRTIO_MMIO_QUEUE_AVAIL_HIGH = 0x094;
 export const VIRTIO_MMIO_QUEUE_USED_LOW = 0x0a0;
 /** See VIRTIO_MMIO_QUEUE_USED_LOW. */
 export const VIRTIO_MMIO_QUEUE_USED_HIGH = 0x0a4;
+/** Offset 0x0ac, W: shared memory region select (virtio 1.2 §4.2.2 SHMSel). */
+export const VIRTIO_MMIO_SHM_SEL = 0x0ac;
+/** Offset 0x0b0/0x0b4, R: the selected shared memory region's length, low / high. */
+export const VIRTIO_MMIO_SHM_LEN_LOW = 0x0b0;
+/** See VIRTIO_MMIO_SHM_LEN_LOW. */
+export const VIRTIO_MMIO_SHM_LEN_HIGH = 0x0b4;
+/** Offset 0x0b8/0x0bc, R: the selected shared memory region's guest address, low / high. */
+export const VIRTIO_MMIO_SHM_BASE_LOW = 0x0b8;
+/** See VIRTIO_MMIO_SHM_BASE_LOW. */
+export const VIRTIO_MMIO_SHM_BASE_HIGH = 0x0bc;
+/** What the SHM length and base registers read for a region that does not exist (all ones: -1). */
+export const VIRTIO_MMIO_SHM_NONE = 0xffff_ffff;
 /** Offset 0x0fc, R: configuration atomicity value (Kindling: always 0). */
 export const VIRTIO_MMIO_CONFIG_GENERATION = 0x0fc;
 /** Offset 0x100: start of the device-specific configuration space (any access width). */
@@ -208,6 +220,8 @@ export const VIRTIO_ID_BALLOON = 5;
 export const VIRTIO_ID_VSOCK = 19;
 /** Memory device (virtio-mem). */
 export const VIRTIO_ID_MEM = 24;
+/** File system device (virtio-fs, §5.11). */
+export const VIRTIO_ID_FS = 26;
 /** Persistent memory (virtio-pmem). */
 export const VIRTIO_ID_PMEM = 27;
 
@@ -273,6 +287,10 @@ export const VIRTIO_NET_HDR_NUM_BUFFERS = 10;
 // ---------------------------------------------------------------------------------------
 // §5.2 Block Device (virtio_blk.h).
 
+/** Feature: `size_max` holds the largest segment (data descriptor) the device takes. */
+export const VIRTIO_BLK_F_SIZE_MAX = 1;
+/** Feature: `seg_max` holds the most segments (data descriptors) one request may have. */
+export const VIRTIO_BLK_F_SEG_MAX = 2;
 /** Feature: the device is read-only. */
 export const VIRTIO_BLK_F_RO = 5;
 /** Feature: the FLUSH command is supported (Firecracker: offered with cache_type Writeback). */
@@ -308,8 +326,12 @@ export const VIRTIO_BLK_OUTHDR_TYPE = 0;
 export const VIRTIO_BLK_OUTHDR_SECTOR = 8;
 /** Offset of `capacity` (le64, in sectors) in `struct virtio_blk_config`. */
 export const VIRTIO_BLK_CONFIG_CAPACITY = 0;
-/** Bytes of the block config space Kindling exposes (capacity only). */
-export const VIRTIO_BLK_CONFIG_SIZE = 8;
+/** Offset of `size_max` (le32, bytes) in `struct virtio_blk_config` (§5.2.4). */
+export const VIRTIO_BLK_CONFIG_SIZE_MAX = 8;
+/** Offset of `seg_max` (le32) in `struct virtio_blk_config` (§5.2.4). */
+export const VIRTIO_BLK_CONFIG_SEG_MAX = 12;
+/** Bytes of the block config space Kindling exposes: capacity, size_max, seg_max. */
+export const VIRTIO_BLK_CONFIG_SIZE = 16;
 
 /** The bigint mask of one feature bit. */
 export function featureBit(bit: number): bigint {

@@ -1,6 +1,6 @@
 /**
  * What a virtio device model and a transport agree on (virtio 1.1 §2, §3), independent of
- * the transport (MMIO today) and of threads:
+ * the transport (virtio-mmio or virtio-pci) and of threads:
  *
  * - `VirtioDeviceDescription`: the static face a transport shows the driver (device id,
  *   offered features, queue count and maximum sizes, config space). Cheap and free of
@@ -31,8 +31,12 @@ export type VirtioInterruptType = (typeof VIRTIO_INTERRUPT)[keyof typeof VIRTIO_
 
 /** The device-to-transport channel (Firecracker `VirtioInterrupt`). */
 export interface VirtioInterrupt {
-  /** Sets the interrupt reason in the transport and raises the guest interrupt line. */
-  trigger(type: VirtioInterruptType): void;
+  /**
+   * Sets the interrupt reason in the transport and raises the guest interrupt. `queue` names
+   * the queue of a VRING interrupt (virtio-pci raises that queue's MSI-X vector; virtio-mmio
+   * has one line and ignores it).
+   */
+  trigger(type: VirtioInterruptType, queue?: number): void;
   /**
    * The device hit an unrecoverable error (e.g. a broken queue): sets
    * VIRTIO_CONFIG_S_NEEDS_RESET and raises a config interrupt (§2.1.2).
@@ -127,7 +131,7 @@ export function createQueues(mem: GuestMemory, activation: VirtioActivation): Qu
   const queues: Queue[] = [];
   for (const [i, cfg] of activation.queues.entries()) {
     const restore = activation.restore?.[i];
-    const q = Queue.create(mem, cfg, restore ? { eventIdx, restore } : { eventIdx });
+    const q = Queue.create(mem, cfg, restore ? { eventIdx, restore, index: i } : { eventIdx, index: i });
     if (!(q instanceof Queue)) return q;
     queues.push(q);
   }
@@ -156,5 +160,5 @@ export function activateQueues(
 
 /** Raises a used-buffer interrupt when the driver asks for one (§2.6.7.2, EVENT_IDX rules). */
 export function signalUsed(queue: Queue, interrupt: VirtioInterrupt): void {
-  if (queue.needsNotification()) interrupt.trigger(VIRTIO_INTERRUPT.VRING);
+  if (queue.needsNotification()) interrupt.trigger(VIRTIO_INTERRUPT.VRING, queue.index);
 }

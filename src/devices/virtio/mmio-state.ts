@@ -243,16 +243,20 @@ export function mmioStateSlots(numQueues: number): number {
 export class MmioInterrupt implements VirtioInterrupt {
   private readonly state: MmioState;
 
-  constructor(state: MmioState | SharedArrayBuffer, private readonly signal: (bit: number) => void) {
+  /**
+   * `signal` raises the interrupt: the MMIO actors write the device's one irqfd; the PCI
+   * transport (pci-state.ts `pciInterrupt`) picks the MSI-X vector of `type` and `queue`.
+   */
+  constructor(state: MmioState | SharedArrayBuffer, private readonly signal: (bit: number, type: VirtioInterruptType, queue: number | undefined) => void) {
     this.state = state instanceof MmioState ? state : new MmioState(state);
   }
 
-  /** ORs the reason into InterruptStatus, counts the trigger and raises the line. */
-  trigger(type: VirtioInterruptType): void {
+  /** ORs the reason into InterruptStatus (the PCI ISR too), counts the trigger and raises the interrupt. */
+  trigger(type: VirtioInterruptType, queue?: number): void {
     const bit = type === VIRTIO_INTERRUPT.VRING ? VIRTIO_MMIO_INT_VRING : VIRTIO_MMIO_INT_CONFIG;
     Atomics.or(this.state.i32, MMIO_SLOT.INTERRUPT_STATUS, bit);
     Atomics.add(this.state.i32, MMIO_SLOT.INTERRUPT_TRIGGERS, 1);
-    this.signal(bit);
+    this.signal(bit, type, queue);
   }
 
   /** Sets NEEDS_RESET (only while activated, once) and raises a config interrupt (§2.1.2). */

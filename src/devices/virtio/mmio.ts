@@ -2,7 +2,8 @@
  * The virtio-mmio version 2 transport register file (virtio 1.1 §4.2.2–§4.2.3, Firecracker
  * devices/virtio/transport/mmio.rs; firecracker src/vmm/src/devices/virtio/transport/mmio.rs). One 4 KiB window per device:
  *
- *   0x000–0x0ff  registers, 32-bit accesses only (others: reads return 0, writes dropped)
+ *   0x000–0x0ff  registers, 32-bit accesses only (others: reads return 0, writes dropped);
+ *                the shared memory registers (0x0ac–0x0bc) say "no region" for every device
  *   0x100–0xfff  device config space, any width, delegated to the device description
  *
  * Threads. Each vCPU worker builds its own MmioTransport over the *same* state buffer
@@ -42,7 +43,8 @@ import {
   VIRTIO_MMIO_MAGIC, VIRTIO_MMIO_MAGIC_VALUE, VIRTIO_MMIO_QUEUE_AVAIL_HIGH, VIRTIO_MMIO_QUEUE_AVAIL_LOW,
   VIRTIO_MMIO_QUEUE_DESC_HIGH, VIRTIO_MMIO_QUEUE_DESC_LOW, VIRTIO_MMIO_QUEUE_NOTIFY, VIRTIO_MMIO_QUEUE_NUM,
   VIRTIO_MMIO_QUEUE_NUM_MAX, VIRTIO_MMIO_QUEUE_READY, VIRTIO_MMIO_QUEUE_SEL, VIRTIO_MMIO_QUEUE_USED_HIGH,
-  VIRTIO_MMIO_QUEUE_USED_LOW, VIRTIO_MMIO_REGION_SIZE, VIRTIO_MMIO_REGISTER_WIDTH, VIRTIO_MMIO_STATUS,
+  VIRTIO_MMIO_QUEUE_USED_LOW, VIRTIO_MMIO_REGION_SIZE, VIRTIO_MMIO_SHM_BASE_HIGH, VIRTIO_MMIO_SHM_BASE_LOW, VIRTIO_MMIO_SHM_LEN_HIGH,
+  VIRTIO_MMIO_SHM_LEN_LOW, VIRTIO_MMIO_SHM_NONE, VIRTIO_MMIO_SHM_SEL, VIRTIO_MMIO_REGISTER_WIDTH, VIRTIO_MMIO_STATUS,
   VIRTIO_MMIO_VENDOR, VIRTIO_MMIO_VENDOR_ID, VIRTIO_MMIO_VERSION, VIRTIO_MMIO_VERSION_2, VIRTQ_AVAIL_ALIGN,
   VIRTQ_DESC_ALIGN, VIRTQ_IDX_MASK, VIRTQ_USED_ALIGN, availRingSize, descTableSize, featureBit, usedRingSize,
 } from './constants.js';
@@ -189,6 +191,15 @@ export class MmioTransport implements BusDevice {
         return s.load(MMIO_SLOT.STATUS) >>> 0;
       case VIRTIO_MMIO_CONFIG_GENERATION:
         return s.load(MMIO_SLOT.CONFIG_GENERATION) >>> 0;
+      // No Kindling device has a shared memory region (virtio 1.2 §4.2.2: a region that does
+      // not exist reads length -1). Linux asks whenever its driver could use one — virtio-fs
+      // for DAX — and a length of 0 would read as a region at guest address 0, which fails the
+      // probe (drivers/virtio/virtio_mmio.c vm_get_shm_region, fs/fuse/virtio_fs.c).
+      case VIRTIO_MMIO_SHM_LEN_LOW:
+      case VIRTIO_MMIO_SHM_LEN_HIGH:
+      case VIRTIO_MMIO_SHM_BASE_LOW:
+      case VIRTIO_MMIO_SHM_BASE_HIGH:
+        return VIRTIO_MMIO_SHM_NONE;
       default:
         this.warn(`unknown virtio-mmio register read at 0x${offset.toString(16)}`);
         return 0;
@@ -218,6 +229,8 @@ export class MmioTransport implements BusDevice {
         return s.store(MMIO_SLOT.DRIVER_FEATURES_SEL, v);
       case VIRTIO_MMIO_QUEUE_SEL:
         return s.store(MMIO_SLOT.QUEUE_SEL, v);
+      case VIRTIO_MMIO_SHM_SEL:
+        return; // every region reads as absent, whichever is selected
       case VIRTIO_MMIO_DRIVER_FEATURES:
         return this.ackFeatures(v);
       case VIRTIO_MMIO_QUEUE_NUM:

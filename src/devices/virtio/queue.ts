@@ -85,6 +85,8 @@ export interface QueueOptions {
   readonly eventIdx: boolean;
   /** A restored queue continues from these indices (a snapshot's QueueIndices) instead of 0. */
   readonly restore?: QueueIndices;
+  /** The queue's index in its device (which MSI-X vector a PCI transport raises for it); default 0. */
+  readonly index?: number;
 }
 
 /**
@@ -126,6 +128,8 @@ export class Queue {
   readonly size: number;
   /** VIRTIO_F_RING_EVENT_IDX in use (used_event / avail_event instead of the ring flags). */
   readonly eventIdx: boolean;
+  /** The queue's index in its device (QueueOptions.index). */
+  readonly index: number;
   private readonly mem: GuestMemory;
   private readonly desc: DataView;
   private readonly avail: DataView;
@@ -152,6 +156,7 @@ export class Queue {
     this.inflight = mem.tracksDirty ? new Array<readonly ChainDescriptor[] | undefined>(size) : undefined;
     this.size = size;
     this.eventIdx = opts.eventIdx;
+    this.index = opts.index ?? 0;
     [this.desc, this.avail, this.used] = views;
     this.usedEventOffset = VIRTQ_RING_ENTRIES + VIRTQ_AVAIL_ELEM_SIZE * size;
     this.availEventOffset = VIRTQ_RING_ENTRIES + VIRTQ_USED_ELEM_SIZE * size;

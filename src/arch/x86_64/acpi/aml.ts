@@ -327,6 +327,41 @@ export function qwordMemory(min: bigint, max: bigint, opts: { cacheable: boolean
   return out;
 }
 
+/** Word Address Space descriptor (§6.4.3.5.3, 16 bytes); `type` 1 = I/O, 2 = bus numbers. */
+export const LARGE_WORD_ADDRESS_SPACE = 0x08;
+export const ADDRESS_SPACE_IO = 1;
+export const ADDRESS_SPACE_BUS = 2;
+/** I/O type-specific flags: ranges 3 = both ISA and non-ISA (acpi_tables' `new_io`). */
+export const ADDRESS_IO_ENTIRE_RANGE = 3;
+
+function wordAddressSpace(type: number, typeFlags: number, min: number, max: number): AmlBytes {
+  checkUint(min, 16, 'WordSpace minimum'); checkUint(max, 16, 'WordSpace maximum');
+  if (max < min) throw new AcpiError(`WordSpace range 0x${min.toString(16)}..0x${max.toString(16)}`);
+  const out = new Uint8Array(16);
+  const v = new DataView(out.buffer);
+  out[0] = LARGE_ITEM | LARGE_WORD_ADDRESS_SPACE;
+  v.setUint16(1, 13, true);
+  out[3] = type;
+  out[4] = ADDRESS_MIN_FIXED | ADDRESS_MAX_FIXED;
+  out[5] = typeFlags;
+  v.setUint16(6, 0, true); // granularity
+  v.setUint16(8, min, true);
+  v.setUint16(10, max, true);
+  v.setUint16(12, 0, true); // translation offset
+  v.setUint16(14, max - min + 1, true);
+  return out;
+}
+
+/** WordBusNumber(ResourceProducer, MinFixed, MaxFixed, PosDecode, 0, min, max, 0, length). */
+export function wordBusNumber(min: number, max: number): AmlBytes {
+  return wordAddressSpace(ADDRESS_SPACE_BUS, 0, min, max);
+}
+
+/** WordIO(ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange, 0, min, max, 0, length). */
+export function wordIo(min: number, max: number): AmlBytes {
+  return wordAddressSpace(ADDRESS_SPACE_IO, ADDRESS_IO_ENTIRE_RANGE, min, max);
+}
+
 /**
  * ResourceTemplate(){…}: a Buffer holding the descriptors then an End Tag (§6.4.2.9) whose
  * checksum byte makes the descriptor bytes sum to 0 mod 256.

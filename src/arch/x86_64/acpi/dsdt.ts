@@ -25,6 +25,7 @@ import {
   type AmlBytes, type InterruptFlags,
 } from './aml.js';
 import { acpiDevicesAml, type AcpiDevicesPlan } from './acpi-devices.js';
+import { pciRootAml } from './pci.js';
 
 /** One virtio-mmio transport as the DSDT announces it. */
 export interface VirtioMmioAcpiDevice {
@@ -121,12 +122,13 @@ export function ps2DeviceAml(): AmlBytes {
 }
 
 /** The whole DSDT definition block (the bytes after the table header). */
-export function dsdtDefinitionBlock(virtioDevices: readonly VirtioMmioAcpiDevice[], acpiDevices?: AcpiDevicesPlan): AmlBytes {
+export function dsdtDefinitionBlock(virtioDevices: readonly VirtioMmioAcpiDevice[], acpiDevices?: AcpiDevicesPlan, pci = false): AmlBytes {
   validateVirtioDevices(virtioDevices);
   if (acpiDevices && virtioDevices.some((d) => d.gsi === acpiDevices.vmgenid.gsi || d.gsi === acpiDevices.vmclock.gsi)) {
     throw new AcpiError('a virtio-mmio device shares its GSI with VMGenID or VMClock');
   }
   return concat([
-    ...virtioDevices.map(virtioMmioDeviceAml), ...(acpiDevices ? [acpiDevicesAml(acpiDevices)] : []), com1DeviceAml(), ps2DeviceAml(),
+    ...virtioDevices.map(virtioMmioDeviceAml), ...(pci ? [pciRootAml()] : []), ...(acpiDevices ? [acpiDevicesAml(acpiDevices)] : []),
+    com1DeviceAml(), ps2DeviceAml(),
   ]);
 }

@@ -31,6 +31,8 @@ export interface AcpiConfig {
   readonly startAddr: number;
   /** VMGenID, VMClock and their GED (absent: none, as in tests of the tables alone). */
   readonly acpiDevices?: AcpiDevicesPlan;
+  /** --enable-pci: the PCI root bridge `_SB_.PC00` (pci.ts). */
+  readonly pci?: boolean;
 }
 
 /** Where each table was written. */
@@ -83,7 +85,7 @@ export function writeAcpiTables(mem: GuestMemory, cfg: AcpiConfig): AcpiLayout {
     must(mem.write(at, table));
     return at;
   };
-  const dsdtAddr = place(buildDsdt(dsdtDefinitionBlock(cfg.virtioDevices, d)), 'DSDT');
+  const dsdtAddr = place(buildDsdt(dsdtDefinitionBlock(cfg.virtioDevices, d, cfg.pci ?? false)), 'DSDT');
   const fadtAddr = place(buildFadt(dsdtAddr), 'FADT');
   const madtAddr = place(buildMadt(cfg.vcpuCount), 'MADT');
   const mcfgAddr = place(buildMcfg(), 'MCFG');

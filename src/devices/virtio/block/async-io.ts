@@ -20,10 +20,10 @@ export interface AsyncBlockBackend {
   readonly engine: 'Async';
   /** Operations that can be queued now without exceeding the engine's capacity. */
   freeSlots(): number;
-  /** Queues a read into `buf` (a view of guest RAM) from byte `offset`. False when it cannot be queued. */
-  queueRead(buf: Uint8Array, offset: number, tag: number): boolean;
-  /** Queues a write of `buf` at byte `offset`. */
-  queueWrite(buf: Uint8Array, offset: number, tag: number): boolean;
+  /** Queues a read into `bufs` in order (views of guest RAM) from byte `offset`. False when it cannot be queued. */
+  queueRead(bufs: readonly Uint8Array[], offset: number, tag: number): boolean;
+  /** Queues a write of `bufs` in order at byte `offset`. */
+  queueWrite(bufs: readonly Uint8Array[], offset: number, tag: number): boolean;
   /** Queues an fsync. */
   queueFlush(tag: number): boolean;
   /** Hands queued operations to the kernel (one call per drained batch). */

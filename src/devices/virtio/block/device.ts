@@ -3,9 +3,11 @@
  * device.rs; firecracker src/vmm/src/devices/virtio/block/). Pure: guest memory and the interrupt channel arrive at activation,
  * disk I/O goes through an injected BlockBackend, time through injected clocks.
  *
- * - One queue of BLOCK_QUEUE_SIZE entries. Features VERSION_1 and RING_EVENT_IDX, plus FLUSH
- *   with cache_type Writeback and RO for read-only drives. Config space: capacity only (le64,
- *   512-byte sectors, disk size rounded down); config writes are ignored (`cfg_fails`).
+ * - One queue of BLOCK_QUEUE_SIZE entries. Features VERSION_1, RING_EVENT_IDX, SEG_MAX and
+ *   SIZE_MAX, plus FLUSH with cache_type Writeback and RO for read-only drives. Config space:
+ *   capacity (le64, 512-byte sectors, disk size rounded down), size_max, seg_max (§5.2.4);
+ *   config writes are ignored (`cfg_fails`). SEG_MAX/SIZE_MAX go beyond Firecracker (see
+ *   BLOCK_SEG_MAX): an IN/OUT may have several data descriptors, moved with one preadv/pwritev.
  * - `processQueue()` pops chains until the ring is empty or the rate limiter refuses: 1 ops
  *   token per request, data_len bytes tokens for IN/OUT; a refused request is given back
  *   (`undoPop`) and processing stops until the limiter's retry time (`retryAfterMs()`), when
@@ -34,7 +36,8 @@ import { BlockRequestError, VirtioActivateError, VirtqueueError } from '../../..
 import type { GuestMemory } from '../../../memory/guest-memory.js';
 import { RateLimiter, TOKEN_TYPE } from '../../rate-limiter/rate-limiter.js';
 import {
-  VIRTIO_BLK_CONFIG_CAPACITY, VIRTIO_BLK_CONFIG_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_ID_BYTES,
+  VIRTIO_BLK_CONFIG_CAPACITY, VIRTIO_BLK_CONFIG_SEG_MAX, VIRTIO_BLK_CONFIG_SIZE, VIRTIO_BLK_CONFIG_SIZE_MAX, VIRTIO_BLK_F_FLUSH,
+  VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_ID_BYTES,
   VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_SECTOR_SHIFT, VIRTIO_F_RING_EVENT_IDX,
   VIRTIO_F_VERSION_1, VIRTIO_ID_BLOCK, featureBit,
 } from '../constants.js';
@@ -44,15 +47,18 @@ import {
 } from '../device.js';
 import type { Queue } from '../queue.js';
 import { BlockMetrics } from './metrics.js';
-import { BLOCK_REQUEST_KIND, parseBlockRequest, type BlockRequest } from './request.js';
+import { BLOCK_REQUEST_KIND, parseBlockRequest, type BlockRequest, type BlockRequestLimits } from './request.js';
 import { InFlightTable, isAsyncBackend, type AsyncBlockBackend, type InFlight } from './async-io.js';
 
 /** Disk I/O as the device needs it; the file backends and the tests' memory backend implement it. */
 export interface BlockBackend {
-  /** Reads up to buf.length bytes at byte `offset` into `buf` (a view of guest RAM); returns the count. */
-  readAt(buf: Uint8Array, offset: number): number | Promise<number>;
-  /** Writes `buf` at byte `offset`; returns the count written. */
-  writeAt(buf: Uint8Array, offset: number): number | Promise<number>;
+  /**
+   * Reads from byte `offset` into `bufs` in order (views of guest RAM, a request's segments:
+   * one preadv); returns the count, at most their total length.
+   */
+  readAt(bufs: readonly Uint8Array[], offset: number): number | Promise<number>;
+  /** Writes `bufs` in order at byte `offset` (one pwritev); returns the count written. */
+  writeAt(bufs: readonly Uint8Array[], offset: number): number | Promise<number>;
   /** Makes written data durable (fsync). */
   flush(): void | Promise<void>;
   /** The device id bytes (Firecracker: `{st_dev}{st_rdev}{st_ino}`), at most VIRTIO_BLK_ID_BYTES used. */
@@ -76,6 +82,27 @@ export type FileEngineType = 'Sync' | 'Async';
 /** Queue size of the block queue (Firecracker FIRECRACKER_MAX_QUEUE_SIZE). */
 export const BLOCK_QUEUE_SIZE = 256;
 /**
+ * seg_max offered with VIRTIO_BLK_F_SEG_MAX: the most data descriptors of one IN/OUT.
+ *
+ * Firecracker offers neither SEG_MAX nor SIZE_MAX, so a Linux guest builds every request from
+ * one segment (virtio_blk.c: sg_elems = 1 without SEG_MAX): page-cache pages are rarely
+ * physically contiguous, so sequential I/O arrives as ~4 KiB requests, one syscall and one
+ * notification round trip each. QEMU offers seg_max = queue size - 2 and the guest sends
+ * requests of up to max_sectors_kb (1280 KiB by default). Offering it is a guest-visible
+ * feature, not an API change. Kindling offers no INDIRECT_DESC, so a request's descriptors
+ * (header + segments + status) sit in the ring itself: half the ring minus those two lets two
+ * full-size requests be posted at once, so the guest queues the next while the device runs one.
+ */
+export const BLOCK_SEG_MAX = BLOCK_QUEUE_SIZE / 2 - 2;
+/**
+ * size_max offered with VIRTIO_BLK_F_SIZE_MAX: the longest data descriptor, in bytes. Data is
+ * never copied (segments are views of guest RAM handed to preadv/pwritev or io_uring), so the
+ * bound is about how long one request may hold the drive's thread: at most BLOCK_SEG_MAX ×
+ * 1 MiB. Linux merges contiguous pages into segments of up to this size (max_segment_size).
+ */
+export const BLOCK_SIZE_MAX = 1 << 20;
+
+/**
  * Retry period, ms, for Async operations the kernel refused at submission (io_uring_enter
  * EAGAIN/EBUSY: short of memory or completion space). Short, because the driver is waiting.
  */
@@ -98,17 +125,26 @@ export function blockCapacity(bytes: number): bigint {
 
 /** The offered feature bits for a drive. */
 export function blockFeatures(cfg: BlockDeviceParams): bigint {
-  let f = featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_EVENT_IDX);
+  let f = featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_EVENT_IDX) | featureBit(VIRTIO_BLK_F_SEG_MAX) | featureBit(VIRTIO_BLK_F_SIZE_MAX);
   if (cfg.cacheType === CACHE_TYPE.WRITEBACK) f |= featureBit(VIRTIO_BLK_F_FLUSH);
   if (cfg.readOnly) f |= featureBit(VIRTIO_BLK_F_RO);
   return f;
 }
 
-/** Encodes `struct virtio_blk_config` (capacity only) into `bytes` (e.g. a view of a SharedArrayBuffer). */
+/**
+ * Encodes `struct virtio_blk_config` (capacity, size_max, seg_max) into `bytes` (e.g. a view
+ * of a SharedArrayBuffer).
+ */
 export function encodeBlockConfig(capacitySectors: bigint, bytes: Uint8Array = new Uint8Array(VIRTIO_BLK_CONFIG_SIZE)): Uint8Array {
-  new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setBigUint64(VIRTIO_BLK_CONFIG_CAPACITY, capacitySectors, true);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  view.setBigUint64(VIRTIO_BLK_CONFIG_CAPACITY, capacitySectors, true);
+  view.setUint32(VIRTIO_BLK_CONFIG_SIZE_MAX, BLOCK_SIZE_MAX, true);
+  view.setUint32(VIRTIO_BLK_CONFIG_SEG_MAX, BLOCK_SEG_MAX, true);
   return bytes;
 }
+
+/** The request limits the config space announces; the device enforces them on every chain. */
+export const BLOCK_REQUEST_LIMITS: BlockRequestLimits = { segMax: BLOCK_SEG_MAX, sizeMax: BLOCK_SIZE_MAX };
 
 /**
  * The transport-facing description of a drive. `configBytes` (VIRTIO_BLK_CONFIG_SIZE bytes,
@@ -295,10 +331,17 @@ export class BlockDevice implements VirtioDevice {
         continue;
       }
       this.metrics.inc('remaining_reqs_count', q.len());
-      const req = parseBlockRequest(a.mem, chain, this.capacity);
+      const req = parseBlockRequest(a.mem, chain, this.capacity, BLOCK_REQUEST_LIMITS);
       if (req instanceof BlockRequestError) {
         this.metrics.inc('execute_fails');
         q.addUsed(chain.head, 0);
+        usedAny = true;
+        continue;
+      }
+      if (req.refused) {
+        // Beyond seg_max/size_max: well formed, so the guest hears IOERR rather than silence.
+        this.metrics.inc('execute_fails');
+        q.addUsed(req.head, this.finish(a.mem, req, VIRTIO_BLK_S_IOERR, 0));
         usedAny = true;
         continue;
       }
@@ -375,15 +418,15 @@ export class BlockDevice implements VirtioDevice {
   private queueAsync(a: Active, engine: AsyncBlockBackend, req: BlockRequest): number | undefined {
     const fail = () => this.finish(a.mem, req, VIRTIO_BLK_S_IOERR, 0);
     const isFlush = req.kind === BLOCK_REQUEST_KIND.FLUSH;
-    const buf = isFlush ? undefined : this.transferBuffer(a.mem, req);
-    if (!isFlush && !buf) return fail();
+    const bufs = isFlush ? undefined : this.transferBuffers(a.mem, req);
+    if (!isFlush && !bufs) return fail();
     const tag = this.inflight.add({ req, active: a, startUs: this.nowUs() });
     if (tag === undefined) return fail();
     let queued: boolean;
     try {
       if (isFlush) queued = engine.queueFlush(tag);
-      else if (req.kind === BLOCK_REQUEST_KIND.IN) queued = engine.queueRead(buf!, req.offset, tag);
-      else queued = engine.queueWrite(buf!, req.offset, tag);
+      else if (req.kind === BLOCK_REQUEST_KIND.IN) queued = engine.queueRead(bufs!, req.offset, tag);
+      else queued = engine.queueWrite(bufs!, req.offset, tag);
     } catch {
       queued = false;
     }
@@ -415,11 +458,16 @@ export class BlockDevice implements VirtioDevice {
     return this.finishTransfer(mem, req, e.startUs, res, res < 0 || res > req.dataLen);
   }
 
-  /** An OUT to a read-only drive, or a data buffer outside guest RAM, yields undefined (IOERR). */
-  private transferBuffer(mem: GuestMemory, req: BlockRequest): Uint8Array | undefined {
+  /** Views of the request's segments; an OUT to a read-only drive, or a segment outside guest RAM, yields undefined (IOERR). */
+  private transferBuffers(mem: GuestMemory, req: BlockRequest): Uint8Array[] | undefined {
     if (req.kind === BLOCK_REQUEST_KIND.OUT && this.cfg.readOnly) return undefined;
-    const buf = mem.slice(req.dataAddr, req.dataLen);
-    return buf instanceof Uint8Array ? buf : undefined;
+    const bufs: Uint8Array[] = [];
+    for (const seg of req.segments) {
+      const buf = mem.slice(seg.addr, seg.len);
+      if (!(buf instanceof Uint8Array)) return undefined;
+      bufs.push(buf);
+    }
+    return bufs;
   }
 
   /**
@@ -467,11 +515,11 @@ export class BlockDevice implements VirtioDevice {
     switch (req.kind) {
       case BLOCK_REQUEST_KIND.IN:
       case BLOCK_REQUEST_KIND.OUT: {
-        const buf = this.transferBuffer(mem, req);
-        if (!buf) return fail();
+        const bufs = this.transferBuffers(mem, req);
+        if (!bufs) return fail();
         const start = this.nowUs();
         return settle(
-          () => (req.kind === BLOCK_REQUEST_KIND.IN ? backend.readAt(buf, req.offset) : backend.writeAt(buf, req.offset)),
+          () => (req.kind === BLOCK_REQUEST_KIND.IN ? backend.readAt(bufs, req.offset) : backend.writeAt(bufs, req.offset)),
           (result) => this.finishTransfer(mem, req, start, result),
           fail,
         );

@@ -1,12 +1,13 @@
 /**
  * The file-backed BlockBackend of the `Sync` io_engine: positional reads and writes on the
  * drive's file descriptor, on the device worker's own thread (so blocking is fine: it only
- * delays this drive). Guest buffers are views of guest RAM; data moves without extra copies.
+ * delays this drive). Guest buffers are views of guest RAM; data moves without extra copies,
+ * all of a request's segments in one preadv/pwritev (at most BLOCK_SEG_MAX < IOV_MAX of them).
  *
  * io_engine `Async` is src/actors/virtio/uring-backend.ts (io_uring needs koffi, so it lives
  * with the actor); both share `backingFileId`.
  */
-import { readSync, writeSync, fsyncSync, fstatSync, readFileSync } from 'node:fs';
+import { readvSync, writevSync, fsyncSync, fstatSync, readFileSync } from 'node:fs';
 import type { BlockBackend } from './device.js';
 import { VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_SECTOR_SIZE } from '../constants.js';
 
@@ -18,19 +19,29 @@ export class FileBlockBackend implements BlockBackend {
     return backingFileSize(this.fd);
   }
 
-  readAt(buf: Uint8Array, offset: number): number {
+  /** preadv until the segments are full or the file ends (the rest stays as the guest left it, like a short read). */
+  readAt(bufs: readonly Uint8Array[], offset: number): number {
+    let left = bufs;
     let done = 0;
-    while (done < buf.length) {
-      const n = readSync(this.fd, buf, done, buf.length - done, offset + done);
-      if (n === 0) break; // past EOF: the rest stays as the guest left it, like a short read
+    while (left.length > 0) {
+      const n = readvSync(this.fd, left, offset + done);
+      if (n === 0) break;
       done += n;
+      left = advance(left, n);
     }
     return done;
   }
 
-  writeAt(buf: Uint8Array, offset: number): number {
+  /** pwritev until every segment is written. */
+  writeAt(bufs: readonly Uint8Array[], offset: number): number {
+    let left = bufs;
     let done = 0;
-    while (done < buf.length) done += writeSync(this.fd, buf, done, buf.length - done, offset + done);
+    while (left.length > 0) {
+      const n = writevSync(this.fd, left, offset + done);
+      if (n === 0) break; // cannot happen for a non-empty write; a short count reports IOERR
+      done += n;
+      left = advance(left, n);
+    }
     return done;
   }
 
@@ -41,6 +52,15 @@ export class FileBlockBackend implements BlockBackend {
   getId(): Uint8Array {
     return backingFileId(this.fd);
   }
+}
+
+/** The segments left after the first `n` bytes of `bufs` moved (a short preadv/pwritev). */
+export function advance(bufs: readonly Uint8Array[], n: number): readonly Uint8Array[] {
+  let i = 0;
+  let rest = n;
+  while (i < bufs.length && rest >= bufs[i]!.length) rest -= bufs[i++]!.length;
+  if (i >= bufs.length) return [];
+  return rest > 0 ? [bufs[i]!.subarray(rest), ...bufs.slice(i + 1)] : bufs.slice(i);
 }
 
 /** Firecracker's device id: the string `{st_dev}{st_rdev}{st_ino}` of the backing file, truncated. */
