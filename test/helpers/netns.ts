@@ -16,15 +16,22 @@ export function run(cmd: string, args: string[]): Proc {
   let text = '';
   child.stdout!.on('data', (b: Buffer) => { text += b.toString(); });
   child.stderr!.on('data', (b: Buffer) => { text += b.toString(); });
-  return { child, text: () => text, exit: new Promise((r) => child.on('exit', (code) => r(code))) };
+  // 'close', not 'exit': the output is complete only once both pipes have ended.
+  return { child, text: () => text, exit: new Promise((r) => child.on('close', (code) => r(code))) };
 }
 
-/** Resolves with the first match of `re` in `p`'s output; fails after `ms` with the output. */
+/**
+ * Resolves with the first match of `re` in `p`'s output; fails after `ms`, or as soon as `p`
+ * has exited without printing it (nothing more can come), with the output.
+ */
 export async function waitFor(p: Proc, re: RegExp, ms: number, what: string): Promise<RegExpMatchArray> {
   const deadline = Date.now() + ms;
+  let exited = false;
+  void p.exit.then(() => { exited = true; });
   for (;;) {
     const m = p.text().match(re);
     if (m) return m;
+    if (exited) throw new Error(`${what}: the process exited (code ${p.child.exitCode ?? p.child.signalCode}); output:\n${p.text().slice(-3000)}`);
     if (Date.now() > deadline) throw new Error(`${what} within ${ms / 1000} s; output:\n${p.text().slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
