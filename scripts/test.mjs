@@ -116,6 +116,9 @@ if (wantKvm) {
     // one run, mostly under strace's and the network tests' cross-CPU wake-ups); the output says
     // so. A test that fails is never retried.
     const MAX_SANDBOX_BOOTS = 5;
+    // The watcher rewrites watch.txt every 20 s; 150 s without it means the sandbox's kernel
+    // stopped (seen: QEMU idle at 0% CPU, both emulated CPUs halted, nothing running inside).
+    const HEARTBEAT_STALE_MS = 150_000;
     const done = [];
     /** Adds the files finished in earlier, panicked boots to a tier result. */
     const addFinished = (r) => {
@@ -134,6 +137,7 @@ if (wantKvm) {
             process.stdout.write(`${l}\n`);
           },
           script: `${exports}\nexport KINDLING_TIER_RESULT="$(dirname "$0")/result.json"\n${WATCHER}\ncd '${repo}' || exit 97\nexec '${process.execPath}' dist/test/harness/tier.js kvm ${left.map((f) => `'${f}'`).join(' ')}`,
+          heartbeat: { file: 'watch.txt', staleMs: HEARTBEAT_STALE_MS },
         });
         const r = readResult(resultFile(res.outDir), 'kvm');
         r.sandbox = { bootSeconds: res.bootSeconds, totalSeconds: res.totalSeconds, status: res.status, boots: attempt };
@@ -148,8 +152,9 @@ if (wantKvm) {
         done.push(...finished);
         const finishedNames = new Set(finished.map((f) => f.file));
         left = left.filter((f) => !finishedNames.has(kvmResultName(f)));
-        if (panicked && attempt < MAX_SANDBOX_BOOTS && left.length > 0) {
-          console.log(`npm test: the KVM sandbox's kernel panicked (the nested-virtualisation rig, not a test) with ${finished.length} file(s) finished: ${left.length} file(s) run again in a fresh sandbox (boot ${attempt + 1} of at most ${MAX_SANDBOX_BOOTS})`);
+        if ((panicked || e.stalled) && attempt < MAX_SANDBOX_BOOTS && left.length > 0) {
+          const what = panicked ? 'panicked' : 'stopped (no heartbeat)';
+          console.log(`npm test: the KVM sandbox's kernel ${what} (the nested-virtualisation rig, not a test) with ${finished.length} file(s) finished: ${left.length} file(s) run again in a fresh sandbox (boot ${attempt + 1} of at most ${MAX_SANDBOX_BOOTS})`);
           continue;
         }
         results.push(addFinished({ tier: 'kvm', passed: 0, failed: 1, skipped: 0, seconds: 0 }));

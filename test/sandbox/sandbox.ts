@@ -12,15 +12,18 @@
  */
 import { fileURLToPath } from 'node:url';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, accessSync, constants } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync, accessSync, constants } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import { cacheDir } from '../../scripts/fixtures.mjs';
 import { acquireSandboxLock } from './sandbox-lock.js';
 
 export class SandboxError extends Error {
   override name = 'SandboxError';
-  /** The run folder when the sandbox got that far (what the run inside left there survives). */
-  constructor(message: string, readonly outDir?: string) {
+  /**
+   * `outDir`: the run folder when the sandbox got that far (what the run inside left there
+   * survives). `stalled`: the sandbox stopped refreshing its heartbeat file and was killed.
+   */
+  constructor(message: string, readonly outDir?: string, readonly stalled = false) {
     super(message);
   }
 }
@@ -38,6 +41,13 @@ export interface SandboxOptions {
   interactive?: boolean;
   /** Where each console line goes (default: stdout). */
   onLine?: (line: string) => void;
+  /**
+   * A file in the run folder that the script inside rewrites every few seconds: once the
+   * sandbox is up, if it is missing or older than `staleMs`, the sandbox's kernel has stopped
+   * (both emulated CPUs idle and nothing scheduled) and QEMU is killed at once instead of at
+   * the deadline; the SandboxError says `stalled`.
+   */
+  heartbeat?: { file: string; staleMs: number };
 }
 
 export interface SandboxResult {
@@ -117,6 +127,23 @@ export async function runInSandbox(opts: SandboxOptions): Promise<SandboxResult>
       failure = `KVM sandbox: deadline of ${Math.round(opts.timeoutMs / 1000)} s passed; killed QEMU`;
       child.kill('SIGKILL');
     }, opts.timeoutMs);
+    let stalled = false;
+    const beat = opts.heartbeat;
+    const beatTimer = beat && setInterval(() => {
+      if (bootSeconds < 0 || failure) return;
+      const upFor = performance.now() - started - bootSeconds * 1000;
+      let age: number;
+      try {
+        age = Date.now() - statSync(join(outDir, beat.file)).mtimeMs;
+      } catch {
+        age = upFor;
+      }
+      if (age > beat.staleMs && upFor > beat.staleMs) {
+        stalled = true;
+        failure = `KVM sandbox: its kernel stopped: ${beat.file} not refreshed for ${Math.round(age / 1000)} s; killed QEMU`;
+        child.kill('SIGKILL');
+      }
+    }, Math.min(5_000, Math.max(100, (beat?.staleMs ?? 0) / 2)));
     let pending = '';
     const onData = (chunk: Buffer): void => {
       if (opts.interactive) process.stdout.write(chunk);
@@ -142,15 +169,17 @@ export async function runInSandbox(opts: SandboxOptions): Promise<SandboxResult>
     child.stderr.on('data', (c: Buffer) => process.stderr.write(c));
     child.on('error', (e) => {
       clearTimeout(timer);
+      if (beatTimer) clearInterval(beatTimer);
       release();
       reject(new SandboxError(`KVM sandbox: cannot start ${qemu}: ${e.message}`));
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      if (beatTimer) clearInterval(beatTimer);
       release();
       const totalSeconds = (performance.now() - started) / 1000;
       const statusFile = join(outDir, 'status');
-      if (failure) return reject(new SandboxError(failure, outDir));
+      if (failure) return reject(new SandboxError(failure, outDir, stalled));
       if (bootSeconds < 0) return reject(new SandboxError(`KVM sandbox: the sandbox guest never came up (QEMU exit ${code ?? signal})`, outDir));
       if (!existsSync(statusFile)) return reject(new SandboxError(`KVM sandbox: the run inside ended without a status (QEMU exit ${code ?? signal})`, outDir));
       const status = Number(readFileSync(statusFile, 'utf8').trim());
