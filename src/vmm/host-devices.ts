@@ -4,7 +4,8 @@
  * library writes) into the serial RX FIFO, and injects Ctrl+Alt+Del.
  *
  * The pumps wait with Atomics.waitAsync on the serial's sequence words, so the main thread
- * is woken by the vCPU that wrote a byte, without polling and without a message per byte.
+ * is woken by the vCPU that wrote a byte, without polling and without a message per byte;
+ * flowing output is drained in batches (`OUTPUT_BATCH_MS`).
  */
 import { openSync, writeSync, closeSync, constants as fsc } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
@@ -49,6 +50,9 @@ export interface HostDeviceSet {
   /** Stops the pumps (stdin, serial output) and flushes pending output. */
   close(): Promise<void>;
 }
+
+/** How long the serial output pump lets bytes gather once output is flowing. */
+const OUTPUT_BATCH_MS = 2;
 
 /** Waits until slot changes from `value` (or `ms` passes); never blocks the event loop. */
 async function waitSlot(array: Int32Array, index: number, value: number, ms?: number): Promise<void> {
@@ -96,11 +100,18 @@ export function createHostDevices(opts: HostDeviceOptions): HostDeviceSet {
 
   let running = true;
   const out = serial.outputWaitSlot();
+  // Every THR write bumps and notifies OUT_SEQ. While output flows the pump sleeps
+  // OUTPUT_BATCH_MS between drains instead of waiting on the word, so a chatty guest wakes
+  // this thread a few hundred times a second, not once per byte (a notify with no waiter
+  // costs the vCPU nothing); a quiet console still wakes at its first byte. The 4 KiB ring
+  // holds far more than a guest can write in that time (one port I/O exit per byte).
   const pumpOut = (async () => {
     while (running) {
       const seq = Atomics.load(out.array, out.index);
-      emit(serial.drainOutput());
-      await waitSlot(out.array, out.index, seq, 200);
+      const bytes = serial.drainOutput();
+      emit(bytes);
+      if (bytes.length > 0) await new Promise((r) => setTimeout(r, OUTPUT_BATCH_MS));
+      else await waitSlot(out.array, out.index, seq, 200);
     }
     emit(serial.drainOutput());
   })();
