@@ -10,6 +10,7 @@
  *   the outcome, a deprecation warning, then "Total previous API call duration: N us." —
  *   written before the response bytes are.
  */
+import { existsSync, linkSync, rmSync, statSync } from 'node:fs';
 import { Server, Socket, createServer } from 'node:net';
 import { ApiLayerError } from '../errors.js';
 import { rustDebugStr } from '../config/serde.js';
@@ -68,6 +69,8 @@ const LATENCY_ACTIONS: Record<string, [string, 'pause_vm' | 'resume_vm' | 'load_
 /** The HTTP API server. */
 export class ApiServer {
   private server: Server | null = null;
+  /** The socket path when it was hard-linked into place (listen), and its inode. */
+  private linked: { path: string; ino: number } | null = null;
   private readonly conns = new Set<ApiConnection>();
   private work: Promise<void>;
   /** Set by close(): queued requests are dropped, not processed. */
@@ -84,22 +87,62 @@ export class ApiServer {
     this.work = opts.ready ? Promise.race([opts.ready, released]) : Promise.resolve();
   }
 
-  /** Binds the socket (never unlinking an existing file) and starts serving. */
-  listen(): Promise<void> {
-    const server = createServer({ allowHalfOpen: true }, (s) => this.accept(s));
+  /**
+   * Binds the socket (never unlinking an existing file) and starts serving. The socket file
+   * appears only once connections are accepted: Node binds, then listens, and a client that
+   * connects as soon as the file exists (what Firecracker's clients do) was refused in between
+   * (seen in CI, nested). So the server listens on a private name beside the path first and
+   * hard-links it into place (link(2) fails on an existing file, as bind does). Where that
+   * cannot be done (the private name too long for sun_path, a file system without links) it
+   * binds the path itself, with bind's own errors.
+   */
+  async listen(): Promise<void> {
+    const path = this.opts.socketPath;
+    const staging = `${path}.${process.pid}.bind`;
+    if (Buffer.byteLength(staging) <= SUN_PATH_MAX && !existsSync(path)) {
+      const server = this.newServer();
+      try {
+        await this.bind(server, staging);
+      } catch {
+        await closeServer(server);
+        return this.listenAt(path);
+      }
+      try {
+        linkSync(staging, path);
+      } catch (e) {
+        await closeServer(server);
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw socketInUse(path);
+        return this.listenAt(path);
+      } finally {
+        rmSync(staging, { force: true });
+      }
+      this.linked = { path, ino: statSync(path).ino };
+      this.server = server;
+      this.opts.controller.logger.info('API server started.', API);
+      return;
+    }
+    return this.listenAt(path);
+  }
+
+  /** Binds `path` itself (bind's own errors, in Firecracker's words). */
+  private async listenAt(path: string): Promise<void> {
+    const server = this.newServer();
     this.server = server;
+    await this.bind(server, path);
+    this.opts.controller.logger.info('API server started.', API);
+  }
+
+  private newServer(): Server {
+    return createServer({ allowHalfOpen: true }, (s) => this.accept(s));
+  }
+
+  private bind(server: Server, path: string): Promise<void> {
     return new Promise((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) => {
-        if (e.code === 'EADDRINUSE') {
-          reject(new ApiLayerError('API_SOCKET_IN_USE', `Failed to open the API socket at: ${this.opts.socketPath}. Check that it is not already used.`));
-        } else {
-          reject(new ApiLayerError('API_SOCKET_IN_USE', `Failed to bind and run the HTTP server: IO error: ${e.message}`, 400, { cause: e }));
-        }
+        if (e.code === 'EADDRINUSE') reject(socketInUse(this.opts.socketPath));
+        else reject(new ApiLayerError('API_SOCKET_IN_USE', `Failed to bind and run the HTTP server: IO error: ${e.message}`, 400, { cause: e }));
       });
-      server.listen(this.opts.socketPath, () => {
-        this.opts.controller.logger.info('API server started.', API);
-        resolve();
-      });
+      server.listen(path, () => resolve());
     });
   }
 
@@ -109,7 +152,14 @@ export class ApiServer {
     this.releaseGate();
     for (const c of this.conns) c.destroy();
     this.conns.clear();
-    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    await closeServer(this.server);
+    // Node unlinks the name it bound (the staging one, already gone); the linked name is ours
+    // to remove, unless another socket has replaced it since.
+    const linked = this.linked;
+    this.linked = null;
+    try {
+      if (linked && statSync(linked.path).ino === linked.ino) rmSync(linked.path, { force: true });
+    } catch { /* already gone */ }
     await this.work;
   }
 
@@ -197,4 +247,17 @@ export class ApiServer {
       this.opts.onFatal(f);
     }
   }
+}
+
+/** Longest sun_path a socket path may have (108 bytes with the terminating NUL). */
+const SUN_PATH_MAX = 107;
+
+/** Firecracker's text for an API socket path that is already taken. */
+function socketInUse(path: string): ApiLayerError {
+  return new ApiLayerError('API_SOCKET_IN_USE', `Failed to open the API socket at: ${path}. Check that it is not already used.`);
+}
+
+/** Stops `server` listening (no-op for none or a server that never listened). */
+function closeServer(server: Server | null): Promise<void> {
+  return new Promise<void>((r) => (server && server.listening ? server.close(() => r()) : r()));
 }

@@ -15,7 +15,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FirecrackerClient } from '../../src/api/client.js';
@@ -156,6 +157,42 @@ test('--seccomp-filter with a file that is no filter: exit 1 with the reason, no
     assert.match(out, /Error: SeccompFilter\(/);
     assert.not.ok(existsSync(sock), 'no API was served');
   }
+});
+
+test('API socket: its file appears only when it accepts, nothing is left beside it, close removes it but not a newer one', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-sock-'));
+  const socketPath = join(dir, 'api.sock');
+  const logger = new Logger();
+  logger.sink = () => undefined;
+  const newServer = (): ApiServer => new ApiServer({
+    socketPath, controller: new VmmController({ instanceId: 'sock', factory: new FakeBackend(), resources: new VmResources(), logger, metrics: createMetrics() }),
+  });
+  // A client that connects the moment the file exists, as Firecracker's clients do.
+  const firstSight = new Promise<string>((resolveSight) => {
+    const poll = (): void => {
+      if (!existsSync(socketPath)) { setImmediate(poll); return; }
+      const c = createConnection(socketPath);
+      c.on('connect', () => { c.destroy(); resolveSight('connected'); });
+      c.on('error', (e: NodeJS.ErrnoException) => resolveSight(e.code ?? 'error'));
+    };
+    poll();
+  });
+  const server = newServer();
+  await server.listen();
+  assert.is(await firstSight, 'connected');
+  assert.equal(readdirSync(dir), ['api.sock'], 'no staging name left');
+  await server.close();
+  assert.not.ok(existsSync(socketPath), 'removed at close');
+  // A socket that took the path after this one's listen is someone else's: close leaves it.
+  const first = newServer();
+  await first.listen();
+  rmSync(socketPath);
+  const second = newServer();
+  await second.listen();
+  await first.close();
+  assert.ok(existsSync(socketPath), "the newer server's socket stays");
+  await second.close();
+  assert.not.ok(existsSync(socketPath));
 });
 
 test('API gate: a request read before the VM runs is answered once it runs (GET / says Running)', async () => {
