@@ -81,7 +81,8 @@ const MASKED = ['/tmp/', '/run/', '/dev/shm/'];
  * vgif=0: the nested KVM does not use QEMU's emulated virtual GIF. With it (kvm-amd's default
  * where the CPU model offers VGIF, as `-cpu max` does), guests inside crashed with a triple
  * fault in 2 of 3 runs of the vsock and net tests and in 1 of 15 plain boots; with vgif=0 in
- * none of 4 runs (design.md §9).
+ * none of 4 such runs, 15 boots and two full tiers. Long streams (the bench's 1 GiB) still
+ * kill guests of both VMMs (design.md §9).
  */
 const KVM_AMD_PARAMS = process.env.KINDLING_SANDBOX_KVM_AMD ?? 'vgif=0';
 /** QEMU's accelerator and CPU count (KINDLING_SANDBOX_ACCEL, KINDLING_SANDBOX_SMP override). */
