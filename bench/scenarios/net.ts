@@ -28,7 +28,7 @@ import type { ResultsCollector, RunRecord } from '../results.js';
  * stream into 32 MiB connections back to back: Kindling's guest still died (triple fault) some
  * 160 s in and QEMU's run made no progress for 10 minutes, in both sandbox boots, so the stream
  * stays one connection. With kvm-amd at vgif=0 in the sandbox (which ended the KVM tier's
- * guest triple faults), 2 of 3 Kindling and both QEMU 1 GiB runs still died, and one QEMU run
+ * guest triple faults in the runs measured), 2 of 3 Kindling and both QEMU 1 GiB runs still died, and one QEMU run
  * wedged the sandbox (2026-12-07, --runs 2); one Kindling run finished: 5.1 MiB/s up, 38.9 down.
  */
 const STREAM_MIB = Number(process.env.KINDLING_BENCH_NET_MIB ?? 64);
