@@ -10,7 +10,7 @@
  *   the outcome, a deprecation warning, then "Total previous API call duration: N us." —
  *   written before the response bytes are.
  */
-import { existsSync, linkSync, rmSync, statSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
 import { Server, Socket, createServer } from 'node:net';
 import { ApiLayerError } from '../errors.js';
 import { rustDebugStr } from '../config/serde.js';
@@ -69,8 +69,8 @@ const LATENCY_ACTIONS: Record<string, [string, 'pause_vm' | 'resume_vm' | 'load_
 /** The HTTP API server. */
 export class ApiServer {
   private server: Server | null = null;
-  /** The socket path when it was hard-linked into place (listen), and its inode. */
-  private linked: { path: string; ino: number } | null = null;
+  /** The socket path when it was renamed into place (listen), and its inode. */
+  private placed: { path: string; ino: number } | null = null;
   private readonly conns = new Set<ApiConnection>();
   private work: Promise<void>;
   /** Set by close(): queued requests are dropped, not processed. */
@@ -92,8 +92,9 @@ export class ApiServer {
    * appears only once connections are accepted: Node binds, then listens, and a client that
    * connects as soon as the file exists (what Firecracker's clients do) was refused in between
    * (seen in CI, nested). So the server listens on a private name beside the path first and
-   * hard-links it into place (link(2) fails on an existing file, as bind does). Where that
-   * cannot be done (the private name too long for sun_path, a file system without links) it
+   * renames it into place, refusing an existing path as bind does (checked just before: the
+   * window in which another process could create the path is that of a stat and a rename).
+   * Where that cannot be done (the private name too long for sun_path, a failed rename) it
    * binds the path itself, with bind's own errors.
    */
   async listen(): Promise<void> {
@@ -107,16 +108,20 @@ export class ApiServer {
         await closeServer(server);
         return this.listenAt(path);
       }
-      try {
-        linkSync(staging, path);
-      } catch (e) {
+      // Checked again just before the rename, which would replace a file (rename(2) has no
+      // no-replace flag Node can pass, and the seccomp filter allows rename, not link).
+      if (existsSync(path)) {
         await closeServer(server);
-        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw socketInUse(path);
-        return this.listenAt(path);
-      } finally {
-        rmSync(staging, { force: true });
+        throw socketInUse(path);
       }
-      this.linked = { path, ino: statSync(path).ino };
+      try {
+        renameSync(staging, path);
+      } catch {
+        rmSync(staging, { force: true });
+        await closeServer(server);
+        return this.listenAt(path);
+      }
+      this.placed = { path, ino: statSync(path).ino };
       this.server = server;
       this.opts.controller.logger.info('API server started.', API);
       return;
@@ -153,12 +158,12 @@ export class ApiServer {
     for (const c of this.conns) c.destroy();
     this.conns.clear();
     await closeServer(this.server);
-    // Node unlinks the name it bound (the staging one, already gone); the linked name is ours
-    // to remove, unless another socket has replaced it since.
-    const linked = this.linked;
-    this.linked = null;
+    // Node unlinks the name it bound (the staging one, gone since the rename); the path is
+    // ours to remove, unless another socket has replaced it since.
+    const placed = this.placed;
+    this.placed = null;
     try {
-      if (linked && statSync(linked.path).ino === linked.ino) rmSync(linked.path, { force: true });
+      if (placed && statSync(placed.path).ino === placed.ino) rmSync(placed.path, { force: true });
     } catch { /* already gone */ }
     await this.work;
   }
