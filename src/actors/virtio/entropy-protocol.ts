@@ -4,8 +4,7 @@
  * KVM_IOEVENTFD), the control doorbell, and the rate limiter's timer as the poll timeout.
  */
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
-import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
-import type { SnapshotControl, VirtioRestore, VirtioPciDoorbells } from './virtio-actor.js';
+import type { SingleQueueWorkerInit, SnapshotControl, VirtioPciDoorbells } from './virtio-actor.js';
 
 /** What a vCPU worker needs to serve the entropy device's registers. */
 export interface VirtioEntropyManifest {
@@ -23,19 +22,10 @@ export interface VirtioEntropyManifest {
 }
 
 /** workerData of the entropy device worker. */
-export interface EntropyWorkerInit {
+export interface EntropyWorkerInit extends SingleQueueWorkerInit {
   /** PUT /entropy rate_limiter (an empty object: unlimited). */
   rateLimiter: RateLimiterConfig;
-  state: SharedArrayBuffer;
   metrics: SharedArrayBuffer;
-  memory: GuestMemoryDescriptor;
-  ctlFd: number;
-  queueFd: number;
-  irqFd: number;
-  /** virtio-pci (--enable-pci): the PCI state and MSI-X vector doorbells; null on virtio-mmio. */
-  pci: VirtioPciDoorbells | null;
-  /** Set when the device comes back from a snapshot (its transport state is already restored). */
-  restore: VirtioRestore | null;
 }
 
 /** What main may ask of the entropy worker (control-channel.ts). */

@@ -8,7 +8,7 @@
 import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import type { RamBacking } from '../../memory/discard.js';
 import type { MemStatus } from '../../devices/virtio/mem/device.js';
-import type { SnapshotControl, VirtioRestore, VirtioPciDoorbells } from './virtio-actor.js';
+import type { SingleQueueWorkerInit, SnapshotControl, VirtioPciDoorbells } from './virtio-actor.js';
 
 /** What a vCPU worker needs to serve the virtio-mem device's registers. */
 export interface VirtioMemManifest {
@@ -32,7 +32,7 @@ export interface MemSlotPiece {
 }
 
 /** workerData of the virtio-mem device worker. */
-export interface MemWorkerInit {
+export interface MemWorkerInit extends SingleQueueWorkerInit {
   vmFd: number;
   /** KVM memory slot flags for the pieces (KVM_MEM_LOG_DIRTY_PAGES with track_dirty_pages). */
   slotFlags: number;
@@ -40,16 +40,10 @@ export interface MemWorkerInit {
   slots: MemSlotPiece[][];
   slotSize: number;
   config: SharedArrayBuffer;
-  state: SharedArrayBuffer;
   metrics: SharedArrayBuffer;
   /** Guest memory, with the hotplug guard whose bytes the device writes. */
   memory: GuestMemoryDescriptor;
   backing: RamBacking;
-  ctlFd: number;
-  queueFd: number;
-  irqFd: number;
-  pci: VirtioPciDoorbells | null;
-  restore: VirtioRestore | null;
 }
 
 /** What main may ask of the virtio-mem worker (control-channel.ts). */

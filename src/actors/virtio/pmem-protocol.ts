@@ -6,8 +6,7 @@
  * limiter's timer.
  */
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
-import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
-import type { SnapshotControl, VirtioRestore, VirtioPciDoorbells } from './virtio-actor.js';
+import type { SingleQueueWorkerInit, SnapshotControl, VirtioPciDoorbells } from './virtio-actor.js';
 
 /** What a vCPU worker needs to serve a pmem device's registers. */
 export interface VirtioPmemManifest {
@@ -26,7 +25,7 @@ export interface VirtioPmemManifest {
 }
 
 /** workerData of a pmem device worker. */
-export interface PmemWorkerInit {
+export interface PmemWorkerInit extends SingleQueueWorkerInit {
   id: string;
   /** Host address and file length of the mapping FLUSH writes back. */
   mapAddr: bigint;
@@ -34,14 +33,7 @@ export interface PmemWorkerInit {
   start: number;
   size: number;
   rateLimiter: RateLimiterConfig;
-  state: SharedArrayBuffer;
   metrics: SharedArrayBuffer;
-  memory: GuestMemoryDescriptor;
-  ctlFd: number;
-  queueFd: number;
-  irqFd: number;
-  pci: VirtioPciDoorbells | null;
-  restore: VirtioRestore | null;
 }
 
 /** What main may ask of a pmem worker (control-channel.ts). */

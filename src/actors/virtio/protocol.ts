@@ -10,10 +10,9 @@
  * transport state (src/devices/virtio/mmio-state.ts). The worker sleeps in poll() when idle
  * (no busy polling) and serves control calls (BlockControl) only after the ctl eventfd fired.
  */
-import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import type { CacheType, FileEngineType } from '../../devices/virtio/block/device.js';
 import type { RateLimiterConfig } from '../../devices/rate-limiter/rate-limiter.js';
-import type { SnapshotControl, VirtioRestore, VirtioPciDoorbells } from './virtio-actor.js';
+import type { SingleQueueWorkerInit, SnapshotControl, VirtioPciDoorbells } from './virtio-actor.js';
 
 /** What a vCPU worker needs to serve a block device's registers. */
 export interface VirtioBlockManifest {
@@ -36,7 +35,7 @@ export interface VirtioBlockManifest {
 }
 
 /** workerData of a block device worker. */
-export interface BlockWorkerInit {
+export interface BlockWorkerInit extends SingleQueueWorkerInit {
   driveId: string;
   /** The opened backing file (fds are process-wide). */
   fileFd: number;
@@ -46,17 +45,8 @@ export interface BlockWorkerInit {
   ioEngine: FileEngineType;
   diskSizeBytes: number;
   rateLimiter: RateLimiterConfig;
-  state: SharedArrayBuffer;
   config: SharedArrayBuffer;
   metrics: SharedArrayBuffer;
-  memory: GuestMemoryDescriptor;
-  ctlFd: number;
-  queueFd: number;
-  irqFd: number;
-  /** virtio-pci (--enable-pci): the PCI state and MSI-X vector doorbells; null on virtio-mmio. */
-  pci: VirtioPciDoorbells | null;
-  /** Set when the device comes back from a snapshot (its transport state is already restored). */
-  restore: VirtioRestore | null;
 }
 
 /**

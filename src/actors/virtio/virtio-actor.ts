@@ -14,6 +14,7 @@ import { startActor, type ActorKind } from '../actor-pool.js';
 import { connectControl, type ControlClient } from '../control-channel.js';
 import type { KindlingError } from '../../errors.js';
 import type { VmFd } from '../../kvm/kvm.js';
+import type { GuestMemoryDescriptor } from '../../memory/guest-memory.js';
 import { EventFd } from '../../kvm/eventfd.js';
 import { VIRTIO_MMIO_QUEUE_NOTIFY } from '../../devices/virtio/constants.js';
 import { MmioState } from '../../devices/virtio/mmio-state.js';
@@ -68,6 +69,21 @@ export interface VirtioDeviceSnapshot {
 /** What a device worker is spawned with when it comes back from a snapshot. */
 export interface VirtioRestore {
   queues: QueueIndices[] | null;
+}
+
+/** workerData every one-queue device worker has (block; entropy, pmem and virtio-mem, which run single-queue-loop.ts). */
+export interface SingleQueueWorkerInit {
+  /** Transport state (MmioState). */
+  state: SharedArrayBuffer;
+  memory: GuestMemoryDescriptor;
+  ctlFd: number;
+  /** The request queue's doorbell. */
+  queueFd: number;
+  irqFd: number;
+  /** virtio-pci (--enable-pci): the PCI state and MSI-X vector doorbells; null on virtio-mmio. */
+  pci: VirtioPciDoorbells | null;
+  /** Set when the device comes back from a snapshot (its transport state is already restored). */
+  restore: VirtioRestore | null;
 }
 
 /** Control calls every device worker serves for snapshots (WorkerLifecycle.quiesce/release). */

@@ -12,7 +12,7 @@ import type { VirtioDevice, VirtioInterrupt } from '../../devices/virtio/device.
 import type { QueueIndices } from '../../devices/virtio/queue.js';
 
 /** A device model as the worker activates it. */
-interface Activatable extends Pick<VirtioDevice, 'activate' | 'activeQueues' | 'prepareSave'> {
+export interface Activatable extends Pick<VirtioDevice, 'activate' | 'activeQueues' | 'prepareSave'> {
   readonly isActive: boolean;
 }
 

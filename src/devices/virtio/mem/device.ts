@@ -27,9 +27,10 @@
 import { VirtioActivateError, VirtioMemError, VirtqueueError } from '../../../errors.js';
 import type { GuestMemory } from '../../../memory/guest-memory.js';
 import { hasFeature } from '../constants.js';
-import { VIRTIO_INTERRUPT, activateQueues, signalUsed, type VirtioActivation, type VirtioDevice, type VirtioDeviceDescription, type VirtioInterrupt } from '../device.js';
-import type { DescriptorChain, Queue } from '../queue.js';
-import { MEM_NUM_QUEUES, MEM_QUEUE, MemConfig, VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE, memDescription } from './config.js';
+import { VIRTIO_INTERRUPT, signalUsed, type VirtioActivation, type VirtioDeviceDescription, type VirtioInterrupt } from '../device.js';
+import type { DescriptorChain } from '../queue.js';
+import { SingleQueueDevice, type ActiveQueue } from '../single-queue.js';
+import { MEM_QUEUE, MemConfig, VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE, memDescription } from './config.js';
 import { MemMetrics, type MemCounter, type MemLatencyMetric } from './metrics.js';
 import {
   VIRTIO_MEM_REQ_SIZE, VIRTIO_MEM_RESP_ACK, VIRTIO_MEM_RESP_ERROR, VIRTIO_MEM_RESP_SIZE, VIRTIO_MEM_STATE_MIXED, VIRTIO_MEM_STATE_PLUGGED,
@@ -66,19 +67,12 @@ export interface MemStatus {
   requestedSize: number;
 }
 
-interface Active {
-  interrupt: VirtioInterrupt;
-  mem: GuestMemory;
-  queue: Queue;
-  broken: boolean;
-}
-
 /** The state of a range of blocks (Firecracker `BlockRangeState`). */
 type RangeState = typeof VIRTIO_MEM_STATE_PLUGGED | typeof VIRTIO_MEM_STATE_UNPLUGGED | typeof VIRTIO_MEM_STATE_MIXED;
 
-export class VirtioMemDevice implements VirtioDevice {
-  readonly description: VirtioDeviceDescription;
-  readonly metrics: MemMetrics;
+export class VirtioMemDevice extends SingleQueueDevice {
+  override readonly description: VirtioDeviceDescription;
+  override readonly metrics: MemMetrics;
   readonly config: MemConfig;
   private readonly slotSize: number;
   private readonly plugged: Uint8Array;
@@ -86,9 +80,10 @@ export class VirtioMemDevice implements VirtioDevice {
   private readonly now: () => number;
   /** Which slots are mapped in KVM now. */
   private readonly mapped: boolean[];
-  private active: Active | undefined;
 
   constructor(o: MemDeviceOptions) {
+    // Resettable: §5.15.5.2, a reset leaves every block as it is.
+    super('virtio-mem', true);
     this.config = o.config;
     this.slotSize = o.slotSize;
     this.plugged = o.plugged;
@@ -100,40 +95,20 @@ export class VirtioMemDevice implements VirtioDevice {
     this.mapped = Array.from({ length: Math.ceil(c.regionSize / o.slotSize) }, (_, i) => this.slotState(i) !== VIRTIO_MEM_STATE_UNPLUGGED);
   }
 
-  get isActive(): boolean {
-    return this.active !== undefined;
-  }
-
   /**
    * Takes the queue; refuses a driver that did not ack VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE
    * (Firecracker: RequiredFeatureNotAcked), as such a driver may read unplugged memory.
    */
-  activate(mem: GuestMemory, interrupt: VirtioInterrupt, activation: VirtioActivation): VirtioActivateError | undefined {
+  override activate(mem: GuestMemory, interrupt: VirtioInterrupt, activation: VirtioActivation): VirtioActivateError | undefined {
     if (!hasFeature(activation.ackedFeatures, VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE)) {
       this.metrics.inc('activate_fails');
       interrupt.needsReset();
       return new VirtioActivateError('virtio-mem: VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE feature not acknowledged by guest');
     }
-    const queues = activateQueues(mem, interrupt, activation, MEM_NUM_QUEUES, 'virtio-mem');
-    if (queues instanceof VirtioActivateError) {
-      this.metrics.inc('activate_fails');
-      return queues;
-    }
-    this.active = { interrupt, mem, queue: queues[MEM_QUEUE]!, broken: false };
-    return undefined;
+    return super.activate(mem, interrupt, activation);
   }
 
-  activeQueues(): readonly Queue[] {
-    return this.active ? [this.active.queue] : [];
-  }
-
-  /** §5.15.5.2: a reset leaves every block as it is. */
-  reset(): boolean {
-    this.active = undefined;
-    return true;
-  }
-
-  onQueueNotify(queue: number): void {
+  override onQueueNotify(queue: number): void {
     if (queue === MEM_QUEUE) this.processQueue();
   }
 
@@ -187,7 +162,7 @@ export class VirtioMemDevice implements VirtioDevice {
   }
 
   /** One chain: parse, handle, write the response; true when it went to the used ring. */
-  private serve(a: Active, chain: DescriptorChain): boolean {
+  private serve(a: ActiveQueue, chain: DescriptorChain): boolean {
     const [reqDesc, respDesc] = chain.descriptors;
     const reqBytes = reqDesc && !reqDesc.writable && reqDesc.len >= VIRTIO_MEM_REQ_SIZE ? a.mem.slice(reqDesc.addr, VIRTIO_MEM_REQ_SIZE) : undefined;
     const respView = respDesc && respDesc.writable && respDesc.len >= VIRTIO_MEM_RESP_SIZE ? a.mem.slice(respDesc.addr, VIRTIO_MEM_RESP_SIZE) : undefined;

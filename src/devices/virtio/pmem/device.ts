@@ -18,12 +18,13 @@
  *   type, no status buffer, a buffer outside RAM) is used with length 0 and counted
  *   `event_fails`. Nothing the guest sends makes the model throw.
  */
-import { VirtioActivateError, VirtqueueError } from '../../../errors.js';
+import { VirtqueueError } from '../../../errors.js';
 import type { GuestMemory } from '../../../memory/guest-memory.js';
-import { RateLimiter, TOKEN_TYPE } from '../../rate-limiter/rate-limiter.js';
+import type { RateLimiter } from '../../rate-limiter/rate-limiter.js';
 import { VIRTIO_ID_PMEM } from '../constants.js';
-import { ByteConfigSpace, activateQueues, signalUsed, type VirtioActivation, type VirtioDevice, type VirtioDeviceDescription, type VirtioInterrupt } from '../device.js';
-import type { DescriptorChain, Queue } from '../queue.js';
+import { ByteConfigSpace, signalUsed, type VirtioDeviceDescription } from '../device.js';
+import type { DescriptorChain } from '../queue.js';
+import { RateLimitedQueueDevice } from '../single-queue.js';
 import { PmemMetrics } from './metrics.js';
 
 /** Firecracker PMEM_NUM_QUEUES / PMEM_QUEUE_SIZE; the request queue's index. */
@@ -72,86 +73,38 @@ export interface PmemDeviceOptions {
   metrics?: PmemMetrics;
 }
 
-interface Active {
-  interrupt: VirtioInterrupt;
-  mem: GuestMemory;
-  queue: Queue;
-  broken: boolean;
-}
-
-export class PmemDevice implements VirtioDevice {
-  readonly description: VirtioDeviceDescription;
-  readonly metrics: PmemMetrics;
-  readonly rateLimiter: RateLimiter;
+export class PmemDevice extends RateLimitedQueueDevice {
+  override readonly description: VirtioDeviceDescription;
+  override readonly metrics: PmemMetrics;
   private readonly fileLen: number;
   private readonly flush: PmemFlush;
-  private active: Active | undefined;
-  /** Requests wait in the ring for the limiter's budget. */
-  private throttled = false;
 
   constructor(o: PmemDeviceOptions) {
+    // Resettable: `reset()` drops the activation; the mapping stays (the guest may still hold
+    // pages of it).
+    super('virtio-pmem', true, o.rateLimiter);
     this.metrics = o.metrics ?? new PmemMetrics();
-    this.rateLimiter = o.rateLimiter ?? new RateLimiter();
     this.fileLen = o.fileLen;
     this.flush = o.flush;
     this.description = pmemDescription(o.start, o.size, () => this.metrics.inc('cfg_fails'));
   }
 
-  get isActive(): boolean {
-    return this.active !== undefined;
-  }
-
-  activate(mem: GuestMemory, interrupt: VirtioInterrupt, activation: VirtioActivation): VirtioActivateError | undefined {
-    const queues = activateQueues(mem, interrupt, activation, PMEM_NUM_QUEUES, 'virtio-pmem');
-    if (queues instanceof VirtioActivateError) {
-      this.metrics.inc('activate_fails');
-      return queues;
-    }
-    this.active = { interrupt, mem, queue: queues[PMEM_QUEUE]!, broken: false };
-    return undefined;
-  }
-
-  activeQueues(): readonly Queue[] {
-    return this.active ? [this.active.queue] : [];
-  }
-
-  /** Drops the activation; the mapping stays (the guest may still hold pages of it). */
-  reset(): boolean {
-    this.active = undefined;
-    this.throttled = false;
-    return true;
-  }
-
-  onQueueNotify(queue: number): void {
+  override onQueueNotify(queue: number): void {
     if (queue !== PMEM_QUEUE) return;
     this.metrics.inc('queue_event_count');
     if (this.rateLimiter.isBlocked()) return;
     this.processQueue();
   }
 
-  /** The limiter's timer is due: serve what waited (Firecracker `process_rate_limiter_event`). */
-  onRateLimiterTimer(): void {
-    const due = this.rateLimiter.timerFired() || (this.throttled && !this.rateLimiter.isBlocked());
-    if (!due) return;
-    this.metrics.inc('rate_limiter_event_count');
-    this.processQueue();
-  }
-
-  /** Milliseconds until `onRateLimiterTimer()` is due; 0 when nothing waits. */
-  retryAfterMs(): number {
-    const ms = this.rateLimiter.retryAfterMs();
-    return this.throttled ? Math.max(ms, 1) : ms;
-  }
-
   /** Serves every posted request with at most one flush (Firecracker `handle_queue`). */
-  processQueue(): void {
+  override processQueue(): void {
     const a = this.active;
     if (!a || a.broken) return;
     const q = a.queue;
     // An empty ring costs nothing; otherwise the run's budget is taken before its first chain.
     let chain = q.pop();
     if (chain === null) return;
-    if (!this.takeBudget()) {
+    if (!this.takeBudget(this.fileLen)) {
       // A broken ring returns the same error from every pop: nothing to give back.
       if (!(chain instanceof VirtqueueError && q.broken)) q.undoPop();
       this.metrics.inc('rate_limiter_throttled_events');
@@ -200,13 +153,5 @@ export class PmemDevice implements VirtioDevice {
     if (!status || !status.writable || status.len !== PMEM_RESP_SIZE) return undefined;
     const view = mem.slice(status.addr, PMEM_RESP_SIZE);
     return view instanceof Uint8Array ? view : undefined;
-  }
-
-  /** One op and the file's length, both or neither. */
-  private takeBudget(): boolean {
-    if (!this.rateLimiter.consume(1, TOKEN_TYPE.OPS)) return false;
-    if (this.rateLimiter.consume(this.fileLen, TOKEN_TYPE.BYTES)) return true;
-    this.rateLimiter.manualReplenish(1, TOKEN_TYPE.OPS);
-    return false;
   }
 }

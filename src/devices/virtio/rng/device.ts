@@ -19,15 +19,13 @@
  *   `entropy_event_fails`. Nothing the guest writes makes the model throw.
  */
 import { randomFillSync } from 'node:crypto';
-import { VirtioActivateError, VirtqueueError } from '../../../errors.js';
-import type { GuestMemory } from '../../../memory/guest-memory.js';
-import { RateLimiter, TOKEN_TYPE } from '../../rate-limiter/rate-limiter.js';
+import { VirtqueueError } from '../../../errors.js';
+import { type RateLimiter, TOKEN_TYPE } from '../../rate-limiter/rate-limiter.js';
 import { VIRTIO_F_VERSION_1, VIRTIO_ID_RNG, featureBit } from '../constants.js';
-import {
-  ByteConfigSpace, activateQueues, signalUsed, type VirtioActivation, type VirtioDevice, type VirtioDeviceDescription, type VirtioInterrupt,
-} from '../device.js';
+import { ByteConfigSpace, signalUsed, type VirtioDeviceDescription } from '../device.js';
 import { chainViews } from '../iovec.js';
 import type { DescriptorChain, Queue } from '../queue.js';
+import { RateLimitedQueueDevice, type ActiveQueue } from '../single-queue.js';
 import { EntropyMetrics } from './metrics.js';
 
 /** Firecracker RNG_NUM_QUEUES. */
@@ -59,56 +57,20 @@ export interface EntropyDeviceOptions {
   fill?: RandomFill;
 }
 
-interface Active {
-  interrupt: VirtioInterrupt;
-  mem: GuestMemory;
-  queue: Queue;
-  broken: boolean;
-}
-
-export class EntropyDevice implements VirtioDevice {
-  readonly description: VirtioDeviceDescription = entropyDescription();
-  readonly metrics: EntropyMetrics;
-  readonly rateLimiter: RateLimiter;
+export class EntropyDevice extends RateLimitedQueueDevice {
+  override readonly description: VirtioDeviceDescription = entropyDescription();
+  override readonly metrics: EntropyMetrics;
   private readonly fill: RandomFill;
-  private active: Active | undefined;
-  /** A request waits in the ring for the limiter's budget. */
-  private throttled = false;
 
   constructor(options: EntropyDeviceOptions = {}) {
+    // Not resettable: `reset()` drops the activation and returns false, as Firecracker's
+    // entropy device cannot be reset.
+    super('virtio-rng', false, options.rateLimiter);
     this.metrics = options.metrics ?? new EntropyMetrics();
-    this.rateLimiter = options.rateLimiter ?? new RateLimiter();
     this.fill = options.fill ?? ((v) => void randomFillSync(v));
   }
 
-  /** True between a successful `activate` and `reset`. */
-  get isActive(): boolean {
-    return this.active !== undefined;
-  }
-
-  /** Takes guest memory, the interrupt channel and the queue; on failure counts `activate_fails`. */
-  activate(mem: GuestMemory, interrupt: VirtioInterrupt, activation: VirtioActivation): VirtioActivateError | undefined {
-    const queues = activateQueues(mem, interrupt, activation, ENTROPY_NUM_QUEUES, 'virtio-rng');
-    if (queues instanceof VirtioActivateError) {
-      this.metrics.inc('activate_fails');
-      return queues;
-    }
-    this.active = { interrupt, mem, queue: queues[ENTROPY_QUEUE]!, broken: false };
-    return undefined;
-  }
-
-  activeQueues(): readonly Queue[] {
-    return this.active ? [this.active.queue] : [];
-  }
-
-  /** Drops the activation. Returns false: Firecracker's entropy device cannot be reset. */
-  reset(): boolean {
-    this.active = undefined;
-    this.throttled = false;
-    return false;
-  }
-
-  onQueueNotify(queue: number): void {
+  override onQueueNotify(queue: number): void {
     if (queue === ENTROPY_QUEUE) this.onRequestQueueNotify();
   }
 
@@ -125,25 +87,8 @@ export class EntropyDevice implements VirtioDevice {
     this.processQueue();
   }
 
-  /** The limiter's timer is due (Firecracker `process_rate_limiter_event`): serve what waited. */
-  onRateLimiterTimer(): void {
-    const due = this.rateLimiter.timerFired() || (this.throttled && !this.rateLimiter.isBlocked());
-    if (!due) return;
-    this.metrics.inc('rate_limiter_event_count');
-    this.processQueue();
-  }
-
-  /**
-   * Milliseconds until `onRateLimiterTimer()` is due; 0 when nothing waits. While a request
-   * waits it is at least 1, even when the block has just expired, so the worker comes back.
-   */
-  retryAfterMs(): number {
-    const ms = this.rateLimiter.retryAfterMs();
-    return this.throttled ? Math.max(ms, 1) : ms;
-  }
-
   /** Serves every posted request the limiter allows (Firecracker `process_entropy_queue`). */
-  processQueue(): void {
+  override processQueue(): void {
     const a = this.usable();
     if (!a) return;
     this.throttled = false;
@@ -185,14 +130,6 @@ export class EntropyDevice implements VirtioDevice {
     if (used) signalUsed(q, a.interrupt);
   }
 
-  /** One op and `bytes` bytes, both or neither (Firecracker `rate_limit_request`). */
-  private takeBudget(bytes: number): boolean {
-    if (!this.rateLimiter.consume(1, TOKEN_TYPE.OPS)) return false;
-    if (this.rateLimiter.consume(bytes, TOKEN_TYPE.BYTES)) return true;
-    this.rateLimiter.manualReplenish(1, TOKEN_TYPE.OPS);
-    return false;
-  }
-
   /** Writes `len` random bytes into the leading views; 0 when the host's randomness failed. */
   private fillChain(views: readonly Uint8Array[], len: number): number {
     let left = len;
@@ -223,13 +160,13 @@ export class EntropyDevice implements VirtioDevice {
     this.metrics.inc('entropy_event_fails');
   }
 
-  private usable(): Active | undefined {
+  private usable(): ActiveQueue | undefined {
     const a = this.active;
     return a && !a.broken ? a : undefined;
   }
 
   /** The ring is broken (avail.idx ran ahead): stop and ask the driver for a reset. */
-  private fail(a: Active): void {
+  private fail(a: ActiveQueue): void {
     a.broken = true;
     this.metrics.inc('entropy_event_fails');
     a.interrupt.needsReset();
