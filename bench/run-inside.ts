@@ -24,7 +24,7 @@ import { defineBlockMetrics, defineBlockTransportMetrics, runBlock, runBlockTran
 import { defineNetMetrics, runNet } from './scenarios/net.js';
 import { defineVsockMetrics, runVsock } from './scenarios/vsock.js';
 import { defineFsMetrics, runFs } from './scenarios/fs.js';
-import { defineSnapshotMetrics, runSnapshot, snapshotTargets } from './scenarios/snapshot.js';
+import { defineCloneMetrics, defineSnapshotMetrics, runSnapshot, runSnapshotClones, snapshotTargets } from './scenarios/snapshot.js';
 import { defineDensityMetrics, runDensity } from './scenarios/density.js';
 import { inPlace, stage, type Runtime } from './stage.js';
 import { fixturePath, fixturesDir } from '../scripts/fixtures.mjs';
@@ -49,7 +49,7 @@ function parseArgs(argv: readonly string[]): Options {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const out = get('out');
-  if (!out) throw new Error('usage: run-inside.js --out <results.json> [--runs N] [--only startup,mini,mini2,debian,block,pci,fs,net,vsock,snapshot,density]');
+  if (!out) throw new Error('usage: run-inside.js --out <results.json> [--runs N] [--only startup,mini,mini2,debian,block,pci,fs,net,vsock,snapshot,clones,density]');
   const only = get('only');
   return { out: resolve(out), runs: Number(get('runs') ?? 5), only: only ? new Set(only.split(',')) : undefined };
 }
@@ -68,7 +68,7 @@ function gitCommit(): string {
 }
 
 /** Guest fixtures the scenarios boot. */
-const FIXTURES = ['bzImage-6.1-mini', 'vmlinuz', 'guest-initrd.cpio.gz', 'guest-vsock-initrd.cpio.gz'];
+const FIXTURES = ['bzImage-6.1-mini', 'vmlinuz', 'guest-initrd.cpio.gz', 'guest-vsock-initrd.cpio.gz', 'guest-net-initrd.cpio.gz'];
 
 /** In the sandbox: stage onto tmpfs (bench/stage.ts); natively: use things where they are. */
 function runtimeFor(sandbox: boolean, qemu: string, fixtures: string): Runtime {
@@ -107,6 +107,7 @@ async function main(): Promise<void> {
   if (want('vsock')) defineVsockMetrics(c);
   if (want('fs')) defineFsMetrics(c);
   if (want('snapshot')) defineSnapshotMetrics(c);
+  if (want('clones')) defineCloneMetrics(c);
   if (want('density')) defineDensityMetrics(c);
 
   try {
@@ -117,13 +118,14 @@ async function main(): Promise<void> {
     if (want('debian')) await runBootVariant(c, debian, ctx(420_000), opts.runs, 0, log);
     if (want('block')) await runBlock(c, base, ctx(420_000), opts.runs, log);
     if (want('pci')) await runBlockTransports(c, debian.spec, ctx(420_000), opts.runs, log);
-    if (want('net')) await runNet(c, base, ctx(900_000), opts.runs, log);
+    if (want('net')) await runNet(c, base, fx('guest-net-initrd.cpio.gz'), ctx(900_000), opts.runs, log);
     if (want('fs')) await runFs(c, debian.spec, ctx(900_000), opts.runs, log);
     if (want('vsock')) await runVsock(c, base, fx('guest-vsock-initrd.cpio.gz'), ctx(900_000), opts.runs, log);
     if (want('snapshot')) {
       await runSnapshot(c, base, ctx(600_000), opts.runs, log);
       for (const line of snapshotTargets({ metrics: c.metrics() })) log(`snapshot target ${line.slice(2)}`);
     }
+    if (want('clones')) await runSnapshotClones(c, debian.spec, ctx(600_000), log);
     // Ten nested guests booting at once on the sandbox's 2 vCPUs take minutes: 15 per side.
     if (want('density')) await runDensity(c, base, ctx(900_000), opts.runs, log);
   } finally {

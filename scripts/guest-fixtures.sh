@@ -9,6 +9,7 @@
 #     guest-vsock-initrd.cpio.gz  the same, plus a second archive with Debian's socat and its
 #                            shared libraries (the vsock tests' and bench's guest tool; apart,
 #                            so the other guests do not unpack 4 MB more at every boot)
+#     guest-net-initrd.cpio.gz    the same, with Debian's iperf3 instead (the net bench)
 #     rootfs.ext4            the same tree as an ext4 image (mke2fs -d, no loop mount)
 #     sandbox-initrd.cpio.gz busybox + scripts/sandbox/init + kvm-amd/9p modules, loop and
 #                            dm-mod for the disk fault tests (test/helpers/disk-faults.ts), and
@@ -46,9 +47,11 @@ kver=$(apt-cache policy "$kpkg" | sed -n 's/^ *Candidate: //p')
 bbver=$(dpkg-query -W -f '${Version}' busybox-static 2>/dev/null || echo unknown)
 scver=$(apt-cache policy socat | sed -n 's/^ *Candidate: //p')
 [ -n "$scver" ] || die "cannot resolve socat (run apt-get update as root)"
+ipver=$(apt-cache policy iperf3 | sed -n 's/^ *Candidate: //p')
+[ -n "$ipver" ] || die "cannot resolve iperf3 (run apt-get update as root)"
 recipe=$(cat "$0" "$repo/scripts/guest/init" "$repo/scripts/guest/inittab" "$repo/scripts/sandbox/init" \
   | sha256sum | cut -c1-12)
-key="${kpkg#linux-image-}_${kver}_bb${bbver//[:+~]/_}_socat${scver//[:+~]/_}_${recipe}"
+key="${kpkg#linux-image-}_${kver}_bb${bbver//[:+~]/_}_socat${scver//[:+~]/_}_iperf${ipver//[:+~]/_}_${recipe}"
 out="$cache/guest/$key"
 shared_ok() { [ -f "$shared/SHA256SUMS" ] && (cd "$shared" && grep " $1\$" SHA256SUMS | sha256sum -c --quiet - >/dev/null 2>&1); }
 if [ -f "$out/.complete" ]; then
@@ -107,28 +110,31 @@ make_tree() {
   ln -s ../init "$root/sbin/init"
 }
 
-# Debian's socat (VSOCK-LISTEN / VSOCK-CONNECT, as Firecracker's docs/vsock.md uses it) in an
-# image tree. It is dynamically linked: its package and its dependency closure are unpacked
-# side by side, libc6's own loader lists the shared objects socat really loads, and only those
-# go in (/lib/x86_64-linux-gnu by soname, the loader at socat's PT_INTERP /lib64/...).
-add_socat() {
-  local root=$1 debs="$cache/debs/socat-${scver//[:+~]/_}" tree="$work/socat" pkgs
+# A Debian program in an image tree: socat (VSOCK-LISTEN / VSOCK-CONNECT, as Firecracker's
+# docs/vsock.md uses it) and iperf3 (the net bench). Each is dynamically linked: its package
+# and its dependency closure are unpacked side by side, libc6's own loader lists the shared
+# objects the program really loads, and only those go in (/lib/x86_64-linux-gnu by soname,
+# the loader at the program's PT_INTERP /lib64/...).
+add_program() { # root package version binary-in-package
+  local root=$1 pkg=$2 ver=$3 bin=$4 debs="$cache/debs/$2-${3//[:+~]/_}" tree="$work/$2" pkgs
   if [ ! -f "$debs/.complete" ]; then
     rm -rf "$debs" && mkdir -p "$debs"
+    # The closure includes maintainer-script helpers (debconf, adduser, ...): unpacked, never
+    # run; only the shared objects the loader lists below are copied.
     pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces \
-      --no-enhances socat | grep -E '^[a-z0-9]' | sort -u)
+      --no-enhances "$pkg" | grep -E '^[a-z0-9]' | sort -u)
     # shellcheck disable=SC2086 # one word per package
-    (cd "$debs" && apt-get download $pkgs >&2) || die "apt-get download socat and its libraries failed"
+    (cd "$debs" && apt-get download $pkgs >&2) || die "apt-get download $pkg and its libraries failed"
     touch "$debs/.complete"
   fi
   mkdir -p "$tree"
   for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$tree"; done
   local ldso="$tree/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
-  [ -x "$ldso" ] && [ -x "$tree/usr/bin/socat" ] || die "socat or the glibc loader missing from the unpacked packages"
+  [ -x "$ldso" ] && [ -x "$tree$bin" ] || die "$pkg or the glibc loader missing from the unpacked packages"
   mkdir -p "$root/lib/x86_64-linux-gnu" "$root/lib64"
   local listed
-  listed=$("$ldso" --library-path "$tree/lib/x86_64-linux-gnu:$tree/usr/lib/x86_64-linux-gnu" --list "$tree/usr/bin/socat") \
-    || die "the glibc loader cannot resolve socat's libraries"
+  listed=$("$ldso" --library-path "$tree/lib/x86_64-linux-gnu:$tree/usr/lib/x86_64-linux-gnu" --list "$tree$bin") \
+    || die "the glibc loader cannot resolve $pkg's libraries"
   while read -r soname arrow path _; do
     [ "$arrow" = "=>" ] || continue
     case "$soname" in
@@ -136,8 +142,8 @@ add_socat() {
       *) cp -L "$path" "$root/lib/x86_64-linux-gnu/$soname" ;;
     esac
   done <<< "$listed"
-  [ -f "$root/lib64/ld-linux-x86-64.so.2" ] || die "socat's loader was not listed"
-  install -m 0755 "$tree/usr/bin/socat" "$root/bin/socat"
+  [ -f "$root/lib64/ld-linux-x86-64.so.2" ] || die "$pkg's loader was not listed"
+  install -m 0755 "$tree$bin" "$root/bin/${bin##*/}"
 }
 
 pack_cpio() { (cd "$1" && find . | sort | cpio -o -H newc --quiet -R 0:0) | gzip -9 > "$2"; }
@@ -149,10 +155,13 @@ add_modules "$work/guest" virtio_mmio virtio_pci virtio_blk virtio_net virtio-rn
   vmw_vsock_virtio_transport ext4
 pack_cpio "$work/guest" "$out.partial/guest-initrd.cpio.gz"
 # The kernel unpacks concatenated initramfs archives in order, each compressed on its own.
-mkdir -p "$work/socat-root/bin"
-add_socat "$work/socat-root"
+mkdir -p "$work/socat-root/bin" "$work/iperf3-root/bin"
+add_program "$work/socat-root" socat "$scver" /usr/bin/socat
 pack_cpio "$work/socat-root" "$work/socat.cpio.gz"
 cat "$out.partial/guest-initrd.cpio.gz" "$work/socat.cpio.gz" > "$out.partial/guest-vsock-initrd.cpio.gz"
+add_program "$work/iperf3-root" iperf3 "$ipver" /usr/bin/iperf3
+pack_cpio "$work/iperf3-root" "$work/iperf3.cpio.gz"
+cat "$out.partial/guest-initrd.cpio.gz" "$work/iperf3.cpio.gz" > "$out.partial/guest-net-initrd.cpio.gz"
 mke2fs -q -t ext4 -L kindling-root -d "$work/guest" "$out.partial/rootfs.ext4" 64M
 
 # --- the sandbox tree --------------------------------------------------------------------

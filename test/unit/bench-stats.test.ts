@@ -8,7 +8,7 @@ import { ResultsCollector, mergeResults, type BenchResults, type MetricResult } 
 import { parseHist } from '../../bench/scenarios/kvm-stats.js';
 import { parseSmaps, guestRamMatcher } from '../../bench/scenarios/process.js';
 import { blockRates } from '../../bench/scenarios/block.js';
-import { netRates } from '../../bench/scenarios/net.js';
+import { iperfRates } from '../../bench/scenarios/net.js';
 
 const metric = (id: string, kindling: number[], qemu: number[], extra: Partial<MetricResult> = {}): MetricResult => ({
   id, scenario: 'Boot', label: id, unit: 'ms', better: 'lower', samples: { kindling, qemu }, ...extra,
@@ -207,9 +207,26 @@ test('mergeResults: samples pooled per metric id, runs and skips joined, span an
   assert.throws(() => mergeResults([]));
 });
 
-test('netRates: MiB/s each way from a whole BENCH_NET line; a line cut mid-number is not read', () => {
-  assert.equal(netRates('x\r\nBENCH_NET 1.90 11.64 12.56\r\n', 64), { tx: 64 / (11.64 - 1.9), rx: 64 / (12.56 - 11.64) });
-  assert.equal(netRates('BENCH_NET 1.90 11.64 1', 64), {}, 'the console can arrive mid-number');
+/** iperf3 3.12's text output (`-f M -i 0`), as Debian's prints it on a guest console. */
+const IPERF_UP = `Connecting to host 169.254.40.1, port 5201\r
+[  5] local 169.254.40.2 port 40000 connected to 169.254.40.1 port 5201\r
+[ ID] Interval           Transfer     Bitrate         Retr  Cwnd\r
+[  5]   0.00-10.00  sec  52.1 MBytes  5.21 MBytes/sec    0    110 KBytes       \r
+- - - - - - - - - - - - - - - - - - - - - - - - -\r
+[ ID] Interval           Transfer     Bitrate         Retr\r
+[  5]   0.00-10.00  sec  52.1 MBytes  5.21 MBytes/sec    0             sender\r
+[  5]   0.00-10.03  sec  51.9 MBytes  5.18 MBytes/sec                  receiver\r
+\r
+iperf Done.\r
+`;
+const IPERF_DOWN = IPERF_UP.replace('5.18 MBytes/sec                  receiver', '68.4 MBytes/sec                  receiver');
+
+test('iperfRates: each test\'s receiver line between its markers; a cut-off or failed test gives nothing', () => {
+  const text = `BENCH_IPERF_TX\r\n${IPERF_UP}BENCH_IPERF_RX\r\n${IPERF_DOWN}BENCH_NET_DONE\r\n`;
+  assert.equal(iperfRates(text), { tx: 5.18, rx: 68.4 });
+  assert.equal(iperfRates(`BENCH_IPERF_TX\r\n${IPERF_UP}BENCH_IPERF_RX\r\n[  5]   0.00-3.00  sec`), { tx: 5.18 }, 'the download was cut off');
+  assert.equal(iperfRates(`BENCH_IPERF_TX\r\niperf3: error - unable to connect to server\r\nBENCH_IPERF_RX\r\n${IPERF_DOWN}BENCH_NET_DONE\r\n`), { rx: 68.4 });
+  assert.equal(iperfRates(`cmdline: echo BENCH_IPERF_TX; echo BENCH_IPERF_RX; echo BENCH_NET_DONE\r\n`), {}, 'markers inside an echoed command line are not lines');
 });
 
 test.run();
