@@ -28,6 +28,8 @@ const NEEDED = {
   dmsetup: 'dmsetup', losetup: 'mount', blockdev: 'util-linux',
   // The vsock bench's QEMU side (bench/scenarios/vsock.ts): AF_VSOCK listeners, which Node lacks.
   socat: 'socat',
+  // The net bench's host side (bench/scenarios/net.ts): iperf3 -s, the guest's peer.
+  iperf3: 'iperf3',
 };
 
 /** Installs missing Debian packages when root; otherwise throws with the exact apt-get line. */

@@ -165,6 +165,63 @@ export function addressOf(buf: ArrayBufferView | ArrayBuffer | SharedArrayBuffer
   return memcpy(view, view, 0) as bigint;
 }
 
+/**
+ * Host address of a view's first byte, as a number. The backing store of an ArrayBuffer or
+ * SharedArrayBuffer never moves (none here is resizable; `.buffer` takes a small typed array
+ * off V8's heap for good), so each buffer's base is asked of koffi once (a memcpy call) and
+ * reused: a readv/writev of N guest buffers then costs one FFI call, not N + 1. x86_64 user
+ * addresses are below 2^47, exact as a number, so no bigint per buffer either.
+ */
+const bases = new WeakMap<ArrayBufferLike, number>();
+// Nearly every view on the hot paths is of the one guest-RAM buffer: skip the map for it.
+let lastBuffer: ArrayBufferLike | undefined;
+let lastBase = 0;
+export function hostAddress(v: ArrayBufferView): number {
+  const buffer = v.buffer;
+  if (buffer !== lastBuffer) {
+    let base = bases.get(buffer);
+    if (base === undefined) {
+      base = Number(addressOf(buffer));
+      bases.set(buffer, base);
+    }
+    lastBuffer = buffer;
+    lastBase = base;
+  }
+  return lastBase + v.byteOffset;
+}
+
+/** 2^32, to split an address into the two halves of a u64 field. */
+const U32_MODULUS = 2 ** 32;
+/**
+ * u32 words per `struct iovec` on x86_64: iov_base and iov_len, each a u64 (16 bytes; tun-abi.ts
+ * defines the koffi struct, not imported here since tun-abi's imports lead back to this file).
+ */
+const IOVEC_WORDS = 4;
+
+/**
+ * A `struct iovec` array for readv/writev-style calls: `buffer` goes to the call, `set` fills
+ * entry `i` for the bytes of a view (x86_64 is little-endian, so u32 halves in order).
+ */
+export class IovecArray {
+  readonly buffer: Buffer;
+  private readonly words: Uint32Array;
+
+  constructor(readonly capacity: number) {
+    this.buffer = Buffer.alloc(capacity * IOVEC_WORDS * 4);
+    this.words = new Uint32Array(this.buffer.buffer, this.buffer.byteOffset, capacity * IOVEC_WORDS);
+  }
+
+  set(i: number, v: ArrayBufferView): void {
+    const at = i * IOVEC_WORDS;
+    const addr = hostAddress(v);
+    const w = this.words;
+    w[at] = addr % U32_MODULUS;
+    w[at + 1] = Math.floor(addr / U32_MODULUS);
+    w[at + 2] = v.byteLength;
+    w[at + 3] = 0;
+  }
+}
+
 /** An ArrayBuffer over `len` bytes of host memory at `addr` (no copy). */
 export function viewOf(addr: bigint, len: number): ArrayBuffer {
   return koffi.view(addr, len);

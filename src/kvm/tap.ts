@@ -12,7 +12,7 @@ import koffi from 'koffi';
 import * as libc from './libc.js';
 import { TapError } from '../errors.js';
 import {
-  IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IFNAMSIZ, IOVEC_SIZE, O_NONBLOCK, TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ, ifreq,
+  IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IFNAMSIZ, O_NONBLOCK, TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ, ifreq,
 } from './tun-abi.js';
 
 const TUN_PATH = '/dev/net/tun';
@@ -30,7 +30,7 @@ export class Tap {
   /** The interface name as given (and as the kernel accepted it). */
   readonly name: string;
   readonly fd: number;
-  private readonly iov = Buffer.alloc(MAX_IOVECS * IOVEC_SIZE);
+  private readonly iov = new libc.IovecArray(MAX_IOVECS);
 
   private constructor(name: string, fd: number) {
     this.name = name;
@@ -86,12 +86,9 @@ export class Tap {
 
   private io(f: typeof libc.readv, bufs: readonly Uint8Array[]): number {
     const n = Math.min(bufs.length, MAX_IOVECS);
-    for (let i = 0; i < n; i++) {
-      const b = bufs[i]!;
-      this.iov.writeBigUInt64LE(libc.addressOf(b), i * IOVEC_SIZE);
-      this.iov.writeBigUInt64LE(BigInt(b.length), i * IOVEC_SIZE + 8);
-    }
-    const r = Number(f(this.fd, this.iov, n));
+    // One FFI call per frame: the views' addresses come from a per-buffer base (libc.hostAddress).
+    for (let i = 0; i < n; i++) this.iov.set(i, bufs[i]!);
+    const r = Number(f(this.fd, this.iov.buffer, n));
     return r < 0 ? -libc.errno() : r;
   }
 }

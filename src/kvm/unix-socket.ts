@@ -18,7 +18,6 @@
  * just fails, as it does in Firecracker (Rust's runtime ignores SIGPIPE the same way).
  */
 import * as libc from './libc.js';
-import { IOVEC_SIZE } from './tun-abi.js';
 import {
   AF_UNIX, LISTEN_BACKLOG_MAX, MSG_PEEK, SOCKADDR_UN_SIZE, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SUN_PATH_OFFSET,
 } from './socket-abi.js';
@@ -29,27 +28,6 @@ export const SOCKET_MAX_IOVECS = 256;
 
 const ENAMETOOLONG = 36;
 const EINVAL = 22;
-
-/**
- * Host address of a view's first byte. The backing store of an ArrayBuffer or
- * SharedArrayBuffer never moves (neither kind is resizable here), so each buffer's base address
- * is looked up once (a memcpy call through koffi) and reused: the hot path then costs one
- * readv/writev per packet, not one FFI call per buffer.
- */
-const bases = new WeakMap<ArrayBufferLike, number>();
-function hostAddress(v: Uint8Array): number {
-  let base = bases.get(v.buffer);
-  if (base === undefined) {
-    // x86_64 user addresses are below 2^47: exact as a number, and no bigint per packet.
-    base = Number(libc.addressOf(v.buffer));
-    bases.set(v.buffer, base);
-  }
-  return base + v.byteOffset;
-}
-
-/** 2^32, to split an address into the two halves of a u64 field. */
-const U32_MODULUS = 2 ** 32;
-const U32_SIZE = 4;
 
 /** `struct sockaddr_un` for `path`, and the address length bind/connect take; null when it does not fit. */
 function sockaddr(path: string): { addr: Buffer; len: number } | null {
@@ -64,7 +42,7 @@ function sockaddr(path: string): { addr: Buffer; len: number } | null {
 
 /** The unix(7) socket calls the vsock backend makes; one instance per thread (scratch buffers). */
 export class UnixSocketIo {
-  private readonly iov = Buffer.alloc(SOCKET_MAX_IOVECS * IOVEC_SIZE);
+  private readonly iov = new libc.IovecArray(SOCKET_MAX_IOVECS);
 
   /**
    * socket + bind + listen on `path`, non-blocking: the listening fd. Throws HostIoError in
@@ -135,17 +113,11 @@ export class UnixSocketIo {
     for (const b of bufs) {
       if (b.length === 0) continue;
       if (n === SOCKET_MAX_IOVECS) return -EINVAL;
-      const at = n * IOVEC_SIZE;
-      const addr = hostAddress(b);
-      // struct iovec { iov_base; iov_len; }, each a little-endian u64.
-      this.iov.writeUInt32LE(addr % U32_MODULUS, at);
-      this.iov.writeUInt32LE(Math.floor(addr / U32_MODULUS), at + U32_SIZE);
-      this.iov.writeUInt32LE(b.length, at + 2 * U32_SIZE);
-      this.iov.writeUInt32LE(0, at + 3 * U32_SIZE);
+      this.iov.set(n, b);
       n++;
     }
     if (n === 0) return 0;
-    const r = Number(f(fd, this.iov, n));
+    const r = Number(f(fd, this.iov.buffer, n));
     return r < 0 ? -libc.errno() : r;
   }
 }

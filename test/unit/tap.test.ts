@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { Tap, VNET_HDR_SIZE } from '../../src/kvm/tap.js';
 import { IOVEC_SIZE, TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ, ifreq, iovec } from '../../src/kvm/tun-abi.js';
 import { TapError } from '../../src/errors.js';
+import { IovecArray, addressOf, hostAddress } from '../../src/kvm/libc.js';
 
 const NAME = `kt${process.pid % 100000}`;
 const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8' });
@@ -31,6 +32,20 @@ test('uapi layout: struct ifreq 40 bytes, struct iovec 16, ioctl numbers of if_t
   assert.is(TUNSETIFF, 0x400454ca);
   assert.is(TUNSETOFFLOAD, 0x400454d0);
   assert.is(TUNSETVNETHDRSZ, 0x400454d8);
+});
+
+test('IovecArray: koffi\'s struct iovec encoding of the view, from a base looked up once per buffer', () => {
+  const ram = new SharedArrayBuffer(1 << 20);
+  const views = [new Uint8Array(ram, 4096, 1500), new Uint8Array(ram, 0x80000, 65536), new Uint8Array(ram, 7, 0), Buffer.from('x')];
+  const iovecs = new IovecArray(views.length);
+  views.forEach((v, i) => iovecs.set(i, v));
+  const iov = iovecs.buffer;
+  views.forEach((v, i) => {
+    const want = Buffer.alloc(IOVEC_SIZE);
+    koffi.encode(want, iovec, { iov_base: addressOf(v.byteLength ? v : new Uint8Array(v.buffer)) + BigInt(v.byteLength ? 0 : v.byteOffset), iov_len: v.byteLength });
+    assert.equal(iov.subarray(i * IOVEC_SIZE, (i + 1) * IOVEC_SIZE), want, `iovec ${i}`);
+  });
+  assert.is(hostAddress(views[1]!) - hostAddress(views[0]!), 0x80000 - 4096);
 });
 
 test('a second open of the same TAP is refused with Firecracker\'s text; the first keeps working', () => {

@@ -10,14 +10,10 @@
  * device reset writes only guest memory.
  */
 import { IoUring } from '../../kvm/io-uring.js';
-import { addressOf } from '../../kvm/libc.js';
-import { IOVEC_SIZE } from '../../kvm/tun-abi.js';
+import { IovecArray, addressOf, hostAddress } from '../../kvm/libc.js';
 import type { AsyncBlockBackend } from '../../devices/virtio/block/async-io.js';
 import { BLOCK_QUEUE_SIZE } from '../../devices/virtio/block/device.js';
 import { backingFileId } from '../../devices/virtio/block/file-backend.js';
-
-/** Offset of iov_len in struct iovec (tun-abi.ts `iovec`: iov_base u64, iov_len u64). */
-const IOVEC_LEN = 8;
 
 export class UringBlockBackend implements AsyncBlockBackend {
   readonly engine = 'Async' as const;
@@ -45,12 +41,12 @@ export class UringBlockBackend implements AsyncBlockBackend {
   }
 
   queueRead(bufs: readonly Uint8Array[], offset: number, tag: number): boolean {
-    if (bufs.length === 1) return this.ring.prepRead(this.fd, addressOf(bufs[0]!), bufs[0]!.length, offset, tag);
+    if (bufs.length === 1) return this.ring.prepRead(this.fd, BigInt(hostAddress(bufs[0]!)), bufs[0]!.length, offset, tag);
     return this.queueVectored(bufs, tag, (iov, n) => this.ring.prepReadv(this.fd, iov, n, offset, tag));
   }
 
   queueWrite(bufs: readonly Uint8Array[], offset: number, tag: number): boolean {
-    if (bufs.length === 1) return this.ring.prepWrite(this.fd, addressOf(bufs[0]!), bufs[0]!.length, offset, tag);
+    if (bufs.length === 1) return this.ring.prepWrite(this.fd, BigInt(hostAddress(bufs[0]!)), bufs[0]!.length, offset, tag);
     return this.queueVectored(bufs, tag, (iov, n) => this.ring.prepWritev(this.fd, iov, n, offset, tag));
   }
 
@@ -60,13 +56,10 @@ export class UringBlockBackend implements AsyncBlockBackend {
    * any time before then (it copies it at submission only with IORING_FEAT_SUBMIT_STABLE).
    */
   private queueVectored(bufs: readonly Uint8Array[], tag: number, prep: (iov: bigint, n: number) => boolean): boolean {
-    const iov = Buffer.alloc(bufs.length * IOVEC_SIZE);
-    bufs.forEach((b, i) => {
-      iov.writeBigUInt64LE(addressOf(b), i * IOVEC_SIZE);
-      iov.writeBigUInt64LE(BigInt(b.length), i * IOVEC_SIZE + IOVEC_LEN);
-    });
-    if (!prep(addressOf(iov), bufs.length)) return false;
-    this.iovecs.set(tag, iov);
+    const iov = new IovecArray(bufs.length);
+    bufs.forEach((b, i) => iov.set(i, b));
+    if (!prep(addressOf(iov.buffer), bufs.length)) return false;
+    this.iovecs.set(tag, iov.buffer);
     return true;
   }
 
