@@ -97,13 +97,21 @@ export const KVM = {
 
 export type KvmIoctlName = keyof typeof KVM;
 
-/** Issues ioctl `name` on `fd` with an integer or buffer argument; throws KvmIoctlError. */
+/** errno EINTR (asm-generic/errno-base.h). */
+const EINTR = 4;
+
+/**
+ * Issues ioctl `name` on `fd` with an integer or buffer argument; throws KvmIoctlError. A call
+ * a signal interrupted (EINTR) is issued again: KVM_CREATE_VM, for one, fails so when a signal
+ * arrives during it (a profiler's SIGPROF did here), and rust-vmm's kvm-ioctls retries it the
+ * same way. KVM_RUN, whose EINTR means something, does not come through here (vcpu-fd.ts).
+ */
 export function kvmIoctl(fd: number, name: KvmIoctlName, arg: number | bigint | Uint8Array = 0): number {
   const req = KVM[name];
-  const r = typeof arg === 'object' ? libc.ioctlPtr(fd, req, arg) : libc.ioctlInt(fd, req, arg);
-  if (r < 0) {
+  for (;;) {
+    const r = typeof arg === 'object' ? libc.ioctlPtr(fd, req, arg) : libc.ioctlInt(fd, req, arg);
+    if (r >= 0) return r;
     const e = libc.errno();
-    throw new KvmIoctlError(name, e, libc.errnoName(e));
+    if (e !== EINTR) throw new KvmIoctlError(name, e, libc.errnoName(e));
   }
-  return r;
 }
