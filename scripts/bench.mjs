@@ -9,7 +9,7 @@
  *   3. Copies the results to bench/results/<date>.json and renders <date>.md and <date>.svg
  *      from that file (dist/bench/report.js), then prints the Kindling/QEMU ratios.
  *
- * Flags: --runs N (default 5 per side per scenario), --only startup,mini,mini2,debian,block,pci,fs,net,vsock,snapshot,density.
+ * Flags: --runs N (default 5 per side per scenario), --only startup,mini,mini2,debian,block,pci,fs,net,vsock,snapshot,clones,density.
  * Env: KINDLING_SANDBOX=always|never|auto, KINDLING_QEMU, KINDLING_SANDBOX_KERNEL, KINDLING_CACHE.
  * Another QEMU sandbox on a 2-core machine would distort the numbers: the bench waits until no
  * other QEMU has run for a minute (KINDLING_BENCH_NO_WAIT=1 skips the wait), and during the
@@ -95,7 +95,7 @@ function watchContention() {
  * 50 nested VM runs), and a crash should cost one group and a retry, not the whole bench.
  * mini and mini2 stay together: the per-vCPU cost compares them within one boot.
  */
-const GROUPS = ['startup', 'mini,mini2', 'debian', 'block', 'pci', 'fs', 'net', 'vsock', 'snapshot', 'density'];
+const GROUPS = ['startup', 'mini,mini2', 'debian', 'block', 'pci', 'fs', 'net', 'vsock', 'snapshot', 'clones', 'density'];
 const SANDBOX_ATTEMPTS = 2;
 
 /** The groups to run, restricted by --only. */

@@ -13,9 +13,9 @@
  *            QEMU: QMP `stop`, then `migrate` to `exec:cat > FILE` (QEMU 7.2 has no `file:`
  *            URI) with max-bandwidth lifted, timed until query-migrate says completed
  *            (polled every 5 ms). QEMU's stream skips zero pages; Kindling's file holds all RAM.
- *   restore  Kindling: a fresh process whose API socket already exists; t0 = PUT
- *            /snapshot/load (File backend, resume_vm true). QEMU: `-incoming defer` with QMP
- *            ready; t0 = `migrate-incoming` of `exec:cat FILE`, query-status polled every 5 ms
+ *   restore  Both: a fresh process, started ahead as a pool of VMMs would be: t0 comes once its
+ *            control socket answers and it has then used no CPU for 300 ms. Kindling: t0 = PUT
+ *            /snapshot/load (File backend, resume_vm true). QEMU: `-incoming defer`; t0 = `migrate-incoming` of `exec:cat FILE`, query-status polled every 5 ms
  *            and `cont` when it leaves `inmigrate`. From t0 both get the same probe,
  *            a line typed every 10 ms (bytes typed before the VM runs may be dropped), and
  *            the clock stops when the first `ACK_` arrives on the console.
@@ -46,12 +46,16 @@ const GUEST_CMD = '"while read l; do echo ACK_$l; done"';
 export function defineSnapshotMetrics(c: ResultsCollector): void {
   for (const mib of SIZES) {
     c.define({ id: `snapshot.create.${mib}`, scenario: 'Snapshot', label: `snapshot create, ${mib} MiB guest`, unit: 'ms', better: 'lower', note: 'paused VM. Kindling: time of PUT /snapshot/create (Full; state file + memory file of all RAM). QEMU: QMP `migrate` to `exec:cat > FILE` (max-bandwidth lifted) until query-migrate reports completed, polled every 5 ms; its stream leaves out zero pages.' });
-    c.define({ id: `snapshot.restore.${mib}`, scenario: 'Snapshot', label: `restore to console answer, ${mib} MiB guest`, unit: 'ms', better: 'lower', note: 'process already up with its control socket ready (excluded). Kindling: from PUT /snapshot/load (File backend, resume_vm) to the guest\'s first answer to a console line; QEMU (`-incoming defer`): from QMP `migrate-incoming` of `exec:cat FILE` (then `cont` as soon as query-status, polled every 5 ms, leaves inmigrate) to the same answer. Lines are typed every 10 ms from t0. Targets: Kindling 2 GiB ≤ 1.2× its 128 MiB, and ≤ 0.5× QEMU\'s 2 GiB.' });
+    c.define({ id: `snapshot.restore.${mib}`, scenario: 'Snapshot', label: `restore to console answer, ${mib} MiB guest`, unit: 'ms', better: 'lower', note: 'process already up, its control socket ready and the process idle (no CPU used for 300 ms, both sides; excluded). Kindling: from PUT /snapshot/load (File backend, resume_vm) to the guest\'s first answer to a console line; QEMU (`-incoming defer`): from QMP `migrate-incoming` of `exec:cat FILE` (then `cont` as soon as query-status, polled every 5 ms, leaves inmigrate) to the same answer. Lines are typed every 10 ms from t0. Targets: Kindling 2 GiB ≤ 1.2× its 128 MiB, and ≤ 0.5× QEMU\'s 2 GiB.' });
   }
   c.define({ id: 'snapshot.load.128', scenario: 'Snapshot', label: 'PUT /snapshot/load request, 128 MiB', unit: 'ms', better: 'lower', note: 'Kindling only: the load request alone (its 204 comes back with the vCPUs resumed).' });
   c.define({ id: 'snapshot.load.2048', scenario: 'Snapshot', label: 'PUT /snapshot/load request, 2048 MiB', unit: 'ms', better: 'lower' });
   c.define({ id: 'snapshot.socket', scenario: 'Snapshot', label: 'process start → control socket, restore side', unit: 'ms', better: 'lower', note: 'not part of the restore latency above. Kindling: spawn of `bin/kindling --api-sock` until the socket file exists; QEMU: spawn of `qemu -incoming defer` until QMP answers qmp_capabilities.' });
-  c.define({ id: 'snapshot.clone_pss', scenario: 'Snapshot', label: `host memory per clone (PSS), ${CLONES} clones of 128 MiB`, unit: 'MiB', better: 'lower', note: `${CLONES} restores of one 128 MiB snapshot running at once, each having answered a console line; sum of /proc/<pid>/smaps_rollup Pss over the VMM processes ÷ ${CLONES}. Kindling maps the memory file MAP_PRIVATE (page cache shared between clones); each QEMU reads the migration stream into its own RAM.` });
+}
+
+/** Declares the clone metrics (their own scenario group: ten nested VMs are the sandbox's heaviest load). */
+export function defineCloneMetrics(c: ResultsCollector): void {
+  c.define({ id: 'snapshot.clone_pss', scenario: 'Snapshot', label: `host memory per clone (PSS), ${CLONES} clones of 128 MiB`, unit: 'MiB', better: 'lower', note: `${CLONES} restores of one 128 MiB snapshot of the Debian kernel (tickless when idle) running at once, each having answered a console line; sum of /proc/<pid>/smaps_rollup Pss over the VMM processes ÷ ${CLONES}. Kindling maps the memory file MAP_PRIVATE (page cache shared between clones); each QEMU reads the migration stream into its own RAM.` });
   c.define({ id: 'snapshot.clone_rss', scenario: 'Snapshot', label: `host memory per clone (RSS), ${CLONES} clones of 128 MiB`, unit: 'MiB', better: 'lower', note: 'the same processes\' Rss, for contrast (shared pages counted in every clone).' });
 }
 
@@ -181,6 +185,23 @@ function logTail(path: string): string {
   }
 }
 
+/**
+ * Waits until a process has used no CPU for 300 ms (at most 20 s): "already up" means what
+ * a pool of VMMs started ahead has, for both sides — QEMU has built its machine by the time
+ * QMP answers, Kindling still loads its builder and starts its pre-warmed vCPU actor after its
+ * socket accepts (src/vmm/kvm-factory.ts warmUp).
+ */
+async function settled(pid: number): Promise<void> {
+  let last = cpuMs(pid);
+  let quiet = 0;
+  for (const until = performance.now() + 20_000; quiet < 3 && performance.now() < until;) {
+    await sleep(100);
+    const now = cpuMs(pid);
+    quiet = now === last ? quiet + 1 : 0;
+    last = now;
+  }
+}
+
 /** Waits for a file to exist (polled every 5 ms); returns the monotonic ns when seen. */
 async function appears(path: string, vmm: ConsoleVmm, ms: number): Promise<bigint> {
   const until = performance.now() + ms;
@@ -252,7 +273,11 @@ async function create(side: Side, spec: VmSpec, ctx: RunContext, dir: string, ru
 }
 
 /** A restored VM that has answered on its console (still running). */
-interface Restored { vmm: ConsoleVmm; socketMs: number; loadMs?: number; restoreMs: number; close: () => void; phases?: string }
+interface Restored {
+  vmm: ConsoleVmm; socketMs: number; loadMs?: number; restoreMs: number; close: () => void; phases?: string;
+  /** CPU each thread of the VMM used from t0 to the answer (`name:ms`). */
+  cpu?: string;
+}
 
 /** Starts a fresh VMM, restores `saved` into it and waits for the guest's console answer. */
 async function restore(side: Side, spec: VmSpec, saved: Saved, ctx: RunContext, dir: string, name: string): Promise<Restored> {
@@ -261,13 +286,16 @@ async function restore(side: Side, spec: VmSpec, saved: Saved, ctx: RunContext, 
     const { vmm, sock } = kindling(ctx, dir, name);
     try {
       const up = await appears(sock, vmm, 60_000);
+      await settled(vmm.proc.pid);
       const api = new FirecrackerClient(sock, { bodyTimeout: ctx.timeoutMs, headersTimeout: ctx.timeoutMs });
+      const cpu0 = threadCpuMap(vmm.proc.pid);
       const t0 = process.hrtime.bigint();
       const answered = vmm.probe(ctx.timeoutMs);
       await ok(api, 'PUT', '/snapshot/load', { snapshot_path: saved.state, mem_backend: { backend_type: 'File', backend_path: saved.mem }, resume_vm: true });
       const loadMs = nsToMs(process.hrtime.bigint() - t0);
       const at = await answered;
-      return { vmm, socketMs: nsToMs(up - vmm.proc.startNs), loadMs, restoreMs: nsToMs(at - t0), close: () => undefined, phases: restorePhases(join(dir, `${name}.log`)) };
+      const cpu = cpuSince(cpu0, vmm.proc.pid);
+      return { vmm, socketMs: nsToMs(up - vmm.proc.startNs), loadMs, restoreMs: nsToMs(at - t0), close: () => undefined, phases: restorePhases(join(dir, `${name}.log`)), cpu };
     } catch (e) {
       await vmm.kill();
       // The VMM's own log says why a restore failed (the bench log keeps it with the error).
@@ -280,6 +308,8 @@ async function restore(side: Side, spec: VmSpec, saved: Saved, ctx: RunContext, 
   try {
     qmp = await Qmp.open(qmpPath, 60_000);
     const up = process.hrtime.bigint();
+    await settled(vmm.proc.pid);
+    const cpu0 = threadCpuMap(vmm.proc.pid);
     const t0 = process.hrtime.bigint();
     const answered = vmm.probe(ctx.timeoutMs);
     await qmp.cmd('migrate-incoming', { uri: `exec:cat ${saved.mem}` });
@@ -296,8 +326,9 @@ async function restore(side: Side, spec: VmSpec, saved: Saved, ctx: RunContext, 
       await sleep(5);
     }
     const at = await answered;
+    const cpu = cpuSince(cpu0, vmm.proc.pid);
     const q = qmp;
-    return { vmm, socketMs: nsToMs(up - vmm.proc.startNs), restoreMs: nsToMs(at - t0), close: () => q.close() };
+    return { vmm, socketMs: nsToMs(up - vmm.proc.startNs), restoreMs: nsToMs(at - t0), close: () => q.close(), cpu };
   } catch (e) {
     qmp?.close();
     await vmm.kill();
@@ -312,50 +343,89 @@ function rollup(pid: number): { pssKib: number; rssKib: number } {
   return { pssKib: kib('Pss'), rssKib: kib('Rss') };
 }
 
-/** Runs the snapshot rounds: per round and size, Kindling then QEMU; then the clones, once per side. */
+/** The guest of every snapshot run: its console answers each line typed on it. */
+function answeringSpec(base: VmSpec, memMiB: number): VmSpec {
+  return { ...base, memMiB, bootArgs: `${base.bootArgs.replace(/ -- kindling-run .*$/, '')} -- kindling-run ${GUEST_CMD}` };
+}
+
+/** Runs the snapshot rounds: per round and size, Kindling then QEMU. */
 export async function runSnapshot(c: ResultsCollector, base: VmSpec, ctx: RunContext, rounds: number, log: (m: string) => void): Promise<void> {
-  const keep = new Map<Side, { spec: VmSpec; saved: Saved; dir: string }>();
-  const bootArgs = `${base.bootArgs.replace(/ -- kindling-run .*$/, '')} -- kindling-run ${GUEST_CMD}`;
   for (let round = 0; round < rounds; round++) {
     for (const mib of SIZES) {
       for (const side of ['kindling', 'qemu'] as const) {
         const run: RunRecord = { scenario: 'snapshot', variant: `mini-1vcpu-${mib}mib`, side, round, warmup: false, ok: false, startedAt: new Date().toISOString(), data: {} };
         c.runs.push(run);
-        const spec: VmSpec = { ...base, memMiB: mib, bootArgs };
+        const spec = answeringSpec(base, mib);
         const dir = mkdtempSync(join(tmpdir(), 'kindling-bench-snap-'));
         try {
           const saved = await create(side, spec, ctx, dir, run);
           const r = await restore(side, spec, saved, { ...ctx, timeoutMs: Math.min(ctx.timeoutMs, 180_000) }, dir, 'dst');
           r.close();
           await r.vmm.kill();
-          Object.assign(run.data, { restoreMs: r.restoreMs, loadMs: r.loadMs, socketMs: r.socketMs, phases: r.phases });
+          Object.assign(run.data, { restoreMs: r.restoreMs, loadMs: r.loadMs, socketMs: r.socketMs, phases: r.phases, cpu: r.cpu });
           run.ok = true;
           c.add(`snapshot.create.${mib}`, side, run.data.createMs as number);
           c.add(`snapshot.restore.${mib}`, side, r.restoreMs);
           if (r.loadMs !== undefined) c.add(`snapshot.load.${mib}`, side, r.loadMs);
           c.add('snapshot.socket', side, r.socketMs);
-          log(`snapshot ${side} ${mib} MiB round ${round + 1}/${rounds}: create ${(run.data.createMs as number).toFixed(0)} ms, restore → answer ${r.restoreMs.toFixed(0)} ms${r.loadMs !== undefined ? ` (load request ${r.loadMs.toFixed(0)} ms)` : ''}, socket ${r.socketMs.toFixed(0)} ms${r.phases ? `; phases from the request: ${r.phases}` : ''}`);
-          // The clones run last (ten nested VMs are the heaviest load on the sandbox).
-          if (round === 0 && mib === 128) keep.set(side, { spec, saved, dir });
+          log(`snapshot ${side} ${mib} MiB round ${round + 1}/${rounds}: create ${(run.data.createMs as number).toFixed(0)} ms, restore → answer ${r.restoreMs.toFixed(0)} ms${r.loadMs !== undefined ? ` (load request ${r.loadMs.toFixed(0)} ms)` : ''}, socket ${r.socketMs.toFixed(0)} ms${r.phases ? `; phases from the request: ${r.phases}` : ''}; CPU by thread until the answer: ${r.cpu ?? '?'}`);
         } catch (e) {
           run.error = (e as Error).message;
           log(`snapshot ${side} ${mib} MiB round ${round + 1} FAILED: ${run.error}`);
         } finally {
-          if (keep.get(side)?.dir !== dir) rmSync(dir, { recursive: true, force: true });
+          rmSync(dir, { recursive: true, force: true });
         }
       }
     }
   }
-  for (const [side, k] of keep) {
+}
+
+/**
+ * The clones group: per side, one 128 MiB snapshot, then CLONES restores of it at once. The
+ * caller passes the Debian kernel (tickless when idle): the minimal kernel ticks at 250 Hz
+ * even idle (HZ_PERIODIC), so ten idle nested clones of it kept the sandbox's two CPUs at
+ * about 80 % each, for both VMMs alike, and the sandbox kernel died under that load.
+ */
+export async function runSnapshotClones(c: ResultsCollector, base: VmSpec, ctx: RunContext, log: (m: string) => void): Promise<void> {
+  const spec = answeringSpec(base, 128);
+  for (const side of ['kindling', 'qemu'] as const) {
+    const dir = mkdtempSync(join(tmpdir(), 'kindling-bench-clones-'));
+    const run: RunRecord = { scenario: 'snapshot', variant: 'clones-source-128mib', side, round: 0, warmup: false, ok: false, startedAt: new Date().toISOString(), data: {} };
     try {
-      await clones(c, side, k.spec, k.saved, ctx, k.dir, log);
+      const saved = await create(side, spec, ctx, dir, run);
+      await clones(c, side, spec, saved, ctx, dir, log);
+    } catch (e) {
+      run.error = (e as Error).message;
+      c.runs.push(run);
+      log(`snapshot ${side} clones: the source snapshot FAILED: ${run.error}`);
     } finally {
-      rmSync(k.dir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
     }
   }
 }
 
 /** CPU ms so far per thread of a process (`name:ms`), to show which thread of an idle clone is busy. */
+/** CPU ms per thread (`tid name` → ms) of a process now; empty once it is gone. */
+function threadCpuMap(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  try {
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      const f = st.replace(/^.*\) /s, '').split(' ');
+      out.set(`${t} ${/\((.*)\)/s.exec(st)?.[1] ?? '?'}`, (Number(f[11]) + Number(f[12])) * 10);
+    }
+  } catch {
+    // gone
+  }
+  return out;
+}
+
+/** Which threads used CPU between two threadCpuMap readings (`name:ms`, 10 ms and up). */
+function cpuSince(before: Map<string, number>, pid: number): string {
+  return [...threadCpuMap(pid)].map(([k, ms]) => [k.replace(/^\d+ /, ''), ms - (before.get(k) ?? 0)] as const)
+    .filter(([, ms]) => ms >= 10).map(([n, ms]) => `${n}:${ms}`).join(' ');
+}
+
 function threadCpu(pid: number): string {
   try {
     return readdirSync(`/proc/${pid}/task`).map((t) => {

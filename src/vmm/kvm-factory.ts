@@ -88,7 +88,8 @@ export class KvmVmFactory implements VmFactory {
       // The worker loads on its own thread while main imports the builder: on a client that
       // sends InstanceStart right away, both are ready together instead of one after the other.
       this.expectActors({ vcpu: vcpus, block: 0, net: 0, vsock: 0, entropy: 0, balloon: 0, mem: 0, pmem: 0, fs: 0 });
-      void loadBuilder().catch(() => undefined);
+      // Then the restore path: a VMM started ahead of a PUT /snapshot/load has it loaded too.
+      void loadBuilder().then(() => (restoreModule ??= import('./restore.js'))).catch(() => undefined);
     });
   }
 
