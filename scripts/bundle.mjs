@@ -24,6 +24,8 @@ const repo = fileURLToPath(new URL('..', import.meta.url));
 /** Output name (without .js) → source. Actor names match src/actors/actor-pool.ts bundleEntry. */
 export const ENTRIES = {
   kindling: 'src/cli/bin.ts',
+  // The library (`import { MicroVm } from 'kindling'`, package.json exports).
+  'kindling-lib': 'src/index.ts',
   'actor-vcpu': 'src/actors/vcpu/worker.ts',
   'actor-block': 'src/actors/virtio/block-worker.ts',
   'actor-net': 'src/actors/virtio/net-worker.ts',
@@ -63,7 +65,7 @@ export async function bundle() {
     logLevel: 'warning',
   };
   const results = await Promise.all(Object.entries(ENTRIES).map(([name, src]) =>
-    build({ ...common, entryPoints: { [name]: join(repo, src) }, splitting: name === 'kindling' })));
+    build({ ...common, entryPoints: { [name]: join(repo, src) }, splitting: name === 'kindling' || name === 'kindling-lib' })));
   await startupSnapshot(build, common, out);
   return results.flatMap((r) => Object.keys(r.metafile.outputs).filter((f) => f.endsWith('.js')));
 }
