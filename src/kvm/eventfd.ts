@@ -31,15 +31,22 @@ export class EventFd {
   }
 }
 
+/** Most fds one pollReadable call takes without allocating (a device loop polls 2–5). */
+const POLL_SCRATCH_FDS = 16;
+// One scratch pollfd array per thread (module state is per isolate): a device loop polls on
+// every wake-up, and a fresh zero-filled Buffer each time showed in its profile.
+const pollScratch = Buffer.alloc(POLL_SCRATCH_FDS * libc.POLLFD_SIZE);
+
 /**
  * Blocks the calling thread until one of `fds` is readable or `timeoutMs` passes (-1: no
  * timeout). Returns the readable subset. Meant for device worker threads, never for main.
  */
 export function pollReadable(fds: readonly number[], timeoutMs: number): number[] {
-  const arr = Buffer.alloc(fds.length * libc.POLLFD_SIZE);
+  const arr = fds.length <= POLL_SCRATCH_FDS ? pollScratch : Buffer.alloc(fds.length * libc.POLLFD_SIZE);
   fds.forEach((fd, i) => {
     arr.writeInt32LE(fd, i * libc.POLLFD_SIZE);
     arr.writeInt16LE(libc.POLLIN, i * libc.POLLFD_SIZE + 4);
+    arr.writeInt16LE(0, i * libc.POLLFD_SIZE + 6); // revents of an earlier call
   });
   const n = libc.poll(arr, fds.length, Math.round(timeoutMs));
   if (n <= 0) return [];
