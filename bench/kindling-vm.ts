@@ -43,6 +43,9 @@ export interface KindlingVmReport {
 }
 
 async function main(): Promise<void> {
+  // The harness stops a profiled run (KINDLING_BENCH_CPU_PROF) with SIGTERM: exiting through
+  // process.exit lets V8 write the --cpu-prof profiles, which a default SIGTERM death skips.
+  process.once('SIGTERM', () => process.exit(0));
   const args = JSON.parse(process.argv[2] ?? '') as KindlingVmArgs;
   const config: MicroVmConfig = {
     'boot-source': { kernel_image_path: args.kernel, initrd_path: args.initrd, boot_args: args.bootArgs },

@@ -10,9 +10,9 @@
  * Scenario order: startup, minimal kernel 1 vCPU (boot, exits, memory), minimal kernel
  * 2 vCPUs (per-vCPU cost), Debian kernel 1 vCPU, block, net, vsock, snapshot, density.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { ResultsCollector, inScenarioOrder, type BenchResults } from './results.js';
@@ -81,6 +81,12 @@ function runtimeFor(sandbox: boolean, qemu: string, fixtures: string): Runtime {
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
+  // KINDLING_BENCH_CPU_PROF (any value): Kindling children write V8 CPU profiles into prof/
+  // beside the results file, the one folder the sandbox can write back to the host.
+  if (process.env.KINDLING_BENCH_CPU_PROF) {
+    process.env.KINDLING_BENCH_CPU_PROF = join(dirname(opts.out), 'prof');
+    mkdirSync(process.env.KINDLING_BENCH_CPU_PROF, { recursive: true });
+  }
   const want = (s: string): boolean => !opts.only || opts.only.has(s);
   const fixtures = fixturesDir();
   const sandbox = process.env.KINDLING_IN_SANDBOX === '1';

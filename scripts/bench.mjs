@@ -112,7 +112,7 @@ async function runGroupInSandbox(runInSandbox, group) {
   const script = [
     sandboxEnvScript(fixtures, {
       KINDLING_BENCH_COMMIT: commit + dirty,
-      ...Object.fromEntries(['KINDLING_BENCH_NET_MIB', 'KINDLING_BENCH_SIDES', 'KINDLING_BENCH_VSOCK_MIB', 'KINDLING_BENCH_SNAPSHOT_CLONES', 'KINDLING_BENCH_BLOCK_ENGINE'].filter((k) => process.env[k]).map((k) => [k, process.env[k]])),
+      ...Object.fromEntries(['KINDLING_BENCH_NET_SECS', 'KINDLING_BENCH_CPU_PROF', 'KINDLING_BENCH_SIDES', 'KINDLING_BENCH_VSOCK_MIB', 'KINDLING_BENCH_SNAPSHOT_CLONES', 'KINDLING_BENCH_BLOCK_ENGINE'].filter((k) => process.env[k]).map((k) => [k, process.env[k]])),
     }),
     // KVM's statistics: per-VM debugfs counters and the kvm_userspace_exit tracepoint.
     'mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null',

@@ -70,7 +70,14 @@ export class Watched {
 
   /** SIGKILL (the same for both VMMs) and wait for the exit. */
   async kill(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      // A profiled child (KINDLING_BENCH_CPU_PROF) writes its profiles only when it exits by itself.
+      if (process.env.KINDLING_BENCH_CPU_PROF) {
+        this.child.kill('SIGTERM');
+        await Promise.race([this.closed, new Promise((r) => setTimeout(r, 20_000))]);
+      }
+      if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    }
     await this.closed;
   }
 

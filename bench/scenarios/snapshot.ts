@@ -3,7 +3,7 @@
  * per clone, Kindling against QEMU microvm in the same run.
  *
  * Guest: the minimal kernel and the standard initramfs, its console in a loop that answers
- * every line typed on it (`while read l; do echo ACK_$l; done`), so "the guest runs again"
+ * every line typed on it (`stty -echo; while read l; do echo ACK_$l; done`), so "the guest runs again"
  * is measured from outside as the first answer on the console. Console input is a FIFO on
  * the VMM's stdin for both (Kindling reads stdin into its UART when it is a pipe, as
  * Firecracker does; see test/helpers/kindling-proc.ts), and QEMU runs `-serial stdio`.
@@ -40,7 +40,12 @@ const SIZES = [128, 2048] as const;
 /** Clones at once (KINDLING_BENCH_SNAPSHOT_CLONES overrides: the sandbox kernel has died during this step). */
 const CLONES = Number(process.env.KINDLING_BENCH_SNAPSHOT_CLONES ?? 10);
 const ACK = /ACK_P\d+/;
-const GUEST_CMD = '"while read l; do echo ACK_$l; done"';
+/**
+ * `stty -echo` first: with the tty echoing, every byte typed while the VMM was still loading
+ * (a line per 10 ms) was echoed back ahead of the first answer, one UART exit per byte, so the
+ * answer waited behind a backlog that grew with the load's own duration (seconds nested).
+ */
+const GUEST_CMD = '"stty -echo; while read l; do echo ACK_$l; done"';
 
 /** Declares the snapshot metrics. */
 export function defineSnapshotMetrics(c: ResultsCollector): void {
@@ -431,8 +436,9 @@ function threadCpu(pid: number): string {
     return readdirSync(`/proc/${pid}/task`).map((t) => {
       const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
       const f = st.replace(/^.*\) /s, '').split(' ');
-      return [/\((.*)\)/s.exec(st)?.[1] ?? t, (Number(f[11]) + Number(f[12])) * 10] as const;
-    }).filter(([, ms]) => ms >= 100).map(([n, ms]) => `${n}:${ms}`).join(' ');
+      // utime + stime, and guest_time (field 43: the part spent running the guest itself).
+      return [/\((.*)\)/s.exec(st)?.[1] ?? t, (Number(f[11]) + Number(f[12])) * 10, Number(f[40]) * 10] as const;
+    }).filter(([, ms]) => ms >= 100).map(([n, ms, guest]) => `${n}:${ms}${guest ? ` (guest ${guest})` : ''}`).join(' ');
   } catch {
     return 'gone';
   }
@@ -467,6 +473,12 @@ async function clones(c: ResultsCollector, side: Side, spec: VmSpec, saved: Save
       steps.push({ restoreMs: r.restoreMs, othersCpuMs });
       run.data.steps = steps;
       log(`snapshot ${side} clone ${i + 1}/${CLONES}: restore → answer ${r.restoreMs.toFixed(0)} ms; the ${i} running clones used ${othersCpuMs.toFixed(0)} ms CPU meanwhile${i ? `; clone 1 by thread: ${threadCpu(up[0]!.vmm.proc.pid)}` : ''}`);
+      // A clone that stopped on its own: say how, with its console and log, and stop here.
+      const gone = up.findIndex((x) => x.vmm.proc.child.exitCode !== null || x.vmm.proc.child.signalCode !== null);
+      if (gone >= 0) {
+        const g = up[gone]!.vmm.proc;
+        throw new Error(`clone ${gone + 1} exited (${g.child.exitCode ?? g.child.signalCode}) while ${up.length} ran; console and stderr: ${g.tail()}; the end of clone${gone}.log: ${logTail(join(dir, `clone${gone}.log`))}`);
+      }
     }
     await sleep(1000);
     const mem = up.map((r) => rollup(r.vmm.proc.pid));

@@ -106,7 +106,10 @@ export function kindlingArgs(repo: string, spec: VmSpec): string[] {
     ...(spec.pci ? { enablePci: true } : {}),
     ...(spec.fs ? { fs: [{ id: 'bench', tag: spec.fs.tag, shared_dir: spec.fs.sharedDir }] } : {}),
   };
-  return [join(repo, 'dist', 'bench', 'kindling-vm.js'), JSON.stringify(a)];
+  // KINDLING_BENCH_CPU_PROF=<dir>: V8 CPU profiles of the child and each of its actors there
+  // (a diagnosis aid; the numbers of such a run are not comparable).
+  const prof = process.env.KINDLING_BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.KINDLING_BENCH_CPU_PROF] : [];
+  return [...prof, join(repo, 'dist', 'bench', 'kindling-vm.js'), JSON.stringify(a)];
 }
 
 /**
