@@ -6,6 +6,7 @@
  * fs_struct), and execve from that thread carries them into the VMM (docs/design.md, Jailer).
  */
 import koffi from 'koffi';
+import { namedStruct } from '../kvm/koffi-types.js';
 import * as libc from '../kvm/libc.js';
 import { SYSCALLS_X86_64 } from '../seccomp/syscalls-x86_64.js';
 import { JailerError, errnoIoError } from './errors.js';
@@ -38,7 +39,7 @@ export const RLIMIT_NOFILE = 7;
 export const CLOSE_RANGE_CLOEXEC = 1 << 2;
 
 /** struct rlimit { rlim_t rlim_cur; rlim_t rlim_max; } (asm-generic/resource.h). */
-export const rlimit = koffi.struct('rlimit', { rlim_cur: 'uint64_t', rlim_max: 'uint64_t' });
+export const rlimit = namedStruct('rlimit', { rlim_cur: 'uint64_t', rlim_max: 'uint64_t' });
 
 const unshareFn = lib.func('int unshare(int flags)');
 const mountFn = lib.func('int mount(const char *src, const char *target, const char *fstype, unsigned long flags, const void *data)');

@@ -7,6 +7,7 @@
  * second copy.
  */
 import koffi from 'koffi';
+import { namedStruct } from './koffi-types.js';
 
 const u8 = 'uint8_t';
 const u16 = 'uint16_t';
@@ -15,29 +16,29 @@ const u64 = 'uint64_t';
 const s32 = 'int32_t';
 
 /** struct io_sqring_offsets: where the SQ ring's fields live in its mmap. */
-export const io_sqring_offsets = koffi.struct('io_sqring_offsets', {
+export const io_sqring_offsets = namedStruct('io_sqring_offsets', {
   head: u32, tail: u32, ring_mask: u32, ring_entries: u32, flags: u32, dropped: u32, array: u32, resv1: u32, user_addr: u64,
 });
 
 /** struct io_cqring_offsets: where the CQ ring's fields live in its mmap. */
-export const io_cqring_offsets = koffi.struct('io_cqring_offsets', {
+export const io_cqring_offsets = namedStruct('io_cqring_offsets', {
   head: u32, tail: u32, ring_mask: u32, ring_entries: u32, overflow: u32, cqes: u32, flags: u32, resv1: u32, user_addr: u64,
 });
 
 /** struct io_uring_params: io_uring_setup's in/out argument. */
-export const io_uring_params = koffi.struct('io_uring_params', {
+export const io_uring_params = namedStruct('io_uring_params', {
   sq_entries: u32, cq_entries: u32, flags: u32, sq_thread_cpu: u32, sq_thread_idle: u32, features: u32, wq_fd: u32,
   resv: koffi.array(u32, 3), sq_off: io_sqring_offsets, cq_off: io_cqring_offsets,
 });
 
 /** struct io_uring_sqe (the 64-byte form), the fields a read/write/fsync uses. */
-export const io_uring_sqe = koffi.struct('io_uring_sqe', {
+export const io_uring_sqe = namedStruct('io_uring_sqe', {
   opcode: u8, flags: u8, ioprio: u16, fd: s32, off: u64, addr: u64, len: u32, rw_flags: u32, user_data: u64,
   buf_index: u16, personality: u16, splice_fd_in: s32, addr3: u64, pad2: u64,
 });
 
 /** struct io_uring_cqe (the 16-byte form). */
-export const io_uring_cqe = koffi.struct('io_uring_cqe', { user_data: u64, res: s32, flags: u32 });
+export const io_uring_cqe = namedStruct('io_uring_cqe', { user_data: u64, res: s32, flags: u32 });
 
 /** Decoded io_uring_params as the kernel fills it in. */
 export interface IoUringParams {

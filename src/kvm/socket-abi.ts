@@ -6,6 +6,7 @@
  * (the rest). `struct iovec` is tun-abi.ts's (readv/writev take the same one).
  */
 import koffi from 'koffi';
+import { namedStruct } from './koffi-types.js';
 import { SUN_PATH_MAX } from '../util/io-error.js';
 
 /** Address family of Unix-domain sockets (AF_UNIX = AF_LOCAL). */
@@ -25,7 +26,7 @@ export const MSG_PEEK = 0x2;
 export const LISTEN_BACKLOG_MAX = -1;
 
 /** struct sockaddr_un { sa_family_t sun_family; char sun_path[108]; } */
-export const sockaddr_un = koffi.struct('sockaddr_un', {
+export const sockaddr_un = namedStruct('sockaddr_un', {
   sun_family: 'uint16_t',
   sun_path: koffi.array('char', SUN_PATH_MAX, 'Array'),
 });
@@ -49,7 +50,7 @@ export const MSG_CMSG_CLOEXEC = 0x40000000;
 export const MSG_CTRUNC = 0x8;
 
 /** struct msghdr { void *msg_name; socklen_t msg_namelen; struct iovec *msg_iov; size_t msg_iovlen; void *msg_control; size_t msg_controllen; int msg_flags; } */
-export const msghdr = koffi.struct('msghdr', {
+export const msghdr = namedStruct('msghdr', {
   msg_name: 'uint64_t',
   msg_namelen: 'uint32_t',
   msg_iov: 'uint64_t',
@@ -61,11 +62,11 @@ export const msghdr = koffi.struct('msghdr', {
 export const MSGHDR_SIZE = 56;
 
 /** struct cmsghdr { size_t cmsg_len; int cmsg_level; int cmsg_type; } followed by the data. */
-export const cmsghdr = koffi.struct('cmsghdr', { cmsg_len: 'uint64_t', cmsg_level: 'int32_t', cmsg_type: 'int32_t' });
+export const cmsghdr = namedStruct('cmsghdr', { cmsg_len: 'uint64_t', cmsg_level: 'int32_t', cmsg_type: 'int32_t' });
 export const CMSGHDR_SIZE = 16;
 
 /** struct ucred { pid_t pid; uid_t uid; gid_t gid; } (SO_PEERCRED). */
-export const ucred = koffi.struct('ucred', { pid: 'int32_t', uid: 'uint32_t', gid: 'uint32_t' });
+export const ucred = namedStruct('ucred', { pid: 'int32_t', uid: 'uint32_t', gid: 'uint32_t' });
 export const UCRED_SIZE = 12;
 
 /** CMSG_ALIGN: control data is padded to sizeof(size_t). */

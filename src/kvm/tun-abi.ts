@@ -4,20 +4,21 @@
  * flags by their uapi names. Sizes are asserted in test/unit/tap.test.ts.
  */
 import koffi from 'koffi';
+import { namedStruct } from './koffi-types.js';
 import { _IOW } from './ioctls.js';
 
 /** IFNAMSIZ: an interface name with its NUL. */
 export const IFNAMSIZ = 16;
 
 /** struct ifreq: the name, then a 24-byte union of which TUNSETIFF reads `ifr_flags`. */
-export const ifreq = koffi.struct('ifreq', {
+export const ifreq = namedStruct('ifreq', {
   ifr_name: koffi.array('char', IFNAMSIZ, 'Array'),
   ifr_flags: 'int16_t',
   pad: koffi.array('uint8_t', 22, 'Array'),
 });
 
 /** struct iovec { void *iov_base; size_t iov_len; }, as readv/writev take it. */
-export const iovec = koffi.struct('iovec', { iov_base: 'uint64_t', iov_len: 'uint64_t' });
+export const iovec = namedStruct('iovec', { iov_base: 'uint64_t', iov_len: 'uint64_t' });
 export const IOVEC_SIZE = 16;
 
 /** if_tun.h ioctl type byte ('T'). */

@@ -6,6 +6,7 @@
  * asserted in test/unit/uffd.test.ts. The kernel's guide: Documentation/admin-guide/mm/userfaultfd.rst.
  */
 import koffi from 'koffi';
+import { namedStruct, namedUnion } from '../kvm/koffi-types.js';
 import { _IOR, _IOWR } from '../kvm/ioctls.js';
 
 /** userfaultfd(2) has no glibc wrapper before 2.36: syscall number on x86_64 (arch/x86/entry/syscalls/syscall_64.tbl). */
@@ -22,30 +23,30 @@ const u64 = 'uint64_t';
 const s64 = 'int64_t';
 
 /** struct uffdio_api { __u64 api; __u64 features; __u64 ioctls; } */
-export const uffdio_api = koffi.struct('uffdio_api', { api: u64, features: u64, ioctls: u64 });
+export const uffdio_api = namedStruct('uffdio_api', { api: u64, features: u64, ioctls: u64 });
 /** struct uffdio_range { __u64 start; __u64 len; } */
-export const uffdio_range = koffi.struct('uffdio_range', { start: u64, len: u64 });
+export const uffdio_range = namedStruct('uffdio_range', { start: u64, len: u64 });
 /** struct uffdio_register { struct uffdio_range range; __u64 mode; __u64 ioctls; } */
-export const uffdio_register = koffi.struct('uffdio_register', { range: uffdio_range, mode: u64, ioctls: u64 });
+export const uffdio_register = namedStruct('uffdio_register', { range: uffdio_range, mode: u64, ioctls: u64 });
 /** struct uffdio_copy { __u64 dst; __u64 src; __u64 len; __u64 mode; __s64 copy; } — `copy` is written back. */
-export const uffdio_copy = koffi.struct('uffdio_copy', { dst: u64, src: u64, len: u64, mode: u64, copy: s64 });
+export const uffdio_copy = namedStruct('uffdio_copy', { dst: u64, src: u64, len: u64, mode: u64, copy: s64 });
 /** struct uffdio_zeropage { struct uffdio_range range; __u64 mode; __s64 zeropage; } */
-export const uffdio_zeropage = koffi.struct('uffdio_zeropage', { range: uffdio_range, mode: u64, zeropage: s64 });
+export const uffdio_zeropage = namedStruct('uffdio_zeropage', { range: uffdio_range, mode: u64, zeropage: s64 });
 
 /** uffd_msg.arg.pagefault: flags, faulting address, and the faulting thread (UFFD_FEATURE_THREAD_ID). */
-const uffd_pagefault = koffi.struct('uffd_msg_pagefault', { flags: u64, address: u64, ptid: 'uint32_t' });
+const uffd_pagefault = namedStruct('uffd_msg_pagefault', { flags: u64, address: u64, ptid: 'uint32_t' });
 /** uffd_msg.arg.remove: the range an madvise(MADV_DONTNEED / MADV_REMOVE) dropped. */
-const uffd_remove = koffi.struct('uffd_msg_remove', { start: u64, end: u64 });
+const uffd_remove = namedStruct('uffd_msg_remove', { start: u64, end: u64 });
 /** uffd_msg.arg.remap: an mremap moved [from, from + len) to `to`. */
-const uffd_remap = koffi.struct('uffd_msg_remap', { from: u64, to: u64, len: u64 });
+const uffd_remap = namedStruct('uffd_msg_remap', { from: u64, to: u64, len: u64 });
 /** uffd_msg.arg.fork: the new userfaultfd of a forked child. */
-const uffd_fork = koffi.struct('uffd_msg_fork', { ufd: 'uint32_t' });
-const uffd_msg_arg = koffi.union('uffd_msg_arg', {
+const uffd_fork = namedStruct('uffd_msg_fork', { ufd: 'uint32_t' });
+const uffd_msg_arg = namedUnion('uffd_msg_arg', {
   pagefault: uffd_pagefault, fork: uffd_fork, remap: uffd_remap, remove: uffd_remove,
   reserved: koffi.array(u64, 3, 'Array'),
 });
 /** struct uffd_msg (__packed in the header; these fields need no padding either way). */
-export const uffd_msg = koffi.struct('uffd_msg', {
+export const uffd_msg = namedStruct('uffd_msg', {
   event: 'uint8_t', reserved1: 'uint8_t', reserved2: 'uint16_t', reserved3: 'uint32_t', arg: uffd_msg_arg,
 });
 export const UFFD_MSG_SIZE = 32;

@@ -8,6 +8,7 @@
  * under it too.
  */
 import koffi from 'koffi';
+import { namedStruct } from '../kvm/koffi-types.js';
 import { KindlingError } from '../errors.js';
 import { markFilterInstalled } from './state.js';
 import * as libc from '../kvm/libc.js';
@@ -21,7 +22,7 @@ export const SECCOMP_SET_MODE_FILTER = 1;
 export const SECCOMP_FILTER_FLAG_TSYNC = 1;
 
 /** struct sock_fprog { unsigned short len; struct sock_filter *filter; } (linux/filter.h). */
-export const sock_fprog = koffi.struct('sock_fprog', { len: 'uint16_t', filter: 'void *' });
+export const sock_fprog = namedStruct('sock_fprog', { len: 'uint16_t', filter: 'void *' });
 
 /** The filter could not be installed. */
 export class SeccompInstallError extends KindlingError {
