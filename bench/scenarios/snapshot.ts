@@ -410,19 +410,31 @@ export async function runSnapshotClones(c: ResultsCollector, base: VmSpec, ctx: 
 }
 
 /** CPU ms so far per thread of a process (`name:ms`), to show which thread of an idle clone is busy. */
-/** CPU ms per thread (`tid name` → ms) of a process now; empty once it is gone. */
-function threadCpuMap(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
+/**
+ * One /proc/<pid>[/task/<tid>]/stat: the thread's name, its CPU time (utime + stime) and the
+ * part of it spent running a guest (guest_time, field 43), in ms (clock ticks of 10 ms, USER_HZ
+ * 100). Throws once the process or thread is gone.
+ */
+function readStat(path: string): { name: string; cpuMs: number; guestMs: number } {
+  const st = readFileSync(path, 'utf8');
+  const f = st.replace(/^.*\) /s, '').split(' ');
+  return { name: /\((.*)\)/s.exec(st)?.[1] ?? '?', cpuMs: (Number(f[11]) + Number(f[12])) * 10, guestMs: Number(f[40]) * 10 };
+}
+
+/** Every thread of a process now (`tid` → readStat); empty once it is gone. */
+function threadStats(pid: number): Map<string, ReturnType<typeof readStat>> {
+  const out = new Map<string, ReturnType<typeof readStat>>();
   try {
-    for (const t of readdirSync(`/proc/${pid}/task`)) {
-      const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-      const f = st.replace(/^.*\) /s, '').split(' ');
-      out.set(`${t} ${/\((.*)\)/s.exec(st)?.[1] ?? '?'}`, (Number(f[11]) + Number(f[12])) * 10);
-    }
+    for (const t of readdirSync(`/proc/${pid}/task`)) out.set(t, readStat(`/proc/${pid}/task/${t}/stat`));
   } catch {
     // gone
   }
   return out;
+}
+
+/** CPU ms per thread (`tid name` → ms) of a process now; empty once it is gone. */
+function threadCpuMap(pid: number): Map<string, number> {
+  return new Map([...threadStats(pid)].map(([t, s]) => [`${t} ${s.name}`, s.cpuMs]));
 }
 
 /** Which threads used CPU between two threadCpuMap readings (`name:ms`, 10 ms and up). */
@@ -431,24 +443,18 @@ function cpuSince(before: Map<string, number>, pid: number): string {
     .filter(([, ms]) => ms >= 10).map(([n, ms]) => `${n}:${ms}`).join(' ');
 }
 
+/** The threads of a process that used 100 ms of CPU or more (`name:ms (guest ms)`), or 'gone'. */
 function threadCpu(pid: number): string {
-  try {
-    return readdirSync(`/proc/${pid}/task`).map((t) => {
-      const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-      const f = st.replace(/^.*\) /s, '').split(' ');
-      // utime + stime, and guest_time (field 43: the part spent running the guest itself).
-      return [/\((.*)\)/s.exec(st)?.[1] ?? t, (Number(f[11]) + Number(f[12])) * 10, Number(f[40]) * 10] as const;
-    }).filter(([, ms]) => ms >= 100).map(([n, ms, guest]) => `${n}:${ms}${guest ? ` (guest ${guest})` : ''}`).join(' ');
-  } catch {
-    return 'gone';
-  }
+  const stats = threadStats(pid);
+  if (stats.size === 0) return 'gone';
+  return [...stats.values()].filter((s) => s.cpuMs >= 100)
+    .map((s) => `${s.name}:${s.cpuMs}${s.guestMs ? ` (guest ${s.guestMs})` : ''}`).join(' ');
 }
 
 /** CPU time (ms, user + system) a process has used so far, from /proc/<pid>/stat. */
 function cpuMs(pid: number): number {
   try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10; // clock ticks of 10 ms (USER_HZ 100)
+    return readStat(`/proc/${pid}/stat`).cpuMs;
   } catch {
     return Number.NaN;
   }

@@ -24,6 +24,9 @@ function loadBuilder(): Promise<typeof import('./builder.js')> {
 }
 
 let restoreModule: Promise<typeof import('./restore.js')> | undefined;
+function loadRestore(): Promise<typeof import('./restore.js')> {
+  return (restoreModule ??= import('./restore.js'));
+}
 
 let actorPool: Promise<typeof import('../actors/actor-pool.js')> | undefined;
 function loadActorPool(): Promise<typeof import('../actors/actor-pool.js')> {
@@ -73,7 +76,7 @@ export class KvmVmFactory implements VmFactory {
 
   /** PUT /snapshot/load: a paused VM from a snapshot (src/vmm/restore.ts). */
   async restore(params: LoadSnapshotParams, ctx: RestoreContext): Promise<{ vm: Vmm; config: VmConfig }> {
-    const { restoreMicroVm } = await (restoreModule ??= import('./restore.js'));
+    const { restoreMicroVm } = await loadRestore();
     return restoreMicroVm(params, this.host, ctx);
   }
 
@@ -89,7 +92,7 @@ export class KvmVmFactory implements VmFactory {
       // sends InstanceStart right away, both are ready together instead of one after the other.
       this.expectActors({ vcpu: vcpus, block: 0, net: 0, vsock: 0, entropy: 0, balloon: 0, mem: 0, pmem: 0, fs: 0 });
       // Then the restore path: a VMM started ahead of a PUT /snapshot/load has it loaded too.
-      void loadBuilder().then(() => (restoreModule ??= import('./restore.js'))).catch(() => undefined);
+      void loadBuilder().then(loadRestore).catch(() => undefined);
     });
   }
 
