@@ -10,7 +10,7 @@ import { VirtioPciState, pciInterrupt } from '../../devices/virtio/pci-state.js'
 import type { VirtioPciDoorbells } from './virtio-actor.js';
 
 export function transportInterrupt(pci: VirtioPciDoorbells | null, state: MmioState, irqEvt: EventFd): MmioInterrupt {
-  if (!pci) return new MmioInterrupt(state, () => irqEvt.signal());
+  if (!pci) return new MmioInterrupt(state, () => irqEvt.signal(), true);
   const vectors = pci.vectorFds.map((fd) => new EventFd(fd));
   return pciInterrupt(state, new VirtioPciState(pci.state), (v) => vectors[v]?.signal());
 }

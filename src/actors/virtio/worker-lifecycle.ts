@@ -41,7 +41,9 @@ export class WorkerLifecycle {
 
   /**
    * Snapshot restore: activates `device` over the restored transport's queues, continuing
-   * from the saved indices; true when the device is active afterwards.
+   * from the saved indices, and raises again an interrupt the transport shows pending (with
+   * coalesced MMIO interrupts a lost edge would otherwise silence the device for good); true
+   * when the device is active afterwards.
    */
   restore(device: Activatable, state: MmioState, mem: GuestMemory, interrupt: VirtioInterrupt, queues: readonly QueueIndices[] | null): boolean {
     if (device.isActive || !state.activated() || !queues) return false;
@@ -50,6 +52,7 @@ export class WorkerLifecycle {
       this.logError(`${this.label}: activation from the snapshot failed: ${err.message}`);
       return false;
     }
+    interrupt.resend?.();
     return true;
   }
 

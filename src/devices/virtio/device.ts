@@ -42,6 +42,11 @@ export interface VirtioInterrupt {
    * VIRTIO_CONFIG_S_NEEDS_RESET and raises a config interrupt (§2.1.2).
    */
   needsReset(): void;
+  /**
+   * After a snapshot restore: raises the interrupt again if the restored transport shows one
+   * pending (an edge in flight at the save is not in the snapshot).
+   */
+  resend?(): void;
 }
 
 /** A device-specific configuration space (§4.2.2 offset 0x100 onward, any access width). */
