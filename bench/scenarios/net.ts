@@ -36,7 +36,7 @@ const HOST = '169.254.40.1';
 const GUEST = '169.254.40.2';
 const IPERF = `iperf3 -c ${HOST} -t ${SECS} -f M -i 0`;
 const GUEST_CMD = `"ip link set eth0 up; ip addr add ${GUEST}/30 dev eth0; until ping -c 1 -W 1 ${HOST} >/dev/null; do :; done; `
-  + `echo BENCH_IPERF_TX; ${IPERF}; grep eth0 /proc/net/dev; echo BENCH_IPERF_RX; ${IPERF} -R; grep eth0 /proc/net/dev; echo BENCH_NET_DONE"`;
+  + `echo BENCH_IPERF_TX; ${IPERF}; grep eth0 /proc/net/dev; grep virtio /proc/interrupts; echo BENCH_IPERF_RX; ${IPERF} -R; grep eth0 /proc/net/dev; grep virtio /proc/interrupts; echo BENCH_NET_DONE"`;
 
 /** Declares the net metrics. */
 export function defineNetMetrics(c: ResultsCollector): void {
@@ -120,12 +120,14 @@ export async function runNet(c: ResultsCollector, base: VmSpec, initrd: string, 
         const { tx, rx } = iperfRates(s.console);
         // The guest's eth0 counters after each test (packets are skbs: GSO frames count once).
         const netDev = [...s.console.matchAll(/^\s*eth0:.*$/gm)].map((m) => m[0].trim());
-        run.data = { txMiBs: tx, rxMiBs: rx, netDev, console: s.console.slice(0, 4000) };
+        // The device's guest interrupt count after each test (/proc/interrupts: IRQ, count, chip, name).
+        const irqs = [...s.console.matchAll(/^\s*\d+:\s+(\d+)\s.*virtio.*$/gm)].map((m) => Number(m[1]));
+        run.data = { txMiBs: tx, rxMiBs: rx, netDev, guestInterrupts: irqs, vmmCpu: s.cpuAfterMarker, console: s.console.slice(0, 4000) };
         if (tx === undefined || rx === undefined) throw new Error(`no iperf3 receiver line each way: ${s.console.slice(0, 1200)}`);
         run.ok = true;
         c.add('net.tx', side, tx);
         c.add('net.rx', side, rx);
-        log(`net ${side} round ${round + 1}/${rounds}: guest→host ${tx.toFixed(1)} MiB/s, host→guest ${rx.toFixed(1)} MiB/s; guest /proc/net/dev: ${netDev.join(' | ')}`);
+        log(`net ${side} round ${round + 1}/${rounds}: guest→host ${tx.toFixed(1)} MiB/s, host→guest ${rx.toFixed(1)} MiB/s; guest /proc/net/dev: ${netDev.join(' | ')}; virtio interrupts after each test: ${irqs.join(', ')}; VMM CPU ms per thread over both tests: ${s.cpuAfterMarker}`);
       } catch (e) {
         run.error = (e as Error).message;
         log(`net ${side} round ${round + 1} FAILED: ${run.error}`);

@@ -30,7 +30,7 @@ import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FirecrackerClient } from 'kindling/client';
-import { Watched, sleep } from './process.js';
+import { Watched, cpuMs, cpuSince, sleep, threadCpu, threadCpuMap } from './process.js';
 import { kindlingCommand } from '../stage.js';
 import { GUEST_MARKER, qemuArgs, type RunContext, type VmSpec } from './vm-run.js';
 import { nsToMs, type BenchResults, type ResultsCollector, type RunRecord, type Side } from '../results.js';
@@ -406,57 +406,6 @@ export async function runSnapshotClones(c: ResultsCollector, base: VmSpec, ctx: 
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }
-}
-
-/** CPU ms so far per thread of a process (`name:ms`), to show which thread of an idle clone is busy. */
-/**
- * One /proc/<pid>[/task/<tid>]/stat: the thread's name, its CPU time (utime + stime) and the
- * part of it spent running a guest (guest_time, field 43), in ms (clock ticks of 10 ms, USER_HZ
- * 100). Throws once the process or thread is gone.
- */
-function readStat(path: string): { name: string; cpuMs: number; guestMs: number } {
-  const st = readFileSync(path, 'utf8');
-  const f = st.replace(/^.*\) /s, '').split(' ');
-  return { name: /\((.*)\)/s.exec(st)?.[1] ?? '?', cpuMs: (Number(f[11]) + Number(f[12])) * 10, guestMs: Number(f[40]) * 10 };
-}
-
-/** Every thread of a process now (`tid` → readStat); empty once it is gone. */
-function threadStats(pid: number): Map<string, ReturnType<typeof readStat>> {
-  const out = new Map<string, ReturnType<typeof readStat>>();
-  try {
-    for (const t of readdirSync(`/proc/${pid}/task`)) out.set(t, readStat(`/proc/${pid}/task/${t}/stat`));
-  } catch {
-    // gone
-  }
-  return out;
-}
-
-/** CPU ms per thread (`tid name` → ms) of a process now; empty once it is gone. */
-function threadCpuMap(pid: number): Map<string, number> {
-  return new Map([...threadStats(pid)].map(([t, s]) => [`${t} ${s.name}`, s.cpuMs]));
-}
-
-/** Which threads used CPU between two threadCpuMap readings (`name:ms`, 10 ms and up). */
-function cpuSince(before: Map<string, number>, pid: number): string {
-  return [...threadCpuMap(pid)].map(([k, ms]) => [k.replace(/^\d+ /, ''), ms - (before.get(k) ?? 0)] as const)
-    .filter(([, ms]) => ms >= 10).map(([n, ms]) => `${n}:${ms}`).join(' ');
-}
-
-/** The threads of a process that used 100 ms of CPU or more (`name:ms (guest ms)`), or 'gone'. */
-function threadCpu(pid: number): string {
-  const stats = threadStats(pid);
-  if (stats.size === 0) return 'gone';
-  return [...stats.values()].filter((s) => s.cpuMs >= 100)
-    .map((s) => `${s.name}:${s.cpuMs}${s.guestMs ? ` (guest ${s.guestMs})` : ''}`).join(' ');
-}
-
-/** CPU time (ms, user + system) a process has used so far, from /proc/<pid>/stat. */
-function cpuMs(pid: number): number {
-  try {
-    return readStat(`/proc/${pid}/stat`).cpuMs;
-  } catch {
-    return Number.NaN;
   }
 }
 

@@ -12,7 +12,7 @@
  * start. Both are also measured from process start.
  */
 import { join } from 'node:path';
-import { Watched, guestRamMatcher, readProcMemory, type ProcMemory } from './process.js';
+import { Watched, cpuSince, guestRamMatcher, readProcMemory, threadCpuMap, type ProcMemory } from './process.js';
 import { threadIds, type KvmStats, type UserspaceExits } from './kvm-stats.js';
 import type { KindlingVmArgs, KindlingVmReport } from '../kindling-vm.js';
 import type { Side } from '../results.js';
@@ -76,6 +76,8 @@ export interface BootSample {
   memory: ProcMemory;
   /** Console text after the marker up to the kill (for the block scenario). */
   console: string;
+  /** With `until`: CPU ms per VMM thread from the marker to `until` (`name:ms …`, threads of 10 ms and up). */
+  cpuAfterMarker?: string;
 }
 
 /** The QEMU command line for a spec (everything after the binary). */
@@ -125,6 +127,7 @@ export async function bootOnce(side: Side, spec: VmSpec, ctx: RunContext, until?
   try {
     const marker = await proc.waitFor(new RegExp(GUEST_MARKER), ctx.timeoutMs);
     // Measure first: the guest keeps running.
+    const cpuAtMarker = threadCpuMap(proc.pid);
     const tids = threadIds(proc.pid);
     const userspaceExits = ctx.stats.userspaceExits(tids, before);
     const kvm = ctx.stats.vmStats(proc.pid);
@@ -154,6 +157,7 @@ export async function bootOnce(side: Side, spec: VmSpec, ctx: RunContext, until?
       const at = proc.text.indexOf(GUEST_MARKER);
       await proc.waitFor(until, ctx.timeoutMs);
       sample.console = proc.text.slice(at);
+      sample.cpuAfterMarker = cpuSince(cpuAtMarker, proc.pid);
     }
     return sample;
   } finally {
