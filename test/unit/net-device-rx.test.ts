@@ -14,7 +14,7 @@ import {
 import { iovRead, iovWrite } from '../../src/devices/virtio/iovec.js';
 import { MAX_BUFFER_SIZE, NET_RX_MIN_SMALL_BUFFER } from '../../src/devices/virtio/net/constants.js';
 import { must } from '../../src/memory/guest-memory.js';
-import { EAGAIN, MS, RAM, chainBytes, frame, netRig, postRx, type NetRig } from '../helpers/net-rig.js';
+import { EAGAIN, MS, RAM, chainBytes, frame, netRig, postRx, sendFrame, type NetRig } from '../helpers/net-rig.js';
 import { xorshift32 } from '../helpers/xorshift.js';
 
 const noMerge = (f: bigint) => f & ~featureBit(VIRTIO_NET_F_MRG_RXBUF);
@@ -70,6 +70,32 @@ test('MRG_RXBUF: small frames take one chain each, num_buffers = 1', () => {
   assert.is(numBuffers(r, chains[1]!), 1);
   assert.equal(r.tap.readOffers.length, 4, 'the notify read (EAGAIN), then the TAP event read until EAGAIN');
   assert.ok(r.tap.readOffers.every((n) => n >= MAX_BUFFER_SIZE && n < MAX_BUFFER_SIZE + 4096), 'offered just enough chains');
+});
+
+test('after sending, the device reads what the host queued meanwhile (one interrupt turn for both queues)', () => {
+  const r = netRig();
+  const chains = Array.from({ length: 20 }, () => postRx(r, [4096]));
+  r.rxq.kick();
+  r.tap.readOffers.length = 0;
+  // The TAP write "answers" at once, as a host stack run in the writer's context does.
+  const write = r.tap.write.bind(r.tap);
+  r.tap.write = (bufs) => {
+    r.tap.inbox.push(frame(66));
+    return write(bufs);
+  };
+  sendFrame(r, frame(1000));
+  r.txq.kick();
+  assert.is(r.tap.sent.length, 1);
+  assert.equal(r.rxq.takeUsed(), [{ id: chains[0]!.head, len: 66 }], 'the answer reached the guest without a TAP event');
+  assert.is(r.metrics.snapshot().rx_tap_event_count, 0, 'not counted as a TAP event');
+  assert.equal(r.tap.readOffers.length, 2, 'read until EAGAIN');
+  // Without room for a frame the device does not read after sending.
+  const t = netRig();
+  t.tap.inbox.push(frame(66));
+  sendFrame(t, frame(1000));
+  t.txq.kick();
+  assert.equal(t.tap.readOffers, [], 'no receive buffers: no read');
+  assert.is(t.tap.inbox.length, 1);
 });
 
 test('without MRG_RXBUF (and with GSO) a chain must hold 65562 bytes; smaller ones are refused', () => {

@@ -6,9 +6,11 @@
  *   ctl  → control calls (PATCH, stop); activation once the transport saw DRIVER_OK: the
  *          TAP's offloads are set from the acked features, then both queues are processed;
  *   RX queue → the guest posted receive buffers: take them, read waiting frames;
- *   TX queue → frames to send: writev each one from guest RAM to the TAP;
+ *   TX queue → frames to send: writev each one from guest RAM to the TAP, then read what the
+ *          host queued meanwhile (NetDevice.onTxQueueNotify);
  *   TAP  → a frame is waiting and the guest has room: readv it into guest RAM;
  *   timeout → a rate limiter's block ended.
+ * The used-buffer interrupt of a turn is written once, before the next wait.
  * The TAP is polled only while `wantsTapInput()` holds, so a guest that stops consuming RX
  * leaves the worker asleep (frames wait in the TAP's queue, which the kernel bounds) and never
  * spins; every other device and the API are on other threads.
@@ -25,7 +27,7 @@ import { GuestMemory } from '../../memory/guest-memory.js';
 import { NetDevice } from '../../devices/virtio/net/device.js';
 import { NetMetrics } from '../../devices/virtio/net/metrics.js';
 import { MmioState } from '../../devices/virtio/mmio-state.js';
-import { transportInterrupt } from './transport.js';
+import { deferredTransportInterrupt } from './transport.js';
 import { RateLimiter } from '../../devices/rate-limiter/rate-limiter.js';
 import { MmdsStack } from '../../mmds/stack.js';
 import { TokenAuthority } from '../../mmds/token.js';
@@ -58,7 +60,8 @@ const device = new NetDevice(
     metrics: new NetMetrics(init.metrics), configBytes: new Uint8Array(init.config), mmds: mmds ?? undefined,
   },
 );
-const interrupt = transportInterrupt(init.pci, state, irqEvt);
+// One irqfd write per loop turn at most (transport.ts `deferredTransportInterrupt`).
+const { interrupt, flush: flushInterrupt } = deferredTransportInterrupt(init.pci, state, irqEvt);
 
 const life = new WorkerLifecycle(label, (message) => post({ kind: 'log', level: 'error', message }));
 
@@ -102,6 +105,7 @@ async function loop(): Promise<void> {
   if (life.restore(device, state, mem, interrupt, init.restore?.queues ?? null)) tap.setOffload(device.tapOffloadFlags());
   post({ kind: 'ready' });
   for (;;) {
+    flushInterrupt(); // before any wait: the guest must never wait on a write held here
     if (life.quiesced) {
       // A snapshot is being taken: control calls only, no timers, TAP frames wait in the kernel.
       timer.wait([ctlEvt.fd], 0);

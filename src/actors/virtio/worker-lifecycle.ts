@@ -41,9 +41,8 @@ export class WorkerLifecycle {
 
   /**
    * Snapshot restore: activates `device` over the restored transport's queues, continuing
-   * from the saved indices, and raises again an interrupt the transport shows pending (with
-   * coalesced MMIO interrupts a lost edge would otherwise silence the device for good); true
-   * when the device is active afterwards.
+   * from the saved indices, and raises again an interrupt the transport shows pending
+   * (MmioInterrupt.resend); true when the device is active afterwards.
    */
   restore(device: Activatable, state: MmioState, mem: GuestMemory, interrupt: VirtioInterrupt, queues: readonly QueueIndices[] | null): boolean {
     if (device.isActive || !state.activated() || !queues) return false;

@@ -240,15 +240,13 @@ export function mmioStateSlots(numQueues: number): number {
  * The device worker's VirtioInterrupt for an MMIO transport: sets InterruptStatus in the
  * shared state, then calls `signal(bit)` (the actor writes the device's irqfd).
  *
- * `coalesce` (virtio-mmio, whose GSI is an edge-triggered irqfd): signal only when the bit
- * rises from 0 to 1. While it is already 1 the guest has an interrupt to handle, and its
- * handler (Linux drivers/virtio/virtio_mmio.c `vm_interrupt`) reads InterruptStatus, writes
- * the same bits to InterruptACK and only then reads the used rings, so it sees every buffer
- * used before the ACK; a buffer used after the ACK finds the bit 0 and signals. A second edge
- * while the bit is set would only make the guest take a spurious interrupt — what a level-
- * triggered line (QEMU's virtio-mmio) never does. Invariant: InterruptStatus changes only by
- * Atomics on one word (device worker OR, vCPU ACK AND), so "rose from 0" is exact.
- * virtio-pci with MSI-X does not coalesce: a vector has no status bit to gate on.
+ * Every trigger signals, even while its bit is still set. Skipping those (one edge per rise
+ * of the bit, as a level-triggered line behaves) loses the device for good when the guest
+ * misses the one edge: KVM's IOAPIC drops an edge on a masked pin, and Linux masks an edge
+ * pin while it moves the IRQ to another vCPU (kernel/irq/migration.c `__irq_move_irq`); a
+ * two-vCPU guest's network stalled that way (2026-12-07). A later trigger is what recovers
+ * from such a loss. Batching the writes of one loop turn is the actor's business
+ * (src/actors/virtio/transport.ts `deferredTransportInterrupt`).
  */
 export class MmioInterrupt implements VirtioInterrupt {
   private readonly state: MmioState;
@@ -257,27 +255,23 @@ export class MmioInterrupt implements VirtioInterrupt {
    * `signal` raises the interrupt: the MMIO actors write the device's one irqfd; the PCI
    * transport (pci-state.ts `pciInterrupt`) picks the MSI-X vector of `type` and `queue`.
    */
-  constructor(
-    state: MmioState | SharedArrayBuffer,
-    private readonly signal: (bit: number, type: VirtioInterruptType, queue: number | undefined) => void,
-    private readonly coalesce = false,
-  ) {
+  constructor(state: MmioState | SharedArrayBuffer, private readonly signal: (bit: number, type: VirtioInterruptType, queue: number | undefined) => void) {
     this.state = state instanceof MmioState ? state : new MmioState(state);
   }
 
-  /** ORs the reason into InterruptStatus (the PCI ISR too) and raises the interrupt, counted, unless coalesced. */
+  /** ORs the reason into InterruptStatus (the PCI ISR too), counts the trigger and raises the interrupt. */
   trigger(type: VirtioInterruptType, queue?: number): void {
     const bit = type === VIRTIO_INTERRUPT.VRING ? VIRTIO_MMIO_INT_VRING : VIRTIO_MMIO_INT_CONFIG;
-    const before = Atomics.or(this.state.i32, MMIO_SLOT.INTERRUPT_STATUS, bit);
-    if (this.coalesce && (before & bit) !== 0) return;
+    Atomics.or(this.state.i32, MMIO_SLOT.INTERRUPT_STATUS, bit);
     Atomics.add(this.state.i32, MMIO_SLOT.INTERRUPT_TRIGGERS, 1);
     this.signal(bit, type, queue);
   }
 
   /**
    * After a snapshot restore: raises the interrupt again when InterruptStatus holds a bit.
-   * The saved bit may stand for an edge the guest never took (it was in flight at the save),
-   * and with `coalesce` no later trigger would raise it; a spurious one is harmless.
+   * The saved bit may stand for an edge the guest never took (its injection was still in
+   * flight at the save), and a device with nothing more in flight (a block device whose last
+   * request completed) would never trigger again; a spurious interrupt is harmless.
    */
   resend(): void {
     const status = this.state.load(MMIO_SLOT.INTERRUPT_STATUS);

@@ -278,7 +278,13 @@ export class NetDevice implements VirtioDevice {
     } else this.resumeRx(a);
   }
 
-  /** The driver queued frames to send (Firecracker `process_tx_queue_event`). */
+  /**
+   * The driver queued frames to send (Firecracker `process_tx_queue_event`). After sending,
+   * the device reads the TAP once more when it can take a frame: a TAP write runs the host's
+   * stack in the writer's context, so the answers to what was sent (TCP ACKs) are often queued
+   * already, and reading them now lets the actor raise one interrupt for both queues instead
+   * of waking again for the TAP and raising a second (net-worker.ts flushes one per turn).
+   */
   onTxQueueNotify(): void {
     this.metrics.inc('tx_queue_event_count');
     const a = this.usable();
@@ -286,7 +292,9 @@ export class NetDevice implements VirtioDevice {
     if (this.txRateLimiter.isBlocked()) {
       this.metrics.inc('tx_rate_limiter_throttled');
       this.txThrottled = true;
-    } else this.processTx(a);
+      return;
+    }
+    if (this.processTx(a) && !a.broken && this.wantsTapInput()) this.resumeRx(a);
   }
 
   /** The TAP polled readable (Firecracker `process_tap_rx_event`). */
@@ -461,8 +469,8 @@ export class NetDevice implements VirtioDevice {
     return n < 0 ? n : Math.min(n, iovLength(views));
   }
 
-  /** Sends every queued frame the limiter allows (Firecracker `process_tx`). */
-  private processTx(a: Active): void {
+  /** Sends every queued frame the limiter allows (Firecracker `process_tx`); true when it sent any. */
+  private processTx(a: Active): boolean {
     const q = a.tx;
     let sentAny = false;
     this.txThrottled = false;
@@ -503,6 +511,7 @@ export class NetDevice implements VirtioDevice {
     signalUsed(q, a.interrupt);
     // The MMDS usually has its answer now (Firecracker processes RX after a detour).
     if (this.mmds?.hasPendingFrames() && !a.broken && this.writeMmdsFrames(a)) signalUsed(a.rx, a.interrupt);
+    return sentAny;
   }
 
   /**
