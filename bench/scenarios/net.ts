@@ -97,6 +97,13 @@ function iperfServer(): { proc: ChildProcess; started: Promise<void> } {
   return { proc: p, started };
 }
 
+/** The KVM debugfs counters that tell where a guest's exits went (those that moved). */
+function kvmSummary(k: Record<string, number> | undefined): string {
+  if (!k) return 'unavailable';
+  return ['exits', 'io_exits', 'mmio_exits', 'irq_exits', 'halt_exits', 'halt_wakeup', 'irq_injections', 'irq_window_exits', 'request_irq_exits', 'signal_exits', 'pf_guest', 'insn_emulation']
+    .filter((n) => (k[n] ?? 0) > 0).map((n) => `${n} ${k[n]}`).join(', ');
+}
+
 const ip = (...args: string[]): void => { execFileSync('ip', args, { stdio: 'ignore' }); };
 
 /** Runs the net rounds (Kindling then QEMU in each), a fresh TAP per run. */
@@ -122,12 +129,12 @@ export async function runNet(c: ResultsCollector, base: VmSpec, initrd: string, 
         const netDev = [...s.console.matchAll(/^\s*eth0:.*$/gm)].map((m) => m[0].trim());
         // The device's guest interrupt count after each test (/proc/interrupts: IRQ, count, chip, name).
         const irqs = [...s.console.matchAll(/^\s*\d+:\s+(\d+)\s.*virtio.*$/gm)].map((m) => Number(m[1]));
-        run.data = { txMiBs: tx, rxMiBs: rx, netDev, guestInterrupts: irqs, vmmCpu: s.cpuAfterMarker, console: s.console.slice(0, 4000) };
+        run.data = { txMiBs: tx, rxMiBs: rx, netDev, guestInterrupts: irqs, vmmCpu: s.cpuAfterMarker, kvm: s.kvmAfterMarker, console: s.console.slice(0, 4000) };
         if (tx === undefined || rx === undefined) throw new Error(`no iperf3 receiver line each way: ${s.console.slice(0, 1200)}`);
         run.ok = true;
         c.add('net.tx', side, tx);
         c.add('net.rx', side, rx);
-        log(`net ${side} round ${round + 1}/${rounds}: guest→host ${tx.toFixed(1)} MiB/s, host→guest ${rx.toFixed(1)} MiB/s; guest /proc/net/dev: ${netDev.join(' | ')}; virtio interrupts after each test: ${irqs.join(', ')}; VMM CPU ms per thread over both tests: ${s.cpuAfterMarker}`);
+        log(`net ${side} round ${round + 1}/${rounds}: guest→host ${tx.toFixed(1)} MiB/s, host→guest ${rx.toFixed(1)} MiB/s; guest /proc/net/dev: ${netDev.join(' | ')}; virtio interrupts after each test: ${irqs.join(', ')}; VMM CPU ms per thread over both tests: ${s.cpuAfterMarker}; KVM counters over both tests: ${kvmSummary(s.kvmAfterMarker)}`);
       } catch (e) {
         run.error = (e as Error).message;
         log(`net ${side} round ${round + 1} FAILED: ${run.error}`);

@@ -78,6 +78,8 @@ export interface BootSample {
   console: string;
   /** With `until`: CPU ms per VMM thread from the marker to `until` (`name:ms …`, threads of 10 ms and up). */
   cpuAfterMarker?: string;
+  /** With `until`: the VM's KVM debugfs counters at `until` minus those at the marker. */
+  kvmAfterMarker?: Record<string, number>;
 }
 
 /** The QEMU command line for a spec (everything after the binary). */
@@ -158,6 +160,8 @@ export async function bootOnce(side: Side, spec: VmSpec, ctx: RunContext, until?
       await proc.waitFor(until, ctx.timeoutMs);
       sample.console = proc.text.slice(at);
       sample.cpuAfterMarker = cpuSince(cpuAtMarker, proc.pid);
+      const kvmEnd = ctx.stats.vmStats(proc.pid);
+      if (kvm && kvmEnd) sample.kvmAfterMarker = Object.fromEntries(Object.entries(kvmEnd).map(([k, v]) => [k, v - (kvm[k] ?? 0)]));
     }
     return sample;
   } finally {
