@@ -78,6 +78,8 @@ export interface BootSample {
   console: string;
   /** With `until`: CPU ms per VMM thread from the marker to `until` (`name:ms …`, threads of 10 ms and up). */
   cpuAfterMarker?: string;
+  /** Kindling: where InstanceStart's time went (the builder's cumulative phases). */
+  phases?: string;
   /** With `until`: the VM's KVM debugfs counters at `until` minus those at the marker. */
   kvmAfterMarker?: Record<string, number>;
 }
@@ -149,6 +151,8 @@ export async function bootOnce(side: Side, spec: VmSpec, ctx: RunContext, until?
       const rep = await proc.waitFor(/BENCH_KINDLING (\{.*\})\r?\n/, 10_000);
       const report = JSON.parse(rep.match[1]!) as KindlingVmReport;
       sample.selfExitCounts = report.exitCounts;
+      const phases = /BENCH_PHASES instance start \(cumulative\): ([^\r\n]*)/.exec(proc.text);
+      if (phases) sample.phases = phases[1];
       sample.selfExits = report.exitCounts.reduce((n, c) => n + c.ioIn + c.ioOut + c.mmioRead + c.mmioWrite + c.other, 0);
     }
     // Kindling's child prints its BENCH_KINDLING line as soon as it sees the marker, which
