@@ -92,7 +92,7 @@ function record(c: ResultsCollector, v: BootVariant, s: BootSample): number {
 /** One line of progress for a sample. */
 function describe(s: BootSample): string {
   const ue = s.userspaceExits ? `, ${s.userspaceExits.total} userspace exits` : '';
-  const phases = s.phases ? `; InstanceStart → guest uptime ${s.guestUptimeS ?? '?'} s at the marker, ${(s.instanceToReadyMs / 1000).toFixed(2)} s in all; build phases: ${s.phases}` : '';
+  const phases = s.phases ? `; InstanceStart → guest uptime ${s.guestUptimeS ?? '?'} s at the marker, ${(s.instanceToReadyMs / 1000).toFixed(2)} s in all; ${s.phases}` : '';
   return `${(s.processToReadyMs / 1000).toFixed(1)} s to userspace${ue}, RSS ${kibToMib(s.memory.rssKib).toFixed(1)} MiB (guest ${kibToMib(s.memory.guestKib).toFixed(1)})${phases}`;
 }
 

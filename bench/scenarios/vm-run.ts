@@ -151,8 +151,9 @@ export async function bootOnce(side: Side, spec: VmSpec, ctx: RunContext, until?
       const rep = await proc.waitFor(/BENCH_KINDLING (\{.*\})\r?\n/, 10_000);
       const report = JSON.parse(rep.match[1]!) as KindlingVmReport;
       sample.selfExitCounts = report.exitCounts;
-      const phases = /BENCH_PHASES instance start \(cumulative\): ([^\r\n]*)/.exec(proc.text);
-      if (phases) sample.phases = phases[1];
+      const phases = [...proc.text.matchAll(/BENCH_PHASES ([^\r\n]*)/g)].map((m) => m[1]);
+      const since = (ns: string): string => (ns === '0' ? '?' : `${nsToMs(BigInt(ns) - BigInt(started[1]!)).toFixed(0)} ms`);
+      if (phases.length) sample.phases = `${phases.join('; ')}; start() resolved ${since(report.startedNs)}, first console byte ${since(report.firstConsoleNs)}`;
       sample.selfExits = report.exitCounts.reduce((n, c) => n + c.ioIn + c.ioOut + c.mmioRead + c.mmioWrite + c.other, 0);
     }
     // Kindling's child prints its BENCH_KINDLING line as soon as it sees the marker, which

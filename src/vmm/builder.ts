@@ -65,7 +65,8 @@ export interface VmHostOptions {
 export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<Vmm> {
   const started = bootTimestamp();
   const { log, metrics } = host;
-  // Where InstanceStart's time goes, logged once at the end (as the restore's phases are).
+  // Where the build's time goes, logged once at the end (as the restore's phases are);
+  // KvmVmFactory.boot logs InstanceStart's phases around it.
   const t0 = performance.now();
   const marks: string[] = [];
   const mark = (what: string): void => { marks.push(`${what} ${Math.round(performance.now() - t0)} ms`); };
@@ -148,7 +149,7 @@ export async function buildMicroVm(cfg: VmConfig, host: VmHostOptions): Promise<
     mark('device actors');
     const { handles, vmControl } = await startVcpuActors(vm, vcpus, mem, devices, virtio, log);
     mark('vCPU actors');
-    log('info', `instance start (cumulative): ${marks.join(', ')}`);
+    log('info', `microVM build (cumulative): ${marks.join(', ')}`);
     return new Vmm({ config: cfg, kvm, vm, mem, vcpus, handles, vmControl, devices, debugRing, log, ...virtio, metrics });
   } catch (e) {
     for (const c of cleanups.reverse()) {

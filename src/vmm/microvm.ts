@@ -40,7 +40,7 @@ import type { VcpuHandle } from '../actors/vcpu/handle.js';
 import { toActionError, type VmmAction } from './actions.js';
 import type { VmmLog } from './builder.js';
 import { VmmController } from './controller.js';
-import { KvmVmFactory } from './kvm-factory.js';
+import { KvmVmFactory, preloadBuilder } from './kvm-factory.js';
 import type { VmExit } from './running-vm.js';
 import type { Vmm, VmState } from './vmm.js';
 import type { FsHandle, FsStatus } from '../actors/virtio/fs-handle.js';
@@ -145,17 +145,22 @@ export class MicroVm {
   private readonly controller: VmmController;
 
   /**
-   * Starts actor workers ahead of `start()` (src/actors/actor-pool.ts): a process that will
-   * run a VM soon calls this so InstanceStart does not wait for isolates to load their code.
-   * Unused workers do not keep the process alive.
+   * Starts actor workers ahead of `start()` (src/actors/actor-pool.ts) and loads the builder:
+   * a process that will run a VM soon calls this so InstanceStart does not wait for modules
+   * and isolates to load their code. Resolves once this thread's modules are loaded (the
+   * workers go on loading on their own threads). Unused workers do not keep the process alive.
    */
-  static prewarm(actors: { vcpus?: number; drives?: number; nets?: number; vsock?: boolean; entropy?: boolean; balloon?: boolean }): void {
+  static prewarm(actors: { vcpus?: number; drives?: number; nets?: number; vsock?: boolean; entropy?: boolean; balloon?: boolean }): Promise<void> {
+    // The builder's module graph too: loading it at InstanceStart cost the bench's library
+    // boots 0.65-0.85 s nested (bench/results/2026-12-07-6).
+    const modules = preloadBuilder();
     prewarmActors('vcpu', actors.vcpus ?? 0);
     prewarmActors('block', actors.drives ?? 0);
     prewarmActors('net', actors.nets ?? 0);
     prewarmActors('vsock', actors.vsock ? 1 : 0);
     prewarmActors('entropy', actors.entropy ? 1 : 0);
     prewarmActors('balloon', actors.balloon ? 1 : 0);
+    return modules;
   }
 
   /** Stops workers `prewarm` started that no VM took. */
