@@ -24,7 +24,7 @@
  *            per clone. Kindling maps the memory file MAP_PRIVATE, so clean guest pages are
  *            shared through the page cache; each QEMU reads the stream into its own RAM.
  */
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';

@@ -243,9 +243,9 @@ export function mmioStateSlots(numQueues: number): number {
  * Every trigger signals, even while its bit is still set. Skipping those (one edge per rise
  * of the bit, as a level-triggered line behaves) loses the device for good when the guest
  * misses the one edge: KVM's IOAPIC drops an edge on a masked pin, and Linux masks an edge
- * pin while it moves the IRQ to another vCPU (kernel/irq/migration.c `__irq_move_irq`); a
- * two-vCPU guest's network stalled that way (2026-12-07). A later trigger is what recovers
- * from such a loss. Batching the writes of one loop turn is the actor's business
+ * pin while it moves the IRQ to another vCPU (kernel/irq/migration.c `__irq_move_irq`). With
+ * that skipping, a two-vCPU guest's network stalled in the KVM net test (2026-12-07), most
+ * likely so. A later trigger is what recovers from such a loss. Batching the writes of one loop turn is the actor's business
  * (src/actors/virtio/transport.ts `deferredTransportInterrupt`).
  */
 export class MmioInterrupt implements VirtioInterrupt {
