@@ -6,6 +6,13 @@
  *
  * A file that fails to import counts as one failed test: a broken test file must never
  * shrink the count silently.
+ *
+ * KVM tier only: a file whose failure shows a guest triple fault (Kindling's
+ * "KVM_EXIT_SHUTDOWN (triple fault)") runs once more, as a fresh module instance, and the
+ * second run's result is the file's. In the nested rig (QEMU TCG emulating SVM) guests of both
+ * VMMs die that way now and then under load, QEMU's as well (docs/design.md, "a triple fault
+ * out of nowhere"); CI stop 28 and a later run each lost one file to it. The output says so,
+ * with the first run's failure above it; a second triple fault, or any other failure, fails.
  */
 import { appendFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
@@ -22,6 +29,9 @@ function totals(printed: string): { total: number; passed: number; skipped: numb
   const num = (label: string): number => Number(/(\d+)\s*$/.exec(plain.split(`${label}:`).pop()!.split('\n')[0]!)?.[1] ?? 0);
   return { total: num('Total'), passed: num('Passed'), skipped: num('Skipped') };
 }
+
+/** What a failure's output shows when the guest died of a triple fault (src/actors/vcpu/worker.ts). */
+export const GUEST_TRIPLE_FAULT = 'KVM_EXIT_SHUTDOWN (triple fault)';
 
 function listTests(dir: string): string[] {
   const out: string[] = [];
@@ -46,9 +56,14 @@ async function main(): Promise<void> {
 
   // uvu prints its own totals; capture them so the orchestrator can add tiers up.
   let captured = '';
+  // Whether the current file's output showed a guest triple fault (kept apart from `captured`,
+  // which keeps only its tail).
+  let tripleFault = false;
   const origWrite = process.stdout.write.bind(process.stdout);
   process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-    captured += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
+    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
+    if (text.includes(GUEST_TRIPLE_FAULT)) tripleFault = true;
+    captured += text;
     if (captured.length > 1 << 16) captured = captured.slice(-4096);
     return (origWrite as (...a: unknown[]) => boolean)(chunk, ...rest);
   }) as typeof process.stdout.write;
@@ -63,24 +78,35 @@ async function main(): Promise<void> {
   let passed = 0;
   let failed = 0;
   let skipped = 0;
-  for (const file of files) {
-    const name = relative(distTest, file);
-    const fileStarted = performance.now();
+  /** One run of a test file (`instance` > 0: a fresh module instance of it); its counts and output. */
+  const runFile = async (file: string, name: string, instance: number): Promise<{ passed: number; failed: number; skipped: number; tripleFault: boolean }> => {
     captured = '';
+    tripleFault = false;
     // uvu keeps one queue array for the process (suites find it through UVU_QUEUE/UVU_INDEX).
     g.UVU_QUEUE!.length = 0;
     g.UVU_INDEX = 0;
     g.UVU_QUEUE!.push([name]);
     let importFailed = 0;
     try {
-      await import(pathToFileURL(file).href);
+      await import(`${pathToFileURL(file).href}${instance ? `?run=${instance}` : ''}`);
     } catch (e) {
       importFailed = 1;
       console.error(`\n  FAIL (import) ${name}\n    ${(e as Error).stack ?? e}`);
     }
     await uvu.exec(false);
     const r = totals(captured);
-    const f = { file: name, passed: r.passed, failed: r.total - r.passed + importFailed, skipped: r.skipped, seconds: (performance.now() - fileStarted) / 1000 };
+    return { passed: r.passed, failed: r.total - r.passed + importFailed, skipped: r.skipped, tripleFault };
+  };
+  for (const file of files) {
+    const name = relative(distTest, file);
+    const fileStarted = performance.now();
+    let r = await runFile(file, name, 0);
+    if (tier === 'kvm' && r.failed > 0 && r.tripleFault) {
+      console.log(`\n${tier} tier: ${name} failed with a guest triple fault (${GUEST_TRIPLE_FAULT}), the nested rig's known failure: running it once more; its second run counts`);
+      r = await runFile(file, name, 1);
+      console.log(`${tier} tier: ${name} second run after a guest triple fault: ${r.passed} passed, ${r.failed} failed`);
+    }
+    const f = { file: name, passed: r.passed, failed: r.failed, skipped: r.skipped, seconds: (performance.now() - fileStarted) / 1000 };
     passed += f.passed;
     failed += f.failed;
     skipped += f.skipped;
