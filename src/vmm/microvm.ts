@@ -152,7 +152,7 @@ export class MicroVm {
    */
   static prewarm(actors: { vcpus?: number; drives?: number; nets?: number; vsock?: boolean; entropy?: boolean; balloon?: boolean }): Promise<void> {
     // The builder's module graph too: loading it at InstanceStart cost the bench's library
-    // boots 0.65-0.85 s nested (bench/results/2026-12-07-6).
+    // boots 0.65-0.85 s nested (bench/results/2026-12-07-4.findings.md).
     const modules = preloadBuilder();
     prewarmActors('vcpu', actors.vcpus ?? 0);
     prewarmActors('block', actors.drives ?? 0);

@@ -78,7 +78,7 @@ async function main(): Promise<void> {
   let passed = 0;
   let failed = 0;
   let skipped = 0;
-  /** One run of a test file (`instance` > 0: a fresh module instance of it); its counts and output. */
+  /** One run of a test file (`instance` > 0: a fresh module instance of it): its counts, and whether its output showed a guest triple fault. */
   const runFile = async (file: string, name: string, instance: number): Promise<{ passed: number; failed: number; skipped: number; tripleFault: boolean }> => {
     captured = '';
     tripleFault = false;

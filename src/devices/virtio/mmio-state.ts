@@ -245,8 +245,9 @@ export function mmioStateSlots(numQueues: number): number {
  * misses the one edge: KVM's IOAPIC drops an edge on a masked pin, and Linux masks an edge
  * pin while it moves the IRQ to another vCPU (kernel/irq/migration.c `__irq_move_irq`). With
  * that skipping, a two-vCPU guest's network stalled in the KVM net test (2026-12-07), most
- * likely so. A later trigger is what recovers from such a loss. Batching the writes of one loop turn is the actor's business
- * (src/actors/virtio/transport.ts `deferredTransportInterrupt`).
+ * likely so. A later trigger is what recovers from such a loss. Batching the writes of one
+ * loop turn is the actor's business (src/actors/virtio/transport.ts
+ * `deferredTransportInterrupt`).
  */
 export class MmioInterrupt implements VirtioInterrupt {
   private readonly state: MmioState;

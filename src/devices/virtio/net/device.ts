@@ -294,7 +294,8 @@ export class NetDevice implements VirtioDevice {
       this.txThrottled = true;
       return;
     }
-    if (this.processTx(a) && !a.broken && this.wantsTapInput()) this.resumeRx(a);
+    // wantsTapInput() is false once a queue broke (usable()), so a TX failure reads nothing.
+    if (this.processTx(a) && this.wantsTapInput()) this.resumeRx(a);
   }
 
   /** The TAP polled readable (Firecracker `process_tap_rx_event`). */
