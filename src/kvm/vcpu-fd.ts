@@ -95,13 +95,25 @@ export class VcpuFd {
   get ioSize(): number { return this.run_.getUint8(R.io_size); }
   get ioPort(): number { return this.run_.getUint16(R.io_port, true); }
   get ioCount(): number { return this.run_.getUint32(R.io_count, true); }
-  /** The IO data bytes (size × count) inside kvm_run, bounds-checked against the mapping. */
+  /**
+   * The IO data bytes (size × count) inside kvm_run, bounds-checked against the mapping. KVM
+   * puts them at the same offset every time (KVM_PIO_PAGE_OFFSET pages in), so the view of
+   * the last exit is reused when offset and length match: no allocation per port-IO exit.
+   */
   ioData(): Uint8Array {
-    const off = Number(this.run_.getBigUint64(R.io_data_offset, true));
+    // io.data_offset is a u64; read as two u32 halves (no BigInt per exit). A high half
+    // is past any mapping.
+    const off = this.run_.getUint32(R.io_data_offset, true);
+    const high = this.run_.getUint32(R.io_data_offset + 4, true);
     const len = this.ioSize * this.ioCount;
-    if (off + len > this.runSize) throw new RangeError(`kvm_run io data ${off}+${len} outside the mapping`);
-    return this.runBytes.subarray(off, off + len);
+    const view = this.ioView;
+    if (view !== undefined && high === 0 && off === this.ioViewOffset && len === view.length) return view;
+    if (high !== 0 || off + len > this.runSize) throw new RangeError(`kvm_run io data ${off}+${len} outside the mapping`);
+    this.ioViewOffset = off;
+    return (this.ioView = this.runBytes.subarray(off, off + len));
   }
+  private ioView: Uint8Array | undefined;
+  private ioViewOffset = 0;
 
   // --- KVM_EXIT_MMIO ---
   get mmioPhysAddr(): bigint { return this.run_.getBigUint64(R.mmio_phys_addr, true); }

@@ -34,12 +34,20 @@ export function registerVmMetrics(
   m: Metrics,
   vm: { handles: readonly VcpuHandle[]; devices: HostDeviceSet; manifest: readonly DeviceManifest[] },
 ): (() => void)[] {
+  // Exit latencies cost two clock reads per exit (a syscall where the host clocksource has no
+  // vDSO, as under nested TCG), so vCPUs time exits only once a sink can receive them. A sink
+  // configured later (a library caller's own Metrics) turns timing on at its first flush.
+  const timeExits = (): void => { for (const h of vm.handles) h.timeExits(); };
+  if (m.initialized) timeExits();
   const legacy = totals();
   const irq = totals();
   const virtioStates = (): SharedArrayBuffer[] =>
     vm.manifest.flatMap((d) => (d.kind.startsWith('virtio-') && 'state' in d ? [d.state] : []));
   return [
-    m.addGroupSource('vcpu', () => sumVcpuMetrics(vm.handles.map((h) => h.metrics.snapshot()))),
+    m.addGroupSource('vcpu', () => {
+      timeExits();
+      return sumVcpuMetrics(vm.handles.map((h) => h.metrics.snapshot()));
+    }),
     m.addGroupSource('uart', () => {
       const u = vm.devices.legacyMetrics().uart;
       return Object.fromEntries(Object.entries(u).map(([k, v]) => [k, legacy(`uart.${k}`, v)]));

@@ -113,6 +113,8 @@ test('minimal kernel via bin/firecracker --config-file: Running at the first req
     const last = lines.at(-1)!;
     console.log(`    metrics: ${lines.length} lines; vcpu exits io_in ${sum('vcpu', 'exit_io_in')}, io_out ${sum('vcpu', 'exit_io_out')}, mmio_read ${sum('vcpu', 'exit_mmio_read')}, mmio_write ${sum('vcpu', 'exit_mmio_write')}; uart write ${sum('uart', 'write_count')}; interrupts ${sum('interrupts', 'triggers')}; last exit_io_out_agg ${JSON.stringify(last.vcpu!.exit_io_out_agg)}`);
     assert.ok(sum('vcpu', 'exit_io_out') > 0 && sum('vcpu', 'exit_io_in') > 0, 'port-IO exits counted');
+    const outUs = lines.reduce((n, l) => n + (l.vcpu!.exit_io_out_agg as { sum_us: number }).sum_us, 0);
+    assert.ok(outUs > 0, `with a metrics file the vCPU times its exits (exit_io_out_agg sum_us ${outUs})`);
     assert.ok(sum('uart', 'write_count') >= Buffer.byteLength(cmdline), 'UART bytes: at least the line the guest printed');
     assert.is(last.i8042!.reset_count, 1, 'the reset is in the line written after the VM stopped');
     assert.ok((last.vcpu!.exit_io_out as number) > 0, 'the last line holds the exits since the boot flush');

@@ -27,6 +27,8 @@ function rig(metrics = createMetrics()) {
   const vcpuMetrics = [new VcpuMetrics(), new VcpuMetrics()];
   const handles = vcpuMetrics.map((m, id) => ({
     id, metrics: m, exited: new Promise(() => undefined),
+    timed: false,
+    timeExits(): void { this.timed = true; },
     run: async (): Promise<void> => undefined,
     pause: async (): Promise<void> => undefined,
     // A vCPU that handles one more exit while it is being stopped: the final line must hold it.
@@ -84,6 +86,21 @@ test('vcpu: exits, failures and latency aggregates of every vCPU, summed; kvmclo
   const g = flush(r.metrics).vcpu!;
   assert.is(g.exit_io_out, 1, 'the next flush: the delta');
   assert.equal(g.exit_io_out_agg, { min_us: 2, max_us: 7, sum_us: 0 }, 'min/max are gauges, sum a counter');
+});
+
+test('vcpu: exits are timed only once a metrics sink can read the latencies', () => {
+  const quiet = rig();
+  assert.equal(quiet.vmm.handles.map((h) => (h as unknown as { timed: boolean }).timed), [false, false], 'no sink: no clock reads per exit');
+  const dir = mkdtempSync(join(tmpdir(), 'kindling-metrics-time-'));
+  quiet.metrics.init({ metrics_path: join(dir, 'late.json'), emit_id: false, properties: null }, 'test');
+  quiet.metrics.write();
+  assert.equal(quiet.vmm.handles.map((h) => (h as unknown as { timed: boolean }).timed), [true, true], 'a sink configured later: timed from its first flush');
+  const early = createMetrics();
+  early.init({ metrics_path: join(dir, 'early.json'), emit_id: false, properties: null }, 'test');
+  const r = rig(early);
+  assert.equal(r.vmm.handles.map((h) => (h as unknown as { timed: boolean }).timed), [true, true], 'a sink configured before the VM: timed from the first exit');
+  quiet.metrics.close();
+  early.close();
 });
 
 test('uart and i8042: the guest-side counters of the shared devices; interrupts: every virtio transport\'s triggers', () => {

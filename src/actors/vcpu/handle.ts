@@ -117,6 +117,14 @@ export class VcpuHandle {
     return h;
   }
 
+  /**
+   * Asks the worker to time each exit's bus access for the `exit_*_agg` latencies (two clock
+   * reads per exit), from its next exit on; metrics that nobody reads are not timed.
+   */
+  timeExits(): void {
+    Atomics.store(this.control, S.TIME_EXITS, 1);
+  }
+
   /** The worker's current state (VCPU_STATE). */
   get state(): number {
     return Atomics.load(this.control, S.STATE);

@@ -50,6 +50,11 @@ export const VCPU_SLOT = {
    * lets a test see that a kick reached a vCPU.
    */
   EXIT_INTR: 7,
+  /**
+   * Non-zero while a metrics sink can read the `exit_*_agg` latencies: only then does the
+   * worker read the clock around each exit's bus access (set by main, src/vmm/vm-metrics.ts).
+   */
+  TIME_EXITS: 8,
 } as const;
 export const VCPU_CONTROL_SLOTS = 16;
 
