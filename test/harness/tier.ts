@@ -17,6 +17,7 @@
 import { appendFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { TRIPLE_FAULT_DETAIL } from '../../src/actors/vcpu/protocol.js';
 
 interface UvuGlobals { UVU_DEFER?: number; UVU_INDEX?: number; UVU_QUEUE?: unknown[][] }
 
@@ -30,8 +31,6 @@ function totals(printed: string): { total: number; passed: number; skipped: numb
   return { total: num('Total'), passed: num('Passed'), skipped: num('Skipped') };
 }
 
-/** What a failure's output shows when the guest died of a triple fault (src/actors/vcpu/worker.ts). */
-export const GUEST_TRIPLE_FAULT = 'KVM_EXIT_SHUTDOWN (triple fault)';
 
 function listTests(dir: string): string[] {
   const out: string[] = [];
@@ -62,7 +61,7 @@ async function main(): Promise<void> {
   const origWrite = process.stdout.write.bind(process.stdout);
   process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
     const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-    if (text.includes(GUEST_TRIPLE_FAULT)) tripleFault = true;
+    if (text.includes(TRIPLE_FAULT_DETAIL)) tripleFault = true;
     captured += text;
     if (captured.length > 1 << 16) captured = captured.slice(-4096);
     return (origWrite as (...a: unknown[]) => boolean)(chunk, ...rest);
@@ -102,7 +101,7 @@ async function main(): Promise<void> {
     const fileStarted = performance.now();
     let r = await runFile(file, name, 0);
     if (tier === 'kvm' && r.failed > 0 && r.tripleFault) {
-      console.log(`\n${tier} tier: ${name} failed with a guest triple fault (${GUEST_TRIPLE_FAULT}), the nested rig's known failure: running it once more; its second run counts`);
+      console.log(`\n${tier} tier: ${name} failed with a guest triple fault (${TRIPLE_FAULT_DETAIL}), the nested rig's known failure: running it once more; its second run counts`);
       r = await runFile(file, name, 1);
       console.log(`${tier} tier: ${name} second run after a guest triple fault: ${r.passed} passed, ${r.failed} failed`);
     }

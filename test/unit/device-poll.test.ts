@@ -52,7 +52,6 @@ test('no limiter waiting (delay 0): never due, and an idle wait returns on the f
   }
 });
 
-
 test('deferred MMIO interrupt: triggers of one loop turn become one irqfd write at the flush; the status bits are set at once', () => {
   const irq = new EventFd();
   try {

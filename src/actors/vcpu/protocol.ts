@@ -64,6 +64,12 @@ export const VCPU_REQUEST = { RUN: 1, PAUSE: 2, STOP: 3 } as const;
 /** Worker states. */
 export const VCPU_STATE = { CREATED: 0, RUNNING: 1, PAUSED: 2, EXITED: 3 } as const;
 
+/**
+ * The exit detail of a guest triple fault (KVM_EXIT_SHUTDOWN). The KVM test tier matches it in
+ * a failure's output to rerun the file once (test/harness/tier.ts).
+ */
+export const TRIPLE_FAULT_DETAIL = 'KVM_EXIT_SHUTDOWN (triple fault)';
+
 /** Why a vCPU stopped. */
 export const VCPU_EXIT_KIND = {
   NONE: 0,
