@@ -11,7 +11,7 @@ import { BlockDevice, CACHE_TYPE, blockDescription, type BlockDeviceParams } fro
 import type { AsyncBlockBackend } from '../../src/devices/virtio/block/async-io.js';
 import { BlockMetrics } from '../../src/devices/virtio/block/metrics.js';
 import { RateLimiter, type RateLimiterConfig } from '../../src/devices/rate-limiter/rate-limiter.js';
-import { VIRTIO_BLK_CONFIG_SIZE, VIRTIO_BLK_OUTHDR_SECTOR, VIRTIO_BLK_OUTHDR_SIZE, VIRTIO_BLK_OUTHDR_TYPE } from '../../src/devices/virtio/constants.js';
+import { VIRTIO_BLK_CONFIG_SIZE, VIRTIO_BLK_OUTHDR_SECTOR, VIRTIO_BLK_OUTHDR_SIZE, VIRTIO_BLK_OUTHDR_TYPE, VIRTQ_DESC_SIZE } from '../../src/devices/virtio/constants.js';
 import { GuestArena, MockQueue, mmioDeviceFeatures, mmioDriverInit, mmioDriverOk, mmioNotify } from './mock-queue.js';
 import { MemBlockBackend } from './mem-block-backend.js';
 
@@ -93,9 +93,10 @@ export function request(r: Rig, type: number, sector: bigint, data: { len: numbe
 
 /**
  * Adds an IN/OUT chain whose data is split into segments of `segLens` bytes (each its own
- * descriptor, placed apart so they are not contiguous in guest memory).
+ * descriptor, placed apart so they are not contiguous in guest memory), in the ring or, with
+ * `indirect`, in an indirect table (one ring slot, as Linux posts a multi-segment request).
  */
-export function segmentedRequest(r: Rig, type: number, sector: bigint, segLens: readonly number[], write: boolean) {
+export function segmentedRequest(r: Rig, type: number, sector: bigint, segLens: readonly number[], write: boolean, indirect = false) {
   const hdr = r.arena.alloc(VIRTIO_BLK_OUTHDR_SIZE);
   must(r.mem.writeU32(hdr + VIRTIO_BLK_OUTHDR_TYPE, type));
   must(r.mem.writeU64(hdr + VIRTIO_BLK_OUTHDR_SECTOR, sector));
@@ -106,8 +107,9 @@ export function segmentedRequest(r: Rig, type: number, sector: bigint, segLens: 
   });
   const statusAddr = r.arena.alloc(1);
   must(r.mem.writeU8(statusAddr, UNTOUCHED));
-  const idx = r.mq.addChain([{ addr: hdr, len: VIRTIO_BLK_OUTHDR_SIZE }, ...segs.map((s) => ({ ...s, write })), { addr: statusAddr, len: 1, write: true }]);
-  return { head: idx[0]!, segs, statusAddr, status: () => must(r.mem.readU8(statusAddr)) };
+  const bufs = [{ addr: hdr, len: VIRTIO_BLK_OUTHDR_SIZE }, ...segs.map((s) => ({ ...s, write })), { addr: statusAddr, len: 1, write: true }];
+  const head = indirect ? r.mq.addIndirectChain(bufs, r.arena.alloc(VIRTQ_DESC_SIZE * bufs.length)) : r.mq.addChain(bufs)[0]!;
+  return { head, segs, statusAddr, status: () => must(r.mem.readU8(statusAddr)) };
 }
 
 export function pattern(len: number, seed: number): Uint8Array {

@@ -15,7 +15,7 @@ import {
   VIRTIO_MMIO_DRIVER_FEATURES_SEL, VIRTIO_MMIO_QUEUE_AVAIL_HIGH, VIRTIO_MMIO_QUEUE_AVAIL_LOW, VIRTIO_MMIO_QUEUE_DESC_HIGH,
   VIRTIO_MMIO_QUEUE_DESC_LOW, VIRTIO_MMIO_QUEUE_NOTIFY, VIRTIO_MMIO_QUEUE_NUM, VIRTIO_MMIO_QUEUE_READY, VIRTIO_MMIO_QUEUE_SEL,
   VIRTIO_MMIO_QUEUE_USED_HIGH, VIRTIO_MMIO_QUEUE_USED_LOW, VIRTIO_MMIO_STATUS, VIRTQ_AVAIL_ELEM_SIZE, VIRTQ_DESC_ADDR,
-  VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_FLAGS, VIRTQ_DESC_LEN, VIRTQ_DESC_NEXT, VIRTQ_DESC_SIZE, VIRTQ_IDX_MASK,
+  VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_FLAGS, VIRTQ_DESC_LEN, VIRTQ_DESC_NEXT, VIRTQ_DESC_SIZE, VIRTQ_IDX_MASK,
   VIRTQ_RING_ENTRIES, VIRTQ_RING_FLAGS, VIRTQ_RING_IDX, VIRTQ_USED_ELEM_ID, VIRTQ_USED_ELEM_LEN, VIRTQ_USED_ELEM_SIZE,
   availRingSize, descTableSize, usedRingSize,
 } from '../../src/devices/virtio/constants.js';
@@ -90,9 +90,9 @@ export class MockQueue {
     this.config = { size, descTable, availRing, usedRing };
   }
 
-  /** Writes descriptor `i` verbatim. */
-  writeDescriptor(i: number, d: RawDescriptor): void {
-    const at = this.config.descTable + VIRTQ_DESC_SIZE * i;
+  /** Writes descriptor `i` verbatim (of the ring's table, or of the table at `table`). */
+  writeDescriptor(i: number, d: RawDescriptor, table = this.config.descTable): void {
+    const at = table + VIRTQ_DESC_SIZE * i;
     must(this.mem.writeU32(at + VIRTQ_DESC_ADDR, d.addr % U32_MODULUS));
     must(this.mem.writeU32(at + VIRTQ_DESC_ADDR + Uint32Array.BYTES_PER_ELEMENT, Math.floor(d.addr / U32_MODULUS)));
     must(this.mem.writeU32(at + VIRTQ_DESC_LEN, d.len));
@@ -100,9 +100,9 @@ export class MockQueue {
     must(this.mem.writeU16(at + VIRTQ_DESC_NEXT, d.next));
   }
 
-  /** Reads descriptor `i`. */
-  readDescriptor(i: number): RawDescriptor {
-    const at = this.config.descTable + VIRTQ_DESC_SIZE * i;
+  /** Reads descriptor `i` (of the ring's table, or of the table at `table`). */
+  readDescriptor(i: number, table = this.config.descTable): RawDescriptor {
+    const at = table + VIRTQ_DESC_SIZE * i;
     const lo = must(this.mem.readU32(at + VIRTQ_DESC_ADDR));
     const hi = must(this.mem.readU32(at + VIRTQ_DESC_ADDR + Uint32Array.BYTES_PER_ELEMENT));
     return {
@@ -113,9 +113,9 @@ export class MockQueue {
     };
   }
 
-  /** Changes some fields of descriptor `i` (break one thing per test). */
-  patchDescriptor(i: number, patch: Partial<RawDescriptor>): void {
-    this.writeDescriptor(i, { ...this.readDescriptor(i), ...patch });
+  /** Changes some fields of descriptor `i` (break one thing per test), of the ring or of `table`. */
+  patchDescriptor(i: number, patch: Partial<RawDescriptor>, table = this.config.descTable): void {
+    this.writeDescriptor(i, { ...this.readDescriptor(i, table), ...patch }, table);
   }
 
   /**
@@ -128,6 +128,28 @@ export class MockQueue {
     this.writeChain(indices, buffers);
     this.publish(indices[0]!);
     return indices;
+  }
+
+  /**
+   * Writes `buffers` as an indirect table at `table` (16 bytes per buffer, in guest RAM) and
+   * makes available one ring descriptor pointing at it (§2.6.5.3); returns that descriptor's
+   * index. `patch` changes fields of the ring descriptor. Does not notify.
+   */
+  addIndirectChain(buffers: readonly MockBuffer[], table: number, patch: Partial<RawDescriptor> = {}): number {
+    buffers.forEach((b, k) => {
+      const last = k === buffers.length - 1;
+      this.writeDescriptor(k, {
+        addr: b.addr,
+        len: b.len,
+        flags: (last ? 0 : VIRTQ_DESC_F_NEXT) | (b.write ? VIRTQ_DESC_F_WRITE : 0),
+        next: last ? 0 : k + 1,
+      }, table);
+    });
+    const head = this.nextDesc;
+    this.nextDesc = (this.nextDesc + 1) % this.size;
+    this.writeDescriptor(head, { addr: table, len: VIRTQ_DESC_SIZE * buffers.length, flags: VIRTQ_DESC_F_INDIRECT, next: 0, ...patch });
+    this.publish(head);
+    return head;
   }
 
   /** Writes `buffers` linked through the given descriptor indices (not published). */

@@ -13,7 +13,7 @@ import { NET_CONFIG_STATE_SIZE, netDescription, type NetDeviceParams } from '../
 import { NetMetrics } from '../../src/devices/virtio/net/metrics.js';
 import { ETH_ALEN, NET_NUM_QUEUES, NET_RX_INDEX, NET_TX_INDEX } from '../../src/devices/virtio/net/constants.js';
 import { RateLimiter, type RateLimiterConfig } from '../../src/devices/rate-limiter/rate-limiter.js';
-import { VIRTIO_NET_HDR_SIZE } from '../../src/devices/virtio/constants.js';
+import { VIRTIO_NET_HDR_SIZE, VIRTQ_DESC_SIZE } from '../../src/devices/virtio/constants.js';
 import { GuestArena, MockQueue, mmioDeviceFeatures, mmioDriverInit, mmioDriverOk, mmioNotify } from './mock-queue.js';
 
 export const RAM = 8 << 20;
@@ -144,8 +144,11 @@ export function frame(totalLen: number, src: Uint8Array = GUEST_MAC, seed = 1): 
   return f;
 }
 
-/** Puts `bytes` in guest memory split as `sizes` (default one buffer) and queues it on TX. */
-export function sendFrame(r: NetRig, bytes: Uint8Array, sizes: readonly number[] = [bytes.length]) {
+/**
+ * Puts `bytes` in guest memory split as `sizes` (default one buffer) and queues it on TX, as a
+ * ring chain or, with `indirect`, as one ring slot pointing at an indirect table.
+ */
+export function sendFrame(r: NetRig, bytes: Uint8Array, sizes: readonly number[] = [bytes.length], indirect = false) {
   let at = 0;
   const bufs = sizes.map((len) => {
     const addr = r.arena.alloc(len);
@@ -153,7 +156,7 @@ export function sendFrame(r: NetRig, bytes: Uint8Array, sizes: readonly number[]
     at += len;
     return { addr, len };
   });
-  const idx = r.txq.addChain(bufs);
+  const idx = indirect ? [r.txq.addIndirectChain(bufs, r.arena.alloc(VIRTQ_DESC_SIZE * bufs.length))] : r.txq.addChain(bufs);
   return { head: idx[0]!, idx };
 }
 

@@ -36,7 +36,7 @@ test('description: id 26, tag and one request queue in config, two queues, featu
   const backend = V1 | featureBit(VIRTIO_F_RING_EVENT_IDX) | featureBit(VIRTIO_F_RING_INDIRECT_DESC) | bit64(VHOST_USER_F_PROTOCOL_FEATURES) | bit64(27);
   const d = fsDescription('work', backend);
   assert.is(d.deviceId, VIRTIO_ID_FS);
-  assert.is(d.features, V1 | featureBit(VIRTIO_F_RING_EVENT_IDX), 'INDIRECT_DESC (Kindling\'s rings refuse it), vhost-user and unknown bits are not offered');
+  assert.is(d.features, V1 | featureBit(VIRTIO_F_RING_EVENT_IDX), 'INDIRECT_DESC (the after-death fallback is built without it), vhost-user and unknown bits are not offered');
   assert.is(d.queueMaxSizes.length, VIRTIO_FS_NUM_QUEUES);
   const cfg = new Uint8Array(VIRTIO_FS_CONFIG_SIZE);
   d.config.read(0, cfg);

@@ -8,11 +8,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DeviceStateError, NetDeviceParamsError } from '../../src/errors.js';
 import {
-  VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_VERSION_1, VIRTIO_ID_NET,
+  VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1, VIRTIO_ID_NET,
   VIRTIO_MMIO_CONFIG, VIRTIO_MMIO_DEVICE_ID, VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING, VIRTIO_MMIO_QUEUE_NUM_MAX,
   VIRTIO_MMIO_QUEUE_SEL, VIRTIO_MMIO_STATUS, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4,
   VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_GUEST_UFO, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_HOST_UFO,
-  VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_MTU, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, featureBit,
+  VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_MTU, VIRTIO_NET_HDR_SIZE, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE, featureBit,
 } from '../../src/devices/virtio/constants.js';
 import { encodeNetConfig, netTapOffloadFlags } from '../../src/devices/virtio/net/config.js';
 import { MAX_BUFFER_SIZE, NET_QUEUE_SIZE, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_UFO } from '../../src/devices/virtio/net/constants.js';
@@ -27,6 +28,8 @@ const FIRECRACKER_FEATURES = [
   VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_HOST_UFO, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_F_VERSION_1,
   VIRTIO_F_RING_EVENT_IDX,
 ].reduce((f, b) => f | featureBit(b), 0n);
+/** What Kindling offers beyond Firecracker's set (netFeatures): INDIRECT_DESC, as QEMU does. */
+const OFFERED = FIRECRACKER_FEATURES | featureBit(VIRTIO_F_RING_INDIRECT_DESC);
 
 function configBytes(r: ReturnType<typeof netRig>): number[] {
   const out: number[] = [];
@@ -38,10 +41,10 @@ function configBytes(r: ReturnType<typeof netRig>): number[] {
   return out;
 }
 
-test('features: Firecracker\'s set, plus MAC and MTU only when configured', () => {
+test('features: Firecracker\'s set and INDIRECT_DESC, plus MAC and MTU only when configured', () => {
   const both = netRig({ params: { mtu: 9000 } });
-  assert.is(both.offered, FIRECRACKER_FEATURES | featureBit(VIRTIO_NET_F_MAC) | featureBit(VIRTIO_NET_F_MTU));
-  assert.is(netRig({ params: { guestMac: null } }).offered, FIRECRACKER_FEATURES);
+  assert.is(both.offered, OFFERED | featureBit(VIRTIO_NET_F_MAC) | featureBit(VIRTIO_NET_F_MTU));
+  assert.is(netRig({ params: { guestMac: null } }).offered, OFFERED);
   assert.is(mmioRead32(both.transport, VIRTIO_MMIO_DEVICE_ID), VIRTIO_ID_NET);
   for (const q of [0, 1]) {
     mmioWrite32(both.transport, VIRTIO_MMIO_QUEUE_SEL, q);
@@ -94,6 +97,21 @@ test('TX: a frame over three descriptors is one TAP write; used length 0; counte
   assert.equal([m.tx_fails, m.tx_malformed_frames, m.tx_spoofed_mac_count, m.no_tx_avail_buffer], [0, 0, 0, 0]);
   r.txq.kick();
   assert.is(r.metrics.count('no_tx_avail_buffer'), 1, 'a notify with nothing to send');
+});
+
+test('TX: a TSO frame of 19 buffers in one indirect table is one TAP write; a bad table is dropped', () => {
+  const r = netRig();
+  const f = frame(65000);
+  const sizes = [VIRTIO_NET_HDR_SIZE + 54, ...new Array<number>(17).fill(3800), 65000 - VIRTIO_NET_HDR_SIZE - 54 - 17 * 3800];
+  const good = sendFrame(r, f, sizes, true);
+  const bad = sendFrame(r, frame(100), [50, 50], true);
+  r.txq.patchDescriptor(bad.head, { flags: VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT });
+  const after = sendFrame(r, frame(70), [12, 58], true);
+  r.txq.kick();
+  assert.equal(r.txq.takeUsed(), [good, bad, after].map((c) => ({ id: c.head, len: 0 })));
+  assert.equal(r.tap.sent.map((x) => x.length), [65000, 70]);
+  assert.equal(r.tap.sent[0], f);
+  assert.is(r.metrics.count('tx_fails'), 1);
 });
 
 test('TX: a chain of MAX_BUFFER_SIZE is sent, one byte more is malformed and dropped', () => {

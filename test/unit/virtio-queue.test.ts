@@ -123,11 +123,100 @@ test('a zero-length buffer inside RAM is structurally fine', () => {
   assert.is(expectChain(q.pop()).totalLen, 0);
 });
 
-test('VIRTQ_DESC_F_INDIRECT is refused: the feature is never offered', () => {
+test('VIRTQ_DESC_F_INDIRECT is refused when INDIRECT_DESC was not negotiated', () => {
   const { q, mq, arena } = rig();
   const [h] = mq.addChain([{ addr: arena.alloc(16), len: 16 }]);
   mq.patchDescriptor(h!, { flags: VIRTQ_DESC_F_INDIRECT });
   expectError(q.pop(), 'VIRTQ_DESC_INDIRECT');
+});
+
+/** A queue with INDIRECT_DESC negotiated. */
+function indirectRig(size = 8): Rig {
+  const mem = arrayGuestMemory([{ gpa: 0, size: RAM }]);
+  const mq = new MockQueue(mem, size, 0);
+  const q = Queue.create(mem, mq.config, { eventIdx: false, indirect: true });
+  if (!(q instanceof Queue)) throw q;
+  return { mem, mq, q, arena: new GuestArena(mq.end, RAM) };
+}
+
+test('an indirect chain yields its table entries in order, in one ring slot', () => {
+  const { q, mq, arena } = indirectRig();
+  const bufs = [{ addr: arena.alloc(12), len: 12 }, { addr: arena.alloc(4096), len: 4096 }, { addr: arena.alloc(100), len: 100, write: true }];
+  const head = mq.addIndirectChain(bufs, arena.alloc(16 * bufs.length));
+  const c = expectChain(q.pop());
+  assert.is(c.head, head);
+  assert.equal(c.descriptors.map((d) => [d.index, d.addr, d.len, d.writable]), bufs.map((b, k) => [k, b.addr, b.len, b.write === true]));
+  assert.is(c.totalLen, 12 + 4096 + 100);
+  // The walk starts at entry 0 and follows `next` inside the table, in any order: 0 → 2 → 1.
+  const t = arena.alloc(48);
+  mq.addIndirectChain([{ addr: bufs[0]!.addr, len: 1 }, { addr: bufs[1]!.addr, len: 2 }, { addr: bufs[1]!.addr, len: 3 }], t);
+  mq.patchDescriptor(0, { next: 2 }, t);
+  mq.patchDescriptor(2, { flags: VIRTQ_DESC_F_NEXT, next: 1 }, t);
+  mq.patchDescriptor(1, { flags: 0 }, t);
+  const c2 = expectChain(q.pop());
+  assert.equal(c2.descriptors.map((d) => [d.index, d.len]), [[0, 1], [2, 3], [1, 2]]);
+  // A ring descriptor may lead to the indirect one.
+  const t3 = arena.alloc(16);
+  const [h3, ind] = mq.addChain([{ addr: bufs[0]!.addr, len: 5 }, { addr: t3, len: 16 }]);
+  mq.patchDescriptor(ind!, { flags: VIRTQ_DESC_F_INDIRECT });
+  mq.writeDescriptor(0, { addr: bufs[1]!.addr, len: 7, flags: 0, next: 0 }, t3);
+  const c3 = expectChain(q.pop());
+  assert.is(c3.head, h3);
+  assert.equal(c3.descriptors.map((d) => d.len), [5, 7]);
+});
+
+test('malformed indirect descriptors and tables each fail as a value, and the queue goes on', () => {
+  const cases: [string, (r: Rig) => void, string][] = [
+    ['INDIRECT with NEXT', ({ mq, arena }) => { mq.addIndirectChain([{ addr: arena.alloc(8), len: 8 }], arena.alloc(16), { flags: VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, next: 5 }); }, 'VIRTQ_INDIRECT_INVALID'],
+    ['empty table', ({ mq, arena }) => { mq.addIndirectChain([{ addr: arena.alloc(8), len: 8 }], arena.alloc(16), { len: 0 }); }, 'VIRTQ_INDIRECT_INVALID'],
+    ['table length not whole descriptors', ({ mq, arena }) => { mq.addIndirectChain([{ addr: arena.alloc(8), len: 8 }], arena.alloc(32), { len: 24 }); }, 'VIRTQ_INDIRECT_INVALID'],
+    ['table of more entries than the queue size', ({ mq, arena }) => { mq.addIndirectChain([{ addr: arena.alloc(8), len: 8 }], arena.alloc(16 * 9), { len: 16 * 9 }); }, 'VIRTQ_INDIRECT_INVALID'],
+    ['table straddling the end of RAM', ({ mq }) => { mq.addIndirectChain([], 0, { addr: RAM - 16, len: 32 }); }, 'VIRTQ_INDIRECT_INVALID'],
+    ['table at 2^64 - 16', ({ mq }) => { mq.addIndirectChain([], 0, { addr: 2 ** 64 - 16, len: 16 }); }, 'VIRTQ_INDIRECT_INVALID'],
+    ['nested indirect', ({ mq, arena }) => {
+      const t = arena.alloc(16);
+      mq.addIndirectChain([{ addr: arena.alloc(16), len: 16 }], t);
+      mq.patchDescriptor(0, { flags: VIRTQ_DESC_F_INDIRECT }, t);
+    }, 'VIRTQ_INDIRECT_INVALID'],
+    ['next past the table', ({ mq, arena }) => {
+      const t = arena.alloc(32);
+      mq.addIndirectChain([{ addr: arena.alloc(8), len: 8 }, { addr: arena.alloc(8), len: 8 }], t);
+      mq.patchDescriptor(0, { next: 2 }, t);
+    }, 'VIRTQ_DESC_INDEX_OUT_OF_RANGE'],
+    ['loop inside the table', ({ mq, arena }) => {
+      const t = arena.alloc(48);
+      mq.addIndirectChain([{ addr: arena.alloc(8), len: 8 }, { addr: arena.alloc(8), len: 8 }, { addr: arena.alloc(8), len: 8 }], t);
+      mq.patchDescriptor(2, { flags: VIRTQ_DESC_F_NEXT, next: 1 }, t);
+    }, 'VIRTQ_DESC_LOOP'],
+    ['a self-linked single entry', ({ mq, arena }) => {
+      const t = arena.alloc(16);
+      mq.addIndirectChain([{ addr: arena.alloc(8), len: 8 }], t);
+      mq.patchDescriptor(0, { flags: VIRTQ_DESC_F_NEXT, next: 0 }, t);
+    }, 'VIRTQ_DESC_LOOP'],
+    ['entry buffer outside RAM', ({ mq, arena }) => { mq.addIndirectChain([{ addr: RAM - 4, len: 8 }], arena.alloc(16)); }, 'VIRTQ_DESC_OUT_OF_RAM'],
+    ['entries over 2^32 bytes', ({ mq, arena }) => { mq.addIndirectChain([{ addr: 0, len: 2 ** 31 + 1 }, { addr: 0, len: 2 ** 31 + 1 }], arena.alloc(32)); }, 'VIRTQ_CHAIN_TOO_LONG'],
+  ];
+  for (const [name, build, code] of cases) {
+    const r = indirectRig();
+    build(r);
+    const e = expectError(r.q.pop(), code);
+    assert.ok(e.head !== undefined, `${name}: the head is consumed`);
+    assert.is(r.q.addUsed(e.head!, 0), undefined, name);
+    // The queue is not broken: a good chain after it pops.
+    const a = r.arena.alloc(8);
+    r.mq.addIndirectChain([{ addr: a, len: 8 }], r.arena.alloc(16));
+    assert.is(expectChain(r.q.pop()).descriptors[0]!.addr, a, `${name}: the next chain pops`);
+  }
+});
+
+test('an indirect table the guest rewrites after the pop does not change the popped chain', () => {
+  const { q, mq, arena } = indirectRig();
+  const t = arena.alloc(16);
+  const a = arena.alloc(64);
+  mq.addIndirectChain([{ addr: a, len: 64 }], t);
+  const c = expectChain(q.pop());
+  mq.patchDescriptor(0, { addr: RAM + 4096, len: 2 ** 31 }, t);
+  assert.equal([c.descriptors[0]!.addr, c.descriptors[0]!.len], [a, 64]);
 });
 
 test('more than 2^32 bytes in one chain is VIRTQ_CHAIN_TOO_LONG (checked before RAM)', () => {

@@ -31,7 +31,7 @@ export const VIRTIO_CONFIG_S_FAILED = 0x80;
 // ---------------------------------------------------------------------------------------
 // §6 Reserved Feature Bits (bit numbers; a feature set is a bigint bitmap of 64 bits).
 
-/** Descriptors may have VIRTQ_DESC_F_INDIRECT (§2.6.5.3). Kindling never offers it. */
+/** Descriptors may have VIRTQ_DESC_F_INDIRECT (§2.6.5.3). Offered by virtio-blk and virtio-net. */
 export const VIRTIO_F_RING_INDIRECT_DESC = 28;
 /** used_event / avail_event notification suppression (§2.6.7, §2.6.10). 1.2: VIRTIO_F_EVENT_IDX. */
 export const VIRTIO_F_RING_EVENT_IDX = 29;

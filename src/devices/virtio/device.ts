@@ -15,7 +15,7 @@
  */
 import { VirtioActivateError, VirtqueueError } from '../../errors.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
-import { VIRTIO_F_RING_EVENT_IDX, hasFeature } from './constants.js';
+import { VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, hasFeature } from './constants.js';
 import { Queue, type QueueConfig, type QueueIndices } from './queue.js';
 
 /** Kinds of interrupt a device raises; a transport maps them to its own mechanism. */
@@ -128,15 +128,17 @@ export class ByteConfigSpace implements VirtioConfigSpace {
 }
 
 /**
- * Builds the device-side Queue objects of an activation, with EVENT_IDX as negotiated. The
+ * Builds the device-side Queue objects of an activation, with EVENT_IDX and INDIRECT_DESC as
+ * negotiated. The
  * first failure is returned (it cannot happen when the transport validated the same memory).
  */
 export function createQueues(mem: GuestMemory, activation: VirtioActivation): Queue[] | VirtqueueError {
   const eventIdx = hasFeature(activation.ackedFeatures, VIRTIO_F_RING_EVENT_IDX);
+  const indirect = hasFeature(activation.ackedFeatures, VIRTIO_F_RING_INDIRECT_DESC);
   const queues: Queue[] = [];
   for (const [i, cfg] of activation.queues.entries()) {
     const restore = activation.restore?.[i];
-    const q = Queue.create(mem, cfg, restore ? { eventIdx, restore, index: i } : { eventIdx, index: i });
+    const q = Queue.create(mem, cfg, restore ? { eventIdx, indirect, restore, index: i } : { eventIdx, indirect, index: i });
     if (!(q instanceof Queue)) return q;
     queues.push(q);
   }

@@ -7,9 +7,13 @@
  *
  *   avail.idx more than `size` ahead ........ VIRTQ_AVAIL_INDEX_INVALID (queue marked broken)
  *   head / next index >= size ............... VIRTQ_DESC_INDEX_OUT_OF_RANGE
- *   a descriptor visited twice .............. VIRTQ_DESC_LOOP (without INDIRECT a chain holding
- *                                             more than `size` descriptors must revisit one)
- *   VIRTQ_DESC_F_INDIRECT (never offered) ... VIRTQ_DESC_INDIRECT
+ *   a descriptor visited twice .............. VIRTQ_DESC_LOOP (a chain holding more than `size`
+ *                                             descriptors, or an indirect table's entries, must
+ *                                             revisit one)
+ *   VIRTQ_DESC_F_INDIRECT, not negotiated ... VIRTQ_DESC_INDIRECT
+ *   an indirect descriptor with NEXT, a table
+ *   not 1..size whole descriptors or outside
+ *   RAM, INDIRECT inside a table ............ VIRTQ_INDIRECT_INVALID (§2.6.5.3.1)
  *   more than 2^32 bytes in total ........... VIRTQ_CHAIN_TOO_LONG (§2.6.5)
  *   a buffer not inside guest RAM ........... VIRTQ_DESC_OUT_OF_RAM
  *
@@ -83,6 +87,11 @@ export interface DescriptorChain {
 export interface QueueOptions {
   /** VIRTIO_F_RING_EVENT_IDX was negotiated. */
   readonly eventIdx: boolean;
+  /**
+   * VIRTIO_F_RING_INDIRECT_DESC was negotiated: a descriptor may point to a table of further
+   * descriptors (§2.6.5.3). Without it such a descriptor is VIRTQ_DESC_INDIRECT.
+   */
+  readonly indirect?: boolean;
   /** A restored queue continues from these indices (a snapshot's QueueIndices) instead of 0. */
   readonly restore?: QueueIndices;
   /** The queue's index in its device (which MSI-X vector a PCI transport raises for it); default 0. */
@@ -122,6 +131,29 @@ function viewOf(mem: GuestMemory, gpa: number, len: number): DataView | undefine
   return s instanceof Uint8Array ? new DataView(s.buffer, s.byteOffset, s.byteLength) : undefined;
 }
 
+/** The 64-bit buffer address of the descriptor at byte `base` of `table`, from two u32 halves. */
+function descriptorAddr(table: DataView, base: number): number {
+  const lo = table.getUint32(base + VIRTQ_DESC_ADDR, true);
+  const hi = table.getUint32(base + VIRTQ_DESC_ADDR + Uint32Array.BYTES_PER_ELEMENT, true);
+  // Above 2^53 the sum is inexact but still unsafe, so GuestMemory.contains refuses it.
+  return hi * U32_MODULUS + lo;
+}
+
+/**
+ * Appends descriptor `i` of `table` (the ring's descriptor table or an indirect table) to
+ * `out` and returns the chain's new total length, or VIRTQ_CHAIN_TOO_LONG past 2^32 bytes.
+ */
+function takeDescriptor(table: DataView, i: number, flags: number, head: number, out: ChainDescriptor[], total: number): number | VirtqueueError {
+  const base = VIRTQ_DESC_SIZE * i;
+  const len = table.getUint32(base + VIRTQ_DESC_LEN, true);
+  const sum = total + len;
+  if (sum > VIRTQ_CHAIN_MAX_BYTES) {
+    return new VirtqueueError('VIRTQ_CHAIN_TOO_LONG', `chain ${head}: more than 2^32 bytes`, head, i);
+  }
+  out.push({ index: i, addr: descriptorAddr(table, base), len, writable: (flags & VIRTQ_DESC_F_WRITE) !== 0 });
+  return sum;
+}
+
 /** The device side of one split virtqueue. */
 export class Queue {
   /** Number of entries. */
@@ -130,6 +162,8 @@ export class Queue {
   readonly eventIdx: boolean;
   /** The queue's index in its device (QueueOptions.index). */
   readonly index: number;
+  /** VIRTIO_F_RING_INDIRECT_DESC in use (QueueOptions.indirect). */
+  readonly indirect: boolean;
   private readonly mem: GuestMemory;
   private readonly desc: DataView;
   private readonly avail: DataView;
@@ -157,6 +191,7 @@ export class Queue {
     this.size = size;
     this.eventIdx = opts.eventIdx;
     this.index = opts.index ?? 0;
+    this.indirect = opts.indirect ?? false;
     [this.desc, this.avail, this.used] = views;
     this.usedEventOffset = VIRTQ_RING_ENTRIES + VIRTQ_AVAIL_ELEM_SIZE * size;
     this.availEventOffset = VIRTQ_RING_ENTRIES + VIRTQ_USED_ELEM_SIZE * size;
@@ -261,7 +296,11 @@ export class Queue {
     this.nextAvailIdx = (this.nextAvailIdx - 1) & VIRTQ_IDX_MASK;
   }
 
-  /** Follows a chain from `head`: structure first, then every buffer against guest RAM. */
+  /**
+   * Follows a chain from `head`: structure first, then every buffer against guest RAM. An
+   * indirect descriptor ends the ring part of the chain (it may not have NEXT) and the walk
+   * continues in its table.
+   */
   private walk(head: number): DescriptorChain | VirtqueueError {
     if (++this.mark === MARK_LIMIT) {
       this.marks.fill(0);
@@ -281,18 +320,14 @@ export class Queue {
       const base = VIRTQ_DESC_SIZE * i;
       const flags = this.desc.getUint16(base + VIRTQ_DESC_FLAGS, true);
       if (flags & VIRTQ_DESC_F_INDIRECT) {
-        return new VirtqueueError('VIRTQ_DESC_INDIRECT', `chain ${head}: descriptor ${i} is indirect, which was not offered`, head, i);
+        const t = this.walkIndirect(head, i, flags, descriptors, total);
+        if (typeof t !== 'number') return t;
+        total = t;
+        break;
       }
-      const len = this.desc.getUint32(base + VIRTQ_DESC_LEN, true);
-      total += len;
-      if (total > VIRTQ_CHAIN_MAX_BYTES) {
-        return new VirtqueueError('VIRTQ_CHAIN_TOO_LONG', `chain ${head}: more than 2^32 bytes`, head, i);
-      }
-      const lo = this.desc.getUint32(base + VIRTQ_DESC_ADDR, true);
-      const hi = this.desc.getUint32(base + VIRTQ_DESC_ADDR + Uint32Array.BYTES_PER_ELEMENT, true);
-      // Above 2^53 the sum is inexact but still unsafe, so GuestMemory.contains refuses it.
-      const addr = hi * U32_MODULUS + lo;
-      descriptors.push({ index: i, addr, len, writable: (flags & VIRTQ_DESC_F_WRITE) !== 0 });
+      const t = takeDescriptor(this.desc, i, flags, head, descriptors, total);
+      if (typeof t !== 'number') return t;
+      total = t;
       if (!(flags & VIRTQ_DESC_F_NEXT)) break;
       i = this.desc.getUint16(base + VIRTQ_DESC_NEXT, true);
     }
@@ -306,6 +341,52 @@ export class Queue {
       this.inflight[head] = descriptors;
     }
     return { head, descriptors, totalLen: total };
+  }
+
+  /**
+   * The table of the indirect descriptor `i` (§2.6.5.3): appends its entries to `out` and
+   * returns the chain's new total length. Rules from §2.6.5.3.1: the indirect descriptor has no
+   * NEXT, the table holds whole descriptors (here 1..size of them, the longest chain a driver
+   * may build), and no entry is itself indirect. Entries link by `next` inside the table, from
+   * entry 0; a walk taking more entries than the table holds must have revisited one.
+   * ChainDescriptor.index of an entry is its index in the table.
+   */
+  private walkIndirect(head: number, i: number, flags: number, out: ChainDescriptor[], total: number): number | VirtqueueError {
+    if (!this.indirect) {
+      return new VirtqueueError('VIRTQ_DESC_INDIRECT', `chain ${head}: descriptor ${i} is indirect, which was not negotiated`, head, i);
+    }
+    if (flags & VIRTQ_DESC_F_NEXT) {
+      return new VirtqueueError('VIRTQ_INDIRECT_INVALID', `chain ${head}: indirect descriptor ${i} also has NEXT`, head, i);
+    }
+    const base = VIRTQ_DESC_SIZE * i;
+    const len = this.desc.getUint32(base + VIRTQ_DESC_LEN, true);
+    const entries = len / VIRTQ_DESC_SIZE;
+    if (!Number.isInteger(entries) || entries < 1 || entries > this.size) {
+      return new VirtqueueError('VIRTQ_INDIRECT_INVALID', `chain ${head}: indirect table of ${len} bytes is not 1..${this.size} descriptors`, head, i);
+    }
+    const table = viewOf(this.mem, descriptorAddr(this.desc, base), len);
+    if (!table) {
+      return new VirtqueueError('VIRTQ_INDIRECT_INVALID', `chain ${head}: indirect table of descriptor ${i} is not guest RAM`, head, i);
+    }
+    let j = 0;
+    for (let taken = 1; ; taken++) {
+      const at = VIRTQ_DESC_SIZE * j;
+      const f = table.getUint16(at + VIRTQ_DESC_FLAGS, true);
+      if (f & VIRTQ_DESC_F_INDIRECT) {
+        return new VirtqueueError('VIRTQ_INDIRECT_INVALID', `chain ${head}: indirect table entry ${j} is itself indirect`, head, j);
+      }
+      const t = takeDescriptor(table, j, f, head, out, total);
+      if (typeof t !== 'number') return t;
+      total = t;
+      if (!(f & VIRTQ_DESC_F_NEXT)) return total;
+      if (taken === entries) {
+        return new VirtqueueError('VIRTQ_DESC_LOOP', `chain ${head}: indirect table of ${entries} entries revisits entry ${j}`, head, j);
+      }
+      j = table.getUint16(at + VIRTQ_DESC_NEXT, true);
+      if (j >= entries) {
+        return new VirtqueueError('VIRTQ_DESC_INDEX_OUT_OF_RANGE', `chain ${head}: indirect entry index ${j} >= table size ${entries}`, head, j);
+      }
+    }
   }
 
   /** Marks the device-writable buffers of a chain dirty (module comment). */

@@ -38,7 +38,7 @@ import { RateLimiter, TOKEN_TYPE } from '../../rate-limiter/rate-limiter.js';
 import {
   VIRTIO_BLK_CONFIG_CAPACITY, VIRTIO_BLK_CONFIG_SEG_MAX, VIRTIO_BLK_CONFIG_SIZE, VIRTIO_BLK_CONFIG_SIZE_MAX, VIRTIO_BLK_F_FLUSH,
   VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_ID_BYTES,
-  VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_SECTOR_SHIFT, VIRTIO_F_RING_EVENT_IDX,
+  VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_SECTOR_SHIFT, VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC,
   VIRTIO_F_VERSION_1, VIRTIO_ID_BLOCK, featureBit,
 } from '../constants.js';
 import {
@@ -89,11 +89,12 @@ export const BLOCK_QUEUE_SIZE = 256;
  * physically contiguous, so sequential I/O arrives as ~4 KiB requests, one syscall and one
  * notification round trip each. QEMU offers seg_max = queue size - 2 and the guest sends
  * requests of up to max_sectors_kb (1280 KiB by default). Offering it is a guest-visible
- * feature, not an API change. Kindling offers no INDIRECT_DESC, so a request's descriptors
- * (header + segments + status) sit in the ring itself: half the ring minus those two lets two
- * full-size requests be posted at once, so the guest queues the next while the device runs one.
+ * feature, not an API change. With INDIRECT_DESC (offered too, see blockFeatures) a request
+ * takes one ring slot whatever its segment count, so seg_max is QEMU's queue size - 2: the
+ * header, the segments and the status then fit one chain of at most the queue size, the
+ * longest chain a driver may build (§2.6.5.3.1) even when it did not take INDIRECT_DESC.
  */
-export const BLOCK_SEG_MAX = BLOCK_QUEUE_SIZE / 2 - 2;
+export const BLOCK_SEG_MAX = BLOCK_QUEUE_SIZE - 2;
 /**
  * size_max offered with VIRTIO_BLK_F_SIZE_MAX: the longest data descriptor, in bytes. Data is
  * never copied (segments are views of guest RAM handed to preadv/pwritev or io_uring), so the
@@ -123,9 +124,17 @@ export function blockCapacity(bytes: number): bigint {
   return BigInt(Math.floor(bytes)) >> BigInt(VIRTIO_BLK_SECTOR_SHIFT);
 }
 
-/** The offered feature bits for a drive. */
+/**
+ * The offered feature bits for a drive. Beyond Firecracker's VERSION_1 and EVENT_IDX (plus
+ * FLUSH, RO): SEG_MAX and SIZE_MAX (BLOCK_SEG_MAX), and INDIRECT_DESC as QEMU offers it. Without
+ * INDIRECT_DESC a request of n segments holds n + 2 ring descriptors, so at most two
+ * full-size requests are posted at once and the guest waits for completions to post more;
+ * with it each request is one ring slot (Linux virtio_ring.c takes an indirect table for any
+ * request of more than one descriptor) and the guest can keep the whole queue posted.
+ */
 export function blockFeatures(cfg: BlockDeviceParams): bigint {
-  let f = featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_EVENT_IDX) | featureBit(VIRTIO_BLK_F_SEG_MAX) | featureBit(VIRTIO_BLK_F_SIZE_MAX);
+  let f = featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_EVENT_IDX) | featureBit(VIRTIO_F_RING_INDIRECT_DESC)
+    | featureBit(VIRTIO_BLK_F_SEG_MAX) | featureBit(VIRTIO_BLK_F_SIZE_MAX);
   if (cfg.cacheType === CACHE_TYPE.WRITEBACK) f |= featureBit(VIRTIO_BLK_F_FLUSH);
   if (cfg.readOnly) f |= featureBit(VIRTIO_BLK_F_RO);
   return f;

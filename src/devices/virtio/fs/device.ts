@@ -39,8 +39,9 @@ export const VIRTIO_FS_QUEUE_SIZE = 256;
 /**
  * The virtio features a vhost-user backend may add to VIRTIO_F_VERSION_1: only those Kindling's
  * own split-ring code (queue.ts) handles too, because it serves the rings after the backend
- * died. So EVENT_IDX, and not INDIRECT_DESC, which queue.ts refuses: an indirect chain would
- * get no EIO reply then.
+ * died. So EVENT_IDX, and not INDIRECT_DESC: that fallback was built and tested without
+ * indirect tables, so it stays off here (never offered, so never acked, so those queues refuse
+ * indirect descriptors).
  */
 export const VIRTIO_FS_BACKEND_FEATURES = featureBit(VIRTIO_F_RING_EVENT_IDX);
 

@@ -14,7 +14,7 @@
  */
 import { DeviceStateError, NetDeviceParamsError } from '../../../errors.js';
 import {
-  VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_VERSION_1, VIRTIO_ID_NET, VIRTIO_NET_CONFIG_MAC, VIRTIO_NET_CONFIG_MAX_VIRTQUEUE_PAIRS,
+  VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC, VIRTIO_F_VERSION_1, VIRTIO_ID_NET, VIRTIO_NET_CONFIG_MAC, VIRTIO_NET_CONFIG_MAX_VIRTQUEUE_PAIRS,
   VIRTIO_NET_CONFIG_MTU, VIRTIO_NET_CONFIG_SIZE, VIRTIO_NET_CONFIG_STATUS, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM,
   VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_GUEST_UFO, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6,
   VIRTIO_NET_F_HOST_UFO, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_NET_F_MTU, featureBit, hasFeature,
@@ -49,12 +49,20 @@ function checkParams(p: NetDeviceParams): void {
   }
 }
 
-/** The offered feature bits: Firecracker's fixed set, plus MAC and MTU when configured. */
+/**
+ * The offered feature bits: Firecracker's fixed set, plus MAC and MTU when configured, plus
+ * INDIRECT_DESC (as QEMU offers it; Firecracker does not). Without it a TSO frame holds one TX
+ * ring descriptor per page fragment plus one, and Linux virtio_net stops its queue whenever
+ * fewer than 2 + MAX_SKB_FRAGS (19) are free: a 256-entry ring holds as few as ~13 large frames
+ * and the guest sleeps until TX completions come back. With it each frame is one ring slot
+ * (virtio_ring.c takes an indirect table for any buffer of more than one descriptor). A
+ * guest-visible feature, not an API change.
+ */
 export function netFeatures(p: NetDeviceParams): bigint {
   let f = [
     VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_GUEST_UFO,
     VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_HOST_UFO, VIRTIO_NET_F_MRG_RXBUF, VIRTIO_F_VERSION_1,
-    VIRTIO_F_RING_EVENT_IDX,
+    VIRTIO_F_RING_EVENT_IDX, VIRTIO_F_RING_INDIRECT_DESC,
   ].reduce((acc, bit) => acc | featureBit(bit), 0n);
   if (p.guestMac !== null) f |= featureBit(VIRTIO_NET_F_MAC);
   if (p.mtu !== null) f |= featureBit(VIRTIO_NET_F_MTU);
