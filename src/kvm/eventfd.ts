@@ -9,6 +9,12 @@ import * as libc from './libc.js';
 export class EventFd {
   readonly fd: number;
   private readonly buf = Buffer.alloc(8);
+  /** The 1 `signal` writes, encoded once (`buf` is overwritten by `drain`). */
+  private static readonly ONE = (() => {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(1n, 0);
+    return b;
+  })();
 
   constructor(fd?: number) {
     this.fd = fd ?? libc.check('eventfd', libc.eventfd(0, libc.EFD_CLOEXEC | libc.EFD_NONBLOCK));
@@ -16,8 +22,7 @@ export class EventFd {
 
   /** Adds 1 to the counter (wakes pollers). EAGAIN (counter saturated) is ignored. */
   signal(): void {
-    this.buf.writeBigUInt64LE(1n, 0);
-    libc.write(this.fd, this.buf, 8);
+    libc.write(this.fd, EventFd.ONE, 8);
   }
 
   /** Reads and clears the counter; 0 when it was already 0. */

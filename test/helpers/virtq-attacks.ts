@@ -161,7 +161,8 @@ export const CHAIN_ATTACKS: readonly ChainAttack[] = [
       return { rejected: [], lost: 1, unsupported: [], statusAddrs: [] };
     },
   })),
-  // Indirect descriptors were never offered (VIRTIO_F_RING_INDIRECT_DESC, §2.6.5.3).
+  // Indirect descriptors the spec forbids (§2.6.5.3.1), refused whether or not the driver took
+  // VIRTIO_F_RING_INDIRECT_DESC: INDIRECT with NEXT, and a table of 4096 entries at 2^64 - 512.
   rejected('INDIRECT flag on the header', (ctx) => ({ hdr: { flags: NEXT | VIRTQ_DESC_F_INDIRECT } })),
   rejected('INDIRECT data descriptor', () => ({ data: { flags: NEXT | WRITE | VIRTQ_DESC_F_INDIRECT } })),
   rejected('INDIRECT table at 2^64 - 512', () => ({ hdr: { addr: TOP_OF_2_64, len: 0x10000, flags: VIRTQ_DESC_F_INDIRECT }, data: null })),
