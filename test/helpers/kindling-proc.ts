@@ -21,6 +21,8 @@ export class KindlingProc {
   readonly exit: Promise<number | null>;
   private stderr = '';
   private readonly stdinFd: number;
+  /** kill() closed stdinFd (a test may call kill() more than once, e.g. again in a finally). */
+  private stdinClosed = false;
   private readonly prefixed: boolean;
   /** Clients handed out, closed by kill() (an open one keeps the test process alive). */
   private readonly clients: FirecrackerClient[] = [];
@@ -94,15 +96,19 @@ export class KindlingProc {
     return `\nconsole:\n${this.console.slice(-1200)}\nstderr:\n${this.stderr.slice(-500)}\nlog:\n${log}`;
   }
 
-  /** Ends the process (SIGKILL) and waits for it. */
+  /**
+   * Ends the process (SIGKILL) and waits for it. Idempotent: the stdin fd is closed once. A
+   * second close of the same number closes whatever descriptor this process opened since (the
+   * kernel hands out the lowest free number). snapshot.test kills A and D a second time in its
+   * `finally`; after that, in the KVM tier's rerun of the file, no new API client's connect
+   * ever completed (reproduced in the sandbox; the rerun passes with this guard).
+   */
   async kill(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
     await this.exit;
     await Promise.all(this.clients.splice(0).map((c) => c.close().catch(() => undefined)));
-    try {
-      closeSync(this.stdinFd);
-    } catch {
-      // closed before
-    }
+    if (this.stdinClosed) return;
+    this.stdinClosed = true;
+    closeSync(this.stdinFd);
   }
 }
