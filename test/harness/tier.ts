@@ -31,7 +31,6 @@ function totals(printed: string): { total: number; passed: number; skipped: numb
   return { total: num('Total'), passed: num('Passed'), skipped: num('Skipped') };
 }
 
-
 function listTests(dir: string): string[] {
   const out: string[] = [];
   for (const name of readdirSync(dir).sort()) {

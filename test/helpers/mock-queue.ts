@@ -136,15 +136,7 @@ export class MockQueue {
    * index. `patch` changes fields of the ring descriptor. Does not notify.
    */
   addIndirectChain(buffers: readonly MockBuffer[], table: number, patch: Partial<RawDescriptor> = {}): number {
-    buffers.forEach((b, k) => {
-      const last = k === buffers.length - 1;
-      this.writeDescriptor(k, {
-        addr: b.addr,
-        len: b.len,
-        flags: (last ? 0 : VIRTQ_DESC_F_NEXT) | (b.write ? VIRTQ_DESC_F_WRITE : 0),
-        next: last ? 0 : k + 1,
-      }, table);
-    });
+    this.writeChain(buffers.map((_, k) => k), buffers, table);
     const head = this.nextDesc;
     this.nextDesc = (this.nextDesc + 1) % this.size;
     this.writeDescriptor(head, { addr: table, len: VIRTQ_DESC_SIZE * buffers.length, flags: VIRTQ_DESC_F_INDIRECT, next: 0, ...patch });
@@ -152,8 +144,11 @@ export class MockQueue {
     return head;
   }
 
-  /** Writes `buffers` linked through the given descriptor indices (not published). */
-  writeChain(indices: readonly number[], buffers: readonly MockBuffer[]): void {
+  /**
+   * Writes `buffers` linked through the given descriptor indices (not published), in the
+   * ring's table or in the table at `table`.
+   */
+  writeChain(indices: readonly number[], buffers: readonly MockBuffer[], table = this.config.descTable): void {
     buffers.forEach((b, k) => {
       const last = k === buffers.length - 1;
       this.writeDescriptor(indices[k]!, {
@@ -161,7 +156,7 @@ export class MockQueue {
         len: b.len,
         flags: (last ? 0 : VIRTQ_DESC_F_NEXT) | (b.write ? VIRTQ_DESC_F_WRITE : 0),
         next: last ? 0 : indices[k + 1]!,
-      });
+      }, table);
     });
   }
 

@@ -129,8 +129,8 @@ export class ByteConfigSpace implements VirtioConfigSpace {
 
 /**
  * Builds the device-side Queue objects of an activation, with EVENT_IDX and INDIRECT_DESC as
- * negotiated. The
- * first failure is returned (it cannot happen when the transport validated the same memory).
+ * negotiated. The first failure is returned (it cannot happen when the transport validated
+ * the same memory).
  */
 export function createQueues(mem: GuestMemory, activation: VirtioActivation): Queue[] | VirtqueueError {
   const eventIdx = hasFeature(activation.ackedFeatures, VIRTIO_F_RING_EVENT_IDX);
