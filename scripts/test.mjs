@@ -115,8 +115,8 @@ if (wantKvm) {
     // a fresh sandbox, up to MAX_SANDBOX_BOOTS boots in all (a full tier has seen two panics in
     // one run, mostly under strace's and the network tests' cross-CPU wake-ups); the output says
     // so. A test that fails is not retried, with one exception the tier makes itself
-    // (test/harness/tier.ts): a file whose failure shows a guest triple fault, the rig's other
-    // known failure, runs once more and its second run counts.
+    // (test/harness/tier.ts): a file whose failure shows its guest dying (a triple fault or a
+    // kernel panic), the rig's other known failure, runs once more and its second run counts.
     const MAX_SANDBOX_BOOTS = 5;
     // The watcher rewrites watch.txt every 20 s; 150 s without it means the sandbox's kernel
     // stopped (seen: QEMU idle at 0% CPU, both emulated CPUs halted, nothing running inside).

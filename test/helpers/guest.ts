@@ -51,6 +51,18 @@ export function vcpuThreads(): string {
   return rows.length ? `vCPU threads of this process: ${rows.join('; ')}` : 'no vCPU thread in this process';
 }
 
+/**
+ * The end of a guest's console for a failure message: from the first crash report in its
+ * last 8000 characters ("Kernel panic - not syncing", "BUG:", "Oops:", "general protection
+ * fault") when there is one, else the last `tailChars`. The report's header line says why
+ * the guest died, and the stack dump after it can push that line out of a plain tail.
+ */
+export function consoleEnd(text: string, tailChars = 2000): string {
+  const end = text.slice(-8000);
+  const at = end.search(/^.*(Kernel panic - not syncing|BUG: |Oops: |general protection fault)/m);
+  return at >= 0 ? end.slice(at) : text.slice(-tailChars);
+}
+
 /** Collects a stream's text and resolves when `pattern` appears (rejects after `ms`). */
 export class ConsoleLog {
   text = '';
@@ -73,7 +85,7 @@ export class ConsoleLog {
     const m = this.text.match(re);
     if (m) return Promise.resolve(m);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`console did not show ${re} within ${ms / 1000} s; last output:\n${this.text.slice(-2000)}\n${vcpuThreads()}`)), ms);
+      const timer = setTimeout(() => reject(new Error(`console did not show ${re} within ${ms / 1000} s; last output:\n${consoleEnd(this.text)}\n${vcpuThreads()}`)), ms);
       this.waiters.push({ re, resolve: (x) => { clearTimeout(timer); resolve(x); } });
     });
   }

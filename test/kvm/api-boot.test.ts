@@ -17,7 +17,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { FirecrackerClient } from 'kindling/client';
-import { fixture, testBootArgs, withTimeout } from '../helpers/guest.js';
+import { consoleEnd, fixture, testBootArgs, withTimeout } from '../helpers/guest.js';
 import { pollUntil } from '../helpers/poll.js';
 
 const BIN = resolve('bin/kindling.js');
@@ -74,7 +74,7 @@ test('kindling --api-sock: drive + boot over HTTP; GET / answered during the boo
   const big = image(join(dir, 'big.img'), 16 * MiB, [[16 * MiB - 512, 'DRIVE_B_OK']]);
   // Logs to a file, so stdout is the serial console alone and its growth is the guest's.
   const p = startKindling(['--api-sock', sock, '--id', 'api-test', '--log-path', logPath]);
-  const tail = (): string => `\nconsole:\n${p.console.text.slice(-1500)}\nstderr+log:\n${p.all.text.slice(-500)}${existsSync(logPath) ? readFileSync(logPath, 'utf8').slice(-1500) : ''}`;
+  const tail = (): string => `\nconsole:\n${consoleEnd(p.console.text, 1500)}\nstderr+log:\n${p.all.text.slice(-500)}${existsSync(logPath) ? readFileSync(logPath, 'utf8').slice(-1500) : ''}`;
   const waitConsole = async (re: RegExp, ms: number): Promise<RegExpMatchArray> => {
     await pollUntil(() => re.test(p.console.text), ms, () => `the console did not show ${re}${tail()}`, 50);
     return p.console.text.match(re)!;
@@ -149,6 +149,13 @@ test('kindling --api-sock: drive + boot over HTTP; GET / answered during the boo
 
     await api.close();
     assert.is(await withTimeout(p.exit, 60_000, () => `no exit after the guest script${tail()}`), 0, 'the guest reboot ends the process with 0');
+  } catch (e) {
+    // An API call that fails because the process is gone (EPIPE, ECONNRESET) says nothing of
+    // why: add what the process and its guest printed (a guest triple fault there is what
+    // the KVM tier reruns a file for).
+    const err = e as Error;
+    if (String(err.message).includes('\nconsole:\n')) throw err;
+    throw new Error(`${err.message}${tail()}\nexit code: ${p.child.exitCode ?? 'still running'}`, { cause: err });
   } finally {
     p.child.kill('SIGKILL');
   }

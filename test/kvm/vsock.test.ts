@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { MicroVm } from 'kindling';
 import { createMetrics } from '../../src/metrics/metrics.js';
 import { readMetricsFile } from '../helpers/metrics-file.js';
-import { ConsoleLog, fixture, testBootArgs, withTimeout } from '../helpers/guest.js';
+import { ConsoleLog, consoleEnd, fixture, testBootArgs, withTimeout } from '../helpers/guest.js';
 import { sha256, totalBytes, vsockConnect, vsockListener, writeAll } from '../helpers/vsock-client.js';
 
 const MiB = 1 << 20;
@@ -92,8 +92,15 @@ function progress(): string {
 let ticker: NodeJS.Timeout | undefined;
 
 /** The running VM and its console (fails when the boot test did not get that far). */
+let toldConsole = false;
 function running(): { vm: MicroVm; con: ConsoleLog } {
-  if (!vm || !con || vm.state !== 'Running') throw new Error(`no running guest: ${progress()}`);
+  if (!vm || !con || vm.state !== 'Running') {
+    // The first time only: the console's end says how the guest died (a panic's report, a
+    // triple fault), which the one-line progress cuts to its last line.
+    const end = con && !toldConsole ? `\nconsole's end:\n${consoleEnd(con.text)}` : '';
+    toldConsole ||= end !== '';
+    throw new Error(`no running guest: ${progress()}${end}`);
+  }
   return { vm, con };
 }
 

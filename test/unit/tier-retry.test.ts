@@ -1,7 +1,7 @@
 /**
  * The test tier's one retry (test/harness/tier.ts): a KVM-tier file whose failure shows a guest
- * triple fault runs once more and its second run counts; any other failure, or a second triple
- * fault, fails. Runs the real tier runner as a child on a stand-in file (no KVM needed).
+ * triple fault or a guest kernel panic runs once more and its second run counts; any other
+ * failure, or a second guest death, fails. Runs the real tier runner as a child on a stand-in file (no KVM needed).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -31,7 +31,7 @@ test('a guest triple fault once: the file runs again, says so, and its second ru
   const t = runTier('once');
   assert.is(t.runs, 2);
   assert.equal([t.result.passed, t.result.failed], [1, 0]);
-  assert.match(t.out, /flaky-guest\.js failed with a guest triple fault .* running it once more/);
+  assert.match(t.out, /flaky-guest\.js failed with a guest triple fault, the nested rig.s known failure: running it once more/);
   assert.match(t.out, /second run after a guest triple fault: 1 passed, 0 failed/);
 });
 
@@ -39,6 +39,13 @@ test('a triple fault in the second run too fails the file', () => {
   const t = runTier('twice');
   assert.is(t.runs, 2);
   assert.equal([t.result.passed, t.result.failed], [0, 1]);
+});
+
+test('a guest kernel panic on a printed console: the file runs again and its second run counts', () => {
+  const t = runTier('panic');
+  assert.is(t.runs, 2);
+  assert.equal([t.result.passed, t.result.failed], [1, 0]);
+  assert.match(t.out, /second run after a guest kernel panic: 1 passed, 0 failed/);
 });
 
 test('any other failure is not retried', () => {
