@@ -100,8 +100,11 @@ function iperfServer(): { proc: ChildProcess; started: Promise<void> } {
 /** The KVM debugfs counters that tell where a guest's exits went (those that moved). */
 function kvmSummary(k: Record<string, number> | undefined): string {
   if (!k) return 'unavailable';
-  return ['exits', 'io_exits', 'mmio_exits', 'irq_exits', 'halt_exits', 'halt_wakeup', 'irq_injections', 'irq_window_exits', 'request_irq_exits', 'signal_exits', 'pf_guest', 'insn_emulation']
-    .filter((n) => (k[n] ?? 0) > 0).map((n) => `${n} ${k[n]}`).join(', ');
+  const counts = ['exits', 'io_exits', 'mmio_exits', 'irq_exits', 'halt_exits', 'halt_wakeup', 'irq_injections', 'irq_window_exits', 'request_irq_exits', 'signal_exits', 'pf_guest', 'insn_emulation']
+    .filter((n) => (k[n] ?? 0) > 0).map((n) => `${n} ${k[n]}`);
+  // Time the vCPU spent halted: how long the guest waited with nothing to run.
+  if (k.halt_wait_ns) counts.push(`halted ${(k.halt_wait_ns / 1e9).toFixed(2)} s`);
+  return counts.join(', ');
 }
 
 const ip = (...args: string[]): void => { execFileSync('ip', args, { stdio: 'ignore' }); };
@@ -123,18 +126,26 @@ export async function runNet(c: ResultsCollector, base: VmSpec, initrd: string, 
         const iperf = iperfServer();
         server = iperf.proc;
         await iperf.started;
-        const s = await bootOnce(side, spec, ctx, /(?:^|\n)BENCH_NET_DONE/);
+        // The counters are taken again as the download starts, to tell the two tests apart.
+        const s = await bootOnce(side, spec, ctx, /(?:^|\n)BENCH_NET_DONE/, /(?:^|\n)BENCH_IPERF_RX/);
         const { tx, rx } = iperfRates(s.console);
         // The guest's eth0 counters after each test (packets are skbs: GSO frames count once).
         const netDev = [...s.console.matchAll(/^\s*eth0:.*$/gm)].map((m) => m[0].trim());
         // The device's guest interrupt count after each test (/proc/interrupts: IRQ, count, chip, name).
         const irqs = [...s.console.matchAll(/^\s*\d+:\s+(\d+)\s.*virtio.*$/gm)].map((m) => Number(m[1]));
-        run.data = { txMiBs: tx, rxMiBs: rx, netDev, guestInterrupts: irqs, vmmCpu: s.cpuAfterMarker, kvm: s.kvmAfterMarker, console: s.console.slice(0, 4000) };
+        const kvmUpload = s.kvmToMidway;
+        const kvmDownload = s.kvmAfterMarker && kvmUpload
+          ? Object.fromEntries(Object.entries(s.kvmAfterMarker).map(([k, v]) => [k, v - (kvmUpload[k] ?? 0)]))
+          : undefined;
+        run.data = {
+          txMiBs: tx, rxMiBs: rx, netDev, guestInterrupts: irqs, vmmCpu: s.cpuAfterMarker, kvm: s.kvmAfterMarker,
+          vmmCpuUpload: s.cpuToMidway, kvmUpload, kvmDownload, console: s.console.slice(0, 4000),
+        };
         if (tx === undefined || rx === undefined) throw new Error(`no iperf3 receiver line each way: ${s.console.slice(0, 1200)}`);
         run.ok = true;
         c.add('net.tx', side, tx);
         c.add('net.rx', side, rx);
-        log(`net ${side} round ${round + 1}/${rounds}: guest→host ${tx.toFixed(1)} MiB/s, host→guest ${rx.toFixed(1)} MiB/s; guest /proc/net/dev: ${netDev.join(' | ')}; virtio interrupts after each test: ${irqs.join(', ')}; VMM CPU ms per thread over both tests: ${s.cpuAfterMarker}; KVM counters over both tests: ${kvmSummary(s.kvmAfterMarker)}`);
+        log(`net ${side} round ${round + 1}/${rounds}: guest→host ${tx.toFixed(1)} MiB/s, host→guest ${rx.toFixed(1)} MiB/s; guest /proc/net/dev: ${netDev.join(' | ')}; virtio interrupts after each test: ${irqs.join(', ')}; VMM CPU ms per thread over both tests: ${s.cpuAfterMarker} (upload alone: ${s.cpuToMidway}); KVM counters in the upload: ${kvmSummary(kvmUpload)}; in the download: ${kvmSummary(kvmDownload)}`);
       } catch (e) {
         run.error = (e as Error).message;
         log(`net ${side} round ${round + 1} FAILED: ${run.error}`);

@@ -82,6 +82,10 @@ export interface BootSample {
   phases?: string;
   /** With `until`: the VM's KVM debugfs counters at `until` minus those at the marker. */
   kvmAfterMarker?: Record<string, number>;
+  /** With `midway`: CPU ms per VMM thread from the marker to `midway` (as cpuAfterMarker). */
+  cpuToMidway?: string;
+  /** With `midway`: the KVM debugfs counters at `midway` minus those at the marker. */
+  kvmToMidway?: Record<string, number>;
 }
 
 /** The QEMU command line for a spec (everything after the binary). */
@@ -118,11 +122,18 @@ export function kindlingArgs(repo: string, spec: VmSpec): string[] {
   return [...prof, join(repo, 'dist', 'bench', 'kindling-vm.js'), JSON.stringify(a)];
 }
 
+/** The KVM counters of `end` minus those of `start`. */
+function kvmDelta(start: Record<string, number>, end: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(end).map(([k, v]) => [k, v - (start[k] ?? 0)]));
+}
+
 /**
  * Boots `spec` under `side`, measures at the marker, optionally waits for `until` on the
- * console (the block scenario's results), then kills the VMM.
+ * console (the block scenario's results), then kills the VMM. With `midway` (which must show
+ * before `until`) the thread CPU and KVM counters are also taken when it shows, so a scenario
+ * that runs two tests in one boot (net: upload, then download) can tell them apart.
  */
-export async function bootOnce(side: Side, spec: VmSpec, ctx: RunContext, until?: RegExp): Promise<BootSample> {
+export async function bootOnce(side: Side, spec: VmSpec, ctx: RunContext, until?: RegExp, midway?: RegExp): Promise<BootSample> {
   const before = ctx.stats.snapshot();
   const rt = ctx.runtime;
   const proc = side === 'kindling'
@@ -162,11 +173,17 @@ export async function bootOnce(side: Side, spec: VmSpec, ctx: RunContext, until?
     if (uptime) sample.guestUptimeS = Number(uptime.match[1]);
     if (until) {
       const at = proc.text.indexOf(GUEST_MARKER);
+      if (midway) {
+        await proc.waitFor(midway, ctx.timeoutMs);
+        sample.cpuToMidway = cpuSince(cpuAtMarker, proc.pid);
+        const kvmMid = ctx.stats.vmStats(proc.pid);
+        if (kvm && kvmMid) sample.kvmToMidway = kvmDelta(kvm, kvmMid);
+      }
       await proc.waitFor(until, ctx.timeoutMs);
       sample.console = proc.text.slice(at);
       sample.cpuAfterMarker = cpuSince(cpuAtMarker, proc.pid);
       const kvmEnd = ctx.stats.vmStats(proc.pid);
-      if (kvm && kvmEnd) sample.kvmAfterMarker = Object.fromEntries(Object.entries(kvmEnd).map(([k, v]) => [k, v - (kvm[k] ?? 0)]));
+      if (kvm && kvmEnd) sample.kvmAfterMarker = kvmDelta(kvm, kvmEnd);
     }
     return sample;
   } finally {
