@@ -119,7 +119,10 @@ export function kindlingArgs(repo: string, spec: VmSpec): string[] {
   // KINDLING_BENCH_CPU_PROF=<dir>: V8 CPU profiles of the child and each of its actors there
   // (a diagnosis aid; the numbers of such a run are not comparable).
   const prof = process.env.KINDLING_BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.KINDLING_BENCH_CPU_PROF] : [];
-  return [...prof, join(repo, 'dist', 'bench', 'kindling-vm.js'), JSON.stringify(a)];
+  // KINDLING_BENCH_NODE_FLAGS="--flag ...": node/V8 flags for the Kindling child, for A/B
+  // runs of a runtime setting (e.g. --single-threaded-gc, 2026-12-07-10.findings.md).
+  const extra = process.env.KINDLING_BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+  return [...extra, ...prof, join(repo, 'dist', 'bench', 'kindling-vm.js'), JSON.stringify(a)];
 }
 
 /** The KVM counters of `end` minus those of `start`. */
