@@ -26,7 +26,7 @@
  * never failed, and is the alternative the issue allows. KINDLING_BENCH_NET_SECS changes SECS.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { bootOnce, type RunContext, type VmSpec } from './vm-run.js';
+import { bootOnce, kvmDelta, type RunContext, type VmSpec } from './vm-run.js';
 import type { ResultsCollector, RunRecord } from '../results.js';
 
 /** Seconds per iperf3 test (iperf3's default -t). */
@@ -134,9 +134,7 @@ export async function runNet(c: ResultsCollector, base: VmSpec, initrd: string, 
         // The device's guest interrupt count after each test (/proc/interrupts: IRQ, count, chip, name).
         const irqs = [...s.console.matchAll(/^\s*\d+:\s+(\d+)\s.*virtio.*$/gm)].map((m) => Number(m[1]));
         const kvmUpload = s.kvmToMidway;
-        const kvmDownload = s.kvmAfterMarker && kvmUpload
-          ? Object.fromEntries(Object.entries(s.kvmAfterMarker).map(([k, v]) => [k, v - (kvmUpload[k] ?? 0)]))
-          : undefined;
+        const kvmDownload = s.kvmAfterMarker && kvmUpload ? kvmDelta(kvmUpload, s.kvmAfterMarker) : undefined;
         run.data = {
           txMiBs: tx, rxMiBs: rx, netDev, guestInterrupts: irqs, vmmCpu: s.cpuAfterMarker, kvm: s.kvmAfterMarker,
           vmmCpuUpload: s.cpuToMidway, kvmUpload, kvmDownload, console: s.console.slice(0, 4000),

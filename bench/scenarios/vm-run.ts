@@ -126,7 +126,7 @@ export function kindlingArgs(repo: string, spec: VmSpec): string[] {
 }
 
 /** The KVM counters of `end` minus those of `start`. */
-function kvmDelta(start: Record<string, number>, end: Record<string, number>): Record<string, number> {
+export function kvmDelta(start: Record<string, number>, end: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(end).map(([k, v]) => [k, v - (start[k] ?? 0)]));
 }
 
