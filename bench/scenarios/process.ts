@@ -169,14 +169,14 @@ export function watchKindling(rt: Runtime, args: readonly string[]): Watched {
 }
 
 /**
- * One /proc/<pid>[/task/<tid>]/stat: the thread's name, its CPU time (utime + stime) and the
- * part of it spent running a guest (guest_time, field 43), in ms (clock ticks of 10 ms, USER_HZ
- * 100). Throws once the process or thread is gone.
+ * One /proc/<pid>[/task/<tid>]/stat: the thread's name, its CPU time (utime + stime), the
+ * kernel's part of it (stime) and the part spent running a guest (guest_time, field 43), in ms
+ * (clock ticks of 10 ms, USER_HZ 100). Throws once the process or thread is gone.
  */
-export function readStat(path: string): { name: string; cpuMs: number; guestMs: number } {
+export function readStat(path: string): { name: string; cpuMs: number; sysMs: number; guestMs: number } {
   const st = readFileSync(path, 'utf8');
   const f = st.replace(/^.*\) /s, '').split(' ');
-  return { name: /\((.*)\)/s.exec(st)?.[1] ?? '?', cpuMs: (Number(f[11]) + Number(f[12])) * 10, guestMs: Number(f[40]) * 10 };
+  return { name: /\((.*)\)/s.exec(st)?.[1] ?? '?', cpuMs: (Number(f[11]) + Number(f[12])) * 10, sysMs: Number(f[12]) * 10, guestMs: Number(f[40]) * 10 };
 }
 
 /** Every thread of a process now (`tid` → readStat); empty once it is gone. */
@@ -190,15 +190,27 @@ export function threadStats(pid: number): Map<string, ReturnType<typeof readStat
   return out;
 }
 
-/** CPU ms per thread (`tid name` → ms) of a process now; empty once it is gone. */
+/** CPU ms per thread (`tid name` → ms, and `tid name sys` → its kernel part) of a process now; empty once it is gone. */
 export function threadCpuMap(pid: number): Map<string, number> {
-  return new Map([...threadStats(pid)].map(([t, s]) => [`${t} ${s.name}`, s.cpuMs]));
+  return new Map([...threadStats(pid)].flatMap(([t, s]) => [[`${t} ${s.name}`, s.cpuMs], [`${t} ${s.name} sys`, s.sysMs]] as const));
 }
 
-/** Which threads used CPU between two threadCpuMap readings (`name:ms`, 10 ms and up). */
+/**
+ * Which threads used CPU between two threadCpuMap readings (`name:ms`, 10 ms and up, with the
+ * kernel's part as ` (sys ms)` once it is 100 ms or more: a device thread's CPU is mostly
+ * the host kernel's packet or I/O work or mostly its own JS, and the two call for different
+ * fixes). The process's main thread (tid = pid) is named `name (main)`: Node's helper threads
+ * share its name, and which of them is busy is the question.
+ */
 export function cpuSince(before: Map<string, number>, pid: number): string {
-  return [...threadCpuMap(pid)].map(([k, ms]) => [k.replace(/^\d+ /, ''), ms - (before.get(k) ?? 0)] as const)
-    .filter(([, ms]) => ms >= 10).map(([n, ms]) => `${n}:${ms}`).join(' ');
+  const now = threadCpuMap(pid);
+  const since = (k: string): number => (now.get(k) ?? 0) - (before.get(k) ?? 0);
+  const main = `${pid} `;
+  return [...now.keys()].filter((k) => !k.endsWith(' sys')).map((k) => {
+    const name = k.startsWith(main) ? `${k.slice(main.length)} (main)` : k.replace(/^\d+ /, '');
+    const sys = since(`${k} sys`);
+    return [`${name}:${since(k)}${sys >= 100 ? ` (sys ${sys})` : ''}`, since(k)] as const;
+  }).filter(([, ms]) => ms >= 10).map(([text]) => text).join(' ');
 }
 
 /** The threads of a process that used 100 ms of CPU or more (`name:ms (guest ms)`), or 'gone'. */

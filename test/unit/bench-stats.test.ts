@@ -1,4 +1,4 @@
-/** Benchmark statistics and report on fixed sample data: medians, ratios, markdown, SVG. */
+/** Benchmark statistics and report on fixed sample data: medians, ratios, markdown, SVG; the per-thread CPU reading. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { compare, compareAll, formatSummary, median, pairedDifference, ratio, summarize } from '../../bench/stats.js';
@@ -6,9 +6,10 @@ import { renderMarkdown, ratioLines, renderReport } from '../../bench/report.js'
 import { renderSvg, xmlEscape } from '../../bench/report.js';
 import { ResultsCollector, mergeResults, type BenchResults, type MetricResult } from '../../bench/results.js';
 import { parseHist } from '../../bench/scenarios/kvm-stats.js';
-import { parseSmaps, guestRamMatcher } from '../../bench/scenarios/process.js';
+import { parseSmaps, guestRamMatcher, cpuSince, threadCpuMap } from '../../bench/scenarios/process.js';
 import { blockRates } from '../../bench/scenarios/block.js';
 import { iperfRates } from '../../bench/scenarios/net.js';
+import { statSync } from 'node:fs';
 
 const metric = (id: string, kindling: number[], qemu: number[], extra: Partial<MetricResult> = {}): MetricResult => ({
   id, scenario: 'Boot', label: id, unit: 'ms', better: 'lower', samples: { kindling, qemu }, ...extra,
@@ -184,6 +185,18 @@ test('parsers: tracefs histogram, smaps guest mapping, busybox dd', () => {
   assert.equal(blockRates('BENCH_BLK 4.50 4.50 7.00', 64), { read: undefined, write: 25.6 });
   assert.equal(blockRates('BENCH_BLK 1.00 3.00 11.00'), { read: 128, write: 32 }, 'default size is the 256 MiB image');
   assert.equal(blockRates('no line'), {});
+});
+
+test('cpuSince names the main thread and gives the kernel part of a thread\'s CPU', () => {
+  const before = threadCpuMap(process.pid);
+  // Spend ≥ 200 ms of system time (stat(2) calls) on this, the main thread.
+  const start = process.cpuUsage();
+  while (process.cpuUsage(start).system < 200_000) statSync('/');
+  const text = cpuSince(before, process.pid);
+  const main = / ?([^:]+) \(main\):(\d+)(?: \(sys (\d+)\))?/.exec(text);
+  assert.ok(main, text);
+  assert.ok(Number(main![2]) >= 190, text);
+  assert.ok(Number(main![3] ?? 0) >= 150, `no kernel part, or too small: ${text}`);
 });
 
 test('mergeResults: samples pooled per metric id, runs and skips joined, span and scenario order kept', () => {
