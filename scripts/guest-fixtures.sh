@@ -32,8 +32,11 @@ die() { log "error: $*"; exit 1; }
 for tool in apt-get apt-cache dpkg-deb cpio gzip mke2fs depmod modprobe sha256sum; do
   command -v "$tool" >/dev/null || die "missing $tool (apt-get install -y cpio e2fsprogs kmod)"
 done
-[ -x /bin/busybox ] && /bin/busybox --list | grep -qx insmod \
-  || die "missing static busybox (apt-get install -y busybox-static)"
+# The list goes through a variable, not a pipe: with pipefail, `busybox --list | grep -q`
+# fails whenever grep exits at its match before busybox has written the rest (SIGPIPE); seen
+# once as a spurious "missing static busybox" with busybox-static installed.
+bblist=$( [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null || true )
+grep -qx insmod <<<"$bblist" || die "missing static busybox (apt-get install -y busybox-static)"
 
 # --- which Debian packages (the cache key) ----------------------------------------------
 kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -n1)
