@@ -138,7 +138,12 @@ test('boot: the guest fetches its script over vsock and listens', async () => {
   }, { log: (level, msg) => { if (level !== 'info') console.log(`    kindling ${level}: ${msg}`); }, metrics });
   con = new ConsoleLog(vm.console);
   await withTimeout(vm.start(), 300_000, () => `InstanceStart did not finish: ${progress()}`);
-  await con.waitFor(/VSOCK_LISTENING/, 600_000);
+  // A guest that dies in its boot (the nested rig's triple faults) fails the test at once,
+  // with the VM's exit reason, instead of after the console wait's ten minutes, which took a
+  // CI run of 2026-12-07 to the sandbox's deadline.
+  const died = vm.exit.then((e) => { throw new Error(`the VM exited during the boot (${e.reason}); console:\n${consoleEnd(con!.text)}`); });
+  await Promise.race([con.waitFor(/VSOCK_LISTENING/, 600_000), died]);
+  died.catch(() => undefined);
   console.log(`    ${progress()}`);
 });
 
