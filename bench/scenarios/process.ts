@@ -208,8 +208,9 @@ export function cpuSince(before: Map<string, number>, pid: number): string {
   const main = `${pid} `;
   return [...now.keys()].filter((k) => !k.endsWith(' sys')).map((k) => {
     const name = k.startsWith(main) ? `${k.slice(main.length)} (main)` : k.replace(/^\d+ /, '');
+    const ms = since(k);
     const sys = since(`${k} sys`);
-    return [`${name}:${since(k)}${sys >= 100 ? ` (sys ${sys})` : ''}`, since(k)] as const;
+    return [`${name}:${ms}${sys >= 100 ? ` (sys ${sys})` : ''}`, ms] as const;
   }).filter(([, ms]) => ms >= 10).map(([text]) => text).join(' ');
 }
 

@@ -19,9 +19,7 @@ import { appendFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { TRIPLE_FAULT_DETAIL } from '../../src/actors/vcpu/protocol.js';
-
-/** What a Linux guest's console shows when its kernel panics (kernel/panic.c `panic()`). */
-const GUEST_PANIC = 'Kernel panic - not syncing';
+import { GUEST_PANIC } from '../helpers/guest.js';
 
 interface UvuGlobals { UVU_DEFER?: number; UVU_INDEX?: number; UVU_QUEUE?: unknown[][] }
 

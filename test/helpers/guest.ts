@@ -51,6 +51,11 @@ export function vcpuThreads(): string {
   return rows.length ? `vCPU threads of this process: ${rows.join('; ')}` : 'no vCPU thread in this process';
 }
 
+/** What a Linux guest's console shows when its kernel panics (kernel/panic.c `panic()`). */
+export const GUEST_PANIC = 'Kernel panic - not syncing';
+/** The first line of a guest kernel's crash report (the panic itself, or what led to it). */
+const CRASH_REPORT = new RegExp(`^.*(${GUEST_PANIC}|BUG: |Oops: |general protection fault)`, 'm');
+
 /**
  * The end of a guest's console for a failure message: from the first crash report in its
  * last 8000 characters ("Kernel panic - not syncing", "BUG:", "Oops:", "general protection
@@ -59,7 +64,7 @@ export function vcpuThreads(): string {
  */
 export function consoleEnd(text: string, tailChars = 2000): string {
   const end = text.slice(-8000);
-  const at = end.search(/^.*(Kernel panic - not syncing|BUG: |Oops: |general protection fault)/m);
+  const at = end.search(CRASH_REPORT);
   return at >= 0 ? end.slice(at) : text.slice(-tailChars);
 }
 

@@ -91,8 +91,9 @@ function progress(): string {
 // would otherwise carry "no vm" lines from here).
 let ticker: NodeJS.Timeout | undefined;
 
-/** The running VM and its console (fails when the boot test did not get that far). */
+/** Whether a failure has printed the console's end already (`running`). */
 let toldConsole = false;
+/** The running VM and its console (fails when the boot test did not get that far). */
 function running(): { vm: MicroVm; con: ConsoleLog } {
   if (!vm || !con || vm.state !== 'Running') {
     // The first time only: the console's end says how the guest died (a panic's report, a

@@ -1,7 +1,8 @@
 /**
  * The test tier's one retry (test/harness/tier.ts): a KVM-tier file whose failure shows a guest
  * triple fault or a guest kernel panic runs once more and its second run counts; any other
- * failure, or a second guest death, fails. Runs the real tier runner as a child on a stand-in file (no KVM needed).
+ * failure, or a second guest death, fails. Runs the real tier runner as a child on a stand-in
+ * file (no KVM needed).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
