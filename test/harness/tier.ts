@@ -8,7 +8,7 @@
  * shrink the count silently.
  *
  * KVM tier only: a file whose failure shows its guest dying (Kindling's "KVM_EXIT_SHUTDOWN
- * (triple fault)", or the guest kernel's "Kernel panic - not syncing" on a console the test
+ * (triple fault)" or Firecracker's "Unexpected exit reason on vcpu run: Shutdown" line, or the guest kernel's "Kernel panic - not syncing" on a console the test
  * printed) runs once more, as a fresh module instance, and the second run's result is the
  * file's. In the nested rig (QEMU TCG emulating SVM) guests of both VMMs die those ways now
  * and then under load, QEMU's as well (docs/design.md, "a triple fault out of nowhere"); CI
@@ -18,7 +18,7 @@
 import { appendFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { TRIPLE_FAULT_DETAIL } from '../../src/actors/vcpu/protocol.js';
+import { TRIPLE_FAULT_DETAIL, TRIPLE_FAULT_LOG } from '../../src/actors/vcpu/protocol.js';
 import { GUEST_PANIC } from '../helpers/guest.js';
 
 interface UvuGlobals { UVU_DEFER?: number; UVU_INDEX?: number; UVU_QUEUE?: unknown[][] }
@@ -62,7 +62,10 @@ async function main(): Promise<void> {
   const origWrite = process.stdout.write.bind(process.stdout);
   process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
     const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-    guestDeath ??= text.includes(TRIPLE_FAULT_DETAIL) ? 'a guest triple fault' : text.includes(GUEST_PANIC) ? 'a guest kernel panic' : null;
+    // Either of the VMM's two triple-fault lines: the vCPU's (Firecracker's text) comes first,
+    // and the VM's closing line can come after the file's last test has failed.
+    const tripleFault = text.includes(TRIPLE_FAULT_DETAIL) || text.includes(TRIPLE_FAULT_LOG);
+    guestDeath ??= tripleFault ? 'a guest triple fault' : text.includes(GUEST_PANIC) ? 'a guest kernel panic' : null;
     captured += text;
     if (captured.length > 1 << 16) captured = captured.slice(-4096);
     return (origWrite as (...a: unknown[]) => boolean)(chunk, ...rest);

@@ -42,6 +42,13 @@ test('a triple fault in the second run too fails the file', () => {
   assert.equal([t.result.passed, t.result.failed], [0, 1]);
 });
 
+test('only the vCPU\'s triple-fault line (the VM\'s closing line came after the file ended): the file runs again', () => {
+  const t = runTier('fclog');
+  assert.is(t.runs, 2);
+  assert.equal([t.result.passed, t.result.failed], [1, 0]);
+  assert.match(t.out, /second run after a guest triple fault: 1 passed, 0 failed/);
+});
+
 test('a guest kernel panic on a printed console: the file runs again and its second run counts', () => {
   const t = runTier('panic');
   assert.is(t.runs, 2);

@@ -70,6 +70,13 @@ export const VCPU_STATE = { CREATED: 0, RUNNING: 1, PAUSED: 2, EXITED: 3 } as co
  */
 export const TRIPLE_FAULT_DETAIL = 'KVM_EXIT_SHUTDOWN (triple fault)';
 
+/**
+ * Firecracker's log line for the same exit (vstate/vcpu.rs, `VcpuExit::Shutdown`). It is logged
+ * when the vCPU stops, before the VM's closing line that carries TRIPLE_FAULT_DETAIL; a test
+ * file can finish failing in between, so the tier matches this one too.
+ */
+export const TRIPLE_FAULT_LOG = 'Unexpected exit reason on vcpu run: Shutdown';
+
 /** Why a vCPU stopped. */
 export const VCPU_EXIT_KIND = {
   NONE: 0,

@@ -15,7 +15,7 @@ import { KVM_EXIT, KVM_EXIT_IO_OUT, KVM_SYSTEM_EVENT } from '../../kvm/constants
 import { installKickHandler, currentThreadId } from '../../kvm/kick.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import {
-  VCPU_SLOT as S, VCPU_REQUEST, VCPU_STATE, VCPU_EXIT_KIND, VM_SLOT, TRIPLE_FAULT_DETAIL, exitCodeOf,
+  VCPU_SLOT as S, VCPU_REQUEST, VCPU_STATE, VCPU_EXIT_KIND, VM_SLOT, TRIPLE_FAULT_DETAIL, TRIPLE_FAULT_LOG, exitCodeOf,
   type VcpuWorkerInit, type VcpuMessage, type VcpuExitKind,
 } from './protocol.js';
 import { buildBuses, type ExitSink } from './devices.js';
@@ -167,7 +167,7 @@ function runLoop(): void {
         return finish(VCPU_EXIT_KIND.HLT, 'KVM_EXIT_HLT');
       case KVM_EXIT.KVM_EXIT_SHUTDOWN:
         // Firecracker has no case for it: it is an "unexpected exit reason" there.
-        return fail(VCPU_EXIT_KIND.TRIPLE_FAULT, TRIPLE_FAULT_DETAIL, 'Unexpected exit reason on vcpu run: Shutdown');
+        return fail(VCPU_EXIT_KIND.TRIPLE_FAULT, TRIPLE_FAULT_DETAIL, TRIPLE_FAULT_LOG);
       case KVM_EXIT.KVM_EXIT_FAIL_ENTRY: {
         const why = vcpu.failEntryReason;
         return fail(VCPU_EXIT_KIND.FAIL_ENTRY, `KVM_EXIT_FAIL_ENTRY, hardware_entry_failure_reason 0x${why.toString(16)}`, `Received KVM_EXIT_FAIL_ENTRY signal: ${why} on cpu ${init.vcpuId}`);
